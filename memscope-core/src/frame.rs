@@ -1,0 +1,346 @@
+//! Frames: how records travel, and how a reader finds them again after damage.
+//!
+//! On the wire a frame is `COBS(payload) 0x00`. The payload is
+//! `head:varint records… [crc16:le]`, where `head = stream << 1 | checked`:
+//! the stream id says which producer (thread, or 0 for a microcontroller and
+//! the process's control stream) wrote the records, and `checked` says a
+//! CRC-16/IBM-SDLC of everything before it closes the payload. COBS keeps 0x00
+//! out of the frame, so after any damage a reader resynchronises at the next
+//! 0x00 and loses exactly the damaged frame, which [`Deframer`] reports with
+//! its byte offset and length.
+
+use crate::varint;
+use cobs::CobsEncoder;
+
+/// CRC-16/IBM-SDLC (the X.25 CRC), over the payload before the checksum.
+const CRC16: crc::Crc<u16> = crc::Crc::<u16>::new(&crc::CRC_16_IBM_SDLC);
+
+/// The most bytes the head of a frame takes.
+pub const MAX_HEAD_LEN: usize = 5;
+
+/// Bytes a frame of `payload_len` payload bytes takes on the wire at most,
+/// delimiter included.
+pub const fn max_frame_len(payload_len: usize) -> usize {
+    // COBS adds one byte per 254 and one up front; then the 0x00.
+    payload_len + payload_len / 254 + 2
+}
+
+/// The output buffer cannot hold the frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameTooLarge;
+
+/// Writes one frame incrementally: the records can arrive in several slices
+/// (a ring that wraps), and nothing is allocated.
+pub struct FrameEncoder<'o> {
+    cobs: CobsEncoder<'o>,
+    digest: Option<crc::Digest<'static, u16>>,
+    failed: bool,
+}
+
+impl<'o> FrameEncoder<'o> {
+    /// Starts a frame of stream `stream` in `out`; `checked` adds a CRC-16.
+    pub fn new(out: &'o mut [u8], stream: u32, checked: bool) -> Self {
+        let mut enc = FrameEncoder {
+            cobs: CobsEncoder::new(out),
+            digest: checked.then(|| CRC16.digest()),
+            failed: false,
+        };
+        let mut head = [0u8; MAX_HEAD_LEN];
+        let n = varint::write_u64(&mut head, (u64::from(stream) << 1) | u64::from(checked))
+            .unwrap_or(0);
+        enc.push(&head[..n]);
+        enc
+    }
+
+    /// Appends payload bytes (whole records).
+    pub fn push(&mut self, bytes: &[u8]) {
+        if let Some(d) = self.digest.as_mut() {
+            d.update(bytes);
+        }
+        if self.cobs.push(bytes).is_err() {
+            self.failed = true;
+        }
+    }
+
+    /// Closes the frame: checksum, COBS, delimiter. Returns the bytes written.
+    pub fn finish(mut self) -> Result<usize, FrameTooLarge> {
+        if let Some(d) = self.digest.take() {
+            let crc = d.finalize().to_le_bytes();
+            if self.cobs.push(&crc).is_err() {
+                self.failed = true;
+            }
+        }
+        if self.failed {
+            return Err(FrameTooLarge);
+        }
+        // The caller writes the 0x00 delimiter after these bytes: the COBS
+        // encoder holds the only borrow of the buffer until it is finalized.
+        Ok(self.cobs.finalize())
+    }
+}
+
+/// Encodes one whole frame (`records` is the payload after the head) into
+/// `out`, delimiter included. Returns the bytes written.
+pub fn encode_frame(
+    stream: u32,
+    checked: bool,
+    records: &[&[u8]],
+    out: &mut [u8],
+) -> Result<usize, FrameTooLarge> {
+    let n = {
+        let mut enc = FrameEncoder::new(out, stream, checked);
+        for r in records {
+            enc.push(r);
+        }
+        enc.finish()?
+    };
+    *out.get_mut(n).ok_or(FrameTooLarge)? = 0;
+    Ok(n + 1)
+}
+
+/// What was wrong with a span of bytes that did not yield a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Damage {
+    /// The bytes between two delimiters are not valid COBS.
+    Cobs,
+    /// The frame's CRC-16 does not match its payload.
+    Checksum,
+    /// No delimiter within the reader's frame buffer: an oversized or
+    /// run-together frame.
+    TooLong,
+    /// The payload does not start with a readable stream id.
+    Head,
+    /// The input ended inside a frame (no delimiter after its last bytes).
+    Truncated,
+}
+
+impl core::fmt::Display for Damage {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Damage::Cobs => "invalid COBS encoding",
+            Damage::Checksum => "checksum mismatch",
+            Damage::TooLong => "no frame delimiter within the frame size limit",
+            Damage::Head => "unreadable frame head",
+            Damage::Truncated => "input ends inside a frame",
+        })
+    }
+}
+
+/// What the [`Deframer`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FrameEvent<'b> {
+    /// An intact frame.
+    Frame {
+        /// Stream id from the head.
+        stream: u32,
+        /// The records (head and checksum removed).
+        records: &'b [u8],
+        /// Byte offset of the frame's first byte in the input.
+        offset: u64,
+    },
+    /// Bytes that were skipped.
+    Damaged {
+        /// Byte offset of the first skipped byte.
+        offset: u64,
+        /// How many bytes were skipped (delimiter not counted).
+        len: u64,
+        /// Why.
+        reason: Damage,
+    },
+}
+
+/// Splits a byte stream into frames without allocating: the caller lends the
+/// buffer, whose size bounds the largest frame it accepts.
+pub struct Deframer<'b> {
+    buf: &'b mut [u8],
+    fill: usize,
+    /// Bytes of the current frame, which may exceed `fill` once it overflowed.
+    frame_len: u64,
+    /// Offset of the next input byte.
+    offset: u64,
+}
+
+impl<'b> Deframer<'b> {
+    /// A deframer whose frames may be up to `buf.len()` encoded bytes long.
+    pub fn new(buf: &'b mut [u8]) -> Self {
+        Deframer {
+            buf,
+            fill: 0,
+            frame_len: 0,
+            offset: 0,
+        }
+    }
+
+    /// Offset of the next byte [`push`](Self::push) will read.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Consumes bytes from `input` up to and including the next frame
+    /// delimiter. Returns how many bytes were consumed and, when a delimiter
+    /// closed a frame, what it held. Call it again with the rest of the input.
+    pub fn push(&mut self, input: &[u8]) -> (usize, Option<FrameEvent<'_>>) {
+        let (take, closed) = match input.iter().position(|&b| b == 0) {
+            Some(i) => (i, true),
+            None => (input.len(), false),
+        };
+        let room = self.buf.len() - self.fill;
+        let copy = take.min(room);
+        self.buf[self.fill..self.fill + copy].copy_from_slice(&input[..copy]);
+        self.fill += copy;
+        self.frame_len += take as u64;
+        let consumed = take + usize::from(closed);
+        let start = self.offset + take as u64 - self.frame_len;
+        self.offset += consumed as u64;
+        if !closed {
+            return (consumed, None);
+        }
+        let len = self.frame_len;
+        let fill = self.fill;
+        self.fill = 0;
+        self.frame_len = 0;
+        (consumed, Self::close(&mut self.buf[..fill], start, len))
+    }
+
+    /// Ends the input: bytes after the last delimiter are a truncated frame.
+    pub fn finish(&mut self) -> Option<FrameEvent<'static>> {
+        let len = self.frame_len;
+        self.fill = 0;
+        self.frame_len = 0;
+        (len > 0).then(|| FrameEvent::Damaged {
+            offset: self.offset - len,
+            len,
+            reason: Damage::Truncated,
+        })
+    }
+
+    fn close(buf: &mut [u8], offset: u64, len: u64) -> Option<FrameEvent<'_>> {
+        if len == 0 {
+            // Back-to-back delimiters separate nothing; writers may pad with them.
+            return None;
+        }
+        let damaged = |reason| {
+            Some(FrameEvent::Damaged {
+                offset,
+                len,
+                reason,
+            })
+        };
+        if len > buf.len() as u64 {
+            return damaged(Damage::TooLong);
+        }
+        let n = match cobs::decode_in_place(buf) {
+            Ok(n) => n,
+            Err(_) => return damaged(Damage::Cobs),
+        };
+        let payload = &buf[..n];
+        let Ok((head, head_len)) = varint::read_u64(payload) else {
+            return damaged(Damage::Head);
+        };
+        let Ok(stream) = u32::try_from(head >> 1) else {
+            return damaged(Damage::Head);
+        };
+        let records = if head & 1 == 1 {
+            if payload.len() < head_len + 2 {
+                return damaged(Damage::Checksum);
+            }
+            let (body, crc) = payload.split_at(payload.len() - 2);
+            if CRC16.checksum(body).to_le_bytes() != crc {
+                return damaged(Damage::Checksum);
+            }
+            &body[head_len..]
+        } else {
+            &payload[head_len..]
+        };
+        Some(FrameEvent::Frame {
+            stream,
+            records,
+            offset,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    extern crate std;
+    use std::vec::Vec;
+
+    fn frames(input: &[u8], buf_len: usize) -> Vec<(Option<(u32, Vec<u8>)>, u64, u64)> {
+        let mut buf = std::vec![0u8; buf_len];
+        let mut d = Deframer::new(&mut buf);
+        let mut out = Vec::new();
+        let mut rest = input;
+        while !rest.is_empty() {
+            let (n, ev) = d.push(rest);
+            rest = &rest[n..];
+            match ev {
+                Some(FrameEvent::Frame {
+                    stream,
+                    records,
+                    offset,
+                }) => out.push((Some((stream, records.to_vec())), offset, 0)),
+                Some(FrameEvent::Damaged { offset, len, .. }) => out.push((None, offset, len)),
+                None => {}
+            }
+        }
+        if let Some(FrameEvent::Damaged { offset, len, .. }) = d.finish() {
+            out.push((None, offset, len));
+        }
+        out
+    }
+
+    #[test]
+    fn round_trip_checked_and_unchecked() {
+        let mut wire = Vec::new();
+        for (stream, checked, body) in [(0u32, false, &b"\x01\x00\x02"[..]), (7, true, b"abc"), (3, true, b"")] {
+            let mut out = [0u8; 64];
+            let n = encode_frame(stream, checked, &[body], &mut out).unwrap();
+            assert_eq!(out[n - 1], 0);
+            assert!(!out[..n - 1].contains(&0));
+            wire.extend_from_slice(&out[..n]);
+        }
+        let got = frames(&wire, 64);
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[0].0, Some((0, b"\x01\x00\x02".to_vec())));
+        assert_eq!(got[1].0, Some((7, b"abc".to_vec())));
+        assert_eq!(got[2].0, Some((3, Vec::new())));
+        assert_eq!(got[1].1, 6);
+    }
+
+    #[test]
+    fn checksum_catches_a_flipped_bit() {
+        let mut out = [0u8; 64];
+        let n = encode_frame(1, true, &[b"hello world"], &mut out).unwrap();
+        out[5] ^= 0x10;
+        let got = frames(&out[..n], 64);
+        assert_eq!(got, std::vec![(None, 0, (n - 1) as u64)]);
+    }
+
+    #[test]
+    fn oversized_frame_is_skipped_and_the_next_kept() {
+        let mut wire = std::vec![0x05u8; 100];
+        wire.push(0);
+        let mut out = [0u8; 32];
+        let n = encode_frame(2, false, &[b"ok"], &mut out).unwrap();
+        wire.extend_from_slice(&out[..n]);
+        let got = frames(&wire, 16);
+        assert_eq!(got[0], (None, 0, 100));
+        assert_eq!(got[1], (Some((2, b"ok".to_vec())), 101, 0));
+    }
+
+    #[test]
+    fn truncated_tail_is_reported() {
+        let mut out = [0u8; 32];
+        let n = encode_frame(2, false, &[b"abcdef"], &mut out).unwrap();
+        let got = frames(&out[..n - 3], 32);
+        assert_eq!(got, std::vec![(None, 0, (n - 3) as u64)]);
+    }
+
+    #[test]
+    fn output_too_small_is_an_error() {
+        let mut out = [0u8; 4];
+        assert_eq!(encode_frame(0, true, &[b"abcdef"], &mut out), Err(FrameTooLarge));
+    }
+}

@@ -1,0 +1,327 @@
+//! The recorders memscope-core provides: statistics only, and one stream
+//! under a critical section (microcontrollers). memscope-std brings a
+//! per-thread recorder for hosts.
+
+use crate::alloc::Recorder;
+use crate::clock::Clock;
+use crate::frame::{encode_frame, max_frame_len, MAX_HEAD_LEN};
+use crate::sink::Sink;
+use crate::stats::{Stats, StatsSnapshot};
+use crate::stream::StreamEncoder;
+use crate::wire::{self, Alloc, Dealloc, End, Header, HeapRegion, Realloc, Record};
+use core::alloc::Layout;
+use core::cell::RefCell;
+use critical_section::Mutex;
+use portable_atomic::{AtomicUsize, Ordering};
+
+/// Counts, records nothing: the cheapest way to know current and peak heap use.
+#[derive(Debug, Default)]
+pub struct StatsOnly {
+    stats: Stats,
+}
+
+impl StatsOnly {
+    /// All counters zero.
+    pub const fn new() -> Self {
+        StatsOnly {
+            stats: Stats::new(),
+        }
+    }
+}
+
+// SAFETY: each method calls `inner` once and returns its result; counting
+// neither allocates, blocks nor panics.
+unsafe impl Recorder for StatsOnly {
+    #[inline]
+    fn alloc(&self, layout: Layout, _zeroed: bool, inner: impl FnOnce() -> *mut u8) -> *mut u8 {
+        let p = inner();
+        self.stats.on_alloc(layout.size(), !p.is_null());
+        p
+    }
+
+    #[inline]
+    fn dealloc(&self, _ptr: *mut u8, layout: Layout, inner: impl FnOnce()) {
+        inner();
+        self.stats.on_dealloc(layout.size());
+    }
+
+    #[inline]
+    fn realloc(
+        &self,
+        _ptr: *mut u8,
+        layout: Layout,
+        new_size: usize,
+        inner: impl FnOnce() -> *mut u8,
+    ) -> *mut u8 {
+        let p = inner();
+        self.stats.on_realloc(layout.size(), new_size, !p.is_null());
+        p
+    }
+
+    fn stats(&self) -> StatsSnapshot {
+        self.stats.snapshot()
+    }
+}
+
+/// What a [`Stream`] announces in its header.
+#[derive(Clone, Copy, Debug)]
+pub struct StreamInfo {
+    /// Program name or path.
+    pub program: &'static str,
+    /// Target triple or core name.
+    pub target: &'static str,
+    /// GNU build-id of the firmware ELF, when the program knows it.
+    pub build_id: &'static [u8],
+    /// The heap the inner allocator manages, if known (fragmentation maps).
+    pub heap: Option<HeapRegion>,
+}
+
+impl StreamInfo {
+    /// Just a program name.
+    pub const fn new(program: &'static str) -> Self {
+        StreamInfo {
+            program,
+            target: "",
+            build_id: &[],
+            heap: None,
+        }
+    }
+
+    /// Announces the heap region `[start, start + len)`.
+    pub const fn with_heap(mut self, start: usize, len: usize) -> Self {
+        self.heap = Some(HeapRegion {
+            start: start as u64,
+            len: len as u64,
+        });
+        self
+    }
+
+    /// Names the target.
+    pub const fn with_target(mut self, target: &'static str) -> Self {
+        self.target = target;
+        self
+    }
+}
+
+struct StreamState {
+    enc: StreamEncoder,
+    info: StreamInfo,
+    header_sent: bool,
+}
+
+/// Records every event as one frame of stream 0 into a [`Sink`], inside one
+/// critical section that also covers the inner allocator call.
+///
+/// That critical section is what makes the recorded order the allocator's
+/// order: no interrupt handler can allocate or free between the inner call and
+/// its record, so per address a free always precedes the allocation that
+/// reuses it. It also makes this the sole producer of the sink. The section
+/// lasts one inner call plus about a hundred instructions of encoding.
+///
+/// The header (and heap region) goes out before the first event; until the
+/// sink has room for it, events are counted as lost.
+pub struct Stream<S, C> {
+    sink: S,
+    clock: C,
+    stats: Stats,
+    state: Mutex<RefCell<StreamState>>,
+    /// Events that found the state already borrowed: an allocation from an
+    /// NMI or HardFault handler that interrupted a record. Folded into the
+    /// lost count by the next record.
+    reentered: AtomicUsize,
+}
+
+const FRAME_BUF: usize = max_frame_len(MAX_HEAD_LEN + wire::MAX_EVENT_LEN);
+
+impl<S: Sink, C: Clock> Stream<S, C> {
+    /// A recorder writing to `sink` with timestamps from `clock`.
+    pub const fn new(sink: S, clock: C, info: StreamInfo) -> Self {
+        Stream {
+            sink,
+            clock,
+            stats: Stats::new(),
+            state: Mutex::new(RefCell::new(StreamState {
+                enc: StreamEncoder::new(),
+                info,
+                header_sent: false,
+            })),
+            reentered: AtomicUsize::new(0),
+        }
+    }
+
+    /// The sink (to drain a [`RingSink`](crate::RingSink), for instance).
+    pub fn sink(&self) -> &S {
+        &self.sink
+    }
+
+    /// Writes the end record with the totals so far, which lets a reader prove
+    /// the stream complete. Call it before the program stops; it may be called
+    /// again later (the last one counts). Returns whether the sink took it.
+    pub fn finish(&self) -> bool {
+        critical_section::with(|cs| {
+            let Ok(mut st) = self.state.borrow(cs).try_borrow_mut() else {
+                return false;
+            };
+            if !self.send_header(&mut st) {
+                return false;
+            }
+            self.fold_reentered(&mut st);
+            let s = self.stats.snapshot();
+            // Every lost event must be reported before the end claims the totals.
+            let end = Record::End(End {
+                allocs: s.allocs as u64,
+                deallocs: s.deallocs as u64,
+                reallocs: s.reallocs as u64,
+                failed: s.failed as u64,
+                lost: s.lost as u64,
+                streams: 1,
+            });
+            self.write(&mut st, &end)
+        })
+    }
+
+    fn fold_reentered(&self, st: &mut StreamState) {
+        let n = self.reentered.swap(0, Ordering::Relaxed);
+        for _ in 0..n {
+            st.enc.lose();
+        }
+    }
+
+    fn send_header(&self, st: &mut StreamState) -> bool {
+        if st.header_sent {
+            return true;
+        }
+        let mut h = Header::new(
+            core::mem::size_of::<usize>() as u8,
+            self.clock.ticks_per_second(),
+            st.info.program,
+        );
+        h.target = st.info.target;
+        h.build_id = st.info.build_id;
+        let mut rec = [0u8; 160];
+        let mut frame = [0u8; max_frame_len(MAX_HEAD_LEN + 160)];
+        let mut len = match Record::Header(h).encode(Default::default(), &mut rec) {
+            Ok((n, _)) => n,
+            Err(_) => return false,
+        };
+        if let Some(r) = st.info.heap {
+            match Record::HeapRegion(r).encode(Default::default(), &mut rec[len..]) {
+                Ok((n, _)) => len += n,
+                Err(_) => return false,
+            }
+        }
+        let Ok(n) = encode_frame(0, false, &[&rec[..len]], &mut frame) else {
+            return false;
+        };
+        st.header_sent = self.sink.write_frame(&frame[..n]);
+        st.header_sent
+    }
+
+    /// Encodes `rec` as one frame and offers it to the sink; counts it lost
+    /// when it does not fit.
+    fn write(&self, st: &mut StreamState, rec: &Record<'_>) -> bool {
+        let mut buf = [0u8; MAX_HEAD_LEN + wire::MAX_EVENT_LEN];
+        let mut frame = [0u8; FRAME_BUF];
+        let Ok(p) = st.enc.prepare(rec, &mut buf) else {
+            return false;
+        };
+        match encode_frame(0, false, &[&buf[..p.len]], &mut frame) {
+            Ok(n) if self.sink.write_frame(&frame[..n]) => {
+                st.enc.commit(p);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Runs `op` and records the event it returns, all in one critical section.
+    #[inline]
+    fn record<T>(&self, op: impl FnOnce(&Stats, u64) -> (T, Record<'static>)) -> T {
+        critical_section::with(|cs| {
+            let Ok(mut st) = self.state.borrow(cs).try_borrow_mut() else {
+                // Re-entered from an exception that cannot be masked: do the
+                // call, count the event, record nothing.
+                let (t, _) = op(&self.stats, 0);
+                self.stats.on_lost();
+                self.reentered.fetch_add(1, Ordering::Relaxed);
+                return t;
+            };
+            let prev_ts = st.enc.last_ts();
+            let (t, rec) = op(&self.stats, prev_ts);
+            self.fold_reentered(&mut st);
+            if !(self.send_header(&mut st) && self.write(&mut st, &rec)) {
+                st.enc.lose();
+                self.stats.on_lost();
+            }
+            t
+        })
+    }
+}
+
+// SAFETY: `record` calls `op` exactly once on every path, and each `op` below
+// calls `inner` once and returns its result. Encoding works on stack buffers,
+// `try_borrow_mut` cannot panic, and the sink never blocks (its contract).
+unsafe impl<S: Sink, C: Clock> Recorder for Stream<S, C> {
+    #[inline]
+    fn alloc(&self, layout: Layout, zeroed: bool, inner: impl FnOnce() -> *mut u8) -> *mut u8 {
+        self.record(|stats, _| {
+            let p = inner();
+            stats.on_alloc(layout.size(), !p.is_null());
+            let rec = Record::Alloc(Alloc {
+                // Read after the inner call: an upper bound (see `clock`).
+                ts: self.clock.now(),
+                addr: (!p.is_null()).then_some(p as usize as u64),
+                size: layout.size() as u64,
+                align: layout.align() as u64,
+                zeroed,
+                stack: None,
+            });
+            (p, rec)
+        })
+    }
+
+    #[inline]
+    fn dealloc(&self, ptr: *mut u8, layout: Layout, inner: impl FnOnce()) {
+        self.record(|stats, prev_ts| {
+            inner();
+            stats.on_dealloc(layout.size());
+            let rec = Record::Dealloc(Dealloc {
+                ts: prev_ts,
+                ts_exact: false,
+                addr: ptr as usize as u64,
+                size: layout.size() as u64,
+                align: layout.align() as u64,
+                stack: None,
+            });
+            ((), rec)
+        })
+    }
+
+    #[inline]
+    fn realloc(
+        &self,
+        ptr: *mut u8,
+        layout: Layout,
+        new_size: usize,
+        inner: impl FnOnce() -> *mut u8,
+    ) -> *mut u8 {
+        self.record(|stats, _| {
+            let p = inner();
+            stats.on_realloc(layout.size(), new_size, !p.is_null());
+            let rec = Record::Realloc(Realloc {
+                ts: self.clock.now(),
+                old_addr: ptr as usize as u64,
+                old_size: layout.size() as u64,
+                new_addr: (!p.is_null()).then_some(p as usize as u64),
+                new_size: new_size as u64,
+                align: layout.align() as u64,
+                stack: None,
+            });
+            (p, rec)
+        })
+    }
+
+    fn stats(&self) -> StatsSnapshot {
+        self.stats.snapshot()
+    }
+}

@@ -1,0 +1,98 @@
+//! The producer side of one stream: delta base, pending loss count, syncs.
+
+use crate::wire::{Delta, EncodeError, Record};
+
+/// Records between two [`Record::Sync`]s. A reader that lost a frame to
+/// damage cannot resolve deltas until the next sync; 256 records cost about
+/// 0.06 bytes a record in syncs.
+pub const SYNC_INTERVAL: u32 = 256;
+
+/// Encodes one stream's records: puts a [`Record::Lost`] with the count of
+/// dropped events and, when due, a [`Record::Sync`] before the record, and
+/// keeps the delta base. The base only advances on [`commit`](Self::commit),
+/// that is once the bytes are really in the ring or channel.
+#[derive(Clone, Debug)]
+pub struct StreamEncoder {
+    delta: Delta,
+    /// Records since the last sync; `SYNC_INTERVAL` forces one.
+    since_sync: u32,
+    lost: u64,
+}
+
+/// Bytes [`StreamEncoder::prepare`] wrote, to pass to [`StreamEncoder::commit`].
+#[must_use]
+#[derive(Clone, Copy, Debug)]
+pub struct Prepared {
+    /// Bytes written.
+    pub len: usize,
+    delta: Delta,
+    synced: bool,
+    lost: u64,
+}
+
+impl StreamEncoder {
+    /// A stream whose first record will be preceded by a sync.
+    pub const fn new() -> Self {
+        StreamEncoder {
+            delta: Delta { ts: 0, addr: 0 },
+            since_sync: SYNC_INTERVAL,
+            lost: 0,
+        }
+    }
+
+    /// The timestamp of the last committed record: what a free without its own
+    /// clock reading carries.
+    pub fn last_ts(&self) -> u64 {
+        self.delta.ts
+    }
+
+    /// Events counted as lost and not yet reported in the stream.
+    pub fn pending_lost(&self) -> u64 {
+        self.lost
+    }
+
+    /// Encodes `rec` (with the lost count and sync it needs) into `out`.
+    #[inline]
+    pub fn prepare(&self, rec: &Record<'_>, out: &mut [u8]) -> Result<Prepared, EncodeError> {
+        let mut len = 0;
+        if self.lost > 0 {
+            len += Record::Lost { count: self.lost }.encode(self.delta, out)?.0;
+        }
+        let synced = self.since_sync >= SYNC_INTERVAL;
+        let mut delta = self.delta;
+        if synced {
+            let rest = out.get_mut(len..).ok_or(EncodeError::NoSpace)?;
+            let (n, d) = Record::Sync(delta).encode(delta, rest)?;
+            len += n;
+            delta = d;
+        }
+        let rest = out.get_mut(len..).ok_or(EncodeError::NoSpace)?;
+        let (n, delta) = rec.encode(delta, rest)?;
+        Ok(Prepared {
+            len: len + n,
+            delta,
+            synced,
+            lost: self.lost,
+        })
+    }
+
+    /// The prepared bytes are in the stream.
+    #[inline]
+    pub fn commit(&mut self, p: Prepared) {
+        self.delta = p.delta;
+        self.lost -= p.lost;
+        self.since_sync = if p.synced { 1 } else { self.since_sync + 1 };
+    }
+
+    /// An event was dropped; the next committed record reports it.
+    #[inline]
+    pub fn lose(&mut self) {
+        self.lost += 1;
+    }
+}
+
+impl Default for StreamEncoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,915 @@
+//! Records: the events of a memscope stream and their byte encoding.
+//!
+//! A frame's payload (see [`crate::frame`]) holds one or more records. Every
+//! record starts with a tag byte whose low three bits are its kind:
+//!
+//! | kind | record | fields after the tag |
+//! |---|---|---|
+//! | 0 | extension | ext kind, body length, body (postcard) |
+//! | 1 | alloc | \[stack\] dts \[addr\] size \[align\] |
+//! | 2 | alloc_zeroed | as alloc |
+//! | 3 | dealloc | \[stack\] \[dts\] addr size \[align\] |
+//! | 4 | realloc | \[stack\] dts old_addr old_size \[new_addr\] new_size \[align\] |
+//! | 5 | sync | ts addr (absolute) |
+//! | 6 | lost | count |
+//! | 7 | reserved | a reader stops reading the frame |
+//!
+//! Heap events keep their alignment in bits 3–5 (`align = 1 << code`, code 7:
+//! an explicit `align` varint follows), bit 6 says a stack id follows, bit 7
+//! says the allocation failed (alloc, realloc) or that a dealloc carries its own
+//! timestamp. `dts` is the timestamp's distance from the stream's previous one;
+//! addresses are zigzag distances from the stream's previous address (a
+//! realloc's new address from its old one). Which fields are present depends
+//! only on the tag bits, so the hot records carry no length and cost a few bytes.
+//!
+//! Extension records carry their kind and length, so a reader skips kinds it
+//! does not know; their bodies are postcard-serialized structs to which later
+//! versions may append fields (readers ignore bytes past the fields they know).
+//! docs/FORMAT.md is the byte-level description with a worked example.
+
+use crate::varint::{self, VarintError};
+use serde::{Deserialize, Serialize};
+
+/// Version of the wire format written by this crate. Readers refuse streams of
+/// a newer version; additions that old readers can skip do not bump it.
+pub const FORMAT_VERSION: u16 = 1;
+
+/// Leads the body of every [`Header`], so a reader can tell a memscope stream
+/// from anything else.
+pub const MAGIC: [u8; 4] = *b"MSCP";
+
+/// Record kinds in the low three bits of the tag byte.
+pub mod kind {
+    /// Extension record: kind varint, length varint, body.
+    pub const EXT: u8 = 0;
+    /// `GlobalAlloc::alloc`.
+    pub const ALLOC: u8 = 1;
+    /// `GlobalAlloc::alloc_zeroed`.
+    pub const ALLOC_ZEROED: u8 = 2;
+    /// `GlobalAlloc::dealloc`.
+    pub const DEALLOC: u8 = 3;
+    /// `GlobalAlloc::realloc`.
+    pub const REALLOC: u8 = 4;
+    /// Absolute timestamp and address: the base for the deltas that follow.
+    pub const SYNC: u8 = 5;
+    /// Events that were dropped just before this point of the stream.
+    pub const LOST: u8 = 6;
+}
+
+/// Extension kinds (the varint after a tag of kind [`kind::EXT`]).
+pub mod ext {
+    /// [`Header`](super::Header).
+    pub const HEADER: u64 = 1;
+    /// [`End`](super::End).
+    pub const END: u64 = 2;
+    /// [`Stack`](super::Stack).
+    pub const STACK: u64 = 3;
+    /// [`Thread`](super::Thread).
+    pub const THREAD: u64 = 4;
+    /// [`Record::ScopeEnter`](super::Record::ScopeEnter).
+    pub const SCOPE_ENTER: u64 = 5;
+    /// [`Record::ScopeExit`](super::Record::ScopeExit).
+    pub const SCOPE_EXIT: u64 = 6;
+    /// [`Name`](super::Name).
+    pub const NAME: u64 = 7;
+    /// [`Module`](super::Module).
+    pub const MODULE: u64 = 8;
+    /// [`Record::Mark`](super::Record::Mark).
+    pub const MARK: u64 = 9;
+    /// [`HeapRegion`](super::HeapRegion).
+    pub const HEAP_REGION: u64 = 10;
+}
+
+const KIND_MASK: u8 = 0b0000_0111;
+const ALIGN_SHIFT: u8 = 3;
+const ALIGN_MASK: u8 = 0b0011_1000;
+const ALIGN_EXPLICIT: u8 = 7;
+const FLAG_STACK: u8 = 0b0100_0000;
+/// Alloc and realloc: the inner allocator returned null.
+const FLAG_FAILED: u8 = 0b1000_0000;
+/// Dealloc: an explicit timestamp delta follows.
+const FLAG_TS: u8 = 0b1000_0000;
+
+/// Largest stack a [`Stack`] record may carry; readers reject deeper ones.
+pub const MAX_STACK_DEPTH: usize = 256;
+
+/// The most bytes one heap-event record (alloc, dealloc or realloc) takes,
+/// including the lost and sync records the encoder may put before it.
+pub const MAX_EVENT_LEN: usize = 1 + 5 + 10 * 6 + (1 + 10) + (1 + 10 + 10);
+
+/// The per-stream base that timestamps and addresses are encoded against.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Delta {
+    /// Timestamp of the stream's previous record (ticks, or 0 without a clock).
+    pub ts: u64,
+    /// The stream's previous heap address.
+    pub addr: u64,
+}
+
+/// `GlobalAlloc::alloc` or `alloc_zeroed`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Alloc {
+    /// Taken after the inner allocator returned: an upper bound of the moment the
+    /// block came to exist, which keeps frees of the same address before it.
+    pub ts: u64,
+    /// `None` when the inner allocator returned null.
+    pub addr: Option<u64>,
+    /// `Layout::size`.
+    pub size: u64,
+    /// `Layout::align`.
+    pub align: u64,
+    /// Through `alloc_zeroed`.
+    pub zeroed: bool,
+    /// Call stack id, see [`Stack`].
+    pub stack: Option<u32>,
+}
+
+/// `GlobalAlloc::dealloc`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dealloc {
+    /// When `ts_exact` is false this is the stream's previous timestamp, a lower
+    /// bound of the moment of the free (reading a clock per free is the cost the
+    /// format lets a producer skip).
+    pub ts: u64,
+    /// Whether `ts` was read for this free.
+    pub ts_exact: bool,
+    /// The block's address.
+    pub addr: u64,
+    /// `Layout::size` as passed to `dealloc`.
+    pub size: u64,
+    /// `Layout::align` as passed to `dealloc`.
+    pub align: u64,
+    /// Call stack id of the free.
+    pub stack: Option<u32>,
+}
+
+/// `GlobalAlloc::realloc`: one inner call, one record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Realloc {
+    /// Taken after the inner call returned (as [`Alloc::ts`]). The old block's
+    /// release is ordered at the stream's previous timestamp by readers.
+    pub ts: u64,
+    /// The block passed in.
+    pub old_addr: u64,
+    /// Its size (`Layout::size` of the layout passed in).
+    pub old_size: u64,
+    /// `None` when the inner allocator returned null (the old block stays valid).
+    pub new_addr: Option<u64>,
+    /// The size asked for.
+    pub new_size: u64,
+    /// `Layout::align`, the same before and after.
+    pub align: u64,
+    /// Call stack id.
+    pub stack: Option<u32>,
+}
+
+/// First record of every stream: what produced it and how to read it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header<'a> {
+    /// Always [`MAGIC`].
+    pub magic: [u8; 4],
+    /// [`FORMAT_VERSION`] of the writer.
+    pub version: u16,
+    /// `size_of::<usize>()` of the traced program, in bytes.
+    pub pointer_width: u8,
+    /// Timestamp ticks per second; 0 when there is no clock and timestamps only
+    /// order events.
+    pub ticks_per_second: u64,
+    /// Program identity: a name or path.
+    #[serde(borrow)]
+    pub program: &'a str,
+    /// Program identity: the build id of its ELF (GNU build-id note), when known.
+    #[serde(borrow)]
+    pub build_id: &'a [u8],
+    /// Target triple or core name, free text.
+    #[serde(borrow)]
+    pub target: &'a str,
+}
+
+impl<'a> Header<'a> {
+    /// A header of this crate's format version.
+    pub const fn new(pointer_width: u8, ticks_per_second: u64, program: &'a str) -> Self {
+        Header {
+            magic: MAGIC,
+            version: FORMAT_VERSION,
+            pointer_width,
+            ticks_per_second,
+            program,
+            build_id: &[],
+            target: "",
+        }
+    }
+}
+
+/// A heap the allocator manages, so readers can map blocks and gaps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeapRegion {
+    /// First byte.
+    pub start: u64,
+    /// Length in bytes.
+    pub len: u64,
+}
+
+/// Last record of a stream: what its producer attempted, so a reader can prove
+/// the stream complete (every event either decoded or counted as lost).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct End {
+    /// `alloc` + `alloc_zeroed` calls, failed ones included.
+    pub allocs: u64,
+    /// `dealloc` calls.
+    pub deallocs: u64,
+    /// `realloc` calls, failed ones included.
+    pub reallocs: u64,
+    /// Calls of the above that returned null.
+    pub failed: u64,
+    /// Events of the above that were dropped instead of recorded.
+    pub lost: u64,
+    /// On the process's control stream (0): how many event streams it opened.
+    /// 0 elsewhere.
+    pub streams: u32,
+}
+
+/// Describes the thread that writes this stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Thread<'a> {
+    /// The OS thread id.
+    pub os_id: u64,
+    /// The thread's name, empty when it has none.
+    #[serde(borrow)]
+    pub name: &'a str,
+}
+
+/// `track!`: gives the block at `addr` a name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Name<'a> {
+    /// The block's address.
+    pub addr: u64,
+    /// Variable name.
+    #[serde(borrow)]
+    pub var: &'a str,
+    /// Type name.
+    #[serde(borrow)]
+    pub type_name: &'a str,
+    /// Source file.
+    #[serde(borrow)]
+    pub file: &'a str,
+    /// Source line.
+    pub line: u32,
+}
+
+/// A loaded module (executable or shared library), for offline symbolization.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Module<'a> {
+    /// Address the module's first segment is mapped at.
+    pub base: u64,
+    /// Bytes mapped from `base`.
+    pub size: u64,
+    /// File path.
+    #[serde(borrow)]
+    pub path: &'a str,
+    /// GNU build-id, when the file has one.
+    #[serde(borrow)]
+    pub build_id: &'a [u8],
+}
+
+/// A call stack, sent once per stream and referred to by `id` afterwards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stack<'a> {
+    /// Id that heap events of the same stream refer to.
+    pub id: u32,
+    /// Return addresses, innermost first.
+    pub frames: Frames<'a>,
+}
+
+/// The return addresses of a [`Stack`]: the caller's slice when encoding, the
+/// validated wire bytes when decoding (no allocation either way).
+#[derive(Clone, Copy, Debug)]
+pub enum Frames<'a> {
+    /// Addresses to encode.
+    Slice(&'a [u64]),
+    /// Zigzag deltas as read from a frame, already checked to decode.
+    Wire {
+        /// The varints.
+        bytes: &'a [u8],
+        /// How many addresses they hold.
+        count: u32,
+    },
+}
+
+impl<'a> Frames<'a> {
+    /// Number of addresses.
+    pub fn len(&self) -> usize {
+        match self {
+            Frames::Slice(s) => s.len(),
+            Frames::Wire { count, .. } => *count as usize,
+        }
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The addresses, innermost first.
+    pub fn iter(&self) -> FramesIter<'a> {
+        FramesIter {
+            frames: *self,
+            index: 0,
+            offset: 0,
+            prev: 0,
+        }
+    }
+}
+
+impl PartialEq for Frames<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+impl Eq for Frames<'_> {}
+
+/// Iterator over [`Frames`].
+#[derive(Clone, Debug)]
+pub struct FramesIter<'a> {
+    frames: Frames<'a>,
+    index: usize,
+    offset: usize,
+    prev: u64,
+}
+
+impl Iterator for FramesIter<'_> {
+    type Item = u64;
+
+    fn next(&mut self) -> Option<u64> {
+        match self.frames {
+            Frames::Slice(s) => {
+                let v = *s.get(self.index)?;
+                self.index += 1;
+                Some(v)
+            }
+            Frames::Wire { bytes, count } => {
+                if self.index >= count as usize {
+                    return None;
+                }
+                // Validated when the record was decoded, so this cannot fail.
+                let (d, n) = varint::read_u64(bytes.get(self.offset..)?).ok()?;
+                self.offset += n;
+                self.index += 1;
+                self.prev = self.prev.wrapping_add(varint::unzigzag(d) as u64);
+                Some(self.prev)
+            }
+        }
+    }
+}
+
+/// One record of a stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Record<'a> {
+    /// `alloc` / `alloc_zeroed`.
+    Alloc(Alloc),
+    /// `dealloc`.
+    Dealloc(Dealloc),
+    /// `realloc`.
+    Realloc(Realloc),
+    /// New absolute base for the deltas of the records that follow.
+    Sync(Delta),
+    /// `count` events were dropped here (the ring or channel was full).
+    Lost {
+        /// How many.
+        count: u64,
+    },
+    /// Stream header.
+    Header(Header<'a>),
+    /// A heap region.
+    HeapRegion(HeapRegion),
+    /// Stream end with totals.
+    End(End),
+    /// An interned call stack.
+    Stack(Stack<'a>),
+    /// The thread behind this stream.
+    Thread(Thread<'a>),
+    /// `track_scope!` entered on this stream's thread.
+    ScopeEnter {
+        /// Scope name.
+        name: &'a str,
+    },
+    /// The innermost open scope of this stream ended.
+    ScopeExit,
+    /// `track!`.
+    Name(Name<'a>),
+    /// A loaded module.
+    Module(Module<'a>),
+    /// A named point in time.
+    Mark {
+        /// Its name.
+        name: &'a str,
+    },
+    /// An extension kind this version does not know; skipped whole.
+    Unknown {
+        /// The extension kind.
+        kind: u64,
+        /// Its body.
+        body: &'a [u8],
+    },
+}
+
+/// Why a record could not be written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EncodeError {
+    /// The output buffer is too small.
+    NoSpace,
+    /// The record cannot be represented (a stack deeper than
+    /// [`MAX_STACK_DEPTH`], an extension body over 16383 bytes, an [`Record::Unknown`]).
+    Unrepresentable,
+}
+
+/// Why a record could not be read. Everything after it in the frame is unreadable too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    /// The frame ended inside the record.
+    Truncated,
+    /// A varint was longer than 64 bits.
+    BadVarint,
+    /// Kind 7, reserved: a writer newer than this reader, or damage.
+    ReservedKind,
+    /// An extension body that does not parse as its kind.
+    BadBody {
+        /// The extension kind.
+        kind: u64,
+    },
+    /// A field is out of range (an alignment that is not a power of two, a
+    /// stack deeper than [`MAX_STACK_DEPTH`], a header with the wrong magic).
+    OutOfRange,
+}
+
+impl From<VarintError> for DecodeError {
+    fn from(e: VarintError) -> Self {
+        match e {
+            VarintError::Truncated => DecodeError::Truncated,
+            VarintError::Overflow => DecodeError::BadVarint,
+        }
+    }
+}
+
+impl core::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            DecodeError::Truncated => f.write_str("record cut short by the end of its frame"),
+            DecodeError::BadVarint => f.write_str("integer longer than 64 bits"),
+            DecodeError::ReservedKind => f.write_str("reserved record kind 7"),
+            DecodeError::BadBody { kind } => write!(f, "extension record {kind} does not parse"),
+            DecodeError::OutOfRange => f.write_str("field out of range"),
+        }
+    }
+}
+
+/// Writes bytes into a slice, failing once it is full.
+struct Out<'b> {
+    buf: &'b mut [u8],
+    pos: usize,
+}
+
+impl Out<'_> {
+    #[inline]
+    fn byte(&mut self, b: u8) -> Result<(), EncodeError> {
+        *self.buf.get_mut(self.pos).ok_or(EncodeError::NoSpace)? = b;
+        self.pos += 1;
+        Ok(())
+    }
+
+    #[inline]
+    fn u64(&mut self, v: u64) -> Result<(), EncodeError> {
+        let rest = self.buf.get_mut(self.pos..).ok_or(EncodeError::NoSpace)?;
+        self.pos += varint::write_u64(rest, v).ok_or(EncodeError::NoSpace)?;
+        Ok(())
+    }
+
+    #[inline]
+    fn addr(&mut self, addr: u64, base: u64) -> Result<(), EncodeError> {
+        self.u64(varint::zigzag(addr.wrapping_sub(base) as i64))
+    }
+}
+
+/// Reads fields from a slice.
+struct In<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> In<'a> {
+    #[inline]
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        let rest = self.buf.get(self.pos..).ok_or(DecodeError::Truncated)?;
+        let (v, n) = varint::read_u64(rest)?;
+        self.pos += n;
+        Ok(v)
+    }
+
+    #[inline]
+    fn addr(&mut self, base: u64) -> Result<u64, DecodeError> {
+        Ok(base.wrapping_add(varint::unzigzag(self.u64()?) as u64))
+    }
+
+    #[inline]
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        u32::try_from(self.u64()?).map_err(|_| DecodeError::OutOfRange)
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        let end = self.pos.checked_add(n).ok_or(DecodeError::Truncated)?;
+        let s = self.buf.get(self.pos..end).ok_or(DecodeError::Truncated)?;
+        self.pos = end;
+        Ok(s)
+    }
+}
+
+#[inline]
+fn align_code(align: u64) -> u8 {
+    if align.is_power_of_two() && align < (1 << ALIGN_EXPLICIT) {
+        align.trailing_zeros() as u8
+    } else {
+        ALIGN_EXPLICIT
+    }
+}
+
+#[inline]
+fn heap_tag(kind: u8, align: u64, stack: Option<u32>, flag: u8) -> u8 {
+    let mut tag = kind | (align_code(align) << ALIGN_SHIFT) | flag;
+    if stack.is_some() {
+        tag |= FLAG_STACK;
+    }
+    tag
+}
+
+#[inline]
+fn flag_if(cond: bool, flag: u8) -> u8 {
+    if cond {
+        flag
+    } else {
+        0
+    }
+}
+
+impl Record<'_> {
+    /// Encodes the record at the start of `out` against the stream's base
+    /// `delta`. Returns the bytes written and the base for the next record; the
+    /// caller adopts that base only once the bytes are committed to the stream,
+    /// so a record dropped on a full ring never desynchronises the deltas.
+    pub fn encode(&self, delta: Delta, out: &mut [u8]) -> Result<(usize, Delta), EncodeError> {
+        let mut o = Out { buf: out, pos: 0 };
+        let mut next = delta;
+        match *self {
+            Record::Alloc(a) => {
+                let kind = if a.zeroed { kind::ALLOC_ZEROED } else { kind::ALLOC };
+                o.byte(heap_tag(kind, a.align, a.stack, flag_if(a.addr.is_none(), FLAG_FAILED)))?;
+                if let Some(s) = a.stack {
+                    o.u64(s.into())?;
+                }
+                o.u64(a.ts.wrapping_sub(delta.ts))?;
+                next.ts = a.ts;
+                if let Some(addr) = a.addr {
+                    o.addr(addr, delta.addr)?;
+                    next.addr = addr;
+                }
+                o.u64(a.size)?;
+                if align_code(a.align) == ALIGN_EXPLICIT {
+                    o.u64(a.align)?;
+                }
+            }
+            Record::Dealloc(d) => {
+                o.byte(heap_tag(kind::DEALLOC, d.align, d.stack, flag_if(d.ts_exact, FLAG_TS)))?;
+                if let Some(s) = d.stack {
+                    o.u64(s.into())?;
+                }
+                if d.ts_exact {
+                    o.u64(d.ts.wrapping_sub(delta.ts))?;
+                    next.ts = d.ts;
+                }
+                o.addr(d.addr, delta.addr)?;
+                next.addr = d.addr;
+                o.u64(d.size)?;
+                if align_code(d.align) == ALIGN_EXPLICIT {
+                    o.u64(d.align)?;
+                }
+            }
+            Record::Realloc(r) => {
+                o.byte(heap_tag(
+                    kind::REALLOC,
+                    r.align,
+                    r.stack,
+                    flag_if(r.new_addr.is_none(), FLAG_FAILED),
+                ))?;
+                if let Some(s) = r.stack {
+                    o.u64(s.into())?;
+                }
+                o.u64(r.ts.wrapping_sub(delta.ts))?;
+                next.ts = r.ts;
+                o.addr(r.old_addr, delta.addr)?;
+                o.u64(r.old_size)?;
+                next.addr = r.old_addr;
+                if let Some(new) = r.new_addr {
+                    o.addr(new, r.old_addr)?;
+                    next.addr = new;
+                }
+                o.u64(r.new_size)?;
+                if align_code(r.align) == ALIGN_EXPLICIT {
+                    o.u64(r.align)?;
+                }
+            }
+            Record::Sync(d) => {
+                o.byte(kind::SYNC)?;
+                o.u64(d.ts)?;
+                o.u64(d.addr)?;
+                next = d;
+            }
+            Record::Lost { count } => {
+                o.byte(kind::LOST)?;
+                o.u64(count)?;
+            }
+            Record::Header(h) => ext_serde(&mut o, ext::HEADER, &h)?,
+            Record::HeapRegion(r) => ext_serde(&mut o, ext::HEAP_REGION, &r)?,
+            Record::End(e) => ext_serde(&mut o, ext::END, &e)?,
+            Record::Thread(t) => ext_serde(&mut o, ext::THREAD, &t)?,
+            Record::ScopeEnter { name } => ext_serde(&mut o, ext::SCOPE_ENTER, &name)?,
+            Record::ScopeExit => ext_serde(&mut o, ext::SCOPE_EXIT, &())?,
+            Record::Name(n) => ext_serde(&mut o, ext::NAME, &n)?,
+            Record::Module(m) => ext_serde(&mut o, ext::MODULE, &m)?,
+            Record::Mark { name } => ext_serde(&mut o, ext::MARK, &name)?,
+            Record::Stack(s) => {
+                if s.frames.len() > MAX_STACK_DEPTH {
+                    return Err(EncodeError::Unrepresentable);
+                }
+                ext_body(&mut o, ext::STACK, |o| {
+                    o.u64(s.id.into())?;
+                    o.u64(s.frames.len() as u64)?;
+                    let mut prev = 0u64;
+                    for f in s.frames.iter() {
+                        o.addr(f, prev)?;
+                        prev = f;
+                    }
+                    Ok(())
+                })?;
+            }
+            Record::Unknown { .. } => return Err(EncodeError::Unrepresentable),
+        }
+        Ok((o.pos, next))
+    }
+}
+
+/// Writes an extension record whose body `body` writes. The length varint is
+/// reserved as two bytes (bodies up to 16383 bytes) and closed up afterwards
+/// when one suffices.
+fn ext_body(
+    o: &mut Out<'_>,
+    ext_kind: u64,
+    body: impl FnOnce(&mut Out<'_>) -> Result<(), EncodeError>,
+) -> Result<(), EncodeError> {
+    o.byte(kind::EXT)?;
+    o.u64(ext_kind)?;
+    let len_at = o.pos;
+    o.pos += 2;
+    if o.pos > o.buf.len() {
+        return Err(EncodeError::NoSpace);
+    }
+    let body_at = o.pos;
+    body(o)?;
+    close_ext(o, len_at, body_at)
+}
+
+fn ext_serde<T: Serialize>(o: &mut Out<'_>, ext_kind: u64, v: &T) -> Result<(), EncodeError> {
+    ext_body(o, ext_kind, |o| {
+        let rest = o.buf.get_mut(o.pos..).ok_or(EncodeError::NoSpace)?;
+        let used = postcard::to_slice(v, rest).map_err(|_| EncodeError::NoSpace)?.len();
+        o.pos += used;
+        Ok(())
+    })
+}
+
+fn close_ext(o: &mut Out<'_>, len_at: usize, body_at: usize) -> Result<(), EncodeError> {
+    let len = o.pos - body_at;
+    if len >= 1 << 14 {
+        return Err(EncodeError::Unrepresentable);
+    }
+    if len < 0x80 {
+        o.buf[len_at] = len as u8;
+        o.buf.copy_within(body_at..o.pos, len_at + 1);
+        o.pos -= 1;
+    } else {
+        o.buf[len_at] = (len as u8) | 0x80;
+        o.buf[len_at + 1] = (len >> 7) as u8;
+    }
+    Ok(())
+}
+
+fn decode_align(code: u8, r: &mut In<'_>) -> Result<u64, DecodeError> {
+    if code == ALIGN_EXPLICIT {
+        let a = r.u64()?;
+        if !a.is_power_of_two() {
+            return Err(DecodeError::OutOfRange);
+        }
+        Ok(a)
+    } else {
+        Ok(1 << code)
+    }
+}
+
+fn serde_body<'a, T: Deserialize<'a>>(kind: u64, body: &'a [u8]) -> Result<T, DecodeError> {
+    postcard::from_bytes(body).map_err(|_| DecodeError::BadBody { kind })
+}
+
+impl<'a> Record<'a> {
+    /// Decodes the record at the start of `input` against the stream's base
+    /// `delta`, which it advances. Returns the record and the bytes it used.
+    pub fn decode(input: &'a [u8], delta: &mut Delta) -> Result<(Record<'a>, usize), DecodeError> {
+        let tag = *input.first().ok_or(DecodeError::Truncated)?;
+        let mut r = In { buf: input, pos: 1 };
+        let align = (tag & ALIGN_MASK) >> ALIGN_SHIFT;
+        // FLAG_FAILED for alloc and realloc, FLAG_TS for dealloc: the same bit.
+        let flag = tag & FLAG_FAILED != 0;
+        let stack = |r: &mut In<'_>| -> Result<Option<u32>, DecodeError> {
+            if tag & FLAG_STACK != 0 {
+                r.u32().map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+        // Deltas are applied to a copy and stored only once the whole record
+        // decoded, so a damaged record leaves the base as it was.
+        let mut next = *delta;
+        let rec = match tag & KIND_MASK {
+            k @ (kind::ALLOC | kind::ALLOC_ZEROED) => {
+                let stack = stack(&mut r)?;
+                next.ts = delta.ts.wrapping_add(r.u64()?);
+                let addr = if flag {
+                    None
+                } else {
+                    next.addr = r.addr(delta.addr)?;
+                    Some(next.addr)
+                };
+                let size = r.u64()?;
+                Record::Alloc(Alloc {
+                    ts: next.ts,
+                    addr,
+                    size,
+                    align: decode_align(align, &mut r)?,
+                    zeroed: k == kind::ALLOC_ZEROED,
+                    stack,
+                })
+            }
+            kind::DEALLOC => {
+                let stack = stack(&mut r)?;
+                if flag {
+                    next.ts = delta.ts.wrapping_add(r.u64()?);
+                }
+                next.addr = r.addr(delta.addr)?;
+                let size = r.u64()?;
+                Record::Dealloc(Dealloc {
+                    ts: next.ts,
+                    ts_exact: flag,
+                    addr: next.addr,
+                    size,
+                    align: decode_align(align, &mut r)?,
+                    stack,
+                })
+            }
+            kind::REALLOC => {
+                let stack = stack(&mut r)?;
+                next.ts = delta.ts.wrapping_add(r.u64()?);
+                let old_addr = r.addr(delta.addr)?;
+                let old_size = r.u64()?;
+                next.addr = old_addr;
+                let new_addr = if flag {
+                    None
+                } else {
+                    next.addr = r.addr(old_addr)?;
+                    Some(next.addr)
+                };
+                let new_size = r.u64()?;
+                Record::Realloc(Realloc {
+                    ts: next.ts,
+                    old_addr,
+                    old_size,
+                    new_addr,
+                    new_size,
+                    align: decode_align(align, &mut r)?,
+                    stack,
+                })
+            }
+            kind::SYNC => {
+                next = Delta {
+                    ts: r.u64()?,
+                    addr: r.u64()?,
+                };
+                Record::Sync(next)
+            }
+            kind::LOST => Record::Lost { count: r.u64()? },
+            kind::EXT => {
+                let ext_kind = r.u64()?;
+                let len = usize::try_from(r.u64()?).map_err(|_| DecodeError::Truncated)?;
+                let body = r.take(len)?;
+                decode_ext(ext_kind, body)?
+            }
+            _ => return Err(DecodeError::ReservedKind),
+        };
+        *delta = next;
+        Ok((rec, r.pos))
+    }
+}
+
+fn decode_ext(kind: u64, body: &[u8]) -> Result<Record<'_>, DecodeError> {
+    Ok(match kind {
+        ext::HEADER => {
+            let h: Header<'_> = serde_body(kind, body)?;
+            if h.magic != MAGIC {
+                return Err(DecodeError::OutOfRange);
+            }
+            Record::Header(h)
+        }
+        ext::HEAP_REGION => Record::HeapRegion(serde_body(kind, body)?),
+        ext::END => Record::End(serde_body(kind, body)?),
+        ext::THREAD => Record::Thread(serde_body(kind, body)?),
+        ext::SCOPE_ENTER => Record::ScopeEnter {
+            name: serde_body(kind, body)?,
+        },
+        ext::SCOPE_EXIT => Record::ScopeExit,
+        ext::NAME => Record::Name(serde_body(kind, body)?),
+        ext::MODULE => Record::Module(serde_body(kind, body)?),
+        ext::MARK => Record::Mark {
+            name: serde_body(kind, body)?,
+        },
+        ext::STACK => {
+            let mut r = In { buf: body, pos: 0 };
+            let id = r.u32()?;
+            let count = r.u64()?;
+            if count > MAX_STACK_DEPTH as u64 {
+                return Err(DecodeError::OutOfRange);
+            }
+            let start = r.pos;
+            for _ in 0..count {
+                r.u64()?;
+            }
+            Record::Stack(Stack {
+                id,
+                frames: Frames::Wire {
+                    bytes: &body[start..r.pos],
+                    count: count as u32,
+                },
+            })
+        }
+        _ => Record::Unknown { kind, body },
+    })
+}
+
+/// Iterates the records of one frame payload (after the stream id), advancing
+/// the stream's delta base as it goes.
+///
+/// After an error the rest of the payload cannot be read (record lengths are
+/// implicit); [`Records::remaining`] says how many bytes that leaves unread.
+pub struct Records<'a, 'd> {
+    input: &'a [u8],
+    pos: usize,
+    delta: &'d mut Delta,
+    failed: bool,
+}
+
+impl<'a, 'd> Records<'a, 'd> {
+    /// Reads `input` against `delta`.
+    pub fn new(input: &'a [u8], delta: &'d mut Delta) -> Self {
+        Records {
+            input,
+            pos: 0,
+            delta,
+            failed: false,
+        }
+    }
+
+    /// Offset of the next record within the input.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// Bytes not read (after an error: the bytes given up).
+    pub fn remaining(&self) -> usize {
+        self.input.len() - self.pos
+    }
+}
+
+impl<'a> Iterator for Records<'a, '_> {
+    type Item = Result<Record<'a>, DecodeError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed || self.pos >= self.input.len() {
+            return None;
+        }
+        match Record::decode(&self.input[self.pos..], self.delta) {
+            Ok((rec, n)) => {
+                self.pos += n;
+                Some(Ok(rec))
+            }
+            Err(e) => {
+                self.failed = true;
+                Some(Err(e))
+            }
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! memscope-std (being written).
