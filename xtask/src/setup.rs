@@ -1,0 +1,272 @@
+//! Set-up: make sure every tool a chosen test step needs is there, install
+//! what can be installed, and otherwise stop with a message that names the
+//! missing piece and how to get it.
+//!
+//! What is installed, and how:
+//! - rustup targets for the microcontrollers (`rustup target add`);
+//! - the nightly toolchain with Miri and rust-src (`rustup toolchain install`,
+//!   `rustup component add`);
+//! - cargo-nextest (`cargo install --locked`; without it the tests run under
+//!   `cargo test`, which says so);
+//! - Debian packages ([`DEBIAN_TOOLS`]) through apt-get, only when running as
+//!   root on Debian. Anywhere else a missing one stops the run with its name.
+
+use crate::command::{on_path, Cmd};
+use crate::failure::Failure;
+use std::collections::BTreeSet;
+use std::path::Path;
+
+/// The microcontroller targets memscope-core must build for.
+pub const TARGETS: [&str; 3] = [
+    "thumbv6m-none-eabi",
+    "thumbv7em-none-eabihf",
+    "riscv32imac-unknown-none-elf",
+];
+
+/// The toolchain Miri runs on.
+pub const NIGHTLY: &str = "nightly";
+
+/// A program the tests run, and the Debian package that brings it.
+pub struct DebianTool {
+    /// The executable looked up on PATH.
+    pub command: &'static str,
+    /// The Debian package to `apt-get install`.
+    pub package: &'static str,
+    /// Which tests need it (for the message when it is missing).
+    pub needed_by: &'static str,
+}
+
+/// The Debian packages the workspace tests need. Add a line here when a test
+/// starts using a new external program (chromium, golang-go, valgrind…).
+pub const DEBIAN_TOOLS: &[DebianTool] = &[DebianTool {
+    command: "qemu-system-arm",
+    package: "qemu-system-arm",
+    needed_by: "the firmware tests that run in QEMU (tests/tests/qemu_*.rs)",
+}];
+
+/// Something a test step needs before it can run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Need {
+    /// `rustfmt` for the stable toolchain.
+    Rustfmt,
+    /// `clippy` for the stable toolchain.
+    Clippy,
+    /// The [`TARGETS`].
+    Targets,
+    /// cargo-nextest (optional: `cargo test` stands in).
+    Nextest,
+    /// The [`DEBIAN_TOOLS`].
+    DebianTools,
+    /// Nightly with Miri and rust-src.
+    Miri,
+}
+
+/// What set-up found, for the steps that adapt to it.
+#[derive(Clone, Copy, Debug)]
+pub struct Toolbox {
+    /// cargo-nextest is installed (else the tests run under `cargo test`).
+    pub nextest: bool,
+}
+
+/// Installs or checks everything in `needs`, printing what it does.
+pub fn prepare(needs: &BTreeSet<Need>) -> Result<Toolbox, Failure> {
+    let mut toolbox = Toolbox { nextest: false };
+    for need in needs {
+        match need {
+            Need::Rustfmt => component("rustfmt", Cmd::cargo().args(["fmt", "--version"]))?,
+            Need::Clippy => component("clippy", Cmd::cargo().args(["clippy", "--version"]))?,
+            Need::Targets => targets()?,
+            Need::Nextest => toolbox.nextest = nextest(),
+            Need::DebianTools => debian_tools()?,
+            Need::Miri => miri()?,
+        }
+    }
+    Ok(toolbox)
+}
+
+fn say(what: &str) {
+    println!("    setup: {what}");
+}
+
+fn rustup() -> Result<(), Failure> {
+    if on_path("rustup") {
+        Ok(())
+    } else {
+        Err(Failure::new(
+            "rustup is not installed, and the tests need its targets and the nightly toolchain. \
+             Install Rust with rustup (https://rustup.rs) and rerun `cargo xtask test`.",
+        ))
+    }
+}
+
+/// A rustup component of the active toolchain, checked by running it.
+fn component(name: &str, probe: Cmd) -> Result<(), Failure> {
+    if probe.succeeds() {
+        say(&format!("{name}: present"));
+        return Ok(());
+    }
+    rustup()?;
+    say(&format!("{name}: installing"));
+    Cmd::new("rustup")
+        .args(["component", "add", name])
+        .dir(crate::workspace::root())
+        .run()
+        .map_err(|e| Failure::new(format!("could not install the {name} component: {e}")))
+}
+
+fn targets() -> Result<(), Failure> {
+    let missing: Vec<&str> = TARGETS
+        .iter()
+        .copied()
+        .filter(|t| !target_installed(t))
+        .collect();
+    if missing.is_empty() {
+        say(&format!("targets: present ({})", TARGETS.join(", ")));
+        return Ok(());
+    }
+    rustup()?;
+    say(&format!("targets: installing {}", missing.join(", ")));
+    Cmd::new("rustup")
+        .args(["target", "add"])
+        .args(&missing)
+        .dir(crate::workspace::root())
+        .run()
+        .map_err(|e| {
+            Failure::new(format!(
+                "could not install the rustup targets {}: {e}",
+                missing.join(", ")
+            ))
+        })
+}
+
+/// A target's standard library is in the active toolchain's sysroot.
+fn target_installed(target: &str) -> bool {
+    Cmd::new("rustc")
+        .args(["--print", "target-libdir", "--target", target])
+        .dir(crate::workspace::root())
+        .capture()
+        .is_ok_and(|dir| Path::new(dir.trim()).is_dir())
+}
+
+/// Returns whether cargo-nextest can be used.
+fn nextest() -> bool {
+    if Cmd::cargo().args(["nextest", "--version"]).succeeds() {
+        say("cargo-nextest: present");
+        return true;
+    }
+    say("cargo-nextest: installing with `cargo install cargo-nextest --locked`");
+    match Cmd::new("cargo")
+        .args(["install", "cargo-nextest", "--locked"])
+        .run()
+    {
+        Ok(()) => true,
+        Err(e) => {
+            say(&format!(
+                "cargo-nextest could not be installed ({e}); the tests run under `cargo test` instead"
+            ));
+            false
+        }
+    }
+}
+
+fn miri() -> Result<(), Failure> {
+    rustup()?;
+    let toolchain_ok = Cmd::new("rustup")
+        .args(["run", NIGHTLY, "rustc", "--version"])
+        .succeeds();
+    if !toolchain_ok {
+        say("nightly toolchain: installing (profile minimal)");
+        Cmd::new("rustup")
+            .args(["toolchain", "install", NIGHTLY, "--profile", "minimal"])
+            .run()
+            .map_err(|e| {
+                Failure::new(format!(
+                    "Miri needs the nightly toolchain, which could not be installed: {e}"
+                ))
+            })?;
+    }
+    let installed = Cmd::new("rustup")
+        .args(["component", "list", "--installed", "--toolchain", NIGHTLY])
+        .capture()?;
+    let has = |c: &str| {
+        installed
+            .lines()
+            .any(|l| l.trim() == c || l.starts_with(&format!("{c}-")))
+    };
+    let missing: Vec<&str> = ["miri", "rust-src"]
+        .into_iter()
+        .filter(|c| !has(c))
+        .collect();
+    if missing.is_empty() {
+        say("nightly with miri and rust-src: present");
+        return Ok(());
+    }
+    say(&format!("nightly: adding {}", missing.join(", ")));
+    Cmd::new("rustup")
+        .args(["component", "add"])
+        .args(&missing)
+        .args(["--toolchain", NIGHTLY])
+        .run()
+        .map_err(|e| {
+            Failure::new(format!(
+                "Miri needs the nightly components {}, which could not be installed: {e}",
+                missing.join(", ")
+            ))
+        })
+}
+
+fn debian_tools() -> Result<(), Failure> {
+    let missing: Vec<&DebianTool> = DEBIAN_TOOLS
+        .iter()
+        .filter(|t| !on_path(t.command))
+        .collect();
+    if missing.is_empty() {
+        let names: Vec<&str> = DEBIAN_TOOLS.iter().map(|t| t.command).collect();
+        say(&format!("programs: present ({})", names.join(", ")));
+        return Ok(());
+    }
+    let packages: Vec<&str> = missing.iter().map(|t| t.package).collect();
+    let why: Vec<String> = missing
+        .iter()
+        .map(|t| format!("`{}` ({}) for {}", t.command, t.package, t.needed_by))
+        .collect();
+    let can_install = is_root() && Path::new("/etc/debian_version").exists() && on_path("apt-get");
+    if !can_install {
+        return Err(Failure::new(format!(
+            "missing: {}. Install {} (Debian: `apt-get install {}` as root) and rerun `cargo xtask test`; \
+             run as root on Debian, `cargo xtask test` installs them itself.",
+            why.join("; "),
+            if packages.len() == 1 { "it" } else { "them" },
+            packages.join(" ")
+        )));
+    }
+    say(&format!("installing with apt-get: {}", packages.join(" ")));
+    // Wait for another apt (unattended upgrades, a colleague) rather than fail.
+    let apt = |args: &[&str]| {
+        Cmd::new("apt-get")
+            .args(["-o", "DPkg::Lock::Timeout=300"])
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+    };
+    apt(&["update"]).run()?;
+    apt(&["install", "-y", "--no-install-recommends"])
+        .args(&packages)
+        .run()
+        .map_err(|e| Failure::new(format!("could not install {}: {e}", packages.join(" "))))?;
+    for t in missing {
+        if !on_path(t.command) {
+            return Err(Failure::new(format!(
+                "apt-get installed {} but `{}` is still not on PATH",
+                t.package, t.command
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn is_root() -> bool {
+    Cmd::new("id")
+        .arg("-u")
+        .capture()
+        .is_ok_and(|uid| uid.trim() == "0")
+}
