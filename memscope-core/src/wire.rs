@@ -560,8 +560,17 @@ impl Record<'_> {
         let mut next = delta;
         match *self {
             Record::Alloc(a) => {
-                let kind = if a.zeroed { kind::ALLOC_ZEROED } else { kind::ALLOC };
-                o.byte(heap_tag(kind, a.align, a.stack, flag_if(a.addr.is_none(), FLAG_FAILED)))?;
+                let kind = if a.zeroed {
+                    kind::ALLOC_ZEROED
+                } else {
+                    kind::ALLOC
+                };
+                o.byte(heap_tag(
+                    kind,
+                    a.align,
+                    a.stack,
+                    flag_if(a.addr.is_none(), FLAG_FAILED),
+                ))?;
                 if let Some(s) = a.stack {
                     o.u64(s.into())?;
                 }
@@ -577,7 +586,12 @@ impl Record<'_> {
                 }
             }
             Record::Dealloc(d) => {
-                o.byte(heap_tag(kind::DEALLOC, d.align, d.stack, flag_if(d.ts_exact, FLAG_TS)))?;
+                o.byte(heap_tag(
+                    kind::DEALLOC,
+                    d.align,
+                    d.stack,
+                    flag_if(d.ts_exact, FLAG_TS),
+                ))?;
                 if let Some(s) = d.stack {
                     o.u64(s.into())?;
                 }
@@ -679,7 +693,9 @@ fn ext_body(
 fn ext_serde<T: Serialize>(o: &mut Out<'_>, ext_kind: u64, v: &T) -> Result<(), EncodeError> {
     ext_body(o, ext_kind, |o| {
         let rest = o.buf.get_mut(o.pos..).ok_or(EncodeError::NoSpace)?;
-        let used = postcard::to_slice(v, rest).map_err(|_| EncodeError::NoSpace)?.len();
+        let used = postcard::to_slice(v, rest)
+            .map_err(|_| EncodeError::NoSpace)?
+            .len();
         o.pos += used;
         Ok(())
     })
@@ -908,6 +924,135 @@ impl<'a> Iterator for Records<'a, '_> {
             }
             Err(e) => {
                 self.failed = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+impl Record<'_> {
+    /// Whether the record's timestamp and addresses are distances from the
+    /// stream's base (alloc, dealloc, realloc), so that reading them right
+    /// needs every earlier record of the stream, or a [`Record::Sync`] since.
+    pub fn uses_base(&self) -> bool {
+        matches!(
+            self,
+            Record::Alloc(_) | Record::Dealloc(_) | Record::Realloc(_)
+        )
+    }
+}
+
+/// A reader's delta base for one stream, and whether it is known.
+///
+/// Heap events carry their timestamp and addresses as distances from the
+/// previous record of their stream. A reader that misses a frame no longer
+/// knows that base, and since a damaged frame's stream id is unreadable, it
+/// no longer knows any stream's base: on every
+/// [`FrameEvent::Damaged`](crate::frame::FrameEvent::Damaged) call
+/// [`desync`](Self::desync) on all of them. A base is also unknown when reading
+/// starts (a reader may attach in the middle of a stream) and after a record
+/// of the stream fails to decode (the rest of its frame is unreadable). It is
+/// known again from the stream's next [`Record::Sync`], which every producer
+/// puts before its first record and then at least every
+/// [`SYNC_INTERVAL`](crate::stream::SYNC_INTERVAL) records.
+///
+/// [`StreamBase::records`] says, for each record, whether its values are
+/// resolved; an unresolved heap event happened (its size, alignment and kind
+/// are right) but its timestamp and addresses are not known.
+///
+/// A frame dropped whole without any damage showing (its bytes all replaced
+/// by delimiters, or cut out exactly at frame boundaries) cannot be noticed
+/// from the byte stream; the producer counts the frames *it* drops (see
+/// [`Record::Lost`]) and writes them from the base it kept, so those are safe.
+///
+/// ```
+/// use memscope_core::frame::{Deframer, FrameEvent};
+/// use memscope_core::wire::StreamBase;
+///
+/// # let input: &[u8] = &[];
+/// let mut buf = [0u8; 4096];
+/// let mut deframer = Deframer::new(&mut buf);
+/// let mut bases = [StreamBase::new(); 4]; // one per stream id
+/// let mut rest = input;
+/// while !rest.is_empty() {
+///     let (n, event) = deframer.push(rest);
+///     rest = &rest[n..];
+///     match event {
+///         Some(FrameEvent::Frame { stream, records, .. }) => {
+///             let Some(base) = bases.get_mut(stream as usize) else { continue };
+///             for r in base.records(records) {
+///                 let Ok((record, resolved)) = r else { break };
+///                 // use `record`; if !resolved its timestamp and addresses are unknown
+///                 # let _ = (record, resolved);
+///             }
+///         }
+///         Some(FrameEvent::Damaged { .. }) => bases.iter_mut().for_each(|b| b.desync()),
+///         None => {}
+///     }
+/// }
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StreamBase {
+    /// The base the stream's next record is decoded against.
+    pub delta: Delta,
+    /// Whether `delta` is the producer's base: false until the stream's first
+    /// [`Record::Sync`] and after [`desync`](Self::desync).
+    pub synced: bool,
+}
+
+impl StreamBase {
+    /// A base not known yet.
+    pub const fn new() -> Self {
+        StreamBase {
+            delta: Delta { ts: 0, addr: 0 },
+            synced: false,
+        }
+    }
+
+    /// Frames may have been lost: the base is unknown until the next sync.
+    pub fn desync(&mut self) {
+        self.synced = false;
+    }
+
+    /// Iterates the records of one frame payload of this stream, yielding each
+    /// with whether its values are resolved.
+    pub fn records<'a>(&'a mut self, payload: &'a [u8]) -> BasedRecords<'a> {
+        let StreamBase { delta, synced } = self;
+        BasedRecords {
+            records: Records::new(payload, delta),
+            synced,
+        }
+    }
+}
+
+/// Iterator of [`StreamBase::records`]: `(record, resolved)` pairs.
+pub struct BasedRecords<'a> {
+    records: Records<'a, 'a>,
+    synced: &'a mut bool,
+}
+
+impl BasedRecords<'_> {
+    /// Bytes not read (after an error: the bytes given up).
+    pub fn remaining(&self) -> usize {
+        self.records.remaining()
+    }
+}
+
+impl<'a> Iterator for BasedRecords<'a> {
+    type Item = Result<(Record<'a>, bool), DecodeError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.records.next()? {
+            Ok(rec) => {
+                if let Record::Sync(_) = rec {
+                    *self.synced = true;
+                }
+                Some(Ok((rec, *self.synced || !rec.uses_base())))
+            }
+            Err(e) => {
+                // The records after this one in the frame moved the producer's
+                // base; they cannot be read, so neither can the base.
+                *self.synced = false;
                 Some(Err(e))
             }
         }
