@@ -80,19 +80,22 @@ unsafe impl<A: GlobalAlloc, R: Recorder> GlobalAlloc for TrackingAllocator<A, R>
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract for `layout`.
-        self.recorder.alloc(layout, false, || unsafe { self.inner.alloc(layout) })
+        self.recorder
+            .alloc(layout, false, || unsafe { self.inner.alloc(layout) })
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: as for `alloc`.
-        self.recorder.alloc(layout, true, || unsafe { self.inner.alloc_zeroed(layout) })
+        self.recorder
+            .alloc(layout, true, || unsafe { self.inner.alloc_zeroed(layout) })
     }
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: the caller guarantees `ptr` came from this allocator with `layout`.
-        self.recorder.dealloc(ptr, layout, || unsafe { self.inner.dealloc(ptr, layout) })
+        self.recorder
+            .dealloc(ptr, layout, || unsafe { self.inner.dealloc(ptr, layout) })
     }
 
     #[inline]

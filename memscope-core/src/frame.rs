@@ -294,7 +294,11 @@ mod tests {
     #[test]
     fn round_trip_checked_and_unchecked() {
         let mut wire = Vec::new();
-        for (stream, checked, body) in [(0u32, false, &b"\x01\x00\x02"[..]), (7, true, b"abc"), (3, true, b"")] {
+        for (stream, checked, body) in [
+            (0u32, false, &b"\x01\x00\x02"[..]),
+            (7, true, b"abc"),
+            (3, true, b""),
+        ] {
             let mut out = [0u8; 64];
             let n = encode_frame(stream, checked, &[body], &mut out).unwrap();
             assert_eq!(out[n - 1], 0);
@@ -341,6 +345,9 @@ mod tests {
     #[test]
     fn output_too_small_is_an_error() {
         let mut out = [0u8; 4];
-        assert_eq!(encode_frame(0, true, &[b"abcdef"], &mut out), Err(FrameTooLarge));
+        assert_eq!(
+            encode_frame(0, true, &[b"abcdef"], &mut out),
+            Err(FrameTooLarge)
+        );
     }
 }

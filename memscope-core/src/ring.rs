@@ -27,10 +27,10 @@ use loom::sync::atomic::{AtomicUsize, Ordering};
 #[cfg(not(loom))]
 use portable_atomic::{AtomicUsize, Ordering};
 
-#[cfg(loom)]
-use loom::cell::UnsafeCell;
 #[cfg(not(loom))]
 use core::cell::UnsafeCell;
+#[cfg(loom)]
+use loom::cell::UnsafeCell;
 
 /// A byte ring of `N` bytes. See the [module docs](self).
 pub struct Ring<const N: usize> {

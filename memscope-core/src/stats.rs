@@ -169,7 +169,10 @@ mod tests {
         s.on_realloc(10, 1 << 40, false);
         s.on_lost();
         let v = s.snapshot();
-        assert_eq!((v.allocs, v.deallocs, v.reallocs, v.failed, v.lost), (3, 1, 3, 2, 1));
+        assert_eq!(
+            (v.allocs, v.deallocs, v.reallocs, v.failed, v.lost),
+            (3, 1, 3, 2, 1)
+        );
         assert_eq!(v.current_bytes, 10);
         assert_eq!(v.current_blocks, 1);
         assert_eq!(v.peak_bytes, 400);
