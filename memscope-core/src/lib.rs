@@ -49,15 +49,22 @@ pub mod frame;
 mod recorder;
 pub mod ring;
 pub mod sink;
+pub mod stack;
 pub mod stats;
 pub mod stream;
 pub mod varint;
 pub mod wire;
+
+#[cfg(feature = "cortex-m")]
+pub mod cortex_m;
+#[cfg(feature = "rtt")]
+pub mod rtt;
 
 pub use crate::alloc::{Recorder, TrackingAllocator};
 pub use clock::{Clock, NoClock};
 pub use recorder::{StatsOnly, Stream, StreamInfo};
 pub use ring::Ring;
 pub use sink::{RingSink, Sink};
+pub use stack::{NoStacks, StackSource};
 pub use stats::{Stats, StatsSnapshot};
 pub use stream::StreamEncoder;

@@ -6,9 +6,10 @@ use crate::alloc::Recorder;
 use crate::clock::Clock;
 use crate::frame::{encode_frame, max_frame_len, MAX_HEAD_LEN};
 use crate::sink::Sink;
+use crate::stack::{NoStacks, StackSource, MAX_CAPTURE};
 use crate::stats::{Stats, StatsSnapshot};
 use crate::stream::StreamEncoder;
-use crate::wire::{self, Alloc, Dealloc, End, Header, HeapRegion, Realloc, Record};
+use crate::wire::{self, Alloc, Dealloc, End, Frames, Header, HeapRegion, Realloc, Record, Stack};
 use core::alloc::Layout;
 use core::cell::RefCell;
 use critical_section::Mutex;
@@ -103,10 +104,11 @@ impl StreamInfo {
     }
 }
 
-struct StreamState {
+struct StreamState<K> {
     enc: StreamEncoder,
     info: StreamInfo,
     header_sent: bool,
+    stacks: K,
 }
 
 /// Records every event as one frame of stream 0 into a [`Sink`], inside one
@@ -120,11 +122,11 @@ struct StreamState {
 ///
 /// The header (and heap region) goes out before the first event; until the
 /// sink has room for it, events are counted as lost.
-pub struct Stream<S, C> {
+pub struct Stream<S, C, K = NoStacks> {
     sink: S,
     clock: C,
     stats: Stats,
-    state: Mutex<RefCell<StreamState>>,
+    state: Mutex<RefCell<StreamState<K>>>,
     /// Events that found the state already borrowed: an allocation from an
     /// NMI or HardFault handler that interrupted a record. Folded into the
     /// lost count by the next record.
@@ -136,6 +138,15 @@ const FRAME_BUF: usize = max_frame_len(MAX_HEAD_LEN + wire::MAX_EVENT_LEN);
 impl<S: Sink, C: Clock> Stream<S, C> {
     /// A recorder writing to `sink` with timestamps from `clock`.
     pub const fn new(sink: S, clock: C, info: StreamInfo) -> Self {
+        Self::with_stacks(sink, clock, info, NoStacks)
+    }
+}
+
+impl<S: Sink, C: Clock, K: StackSource> Stream<S, C, K> {
+    /// A recorder that also gives allocations and reallocations the call
+    /// stack `stacks` captures (for example memscope-core's
+    /// `cortex_m::FrameChain`).
+    pub const fn with_stacks(sink: S, clock: C, info: StreamInfo, stacks: K) -> Self {
         Stream {
             sink,
             clock,
@@ -144,14 +155,37 @@ impl<S: Sink, C: Clock> Stream<S, C> {
                 enc: StreamEncoder::new(),
                 info,
                 header_sent: false,
+                stacks,
             })),
             reentered: AtomicUsize::new(0),
         }
     }
 
+    /// Announces the heap `[start, start + len)` in the header, for heaps
+    /// whose address is only known at run time (a `static` array's address is
+    /// not a constant). Returns false once the header is out: call it before
+    /// the first allocation.
+    pub fn set_heap(&self, start: usize, len: usize) -> bool {
+        critical_section::with(|cs| {
+            let Ok(mut st) = self.state.borrow(cs).try_borrow_mut() else {
+                return false;
+            };
+            if st.header_sent {
+                return false;
+            }
+            st.info = st.info.with_heap(start, len);
+            true
+        })
+    }
+
     /// The sink (to drain a [`RingSink`](crate::RingSink), for instance).
     pub fn sink(&self) -> &S {
         &self.sink
+    }
+
+    /// The clock (to start a `cortex_m::DwtClock`, for instance).
+    pub fn clock(&self) -> &C {
+        &self.clock
     }
 
     /// Writes the end record with the totals so far, which lets a reader prove
@@ -180,14 +214,14 @@ impl<S: Sink, C: Clock> Stream<S, C> {
         })
     }
 
-    fn fold_reentered(&self, st: &mut StreamState) {
+    fn fold_reentered(&self, st: &mut StreamState<K>) {
         let n = self.reentered.swap(0, Ordering::Relaxed);
         for _ in 0..n {
             st.enc.lose();
         }
     }
 
-    fn send_header(&self, st: &mut StreamState) -> bool {
+    fn send_header(&self, st: &mut StreamState<K>) -> bool {
         if st.header_sent {
             return true;
         }
@@ -219,7 +253,7 @@ impl<S: Sink, C: Clock> Stream<S, C> {
 
     /// Encodes `rec` as one frame and offers it to the sink; counts it lost
     /// when it does not fit.
-    fn write(&self, st: &mut StreamState, rec: &Record<'_>) -> bool {
+    fn write(&self, st: &mut StreamState<K>, rec: &Record<'_>) -> bool {
         let mut buf = [0u8; MAX_HEAD_LEN + wire::MAX_EVENT_LEN];
         let mut frame = [0u8; FRAME_BUF];
         let Ok(p) = st.enc.prepare(rec, &mut buf) else {
@@ -247,8 +281,11 @@ impl<S: Sink, C: Clock> Stream<S, C> {
                 return t;
             };
             let prev_ts = st.enc.last_ts();
-            let (t, rec) = op(&self.stats, prev_ts);
+            let (t, mut rec) = op(&self.stats, prev_ts);
             self.fold_reentered(&mut st);
+            if K::ENABLED {
+                self.attach_stack(&mut st, &mut rec);
+            }
             if !(self.send_header(&mut st) && self.write(&mut st, &rec)) {
                 st.enc.lose();
                 self.stats.on_lost();
@@ -256,12 +293,59 @@ impl<S: Sink, C: Clock> Stream<S, C> {
             t
         })
     }
+
+    /// Captures the call stack, sends it if it is new, and puts its id into
+    /// an alloc or realloc record. Without room for a new stack the event
+    /// goes out without one.
+    #[inline(never)]
+    fn attach_stack(&self, st: &mut StreamState<K>, rec: &mut Record<'static>) {
+        let slot = match rec {
+            Record::Alloc(a) => &mut a.stack,
+            Record::Realloc(r) => &mut r.stack,
+            _ => return,
+        };
+        let mut frames = [0u64; MAX_CAPTURE];
+        let n = st.stacks.capture(&mut frames).min(MAX_CAPTURE);
+        if n == 0 {
+            return;
+        }
+        let interned = st.stacks.intern(&frames[..n]);
+        if !interned.known {
+            let stack = Record::Stack(Stack {
+                id: interned.id,
+                frames: Frames::Slice(&frames[..n]),
+            });
+            if !(self.send_header(st) && self.write_large(st, &stack)) {
+                return;
+            }
+            st.stacks.sent(interned);
+        }
+        *slot = Some(interned.id);
+    }
+
+    /// [`write`](Self::write) for records up to a full [`Stack`] of
+    /// [`MAX_CAPTURE`] frames.
+    fn write_large(&self, st: &mut StreamState<K>, rec: &Record<'_>) -> bool {
+        const LEN: usize = MAX_HEAD_LEN + wire::MAX_EVENT_LEN + 16 + 10 * MAX_CAPTURE;
+        let mut buf = [0u8; LEN];
+        let mut frame = [0u8; max_frame_len(LEN)];
+        let Ok(p) = st.enc.prepare(rec, &mut buf) else {
+            return false;
+        };
+        match encode_frame(0, false, &[&buf[..p.len]], &mut frame) {
+            Ok(n) if self.sink.write_frame(&frame[..n]) => {
+                st.enc.commit(p);
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 // SAFETY: `record` calls `op` exactly once on every path, and each `op` below
 // calls `inner` once and returns its result. Encoding works on stack buffers,
 // `try_borrow_mut` cannot panic, and the sink never blocks (its contract).
-unsafe impl<S: Sink, C: Clock> Recorder for Stream<S, C> {
+unsafe impl<S: Sink, C: Clock, K: StackSource> Recorder for Stream<S, C, K> {
     #[inline]
     fn alloc(&self, layout: Layout, zeroed: bool, inner: impl FnOnce() -> *mut u8) -> *mut u8 {
         self.record(|stats, _| {
