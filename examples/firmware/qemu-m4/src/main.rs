@@ -1,0 +1,132 @@
+//! memscope on QEMU's `mps2-an386` (Cortex-M4F): embedded-alloc's `LlffHeap`
+//! wrapped in `TrackingAllocator`, records streamed over RTT (up-channel 1,
+//! "memscope") next to defmt logs (up-channel 0), timestamps from DWT CYCCNT
+//! (QEMU does not model it, so this trace says "no clock"), call sites from
+//! the r7 frame chain.
+//!
+//! ```text
+//! cargo run -p qemu-m4 --target thumbv7em-none-eabihf --release
+//! ```
+//!
+//! prints memscope's statistics and the heap's `used()` over semihosting. To
+//! watch the trace, start QEMU with `-gdb tcp::3333 -S` and run
+//! `memscope-decode gdb localhost:3333 --elf <this ELF>`.
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+use core::mem::MaybeUninit;
+use cortex_m::peripheral::SCB;
+use cortex_m_rt::{entry, exception};
+use embedded_alloc::LlffHeap;
+use panic_semihosting as _;
+
+#[cfg(feature = "tracking")]
+mod tracked {
+    use embedded_alloc::LlffHeap;
+    use memscope_core::cortex_m::{DwtClock, FrameChain};
+    use memscope_core::rtt::RttSink;
+    use memscope_core::{Stream, StreamInfo, TrackingAllocator};
+
+    /// QEMU's mps2-an386 core clock.
+    pub const CORE_HZ: u32 = 25_000_000;
+    /// Top of the stack: `ORIGIN(RAM) + LENGTH(RAM)` in memory.x, where
+    /// cortex-m-rt puts the initial stack pointer.
+    const STACK_TOP: usize = 0x2000_0000 + 256 * 1024;
+
+    #[cfg(feature = "stacks")]
+    pub type Stacks = FrameChain<8, 32>;
+    #[cfg(not(feature = "stacks"))]
+    pub type Stacks = memscope_core::NoStacks;
+
+    #[cfg(feature = "stacks")]
+    const STACKS: Stacks = FrameChain::new().with_stack_top(STACK_TOP);
+    #[cfg(not(feature = "stacks"))]
+    const STACKS: Stacks = memscope_core::NoStacks;
+
+    pub type Heap = TrackingAllocator<LlffHeap, Stream<RttSink, DwtClock, Stacks>>;
+
+    pub const fn heap() -> Heap {
+        TrackingAllocator::new(
+            LlffHeap::empty(),
+            Stream::with_stacks(
+                RttSink::new(),
+                DwtClock::new(CORE_HZ),
+                StreamInfo::new("qemu-m4").with_target("thumbv7em-none-eabihf"),
+                STACKS,
+            ),
+        )
+    }
+}
+
+#[cfg(feature = "tracking")]
+#[global_allocator]
+static HEAP: tracked::Heap = tracked::heap();
+
+#[cfg(not(feature = "tracking"))]
+#[global_allocator]
+static HEAP: LlffHeap = LlffHeap::empty();
+
+const HEAP_SIZE: usize = 16 * 1024;
+
+fn inner_heap() -> &'static LlffHeap {
+    #[cfg(feature = "tracking")]
+    return HEAP.inner();
+    #[cfg(not(feature = "tracking"))]
+    return &HEAP;
+}
+
+#[entry]
+fn main() -> ! {
+    static mut HEAP_MEM: [MaybeUninit<u8>; HEAP_SIZE] = [MaybeUninit::uninit(); HEAP_SIZE];
+    let heap_start = HEAP_MEM.as_ptr() as usize;
+
+    #[cfg_attr(not(feature = "tracking"), allow(unused_mut, unused_variables))]
+    let mut p = cortex_m::Peripherals::take().unwrap();
+    let channels = rtt_target::rtt_init! {
+        up: {
+            0: { size: 1024, mode: rtt_target::ChannelMode::NoBlockSkip, name: "defmt" }
+            1: { size: 16384, mode: rtt_target::ChannelMode::NoBlockSkip, name: "memscope" }
+        }
+    };
+    rtt_target::set_defmt_channel(channels.up.0);
+
+    #[cfg(feature = "tracking")]
+    {
+        let counting = HEAP.recorder().clock().start(&mut p.DCB, &mut p.DWT);
+        defmt::info!("DWT cycle counter runs: {=bool}", counting);
+        HEAP.recorder().sink().attach(channels.up.1);
+        HEAP.recorder().set_heap(heap_start, HEAP_SIZE);
+    }
+    #[cfg(not(feature = "tracking"))]
+    drop(channels.up.1);
+
+    // SAFETY: called once, before the first allocation, with memory that is
+    // ours alone from here on.
+    unsafe { inner_heap().init(heap_start, HEAP_SIZE) };
+    defmt::info!("heap at {=usize:#x}, {=usize} bytes", heap_start, HEAP_SIZE);
+
+    workload::run(SCB::set_pendst);
+
+    let heap = Some((inner_heap().used(), inner_heap().free()));
+    #[cfg(feature = "tracking")]
+    {
+        HEAP.recorder().finish();
+        let drained = workload::wait_for_host(|| HEAP.recorder().sink().is_drained(), 20_000_000);
+        defmt::info!("trace drained: {=bool}", drained);
+        workload::print_stats(&HEAP.stats(), heap);
+    }
+    #[cfg(not(feature = "tracking"))]
+    workload::print_stats(&Default::default(), heap);
+
+    cortex_m_semihosting::debug::exit(cortex_m_semihosting::debug::EXIT_SUCCESS);
+    loop {
+        cortex_m::asm::wfi();
+    }
+}
+
+#[exception]
+fn SysTick() {
+    workload::from_interrupt();
+}
