@@ -1,0 +1,385 @@
+//! Analyses: everything computed from the merged stream, in one streaming
+//! pass over it (the exact peak's live set needs a second pass over a file, see
+//! [`peak`]). Each submodule holds one view; [`Analyses::apply`] feeds an event
+//! to the live [`State`] and to every view. Memory grows with live blocks,
+//! sites, threads, scopes and names — never with the number of events.
+
+pub mod attribution;
+pub mod errors;
+pub mod fragmentation;
+pub mod histograms;
+pub mod peak;
+pub mod sites;
+pub mod temporaries;
+pub mod totals;
+
+use crate::records::{Event, Op};
+use crate::state::{Block, State, NONE};
+use attribution::Attribution;
+use errors::{ErrorKind, Errors, HeapError};
+use histograms::Log2Histogram;
+use peak::Peak;
+use sites::Sites;
+use temporaries::Temporaries;
+use totals::Totals;
+
+/// A user mark (`mark!`), with what was live then.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MarkAt {
+    /// Interned name.
+    pub name: u32,
+    /// Timestamp.
+    pub ts: u64,
+    /// Live bytes then.
+    pub live_bytes: u64,
+    /// Live blocks then.
+    pub live_blocks: u64,
+}
+
+/// Most marks kept.
+pub const MAX_MARKS: usize = 1000;
+
+/// All views of one session.
+#[derive(Default)]
+pub struct Analyses {
+    /// Calls and bytes.
+    pub totals: Totals,
+    /// Current and peak.
+    pub peak: Peak,
+    /// Per call site.
+    pub sites: Sites,
+    /// Temporaries.
+    pub temporaries: Temporaries,
+    /// Requested sizes of successful allocs.
+    pub sizes: Log2Histogram,
+    /// Lifetimes of freed blocks (ticks).
+    pub lifetimes: Log2Histogram,
+    /// Threads, scopes, names, cross-thread frees.
+    pub attribution: Attribution,
+    /// Heap errors.
+    pub errors: Errors,
+    /// User marks.
+    pub marks: Vec<MarkAt>,
+    /// Whether to copy the live set at each new peak (one-pass input).
+    pub incremental_peak: bool,
+    /// The live set at the peak, by site: `(site, bytes, blocks)`.
+    pub peak_sites: Option<Vec<(u32, u64, u64)>>,
+    /// Stashed old blocks between a realloc's release and allocation halves.
+    pending_realloc: rustc_hash::FxHashMap<u32, Option<Block>>,
+}
+
+impl Analyses {
+    /// Empty views.
+    pub fn new(incremental_peak: bool) -> Self {
+        Analyses {
+            incremental_peak,
+            ..Analyses::default()
+        }
+    }
+
+    /// Sets the short-lived threshold from the trace's clock.
+    pub fn set_clock(&mut self, ticks_per_second: u64, short_lived_ns: u64) {
+        if ticks_per_second > 0 {
+            let t = (u128::from(ticks_per_second) * u128::from(short_lived_ns) / 1_000_000_000) as u64;
+            self.temporaries.threshold_ticks = Some(t.max(1));
+        }
+    }
+
+    /// Before live bytes decrease: in incremental mode, a maximum reached since
+    /// the last decrease is the newest peak, and the live set is still as it was.
+    #[inline]
+    fn before_decrease(&mut self) {
+        if self.peak.pending_capture {
+            self.peak.pending_capture = false;
+            if self.incremental_peak {
+                self.peak_sites = Some(self.sites.live());
+            }
+        }
+    }
+
+    /// End of the session: capture a peak reached by the last events.
+    pub fn finish(&mut self, state: &State) {
+        self.before_decrease();
+        for b in state.live.values() {
+            self.sites.end_chain(b.origin_site, b.reallocs, b.first_size, b.size);
+        }
+    }
+
+    /// Feeds one event of the merged stream. `state.seq` is its sequence number.
+    #[inline]
+    pub fn apply(&mut self, state: &mut State, ev: &Event) {
+        let seq = state.seq;
+        match ev.op {
+            Op::Alloc {
+                addr,
+                size,
+                align,
+                zeroed,
+            } => {
+                self.totals.allocations += 1;
+                self.totals.zeroed += u64::from(zeroed);
+                self.totals.bytes_allocated += size;
+                self.sizes.add(size);
+                let block = state.new_block(ev, size, align);
+                self.on_new_block(state, ev, addr, block, size);
+                let s = self.sites.get(ev.stack);
+                s.allocs += 1;
+                s.bytes += size;
+                if s.allocs == 1 || size < s.min_size {
+                    s.min_size = size;
+                }
+                s.max_size = s.max_size.max(size);
+                let t = self.attribution.threads.entry(ev.stream).or_default();
+                t.allocs += 1;
+                t.bytes += size;
+                if block.scope != NONE {
+                    let sc = self.attribution.scopes.entry(block.scope).or_default();
+                    sc.allocs += 1;
+                    sc.bytes += size;
+                }
+            }
+            Op::AllocFailed { .. } => {
+                self.totals.allocations += 1;
+                self.totals.failed_allocs += 1;
+                self.sites.get(ev.stack).failed += 1;
+            }
+            Op::Dealloc {
+                addr,
+                size,
+                align,
+                ts_exact,
+            } => {
+                self.totals.deallocations += 1;
+                self.totals.exact_free_ts += u64::from(ts_exact);
+                self.attribution.threads.entry(ev.stream).or_default().frees += 1;
+                match state.remove(addr, ev.stack, ev.stream) {
+                    Some(b) => {
+                        if b.size != size || b.align != align {
+                            self.error(ErrorKind::DeallocLayoutMismatch, ev, seq, addr, (size, align), Some(&b), None);
+                        }
+                        self.before_decrease();
+                        self.totals.bytes_freed += b.size;
+                        self.on_block_gone(&b, ev.stream);
+                        self.on_freed(&b, ev, ts_exact);
+                    }
+                    None => {
+                        let (kind, block, first) = match state.recently_freed(addr) {
+                            Some(f) => (ErrorKind::DoubleFree, Some(f.block), Some((f.free_stack, f.free_stream))),
+                            None => (ErrorKind::UnknownFree, None, None),
+                        };
+                        self.error(kind, ev, seq, addr, (size, align), block.as_ref(), first);
+                    }
+                }
+            }
+            Op::ReallocRelease {
+                old_addr,
+                old_size,
+                align,
+            } => {
+                let old = state.take(old_addr);
+                match &old {
+                    Some(b) => {
+                        if b.size != old_size || b.align != align {
+                            self.error(ErrorKind::ReallocLayoutMismatch, ev, seq, old_addr, (old_size, align), Some(b), None);
+                        }
+                        self.before_decrease();
+                        self.on_block_gone(b, ev.stream);
+                    }
+                    None => {
+                        let (block, first) = match state.recently_freed(old_addr) {
+                            Some(f) => (Some(f.block), Some((f.free_stack, f.free_stream))),
+                            None => (None, None),
+                        };
+                        self.error(ErrorKind::ReallocUnknown, ev, seq, old_addr, (old_size, align), block.as_ref(), first);
+                    }
+                }
+                self.pending_realloc.insert(ev.stream, old);
+            }
+            Op::Realloc {
+                old_addr,
+                old_size,
+                new_addr,
+                new_size,
+                align,
+            } => {
+                self.totals.reallocations += 1;
+                let old = self.pending_realloc.remove(&ev.stream).flatten();
+                let old_len = old.map_or(old_size, |b| b.size);
+                self.totals.bytes_allocated += new_size.saturating_sub(old_len);
+                self.totals.bytes_freed += old_len.saturating_sub(new_size);
+                let mut block = state.new_block(ev, new_size, align);
+                if let Some(o) = old {
+                    block.origin_site = o.origin_site;
+                    block.origin_ts = o.origin_ts;
+                    block.first_size = o.first_size;
+                    block.reallocs = o.reallocs.saturating_add(1);
+                    block.scope = o.scope;
+                    block.name = o.name;
+                    if new_addr != old_addr {
+                        let g = self.sites.get(o.origin_site);
+                        g.moved += 1;
+                        g.copied_bytes += old_len.min(new_size);
+                    }
+                    if o.name != NONE {
+                        if let Some(n) = self.attribution.names.get_mut(&o.name) {
+                            n.reallocs += 1;
+                            n.max_size = n.max_size.max(new_size);
+                        }
+                    }
+                } else {
+                    block.reallocs = 1;
+                    block.first_size = old_size;
+                }
+                self.on_new_block(state, ev, new_addr, block, new_size);
+                let s = self.sites.get(ev.stack);
+                s.reallocs += 1;
+                s.bytes += new_size.saturating_sub(old_len);
+                s.max_size = s.max_size.max(new_size);
+                let t = self.attribution.threads.entry(ev.stream).or_default();
+                t.bytes += new_size.saturating_sub(old_len);
+            }
+            Op::ReallocFailed { .. } => {
+                self.totals.reallocations += 1;
+                self.totals.failed_reallocs += 1;
+                self.sites.get(ev.stack).failed += 1;
+            }
+            Op::Name { addr, name } => {
+                let mut n = attribution::NameStats::default();
+                if let Some(b) = state.live.get_mut(&addr) {
+                    b.name = name;
+                    n.resolved = true;
+                    n.site = b.origin_site;
+                    n.size_at_naming = b.size;
+                    n.max_size = b.size;
+                }
+                self.attribution.names.insert(name, n);
+            }
+            Op::ScopeEnter { name } => {
+                self.attribution.scopes.entry(name).or_default().entered += 1;
+                state.apply_scope(ev);
+            }
+            Op::ScopeExit => state.apply_scope(ev),
+            Op::Mark { name } => {
+                if self.marks.len() < MAX_MARKS {
+                    self.marks.push(MarkAt {
+                        name,
+                        ts: ev.ts,
+                        live_bytes: self.peak.current_bytes,
+                        live_blocks: self.peak.current_blocks,
+                    });
+                }
+            }
+        }
+        state.seq += 1;
+    }
+
+    /// A block became live at `addr` (alloc, or the new half of a realloc).
+    #[inline]
+    fn on_new_block(&mut self, state: &mut State, ev: &Event, addr: u64, block: Block, size: u64) {
+        self.temporaries.last_alloc.insert(ev.stream, block.generation);
+        if let Some(over) = state.insert(addr, block) {
+            // The previous block's free was lost or misordered: account it as gone.
+            self.error(ErrorKind::AllocOverLive, ev, state.seq, addr, (size, block.align), Some(&over), None);
+            self.before_decrease();
+            self.on_block_gone(&over, ev.stream);
+        }
+        let s = self.sites.get(block.site);
+        s.live_bytes += size;
+        s.live_blocks += 1;
+        let t = self.attribution.threads.entry(block.stream).or_default();
+        t.live_bytes += size;
+        t.live_blocks += 1;
+        if block.scope != NONE {
+            let sc = self.attribution.scopes.entry(block.scope).or_default();
+            sc.live_bytes += size;
+            sc.live_blocks += 1;
+        }
+        self.peak.grow(size, 1, state.seq, ev.ts);
+    }
+
+    /// A block stopped being live (freed, or released by a realloc).
+    #[inline]
+    fn on_block_gone(&mut self, b: &Block, _by_stream: u32) {
+        self.peak.shrink(b.size, 1);
+        let s = self.sites.get(b.site);
+        s.live_bytes -= b.size.min(s.live_bytes);
+        s.live_blocks = s.live_blocks.saturating_sub(1);
+        if let Some(t) = self.attribution.threads.get_mut(&b.stream) {
+            t.live_bytes = t.live_bytes.saturating_sub(b.size);
+            t.live_blocks = t.live_blocks.saturating_sub(1);
+        }
+        if b.scope != NONE {
+            if let Some(sc) = self.attribution.scopes.get_mut(&b.scope) {
+                sc.live_bytes = sc.live_bytes.saturating_sub(b.size);
+                sc.live_blocks = sc.live_blocks.saturating_sub(1);
+            }
+        }
+    }
+
+    /// A block was freed by `ev` (a dealloc, not a realloc).
+    #[inline]
+    fn on_freed(&mut self, b: &Block, ev: &Event, ts_exact: bool) {
+        let lifetime = ev.ts.saturating_sub(b.origin_ts);
+        self.lifetimes.add(lifetime);
+        self.sites.end_chain(b.origin_site, b.reallocs, b.first_size, b.size);
+        let temporary = b.stream == ev.stream
+            && self.temporaries.last_alloc.get(&ev.stream) == Some(&b.generation);
+        let short = self
+            .temporaries
+            .threshold_ticks
+            .is_some_and(|t| lifetime < t);
+        if temporary {
+            self.temporaries.count += 1;
+            self.temporaries.bytes += b.size;
+        }
+        if short {
+            self.temporaries.short_lived += 1;
+            self.temporaries.short_lived_exact += u64::from(ts_exact);
+        }
+        let s = self.sites.get(b.site);
+        s.freed += 1;
+        s.lifetime_sum = s.lifetime_sum.saturating_add(lifetime);
+        s.temporaries += u64::from(temporary);
+        s.short_lived += u64::from(short);
+        if b.stream != ev.stream {
+            s.cross_thread_frees += 1;
+            let c = &mut self.attribution.cross_thread;
+            c.count += 1;
+            c.bytes += b.size;
+            let p = c.pairs.entry((b.stream, ev.stream)).or_default();
+            p.0 += 1;
+            p.1 += b.size;
+            self.attribution.threads.entry(ev.stream).or_default().foreign_frees += 1;
+        }
+        if b.name != NONE {
+            if let Some(n) = self.attribution.names.get_mut(&b.name) {
+                n.freed = true;
+                n.lifetime = Some(lifetime);
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn error(
+        &mut self,
+        kind: ErrorKind,
+        ev: &Event,
+        seq: u64,
+        addr: u64,
+        layout: (u64, u64),
+        block: Option<&Block>,
+        first_free: Option<(u32, u32)>,
+    ) {
+        self.errors.push(HeapError {
+            kind,
+            addr,
+            ts: ev.ts,
+            seq,
+            stream: ev.stream,
+            stack: ev.stack,
+            layout,
+            block: block.map(|b| (b.site, b.stream, b.size, b.align)),
+            first_free,
+        });
+    }
+}

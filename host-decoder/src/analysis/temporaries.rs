@@ -1,0 +1,28 @@
+//! Temporaries, two ways:
+//!
+//! - heaptrack's: a block freed with no other allocation in between on its
+//!   thread (the allocation was only needed for a moment; often a clone or a
+//!   `format!` that could be avoided);
+//! - short-lived: freed within a threshold of time. A free's timestamp is a
+//!   lower bound of its moment unless the producer read the clock for it (the
+//!   trace says which), and an allocation's is an upper bound, so a measured
+//!   lifetime is a lower bound: the count says which it is.
+
+use rustc_hash::FxHashMap;
+
+/// Counts.
+#[derive(Default)]
+pub struct Temporaries {
+    /// Per stream: generation of its latest allocation (alloc or realloc).
+    pub last_alloc: FxHashMap<u32, u64>,
+    /// Freed right after their allocation.
+    pub count: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Short-lived threshold in ticks, when the trace has a clock.
+    pub threshold_ticks: Option<u64>,
+    /// Blocks freed within the threshold.
+    pub short_lived: u64,
+    /// Of those, how many had an exact free timestamp.
+    pub short_lived_exact: u64,
+}

@@ -1,0 +1,289 @@
+//! The command line: argument definitions and what each command does. A live
+//! source (TCP, GDB, probe) is one more subcommand that builds a
+//! [`Source`] with [`Source::live`] and hands it to [`report_source`].
+
+use crate::budget::{self, Budget};
+use crate::error::{exit, Error};
+use crate::pipeline::{self, Run};
+use crate::report::{self, Report};
+use crate::source::Source;
+use crate::symbolize::{self, Symbolizer};
+use clap::{Args, Parser, Subcommand};
+use std::path::{Path, PathBuf};
+
+/// Decode a memscope heap trace: exact peak, leaks by call site, hottest
+/// sites, temporaries, heap errors, what was lost.
+///
+/// Exit codes: 0 decoded; 1 `check` budget exceeded; 2 usage error; 3 input
+/// unreadable; 4 not a memscope trace or a newer format; 5 ELF or debug file
+/// missing or not matching the trace; 6 output not writable. Damage inside
+/// a trace is reported (with byte offsets), not fatal.
+#[derive(Parser, Debug)]
+#[command(name = "memscope-decode", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// Subcommand; without one, report on TRACE.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// The report's input and options.
+    #[command(flatten)]
+    pub report: ReportArgs,
+}
+
+/// Options of the plain report (also used by `check` and `diff`).
+#[derive(Args, Debug, Clone, Default)]
+pub struct ReportArgs {
+    /// Trace file (`-` reads stdin).
+    pub trace: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// Options every command takes.
+#[derive(Args, Debug, Clone, Default)]
+pub struct Common {
+    /// Write the full report as JSON to this file (`-` for stdout); schema in docs/REPORT-SCHEMA.md.
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+    /// The program's ELF (firmware: required for symbols; host: when the recorded module files moved).
+    #[arg(long, value_name = "PATH")]
+    pub elf: Option<PathBuf>,
+    /// Directory searched for debug files (`.build-id/xx/yyyy.debug`, by file name). Repeatable.
+    #[arg(long = "debug-dir", value_name = "DIR")]
+    pub debug_dirs: Vec<PathBuf>,
+    /// Rows per list in the report.
+    #[arg(long, default_value_t = 20)]
+    pub top: usize,
+    /// Lifetime under which a freed block counts as short-lived (e.g. 1ms, 200us).
+    #[arg(long, default_value = "1ms", value_parser = budget::parse_duration_ns)]
+    pub short_lived: u64,
+    /// Never draw a progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Fail (exit 1) when the trace exceeds a budget: a CI gate.
+    Check(CheckArgs),
+    /// Compare two traces by call site: what grew, what shrank.
+    Diff(DiffArgs),
+    /// Write a synthetic trace (benchmarks and tests).
+    #[command(hide = true)]
+    Synth(SynthArgs),
+}
+
+/// `check`.
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Trace file (`-` reads stdin).
+    pub trace: PathBuf,
+    /// Most bytes live at once (e.g. 64KiB, 1.5MiB, 4096).
+    #[arg(long, value_parser = budget::parse_size)]
+    pub max_peak: Option<u64>,
+    /// No block may be live at the end.
+    #[arg(long)]
+    pub no_leaks: bool,
+    /// Most bytes live at the end.
+    #[arg(long, value_parser = budget::parse_size)]
+    pub max_leaked: Option<u64>,
+    /// Most alloc calls.
+    #[arg(long)]
+    pub max_allocations: Option<u64>,
+    /// No heap error (double free, layout mismatch, free of an unknown address…).
+    #[arg(long)]
+    pub no_errors: bool,
+    /// No allocation may fail.
+    #[arg(long)]
+    pub no_failed: bool,
+    /// The trace must prove itself complete (nothing lost or damaged).
+    #[arg(long)]
+    pub require_complete: bool,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// `diff`.
+#[derive(Args, Debug)]
+pub struct DiffArgs {
+    /// The baseline trace.
+    pub old: PathBuf,
+    /// The trace to compare with it.
+    pub new: PathBuf,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// `synth`.
+#[derive(Args, Debug)]
+pub struct SynthArgs {
+    /// Heap events to write.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub events: u64,
+    /// Threads (streams).
+    #[arg(long, default_value_t = 4)]
+    pub threads: u32,
+    /// Blocks each thread keeps live at most.
+    #[arg(long, default_value_t = 2000)]
+    pub working_set: usize,
+    /// Output file.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Runs the command line; returns the exit code.
+pub fn main_with(cli: Cli) -> i32 {
+    let result = match cli.command {
+        None => match &cli.report.trace {
+            Some(t) => open(t).and_then(|src| report_source(src, &cli.report.common)),
+            None => {
+                eprintln!("memscope-decode: no trace given\n\nusage: memscope-decode TRACE [--json PATH] [--elf PATH]\n       memscope-decode check TRACE --max-peak 64KiB --no-leaks\n       memscope-decode diff OLD NEW\n\nmore: memscope-decode --help");
+                return exit::USAGE;
+            }
+        },
+        Some(Command::Check(a)) => check(a),
+        Some(Command::Diff(a)) => diff(a),
+        Some(Command::Synth(a)) => synth(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("memscope-decode: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+fn open(path: &Path) -> Result<Source, Error> {
+    Source::open(path).map_err(|cause| Error::Unreadable {
+        input: path.display().to_string(),
+        offset: None,
+        cause,
+    })
+}
+
+/// Decodes and analyses `src`, symbolizes, builds the report.
+pub fn analyse(mut src: Source, c: &Common) -> Result<(Run, Report, Vec<Symbolizer>), Error> {
+    let run = pipeline::run(
+        &mut src,
+        &pipeline::Options {
+            short_lived_ns: c.short_lived,
+            progress: !c.no_progress,
+        },
+    )?;
+    let sym_opts = symbolize::Options {
+        elf: c.elf.clone(),
+        debug_dirs: c.debug_dirs.clone(),
+    };
+    let mut syms = Vec::new();
+    for s in &run.sessions {
+        syms.push(Symbolizer::new(&s.session, &sym_opts)?);
+    }
+    let rep = report::build(
+        &run,
+        &mut syms,
+        &report::Options {
+            top: c.top,
+            ..report::Options::default()
+        },
+    );
+    Ok((run, rep, syms))
+}
+
+fn write_json(rep: &Report, path: &Path) -> Result<(), Error> {
+    let err = |cause| Error::Output {
+        path: path.display().to_string(),
+        cause,
+    };
+    if path.as_os_str() == "-" {
+        crate::render::json::write(rep, std::io::stdout().lock()).map_err(err)
+    } else {
+        let f = std::fs::File::create(path).map_err(err)?;
+        crate::render::json::write(rep, f).map_err(err)
+    }
+}
+
+/// The plain report on any source: terminal output (unless the JSON goes to
+/// stdout) and the JSON file.
+pub fn report_source(src: Source, c: &Common) -> Result<i32, Error> {
+    let (_, rep, _) = analyse(src, c)?;
+    let json_to_stdout = c.json.as_deref().is_some_and(|p| p.as_os_str() == "-");
+    if !json_to_stdout {
+        print!("{}", crate::render::terminal::render(&rep));
+    }
+    if let Some(p) = &c.json {
+        write_json(&rep, p)?;
+    }
+    Ok(exit::OK)
+}
+
+fn check(a: CheckArgs) -> Result<i32, Error> {
+    let (_, rep, _) = analyse(open(&a.trace)?, &a.common)?;
+    if let Some(p) = &a.common.json {
+        write_json(&rep, p)?;
+    }
+    let b = Budget {
+        max_peak: a.max_peak,
+        no_leaks: a.no_leaks,
+        max_leaked: a.max_leaked,
+        max_allocations: a.max_allocations,
+        no_errors: a.no_errors,
+        require_complete: a.require_complete,
+        no_failed: a.no_failed,
+    };
+    let failures = budget::check(&rep, &b);
+    let name = a.trace.display();
+    if failures.is_empty() {
+        println!(
+            "{name}: ok — peak {}, {} leaked, {} allocations{}",
+            crate::render::bytes(rep.summary.peak_bytes),
+            crate::render::bytes(rep.summary.leaked_bytes),
+            rep.summary.allocations,
+            if rep.summary.complete { "" } else { " (trace incomplete: see the report)" }
+        );
+        Ok(exit::OK)
+    } else {
+        for f in &failures {
+            println!("{name}: FAILED: {f}");
+        }
+        Ok(exit::CHECK_FAILED)
+    }
+}
+
+fn diff(a: DiffArgs) -> Result<i32, Error> {
+    let (old_run, _, mut old_syms) = analyse(open(&a.old)?, &a.common)?;
+    let (new_run, _, mut new_syms) = analyse(open(&a.new)?, &a.common)?;
+    let last = |r: &Run| r.sessions.len() - 1;
+    let (oi, ni) = (last(&old_run), last(&new_run));
+    let o = crate::diff::site_totals(&old_run.sessions[oi], &mut old_syms[oi]);
+    let n = crate::diff::site_totals(&new_run.sessions[ni], &mut new_syms[ni]);
+    let d = crate::diff::diff(
+        &o,
+        &n,
+        old_run.sessions[oi].analyses.peak.peak_bytes,
+        new_run.sessions[ni].analyses.peak.peak_bytes,
+        a.common.top,
+    );
+    print!("{}", crate::diff::render(&d, &a.old.display().to_string(), &a.new.display().to_string()));
+    if let Some(p) = &a.common.json {
+        let err = |cause| Error::Output {
+            path: p.display().to_string(),
+            cause,
+        };
+        let f = std::fs::File::create(p).map_err(err)?;
+        serde_json::to_writer_pretty(f, &d).map_err(|e| err(std::io::Error::other(e)))?;
+    }
+    Ok(exit::OK)
+}
+
+fn synth(a: SynthArgs) -> Result<i32, Error> {
+    let err = |cause| Error::Output {
+        path: a.out.display().to_string(),
+        cause,
+    };
+    let f = std::fs::File::create(&a.out).map_err(err)?;
+    let w = std::io::BufWriter::with_capacity(1 << 20, f);
+    let s = crate::synth::workload(w, a.events, a.threads, a.working_set).map_err(err)?;
+    eprintln!("{}: {} events, {} bytes ({:.2} bytes/event)", a.out.display(), s.events, s.bytes, s.bytes as f64 / s.events.max(1) as f64);
+    Ok(exit::OK)
+}

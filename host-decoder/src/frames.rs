@@ -1,0 +1,100 @@
+//! Frames: bytes from a source cut into frames by memscope-core's
+//! [`Deframer`], with damage reported by byte offset.
+
+use memscope_core::frame::{Damage, Deframer, FrameEvent};
+use std::io::{self, Read};
+
+/// Largest encoded frame accepted. Producers write frames of a few hundred
+/// bytes; a Stack record of 256 frames is under 3 KiB. Anything longer is
+/// damage (two frames run together after a lost delimiter).
+pub const MAX_FRAME: usize = 64 * 1024;
+
+/// A stretch of input that did not yield a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DamagedSpan {
+    /// Byte offset of its first byte.
+    pub offset: u64,
+    /// Its length in bytes.
+    pub len: u64,
+    /// Why.
+    pub reason: Damage,
+}
+
+/// What [`read_frames`] hands to its callback.
+pub enum Piece<'a> {
+    /// An intact frame: stream id, record bytes, byte offset.
+    Frame(u32, &'a [u8], u64),
+    /// Skipped bytes.
+    Damaged(DamagedSpan),
+}
+
+/// Whether to go on reading.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    /// Read on.
+    Continue,
+    /// Stop now (the caller has what it needs).
+    Stop,
+}
+
+/// Reads `input` to its end (or until `each` says stop), handing every frame
+/// and every damaged span to `each` in input order. `progress` gets the byte
+/// offset after each chunk. Returns the bytes read; an I/O error carries the
+/// offset where it happened.
+pub fn read_frames(
+    mut input: impl Read,
+    mut progress: impl FnMut(u64),
+    mut each: impl FnMut(Piece<'_>) -> Flow,
+) -> Result<u64, (u64, io::Error)> {
+    let mut frame_buf = vec![0u8; MAX_FRAME];
+    let mut deframer = Deframer::new(&mut frame_buf);
+    let mut chunk = vec![0u8; 1 << 20];
+    loop {
+        let n = match input.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err((deframer.offset(), e)),
+        };
+        let mut rest = &chunk[..n];
+        while !rest.is_empty() {
+            let (used, ev) = deframer.push(rest);
+            rest = &rest[used..];
+            let flow = match ev {
+                Some(FrameEvent::Frame {
+                    stream,
+                    records,
+                    offset,
+                }) => each(Piece::Frame(stream, records, offset)),
+                Some(FrameEvent::Damaged {
+                    offset,
+                    len,
+                    reason,
+                }) => each(Piece::Damaged(DamagedSpan {
+                    offset,
+                    len,
+                    reason,
+                })),
+                None => Flow::Continue,
+            };
+            if flow == Flow::Stop {
+                return Ok(deframer.offset());
+            }
+        }
+        progress(deframer.offset());
+    }
+    let end = deframer.offset();
+    if let Some(FrameEvent::Damaged {
+        offset,
+        len,
+        reason,
+    }) = deframer.finish()
+    {
+        each(Piece::Damaged(DamagedSpan {
+            offset,
+            len,
+            reason,
+        }));
+    }
+    Ok(end)
+}

@@ -1,0 +1,167 @@
+//! Merge: the per-thread streams put back into one order.
+//!
+//! Within a stream, events keep their recorded order. Across streams they are
+//! ordered by timestamp, frees before allocations at equal timestamps: an
+//! allocation's timestamp is read after the allocator returned and a free's is
+//! a lower bound of its moment, so "the free of an address before the
+//! allocation that reuses it" holds in the merged order whatever thread did
+//! either (a realloc's release half is ordered at the stream's previous
+//! timestamp for the same reason).
+//!
+//! A writer drains per-thread rings in turns, so the file holds stretches of
+//! each thread. The merge buffers events per stream and releases the earliest
+//! head once no open stream could still deliver an earlier one: a stream with
+//! nothing buffered can only continue at or after the last timestamp it
+//! delivered. A stream that stays silent without ending would hold everything
+//! back, so the buffer is bounded ([`MAX_BUFFERED`]); past it the earliest
+//! event is released anyway, and an event that later turns out to be earlier
+//! than one already released is counted in [`Merger::late`]. A stream seen for
+//! the first time cannot be waited for; [`HOLD_BACK`] events stay buffered so
+//! that a new thread's first events still sort in.
+//!
+//! Memory: bounded by [`MAX_BUFFERED`] events, whatever the trace's length.
+
+use crate::records::Event;
+use rustc_hash::FxHashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+
+/// Most events buffered before the earliest is released regardless.
+pub const MAX_BUFFERED: usize = 1 << 20;
+/// Events kept buffered while input keeps coming.
+pub const HOLD_BACK: usize = 4096;
+
+struct Lane {
+    queue: VecDeque<Event>,
+    /// Ended streams cannot deliver more.
+    closed: bool,
+    last_ts: u64,
+}
+
+/// Key of a lane's head in the heap: timestamp, frees first, stream order.
+type HeadKey = Reverse<(u64, u8, u32)>;
+
+/// Merges per-stream events into one stream.
+#[derive(Default)]
+pub struct Merger {
+    lanes: Vec<Lane>,
+    lane_of: FxHashMap<u32, u32>,
+    heads: BinaryHeap<HeadKey>,
+    buffered: usize,
+    /// Events that arrived earlier than one already released.
+    pub late: u64,
+    released_ts: u64,
+}
+
+#[inline]
+fn key(ev: &Event, lane: u32) -> HeadKey {
+    Reverse((ev.ts, u8::from(!ev.op.is_release()), lane))
+}
+
+impl Merger {
+    /// An empty merger.
+    pub fn new() -> Self {
+        Merger::default()
+    }
+
+    fn lane(&mut self, stream: u32) -> u32 {
+        if let Some(&l) = self.lane_of.get(&stream) {
+            return l;
+        }
+        let l = self.lanes.len() as u32;
+        self.lanes.push(Lane {
+            queue: VecDeque::new(),
+            closed: false,
+            last_ts: 0,
+        });
+        self.lane_of.insert(stream, l);
+        l
+    }
+
+    /// Adds an event of its stream, in stream order.
+    #[inline]
+    pub fn push(&mut self, ev: Event) {
+        let l = self.lane(ev.stream);
+        let lane = &mut self.lanes[l as usize];
+        lane.last_ts = lane.last_ts.max(ev.ts);
+        if lane.queue.is_empty() {
+            self.heads.push(key(&ev, l));
+        }
+        lane.queue.push_back(ev);
+        self.buffered += 1;
+    }
+
+    /// The stream ended: it will deliver nothing more.
+    pub fn close(&mut self, stream: u32) {
+        let l = self.lane(stream);
+        self.lanes[l as usize].closed = true;
+    }
+
+    /// Releases, in merged order, every event that can no longer be preceded
+    /// by one still to come.
+    pub fn drain(&mut self, mut each: impl FnMut(&Event)) {
+        if self.buffered <= HOLD_BACK {
+            return;
+        }
+        // Computed once per call: during the loop a lane only ever becomes
+        // empty (its last timestamp then lowers the bound, below).
+        let mut bound = self
+            .lanes
+            .iter()
+            .filter(|x| x.queue.is_empty() && !x.closed)
+            .map(|x| x.last_ts)
+            .min()
+            .unwrap_or(u64::MAX);
+        while self.buffered > HOLD_BACK {
+            let Some(&Reverse((ts, rank, l))) = self.heads.peek() else {
+                return;
+            };
+            if self.buffered <= MAX_BUFFERED && (ts > bound || (ts == bound && rank != 0)) {
+                // An open stream with nothing buffered may still deliver an
+                // event at `bound`.
+                return;
+            }
+            if let Some(last) = self.pop(l, &mut each) {
+                bound = bound.min(last);
+            }
+        }
+    }
+
+    /// Releases everything (end of input, or a session reset).
+    pub fn flush(&mut self, mut each: impl FnMut(&Event)) {
+        while let Some(&Reverse((_, _, l))) = self.heads.peek() {
+            self.pop(l, &mut each);
+        }
+        self.lanes.clear();
+        self.lane_of.clear();
+        self.released_ts = 0;
+    }
+
+    /// Releases lane `l`'s head; returns the lane's last timestamp when that
+    /// left an open lane empty.
+    #[inline]
+    fn pop(&mut self, l: u32, each: &mut impl FnMut(&Event)) -> Option<u64> {
+        self.heads.pop();
+        let lane = &mut self.lanes[l as usize];
+        let ev = lane.queue.pop_front()?;
+        let mut emptied = None;
+        self.buffered -= 1;
+        match lane.queue.front() {
+            Some(next) => {
+                let k = key(next, l);
+                self.heads.push(k);
+            }
+            None => {
+                if !lane.closed {
+                    emptied = Some(lane.last_ts);
+                }
+            }
+        }
+        if ev.ts < self.released_ts {
+            self.late += 1;
+        }
+        self.released_ts = self.released_ts.max(ev.ts);
+        each(&ev);
+        emptied
+    }
+}

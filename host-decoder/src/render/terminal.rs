@@ -1,0 +1,231 @@
+//! The terminal report: one screen with what a developer acts on — totals,
+//! the exact peak and who held it, leaks by site with their stacks, the
+//! hottest sites, temporaries, errors, what was lost, and what was inferred
+//! (marked as such).
+
+use super::bytes;
+use crate::report::{describe_frame, Report, SiteRow};
+use std::fmt::Write as _;
+
+/// Rows per section.
+const ROWS: usize = 5;
+
+/// Renders the report (and a line per earlier session).
+pub fn render(r: &Report) -> String {
+    let mut o = String::new();
+    for p in &r.previous_sessions {
+        let _ = writeln!(
+            o,
+            "session {} (ended by a target reset at byte {}): {} allocs, peak {}, {} live at reset{}",
+            p.session,
+            r.session_offset,
+            p.summary.allocations,
+            bytes(p.summary.peak_bytes),
+            bytes(p.summary.leaked_bytes),
+            if p.summary.errors > 0 { format!(", {} ERRORS", p.summary.errors) } else { String::new() }
+        );
+    }
+    session(&mut o, r);
+    o
+}
+
+fn stack_lines(o: &mut String, r: &Report, site: u32, max: usize) {
+    let Some(st) = r.stacks.get(&site) else { return };
+    for f in st.frames.iter().skip(st.first_user_frame + 1).take(max) {
+        let _ = writeln!(o, "          <- {}", describe_frame(f));
+    }
+}
+
+fn rows(o: &mut String, r: &Report, list: &[SiteRow], what: &str, depth: usize) {
+    for row in list.iter().take(ROWS) {
+        let _ = writeln!(o, "  {:>10} {:>8} {what}  {}", bytes(row.bytes), row.count, row.location);
+        if depth > 0 {
+            stack_lines(o, r, row.site, depth);
+        }
+    }
+    if list.len() > ROWS {
+        let _ = writeln!(o, "  … {} more (see --json)", list.len() - ROWS);
+    }
+}
+
+fn session(o: &mut String, r: &Report) {
+    let s = &r.summary;
+    let prog = r
+        .header
+        .as_ref()
+        .map(|h| format!("{}{}", h.program, if h.target.is_empty() { String::new() } else { format!(" on {}", h.target) }))
+        .unwrap_or_else(|| "(no header)".into());
+    let _ = writeln!(
+        o,
+        "memscope-decode {}: {} — {} ({}), session {} of {}",
+        r.tool.version,
+        r.input.name,
+        prog,
+        bytes(r.input.bytes),
+        r.session,
+        r.sessions
+    );
+    let _ = writeln!(
+        o,
+        "TOTALS   {} allocs, {} deallocs, {} reallocs, {} failed; {} allocated, {} freed; {} threads, {} stacks",
+        s.allocations,
+        s.deallocations,
+        s.reallocations,
+        s.failed_allocations,
+        bytes(s.bytes_allocated),
+        bytes(s.bytes_freed),
+        s.threads,
+        s.distinct_stacks
+    );
+    let when = match r.peak.seconds {
+        Some(sec) => format!("at {sec:.6} s"),
+        None => format!("at tick {}", r.peak.ts),
+    };
+    let _ = writeln!(
+        o,
+        "PEAK     {} in {} blocks {when} (exact; live set: {})",
+        bytes(s.peak_bytes),
+        s.peak_blocks,
+        r.peak.method
+    );
+    rows(o, r, &r.peak.sites, "blocks", 0);
+    let _ = writeln!(o, "LEAKS    {} in {} blocks live at the end", bytes(s.leaked_bytes), s.leaked_blocks);
+    rows(o, r, &r.leaks.sites, "blocks", 2);
+    let _ = writeln!(o, "HOT      by calls:");
+    rows(o, r, &r.hot_sites.by_count, "calls ", 0);
+    let _ = writeln!(o, "         by bytes:");
+    rows(o, r, &r.hot_sites.by_bytes, "calls ", 0);
+    let t = &r.temporaries;
+    let pct = if s.allocations > 0 { 100.0 * t.count as f64 / s.allocations as f64 } else { 0.0 };
+    let short = match (t.short_lived, t.short_lived_threshold_ticks) {
+        (Some(n), Some(th)) => format!(
+            "; {n} short-lived (< {th} ticks, lifetimes are {} bounds)",
+            t.lifetime_bound
+        ),
+        _ => "; short-lived: no clock in this trace".into(),
+    };
+    let _ = writeln!(
+        o,
+        "TEMP     {} temporaries ({pct:.1}% of allocs: freed with no allocation in between){short}",
+        t.count
+    );
+    for row in t.sites.iter().take(3) {
+        let _ = writeln!(o, "  {:>10} {:>8} temps   {}", "", row.count, row.location);
+    }
+    if r.errors.total > 0 {
+        let kinds: Vec<String> = r.errors.counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
+        let _ = writeln!(o, "ERRORS!! {}", kinds.join(", "));
+        for e in r.errors.examples.iter().take(4) {
+            let _ = writeln!(o, "  !! {}", e.message);
+            let _ = writeln!(o, "     by:        {}", site_line(r, e.stack));
+            if let Some(a) = e.alloc_stack {
+                let _ = writeln!(o, "     allocated: {}", site_line(r, a));
+            }
+            if let Some(f) = e.first_free_stack {
+                let _ = writeln!(o, "     first free: {}", site_line(r, f));
+            }
+        }
+        if r.errors.unknown_frees_explained_by_loss && r.errors.counts.contains_key("unknown_free") {
+            let _ = writeln!(o, "  (frees of unknown addresses are expected here: events were lost or the trace starts late)");
+        }
+    } else {
+        let _ = writeln!(o, "ERRORS   none found");
+    }
+    let i = &r.integrity;
+    if s.complete {
+        let _ = writeln!(o, "COMPLETE every stream ended with matching totals; nothing lost or damaged");
+    } else {
+        let _ = writeln!(o, "INCOMPLETE {} lost events; {}", s.lost_events, s.incomplete_reasons.join("; "));
+        for d in i.damage.iter().take(3) {
+            let _ = writeln!(o, "  {}: byte {}: {} bytes skipped ({})", r.input.name, d.offset, d.len, d.reason);
+        }
+    }
+    for f in &r.fragmentation {
+        let g = &f.region;
+        let _ = writeln!(
+            o,
+            "HEAP@{:<4} {:#x}+{}: {} used, {} free, largest gap {} (fragmentation {:.2})",
+            f.at,
+            g.start,
+            bytes(g.len),
+            bytes(g.used_bytes),
+            bytes(g.free_bytes),
+            bytes(g.largest_gap),
+            g.fragmentation
+        );
+        let _ = writeln!(o, "  [{}]", heap_bar(g, 64));
+    }
+    if !r.growth.is_empty() {
+        let g = &r.growth[0];
+        let _ = writeln!(
+            o,
+            "GROWTH   {} reallocated up to {} times ({} → {} bytes; {} copied in all)",
+            g.location, g.max_chain, g.max_chain_sizes.0, g.max_chain_sizes.1, bytes(g.copied_bytes)
+        );
+    }
+    if r.cross_thread_frees.count > 0 {
+        let _ = writeln!(
+            o,
+            "THREADS  {} frees ({}) on another thread than the allocation",
+            r.cross_thread_frees.count,
+            bytes(r.cross_thread_frees.bytes)
+        );
+    }
+    let shown: Vec<_> = r.inferred.iter().filter(|x| x.confidence >= 0.5).take(4).collect();
+    if !shown.is_empty() {
+        let _ = writeln!(o, "INFERRED (not measured; confidence, evidence in --json):");
+        for x in shown {
+            let loc = r
+                .stacks
+                .get(&x.site)
+                .and_then(|s| s.frames.get(s.first_user_frame))
+                .map(describe_frame)
+                .unwrap_or_else(|| format!("site {}", x.site));
+            let _ = writeln!(o, "  [inferred {:.0}%] {}: {}", x.confidence * 100.0, loc, x.claim);
+            if let Some(sug) = &x.suggestion {
+                let _ = writeln!(o, "       → {sug}");
+            }
+        }
+    }
+    for w in r.symbolization.warnings.iter().take(3) {
+        let _ = writeln!(o, "note: {w}");
+    }
+}
+
+fn site_line(r: &Report, site: u32) -> String {
+    match r.stacks.get(&site) {
+        Some(st) => {
+            let v: Vec<String> = st.frames.iter().skip(st.first_user_frame).take(3).map(describe_frame).collect();
+            v.join(" <- ")
+        }
+        None if site == 0 => "<no stack recorded>".into(),
+        None => format!("stack #{site}"),
+    }
+}
+
+fn heap_bar(g: &crate::analysis::fragmentation::Fragmentation, width: u64) -> String {
+    let mut cells = vec![0u64; width as usize];
+    let per = g.len.div_ceil(width).max(1);
+    for sp in g.map.iter().filter(|s| s.used) {
+        let mut at = sp.offset;
+        let end = sp.offset + sp.len;
+        while at < end {
+            let cell = (at / per) as usize;
+            let cell_end = ((cell as u64) + 1) * per;
+            let take = end.min(cell_end) - at;
+            if let Some(c) = cells.get_mut(cell) {
+                *c += take;
+            }
+            at += take;
+        }
+    }
+    cells
+        .iter()
+        .map(|&u| match u {
+            0 => '.',
+            u if u * 2 < per => ':',
+            u if u < per => '+',
+            _ => '#',
+        })
+        .collect()
+}

@@ -1,0 +1,181 @@
+//! State: the blocks live at the current point of the merged stream.
+//!
+//! The live table is keyed by address. Each allocation gets a generation (the
+//! event's sequence number in the merged stream), so a block and a later block
+//! at the same address are never confused — by the double-free check, by
+//! `track!` names, by temporaries. Memory is proportional to the live blocks
+//! plus a bounded memory of recent frees.
+
+use crate::records::{Event, Op, NO_STACK};
+use rustc_hash::FxHashMap;
+use std::collections::VecDeque;
+
+/// No name / no scope.
+pub const NONE: u32 = u32::MAX;
+
+/// A live block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Block {
+    /// Requested size.
+    pub size: u64,
+    /// Requested alignment.
+    pub align: u64,
+    /// Stack of the call that produced this block (alloc, or the realloc that moved or resized it).
+    pub site: u32,
+    /// Stack of the first allocation of its realloc chain.
+    pub origin_site: u32,
+    /// Stream (thread) that allocated it.
+    pub stream: u32,
+    /// Timestamp of the first allocation of its realloc chain.
+    pub origin_ts: u64,
+    /// Generation: merged-stream sequence number of the allocation.
+    pub generation: u64,
+    /// Reallocs since the first allocation.
+    pub reallocs: u32,
+    /// Size at the first allocation.
+    pub first_size: u64,
+    /// Innermost scope open on its thread when first allocated, or [`NONE`].
+    pub scope: u32,
+    /// `track!` name, or [`NONE`].
+    pub name: u32,
+}
+
+/// What a recent free left behind, to tell a double free from a free of an
+/// address never allocated.
+#[derive(Clone, Copy, Debug)]
+pub struct Freed {
+    /// The freed block.
+    pub block: Block,
+    /// Stack of the free.
+    pub free_stack: u32,
+    /// Stream of the free.
+    pub free_stream: u32,
+}
+
+/// How many recent frees are remembered for double-free detection.
+pub const FREED_MEMORY: usize = 1 << 16;
+
+/// The live table and what goes with it.
+#[derive(Default)]
+pub struct State {
+    /// Live blocks by address.
+    pub live: FxHashMap<u64, Block>,
+    /// Live bytes now.
+    pub live_bytes: u64,
+    freed: FxHashMap<u64, Freed>,
+    freed_order: VecDeque<(u64, u64)>,
+    /// Open scopes per stream, innermost last.
+    pub scopes: FxHashMap<u32, Vec<u32>>,
+    /// Events applied (the next event's sequence number).
+    pub seq: u64,
+}
+
+impl State {
+    /// Empty.
+    pub fn new() -> Self {
+        State::default()
+    }
+
+    /// The innermost scope open on `stream`.
+    #[inline]
+    pub fn scope_of(&self, stream: u32) -> u32 {
+        if self.scopes.is_empty() {
+            return NONE;
+        }
+        self.scopes
+            .get(&stream)
+            .and_then(|s| s.last().copied())
+            .unwrap_or(NONE)
+    }
+
+    /// Adds a block. Returns the block it displaced when the address was
+    /// already live (an allocation over a live block: a lost free, or a
+    /// misordered trace).
+    #[inline]
+    pub fn insert(&mut self, addr: u64, block: Block) -> Option<Block> {
+        self.live_bytes += block.size;
+        if !self.freed.is_empty() {
+            self.freed.remove(&addr);
+        }
+        let old = self.live.insert(addr, block);
+        if let Some(o) = &old {
+            self.live_bytes -= o.size;
+        }
+        old
+    }
+
+    /// Removes the block at `addr`; remembers it as recently freed.
+    #[inline]
+    pub fn remove(&mut self, addr: u64, free_stack: u32, free_stream: u32) -> Option<Block> {
+        let block = self.live.remove(&addr)?;
+        self.live_bytes -= block.size;
+        if self.freed_order.len() == FREED_MEMORY {
+            if let Some((a, g)) = self.freed_order.pop_front() {
+                if self.freed.get(&a).is_some_and(|f| f.block.generation == g) {
+                    self.freed.remove(&a);
+                }
+            }
+        }
+        self.freed_order.push_back((addr, block.generation));
+        self.freed.insert(
+            addr,
+            Freed {
+                block,
+                free_stack,
+                free_stream,
+            },
+        );
+        Some(block)
+    }
+
+    /// Removes a block whose release is not a free (the old half of a realloc
+    /// that moved): not remembered as freed, since the address was handed back
+    /// as part of a resize.
+    #[inline]
+    pub fn take(&mut self, addr: u64) -> Option<Block> {
+        let block = self.live.remove(&addr)?;
+        self.live_bytes -= block.size;
+        Some(block)
+    }
+
+    /// The recent free of `addr`, if it is remembered.
+    pub fn recently_freed(&self, addr: u64) -> Option<&Freed> {
+        self.freed.get(&addr)
+    }
+
+    /// A new block for `ev`, which allocated `size` bytes of `align`.
+    #[inline]
+    pub fn new_block(&self, ev: &Event, size: u64, align: u64) -> Block {
+        Block {
+            size,
+            align,
+            site: ev.stack,
+            origin_site: ev.stack,
+            stream: ev.stream,
+            origin_ts: ev.ts,
+            generation: self.seq,
+            reallocs: 0,
+            first_size: size,
+            scope: self.scope_of(ev.stream),
+            name: NONE,
+        }
+    }
+
+    /// Applies scope changes of `ev` (the only state they touch).
+    pub fn apply_scope(&mut self, ev: &Event) {
+        match ev.op {
+            Op::ScopeEnter { name } => self.scopes.entry(ev.stream).or_default().push(name),
+            Op::ScopeExit => {
+                if let Some(s) = self.scopes.get_mut(&ev.stream) {
+                    s.pop();
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Whether a site id names a recorded stack.
+pub fn has_stack(site: u32) -> bool {
+    site != NO_STACK
+}

@@ -1,0 +1,443 @@
+//! Symbolization: return addresses to functions, files and lines, with
+//! inline frames, via addr2line on the ELF given with `--elf` (always needed
+//! for firmware) or on the modules the trace recorded (their files, checked by
+//! build id, or debug files found by build id in the search paths).
+//!
+//! Names are demangled (Rust legacy and v0, and C++), and the allocator's own
+//! frames — `alloc::`, `RawVec`, `__rust_alloc`, memscope's — are recognised
+//! by [`is_allocator_frame`] so reports start each stack at the user's code.
+
+use crate::error::Error;
+use crate::records::Session;
+use object::{Object, ObjectSegment};
+use rustc_hash::FxHashMap;
+use std::path::{Path, PathBuf};
+
+/// One frame of a symbolized stack (an inlined call is a frame of its own).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct FrameInfo {
+    /// The return address, as recorded.
+    pub addr: u64,
+    /// Demangled function name, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub function: Option<String>,
+    /// Source file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// Source line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u32>,
+    /// Inlined into the frame that follows.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub inlined: bool,
+    /// Module file name and offset, when the address is in a recorded module.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub module: Option<String>,
+}
+
+/// Where to find debug information.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// `--elf`: the program's ELF (firmware, or a host executable).
+    pub elf: Option<PathBuf>,
+    /// `--debug-dir`: searched for `.build-id/xx/yyyy.debug` and by file name.
+    pub debug_dirs: Vec<PathBuf>,
+}
+
+struct Module {
+    base: u64,
+    size: u64,
+    /// Subtracted from a runtime address to get the file's address.
+    bias: u64,
+    name: String,
+    loader: Option<addr2line::Loader>,
+    thumb: bool,
+}
+
+/// Resolves addresses of one session, caching each address.
+pub struct Symbolizer {
+    modules: Vec<Module>,
+    cache: FxHashMap<u64, Vec<FrameInfo>>,
+    /// What could not be done, for the report.
+    pub warnings: Vec<String>,
+    /// Files whose debug information is in use.
+    pub loaded: Vec<String>,
+}
+
+struct ElfFacts {
+    build_id: Option<Vec<u8>>,
+    min_vaddr: u64,
+    thumb: bool,
+}
+
+fn elf_facts(path: &Path) -> Result<ElfFacts, String> {
+    let data = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
+    let file = object::File::parse(&*data).map_err(|e| format!("not an ELF or object file: {e}"))?;
+    let build_id = file.build_id().ok().flatten().map(<[u8]>::to_vec);
+    let min_vaddr = file
+        .segments()
+        .map(|s| s.address())
+        .min()
+        .unwrap_or(0);
+    let thumb = matches!(file.architecture(), object::Architecture::Arm);
+    Ok(ElfFacts {
+        build_id,
+        min_vaddr,
+        thumb,
+    })
+}
+
+/// Lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Symbolizer {
+    /// A symbolizer with no debug information: addresses stay addresses.
+    pub fn none() -> Self {
+        Symbolizer {
+            modules: Vec::new(),
+            cache: FxHashMap::default(),
+            warnings: Vec::new(),
+            loaded: Vec::new(),
+        }
+    }
+
+    /// Prepares symbolization for `session`. An explicit `--elf` that cannot
+    /// be read or whose build id differs from the trace's is an error; modules
+    /// whose files cannot be found are warnings.
+    pub fn new(session: &Session, opts: &Options) -> Result<Self, Error> {
+        let mut s = Symbolizer::none();
+        let header_id = session.header.as_ref().map(|h| h.build_id.clone()).unwrap_or_default();
+        let mut elf_used = false;
+        let elf = match &opts.elf {
+            Some(p) => {
+                let facts = elf_facts(p).map_err(|reason| Error::Elf {
+                    path: p.display().to_string(),
+                    reason,
+                })?;
+                Some((p.clone(), facts))
+            }
+            None => None,
+        };
+        if session.modules.is_empty() {
+            if let Some((p, facts)) = elf {
+                let id = facts.build_id.clone().unwrap_or_default();
+                if !header_id.is_empty() && !id.is_empty() && id != header_id {
+                    return Err(Error::Elf {
+                        path: p.display().to_string(),
+                        reason: format!(
+                            "build id {} does not match the trace's {}; pass the ELF the trace was recorded from",
+                            hex(&id),
+                            hex(&header_id)
+                        ),
+                    });
+                }
+                if header_id.is_empty() || id.is_empty() {
+                    s.warnings.push(format!(
+                        "{}: build id not recorded in {}; symbols are not verified against the trace",
+                        p.display(),
+                        if header_id.is_empty() { "the trace" } else { "the ELF" }
+                    ));
+                }
+                s.add(p.as_path(), 0, u64::MAX, 0, facts.thumb);
+            }
+            return Ok(s);
+        }
+        for m in &session.modules {
+            let mut chosen: Option<(PathBuf, ElfFacts)> = None;
+            if let Some((p, facts)) = &elf {
+                let id = facts.build_id.clone().unwrap_or_default();
+                if !m.build_id.is_empty() && id == m.build_id {
+                    chosen = Some((p.clone(), elf_facts(p).map_err(|reason| Error::Elf { path: p.display().to_string(), reason })?));
+                    elf_used = true;
+                }
+            }
+            if chosen.is_none() {
+                for cand in candidates(&m.path, &m.build_id, &opts.debug_dirs) {
+                    let Ok(facts) = elf_facts(&cand) else { continue };
+                    let id = facts.build_id.clone().unwrap_or_default();
+                    if m.build_id.is_empty() || id == m.build_id {
+                        if m.build_id.is_empty() {
+                            s.warnings.push(format!(
+                                "{}: module recorded without build id; symbols not verified",
+                                cand.display()
+                            ));
+                        }
+                        chosen = Some((cand, facts));
+                        break;
+                    }
+                    s.warnings.push(format!(
+                        "{}: build id {} differs from the recorded {}; not used",
+                        cand.display(),
+                        hex(&id),
+                        hex(&m.build_id)
+                    ));
+                }
+            }
+            match chosen {
+                Some((p, facts)) => {
+                    // For a position-independent file the first segment's
+                    // file address (usually 0) is mapped at `base`.
+                    let bias = m.base.wrapping_sub(facts.min_vaddr & !0xfff);
+                    s.add(&p, m.base, m.size, bias, facts.thumb);
+                }
+                None => s.warnings.push(format!(
+                    "{}: no file with build id {} found; its frames stay addresses (use --elf or --debug-dir)",
+                    m.path,
+                    hex(&m.build_id)
+                )),
+            }
+        }
+        if let (Some((p, facts)), false) = (&elf, elf_used) {
+            return Err(Error::Elf {
+                path: p.display().to_string(),
+                reason: format!(
+                    "build id {} matches none of the {} modules the trace recorded; pass the program the trace was recorded from",
+                    hex(facts.build_id.as_deref().unwrap_or(&[])),
+                    session.modules.len()
+                ),
+            });
+        }
+        Ok(s)
+    }
+
+    fn add(&mut self, path: &Path, base: u64, size: u64, bias: u64, thumb: bool) {
+        let loader = match addr2line::Loader::new(path) {
+            Ok(l) => {
+                self.loaded.push(path.display().to_string());
+                Some(l)
+            }
+            Err(e) => {
+                self.warnings.push(format!("{}: cannot load debug information: {e}", path.display()));
+                None
+            }
+        };
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        self.modules.push(Module {
+            base,
+            size,
+            bias,
+            name,
+            loader,
+            thumb,
+        });
+    }
+
+    /// The frames for return address `addr`, innermost (inlined) first.
+    pub fn resolve(&mut self, addr: u64) -> &[FrameInfo] {
+        if !self.cache.contains_key(&addr) {
+            let frames = self.lookup(addr);
+            self.cache.insert(addr, frames);
+        }
+        &self.cache[&addr]
+    }
+
+    /// A whole stack, expanded (inlined frames included), innermost first.
+    pub fn stack(&mut self, addrs: &[u64]) -> Vec<FrameInfo> {
+        let mut out = Vec::new();
+        for &a in addrs {
+            out.extend_from_slice(self.resolve(a));
+        }
+        out
+    }
+
+    fn lookup(&self, addr: u64) -> Vec<FrameInfo> {
+        let bare = |module: Option<String>| {
+            vec![FrameInfo {
+                addr,
+                function: None,
+                file: None,
+                line: None,
+                inlined: false,
+                module,
+            }]
+        };
+        let Some(m) = self
+            .modules
+            .iter()
+            .find(|m| addr >= m.base && addr - m.base < m.size)
+        else {
+            return bare(None);
+        };
+        let module = (m.size != u64::MAX).then(|| format!("{}+{:#x}", m.name, addr - m.base));
+        let Some(loader) = &m.loader else {
+            return bare(module);
+        };
+        let mut probe = addr.wrapping_sub(m.bias);
+        if m.thumb {
+            probe &= !1;
+        }
+        // A return address points after the call; step back into it.
+        probe = probe.saturating_sub(1);
+        let mut out = Vec::new();
+        if let Ok(mut iter) = loader.find_frames(probe) {
+            while let Ok(Some(f)) = addr2line::fallible_iterator::FallibleIterator::next(&mut iter) {
+                let function = f
+                    .function
+                    .as_ref()
+                    .and_then(|n| n.raw_name().ok())
+                    .map(|raw| demangle(&raw));
+                let (file, line) = match &f.location {
+                    Some(l) => (l.file.map(str::to_owned), l.line),
+                    None => (None, None),
+                };
+                out.push(FrameInfo {
+                    addr,
+                    function,
+                    file,
+                    line,
+                    inlined: true,
+                    module: module.clone(),
+                });
+            }
+        }
+        if let Some(last) = out.last_mut() {
+            last.inlined = false;
+        }
+        if out.is_empty() || out.iter().all(|f| f.function.is_none()) {
+            if let Some(sym) = loader.find_symbol(probe) {
+                let mut f = out.pop().unwrap_or(FrameInfo {
+                    addr,
+                    function: None,
+                    file: None,
+                    line: None,
+                    inlined: false,
+                    module: module.clone(),
+                });
+                f.function = Some(demangle(sym));
+                out = vec![f];
+            }
+        }
+        if out.is_empty() {
+            return bare(module);
+        }
+        out
+    }
+}
+
+fn candidates(path: &str, build_id: &[u8], dirs: &[PathBuf]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let p = Path::new(path);
+    let mut all_dirs: Vec<PathBuf> = dirs.to_vec();
+    all_dirs.push(PathBuf::from("/usr/lib/debug"));
+    if build_id.len() >= 2 {
+        let (head, tail) = build_id.split_at(1);
+        for d in &all_dirs {
+            out.push(d.join(".build-id").join(hex(head)).join(format!("{}.debug", hex(tail))));
+        }
+    }
+    for d in dirs {
+        if let Some(name) = p.file_name() {
+            out.push(d.join(name));
+            out.push(d.join(format!("{}.debug", name.to_string_lossy())));
+        }
+        out.push(d.join(p.strip_prefix("/").unwrap_or(p)));
+    }
+    out.push(p.to_path_buf());
+    out
+}
+
+/// Demangles a Rust (legacy or v0) or C++ symbol; other names unchanged.
+pub fn demangle(raw: &str) -> String {
+    if let Ok(d) = rustc_demangle::try_demangle(raw) {
+        return format!("{d:#}");
+    }
+    addr2line::demangle_auto(raw.into(), None).into_owned()
+}
+
+/// A function name without generic arguments and without the `<…>` around
+/// a qualified self type: `<alloc::vec::Vec<u8>>::push` becomes
+/// `alloc::vec::Vec::push`, so one prefix matches legacy and v0 names.
+pub fn plain_name(function: &str) -> String {
+    let mut s: &str = function;
+    let mut owned;
+    if s.starts_with('<') {
+        // Remove the outer `<` and the `>` that closes it.
+        let mut depth = 0i32;
+        let mut close = None;
+        for (i, c) in s.char_indices() {
+            match c {
+                '<' => depth += 1,
+                '>' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        close = Some(i);
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(c) = close {
+            owned = String::with_capacity(s.len());
+            owned.push_str(&s[1..c]);
+            owned.push_str(&s[c + 1..]);
+            s = &owned;
+            let mut out = String::with_capacity(s.len());
+            let mut depth = 0i32;
+            for ch in s.chars() {
+                match ch {
+                    '<' => depth += 1,
+                    '>' if depth > 0 => depth -= 1,
+                    _ if depth == 0 => out.push(ch),
+                    _ => {}
+                }
+            }
+            return out;
+        }
+    }
+    owned = String::with_capacity(s.len());
+    let mut depth = 0i32;
+    for ch in s.chars() {
+        match ch {
+            '<' => depth += 1,
+            '>' if depth > 0 => depth -= 1,
+            _ if depth == 0 => owned.push(ch),
+            _ => {}
+        }
+    }
+    owned
+}
+
+/// Frames of the allocator, the standard collections and memscope itself: a
+/// report's stack starts after the innermost run of these, at the user's code.
+pub fn is_allocator_frame(function: &str) -> bool {
+    const PREFIXES: &[&str] = &[
+        "alloc::",
+        "core::alloc::",
+        "std::alloc::",
+        "core::ptr::drop_in_place",
+        "core::ptr::real_drop_in_place",
+        "__rust_",
+        "__rg_",
+        "__rdl_",
+        "__rustc::",
+        "memscope_",
+        "memscope::",
+        "hashbrown::",
+        "std::collections::",
+        "embedded_alloc::",
+        "linked_list_allocator::",
+    ];
+    const EXACT: &[&str] = &["malloc", "calloc", "realloc", "free", "posix_memalign", "aligned_alloc"];
+    let p = plain_name(function);
+    PREFIXES.iter().any(|x| p.starts_with(x))
+        || EXACT.contains(&p.as_str())
+        || p.contains(" as alloc::")
+        || p.contains(" as core::alloc::")
+        || p.contains("RawVec")
+        || p.contains("TrackingAllocator")
+}
+
+/// Index of the first user frame of `frames` (after the innermost run of
+/// allocator frames); the last frame when all are allocator frames.
+pub fn first_user_frame(frames: &[FrameInfo]) -> usize {
+    frames
+        .iter()
+        .position(|f| !f.function.as_deref().is_some_and(is_allocator_frame))
+        .unwrap_or(frames.len().saturating_sub(1))
+}
