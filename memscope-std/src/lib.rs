@@ -1,1 +1,163 @@
-//! memscope-std (being written).
+//! memscope-std: track the heap of any Rust program on a desktop or server,
+//! with one line.
+//!
+//! ```no_run
+//! #[global_allocator]
+//! static GLOBAL: memscope_std::MemScope = memscope_std::MemScope::system();
+//! ```
+//!
+//! - **Live statistics**, always: [`stats()`] sums per-thread counters (no
+//!   shared counter on the allocation path, so no slowdown on many threads).
+//! - **A full trace**: run with `MEMSCOPE_OUT=trace.bin` (no code change) and
+//!   every allocation, free and realloc of every thread is recorded, with its
+//!   call stack (`MEMSCOPE_STACKS=N` for the depth, default 16, `0` for none;
+//!   build with `RUSTFLAGS="-C force-frame-pointers=yes"` for full stacks, see
+//!   [`stacks`]). Or call [`start`] for a recording under program control.
+//!   Read it with `memscope-decode trace.bin`.
+//! - **Names and phases**: [`track!`] names the block behind a variable,
+//!   [`track_scope!`] attributes a thread's allocations to a phase.
+//! - **Assertions in tests**: [`testing::count`] counts one thread's
+//!   allocations, so tests running in parallel do not disturb each other.
+//!
+//! `MemScope::new(inner)` wraps any allocator (mimalloc, jemalloc, your own).
+//!
+//! # How it records
+//!
+//! Each thread encodes its events (about five bytes each, see memscope-core's
+//! `wire`) into its own lock-free ring, allocated from the inner allocator; a
+//! writer thread drains the rings into the file every few milliseconds. The
+//! allocation path never allocates, locks, waits or panics: when a ring is
+//! full the event is counted as lost and the trace says so. Every stream ends
+//! with a record of its totals, so `memscope-decode` can prove the trace
+//! complete — on return from `main`, `process::exit` from any thread, a panic
+//! (also with `panic = "abort"`) and for threads still running at exit. See
+//! [`clock`] for the timestamp scheme and the `local` module notes in the
+//! repository for what is and is not recorded (memscope's own allocations are
+//! counted in `stats()` but not recorded).
+//!
+//! Linux on x86_64 and aarch64 is what this crate is built and tested for;
+//! elsewhere statistics and traces work, call stacks and module maps are empty.
+
+#![warn(missing_docs)]
+
+pub mod clock;
+mod event;
+mod exit;
+mod local;
+mod modules;
+mod record;
+mod session;
+mod slot;
+pub mod stacks;
+mod stats;
+pub mod testing;
+#[doc(hidden)]
+pub mod track;
+mod writer;
+
+pub use memscope_core::StatsSnapshot;
+pub use session::{start, Config, Recording, StartError};
+pub use slot::{FRAME_PAYLOAD_MAX, RING_BYTES};
+pub use stats::stats;
+pub use track::{Scope, Trackable};
+
+use core::alloc::{GlobalAlloc, Layout};
+use event::Event;
+use std::alloc::System;
+
+/// The tracking allocator: wraps `A` (the system allocator by default) and
+/// counts, and while recording records, every call. See the [crate docs](crate).
+///
+/// Memscope keeps one set of per-thread state for the process, so use one
+/// `MemScope`, as the global allocator.
+#[derive(Debug, Default)]
+pub struct MemScope<A = System> {
+    inner: A,
+}
+
+impl MemScope<System> {
+    /// Wraps the system allocator.
+    pub const fn system() -> Self {
+        MemScope { inner: System }
+    }
+}
+
+impl<A> MemScope<A> {
+    /// Wraps `inner`. Usable in a `static`.
+    pub const fn new(inner: A) -> Self {
+        MemScope { inner }
+    }
+
+    /// The wrapped allocator.
+    pub const fn inner(&self) -> &A {
+        &self.inner
+    }
+}
+
+// SAFETY: every method calls the inner allocator exactly once with the
+// caller's arguments and returns its result unchanged; the bookkeeping after it
+// never touches the block.
+unsafe impl<A: GlobalAlloc> GlobalAlloc for MemScope<A> {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract.
+        let ptr = unsafe { self.inner.alloc(layout) };
+        local::on_event(
+            &self.inner,
+            Event::Alloc {
+                ptr,
+                size: layout.size(),
+                align: layout.align(),
+                zeroed: false,
+            },
+        );
+        ptr
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: as for `alloc`.
+        let ptr = unsafe { self.inner.alloc_zeroed(layout) };
+        local::on_event(
+            &self.inner,
+            Event::Alloc {
+                ptr,
+                size: layout.size(),
+                align: layout.align(),
+                zeroed: true,
+            },
+        );
+        ptr
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller guarantees `ptr` came from us with `layout`.
+        unsafe { self.inner.dealloc(ptr, layout) };
+        local::on_event(
+            &self.inner,
+            Event::Dealloc {
+                ptr,
+                size: layout.size(),
+                align: layout.align(),
+            },
+        );
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: the caller upholds `GlobalAlloc::realloc`'s contract.
+        let new = unsafe { self.inner.realloc(ptr, layout, new_size) };
+        local::on_event(
+            &self.inner,
+            Event::Realloc {
+                old: ptr,
+                old_size: layout.size(),
+                new,
+                new_size,
+                align: layout.align(),
+            },
+        );
+        new
+    }
+}

@@ -1,0 +1,182 @@
+//! The calling thread's state, and the allocation path that uses it.
+//!
+//! # Re-entrancy
+//!
+//! `busy` is a const-initialised thread-local `Cell` with no destructor, so
+//! reading it never allocates, never registers anything and never fails. It
+//! is set while memscope's own code runs on this thread (opening a slot or a
+//! stream, starting the recording, the final flush) and for the whole life of
+//! the writer thread. An allocator call that finds it set is passed straight
+//! to the inner allocator and counted in [`stats`](crate::stats()) but **not
+//! recorded**: memscope's own allocations are not part of the trace. The
+//! recording path itself allocates nothing (a test checks it), so nothing of
+//! the program is lost to this.
+//!
+//! # What is recorded
+//!
+//! Every allocator call of every thread from the moment its stream opens
+//! (its first call while recording) until it exits. Not recorded, but counted
+//! in `stats()`: memscope's own allocations (above); calls made while the
+//! recording starts; calls a thread makes after its memscope destructor ran
+//! (thread-local destructors that run later than ours; ours is normally
+//! registered first and so runs last) — those are counted in the control
+//! stream's end record as lost, so the trace still says they happened.
+
+use crate::event::Event;
+use crate::record;
+use crate::session;
+use crate::slot::{self, Buffers, Slot};
+use crate::stats;
+use crate::testing::TestCounters;
+use core::alloc::GlobalAlloc;
+use core::cell::Cell;
+use core::ptr;
+
+pub(crate) struct Local {
+    pub busy: Cell<bool>,
+    pub slot: Cell<*const Slot>,
+    /// This thread's memscope destructor ran: no slot any more.
+    pub exited: Cell<bool>,
+    /// The slot's stream id, cached (0: none yet).
+    pub stream: Cell<u32>,
+    pub buffers: Cell<*const Buffers>,
+    /// Top of this thread's stack for the frame walk (0: unknown).
+    pub stack_top: Cell<usize>,
+    pub test: TestCounters,
+}
+
+impl Local {
+    const fn new() -> Self {
+        Local {
+            busy: Cell::new(false),
+            slot: Cell::new(ptr::null()),
+            exited: Cell::new(false),
+            stream: Cell::new(0),
+            buffers: Cell::new(ptr::null()),
+            stack_top: Cell::new(0),
+            test: TestCounters::new(),
+        }
+    }
+
+    /// Runs `f` with `busy` set (memscope's own code: its allocations are
+    /// passed through), restoring the previous value.
+    pub(crate) fn busy<R>(&self, f: impl FnOnce() -> R) -> R {
+        let was = self.busy.replace(true);
+        let r = f();
+        self.busy.set(was);
+        r
+    }
+}
+
+thread_local! {
+    static LOCAL: Local = const { Local::new() };
+    static EXIT: ThreadExit = const { ThreadExit };
+}
+
+/// Runs `f` on this thread's state. `LOCAL` is const-initialised and has no
+/// destructor, so this never allocates and never fails.
+#[inline(always)]
+pub(crate) fn with<R>(f: impl FnOnce(&Local) -> R) -> R {
+    LOCAL.with(f)
+}
+
+/// Marks this thread as memscope's own for the rest of its life.
+pub(crate) fn become_busy_forever() {
+    with(|l| l.busy.set(true));
+}
+
+/// The allocation path: `ev` already happened in the inner allocator.
+#[inline(always)]
+pub(crate) fn on_event(inner: &dyn GlobalAlloc, ev: Event) {
+    with(|l| {
+        let s = l.slot.get();
+        if s.is_null() || l.busy.get() {
+            return on_event_cold(inner, l, ev);
+        }
+        // SAFETY: slots are never freed, and this thread owns `s`.
+        let s = unsafe { &*s };
+        stats::count(&s.stats, ev);
+        if l.test.active() {
+            l.test.count(ev);
+        }
+        if session::recording() {
+            record::event(inner, l, s, ev);
+        }
+    })
+}
+
+#[cold]
+#[inline(never)]
+fn on_event_cold(inner: &dyn GlobalAlloc, l: &Local, ev: Event) {
+    let s = l.slot.get();
+    if l.busy.get() {
+        // memscope's own allocation: counted, not recorded.
+        match unsafe { s.as_ref() } {
+            Some(s) => stats::count(&s.stats, ev),
+            None => stats::count_orphan(ev),
+        }
+        return;
+    }
+    if l.exited.get() {
+        stats::count_orphan(ev);
+        if session::recording() {
+            session::count_untracked(ev);
+        }
+        return;
+    }
+    let s = l.busy(|| {
+        session::start_from_env_once();
+        let s = Slot::claim(inner);
+        if !s.is_null() {
+            // Registers the destructor that closes the slot at thread exit.
+            // `try_with`: never panics, even inside other destructors.
+            let _ = EXIT.try_with(|_| ());
+            l.slot.set(s);
+        }
+        s
+    });
+    // SAFETY: as in `on_event`.
+    match unsafe { s.as_ref() } {
+        Some(s) => {
+            stats::count(&s.stats, ev);
+            if l.test.active() {
+                l.test.count(ev);
+            }
+            if session::recording() {
+                record::event(inner, l, s, ev);
+            }
+        }
+        None => stats::count_orphan(ev),
+    }
+}
+
+/// Closes the thread's slot when its thread-local destructors run.
+struct ThreadExit;
+
+impl Drop for ThreadExit {
+    fn drop(&mut self) {
+        with(|l| {
+            let s = l.slot.replace(ptr::null());
+            l.exited.set(true);
+            l.stream.set(0);
+            l.buffers.set(ptr::null());
+            // SAFETY: slots are never freed.
+            if let Some(s) = unsafe { s.as_ref() } {
+                session::thread_exited(s);
+            }
+        });
+    }
+}
+
+/// Frees a slot no thread will use again (its stream, if any, is closed).
+pub(crate) fn release_slot(s: &Slot) {
+    stats::retire(s);
+    for c in [&s.counts.allocs, &s.counts.deallocs, &s.counts.reallocs, &s.counts.failed] {
+        c.take();
+    }
+    // Relaxed: the Release store of the state below publishes it.
+    s.stream.store(0, core::sync::atomic::Ordering::Relaxed);
+    // Release: pairs with the Acquire CAS of the next claimer, which then
+    // sees the reset counters, encoder and ring positions.
+    s.state.store(slot::FREE, core::sync::atomic::Ordering::Release);
+}

@@ -1,0 +1,326 @@
+//! Turning an event into bytes in the thread's ring: the only code that runs
+//! on every allocator call while recording.
+//!
+//! It never allocates, locks, waits or panics: the record is encoded into a
+//! stack buffer, pushed into the thread's own ring whole or not at all, and a
+//! full ring makes the event *lost* (counted, reported in the stream by the
+//! next record that fits, and in the stream's end record).
+//!
+//! Each record is written inside a seqlock window on the slot (`seq` odd),
+//! together with the stream's counters, so the final flush can take a cut in
+//! which the end record's totals match the ring's bytes exactly even while
+//! the thread keeps running.
+
+use crate::event::Event;
+use crate::local::Local;
+use crate::session;
+use crate::slot::{Buffers, Slot, RING_BYTES};
+use crate::stacks::{self, Lookup, MAX_DEPTH};
+use core::alloc::GlobalAlloc;
+use core::sync::atomic::{fence, Ordering};
+use memscope_core::stream::StreamEncoder;
+use memscope_core::wire::{self, Alloc, Dealloc, Delta, Frames, Realloc, Record, Stack, Thread};
+
+/// Frames of memscope itself at the top of every walk (`capture`'s caller).
+const SKIP_FRAMES: usize = 1;
+/// A Stack record of `MAX_DEPTH` addresses: tag, kind, length, id, count,
+/// then up to ten bytes an address.
+const STACK_RECORD_MAX: usize = 16 + MAX_DEPTH * 10;
+
+/// Records `ev` (the caller counted it in the thread's statistics already).
+#[inline(always)]
+pub(crate) fn event(inner: &dyn GlobalAlloc, l: &Local, s: &Slot, ev: Event) {
+    let mut bufs = l.buffers.get();
+    if bufs.is_null() {
+        bufs = open_stream(inner, l, s);
+        if bufs.is_null() {
+            return;
+        }
+    }
+    // SAFETY: the buffers are never freed once allocated.
+    let b = unsafe { &*bufs };
+    let seq = enter(s);
+    // SAFETY: this thread owns the slot, so it is the only user of the encoder.
+    let enc = unsafe { &mut *s.enc.get() };
+    let ts = match ev {
+        // A free carries the thread's previous timestamp (see `clock`).
+        Event::Dealloc { .. } => enc.last_ts(),
+        _ => crate::clock::now(),
+    };
+    let mut buf = [0u8; STACK_RECORD_MAX + wire::MAX_EVENT_LEN];
+    let (stack, stack_len, new_stack) = stack_of(l, b, &mut buf);
+    let rec = to_record(ev, ts, stack);
+    let counts = &s.counts;
+    match ev {
+        Event::Alloc { .. } => counts.allocs.add(1),
+        Event::Dealloc { .. } => counts.deallocs.add(1),
+        Event::Realloc { .. } => counts.reallocs.add(1),
+    }
+    if ev.failed() {
+        counts.failed.add(1);
+    }
+    let pushed = match enc.prepare(&rec, &mut buf[stack_len..]) {
+        Ok(p) if push(s, b, &buf[..stack_len + p.len]) => {
+            enc.commit(p);
+            if let Some((id, key, at)) = new_stack {
+                // SAFETY: the owner is the only user of its stack table.
+                unsafe { (*b.stacks.get()).insert(id, key, at) };
+            }
+            true
+        }
+        _ => false,
+    };
+    if !pushed {
+        enc.lose();
+        counts.lost.add(1);
+    }
+    leave(s, seq);
+    if pushed {
+        wake_if_half_full(s, b);
+    }
+}
+
+/// Opens the seqlock window: returns the even value to close it with.
+#[inline(always)]
+fn enter(s: &Slot) -> usize {
+    // Relaxed: only this thread writes `seq`.
+    let seq = s.seq.load(Ordering::Relaxed);
+    s.seq.store(seq.wrapping_add(1), Ordering::Relaxed);
+    // Release fence: the odd value is visible before any write of the window
+    // (the reader's Acquire load of a later value then sees it odd or sees
+    // the window's writes complete).
+    fence(Ordering::Release);
+    seq.wrapping_add(2)
+}
+
+#[inline(always)]
+fn leave(s: &Slot, even: usize) {
+    // Release: the window's writes happen before a reader sees it closed.
+    s.seq.store(even, Ordering::Release);
+}
+
+/// Appends one entry to the ring and keeps the record-boundary marks.
+#[inline(always)]
+fn push(s: &Slot, b: &Buffers, bytes: &[u8]) -> bool {
+    // SAFETY: `pushed` is the owner's; we are the owner.
+    let at = unsafe { *s.pushed.get() };
+    let end = at.wrapping_add(bytes.len());
+    s.mark(at, end);
+    // SAFETY: the owner is the ring's only producer.
+    if unsafe { b.ring.push(&[bytes]) } {
+        // SAFETY: as above.
+        unsafe { *s.pushed.get() = end };
+        true
+    } else {
+        s.unmark(at, end);
+        false
+    }
+}
+
+#[inline(always)]
+fn wake_if_half_full(s: &Slot, b: &Buffers) {
+    // Relaxed: a hint; the writer also drains every few milliseconds.
+    if b.ring.len() > RING_BYTES / 2 && !s.wake.load(Ordering::Relaxed) {
+        s.wake.store(true, Ordering::Relaxed);
+        session::wake_writer();
+    }
+}
+
+type NewStack = Option<(u32, u64, usize)>;
+
+/// Captures and interns the call stack; writes a Stack record at the start of
+/// `buf` when the stack is new. Returns the id, the record's length, and what
+/// to insert into the table once the record is in the ring.
+#[inline(always)]
+fn stack_of(l: &Local, b: &Buffers, buf: &mut [u8]) -> (Option<u32>, usize, NewStack) {
+    let depth = session::stack_depth();
+    if depth == 0 {
+        return (None, 0, None);
+    }
+    let mut frames = [0u64; MAX_DEPTH];
+    let n = stacks::capture(l.stack_top.get(), SKIP_FRAMES, &mut frames[..depth]);
+    if n == 0 {
+        return (None, 0, None);
+    }
+    let frames = &frames[..n];
+    // SAFETY: the owner is the only user of its stack table.
+    match unsafe { (*b.stacks.get()).lookup(frames) } {
+        Lookup::Known(id) => (Some(id), 0, None),
+        Lookup::New { id, key, at } => {
+            let rec = Record::Stack(Stack {
+                id,
+                frames: Frames::Slice(frames),
+            });
+            match rec.encode(Delta::default(), buf) {
+                Ok((len, _)) => (Some(id), len, Some((id, key, at))),
+                Err(_) => (None, 0, None),
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn to_record(ev: Event, ts: u64, stack: Option<u32>) -> Record<'static> {
+    let addr = |p: *mut u8| (!p.is_null()).then_some(p as usize as u64);
+    match ev {
+        Event::Alloc {
+            ptr,
+            size,
+            align,
+            zeroed,
+        } => Record::Alloc(Alloc {
+            ts,
+            addr: addr(ptr),
+            size: size as u64,
+            align: align as u64,
+            zeroed,
+            stack,
+        }),
+        Event::Dealloc { ptr, size, align } => Record::Dealloc(Dealloc {
+            ts,
+            ts_exact: false,
+            addr: ptr as usize as u64,
+            size: size as u64,
+            align: align as u64,
+            stack,
+        }),
+        Event::Realloc {
+            old,
+            old_size,
+            new,
+            new_size,
+            align,
+        } => Record::Realloc(Realloc {
+            ts,
+            old_addr: old as usize as u64,
+            old_size: old_size as u64,
+            new_addr: addr(new),
+            new_size: new_size as u64,
+            align: align as u64,
+            stack,
+        }),
+    }
+}
+
+/// Gives the thread a stream: buffers, an id, and a `Thread` record first.
+/// Returns null when that is not possible (no memory, recording stopped).
+#[cold]
+#[inline(never)]
+fn open_stream(inner: &dyn GlobalAlloc, l: &Local, s: &Slot) -> *const Buffers {
+    l.busy(|| {
+        if !session::recording() {
+            return core::ptr::null();
+        }
+        let Some(b) = s.buffers_or_alloc(inner) else {
+            return core::ptr::null();
+        };
+        if l.stack_top.get() == 0 && session::stack_depth() > 0 {
+            l.stack_top.set(stacks::current_stack_top());
+        }
+        // SAFETY: the owner is the only user of its encoder and stack table;
+        // a reused slot's previous stream was closed by the writer.
+        unsafe {
+            *s.enc.get() = StreamEncoder::new();
+            (*b.stacks.get()).clear();
+        }
+        let (os_id, name_buf) = thread_identity();
+        let name = core::str::from_utf8(&name_buf)
+            .unwrap_or("")
+            .trim_end_matches('\0');
+        let mut buf = [0u8; 64];
+        let Ok((len, _)) = Record::Thread(Thread { os_id, name }).encode(Delta::default(), &mut buf)
+        else {
+            return core::ptr::null();
+        };
+        let seq = enter(s);
+        // The ring of a new or freed slot is empty, so this always fits.
+        let ok = push(s, b, &buf[..len]);
+        leave(s, seq);
+        if !ok {
+            return core::ptr::null();
+        }
+        let id = session::next_stream_id();
+        // Release: the writer Acquire-loads the id before draining, and then
+        // sees the Thread record and the ring's buffers.
+        s.stream.store(id, Ordering::Release);
+        l.stream.set(id);
+        l.buffers.set(b);
+        b as *const Buffers
+    })
+}
+
+/// The OS thread id and the OS thread name (at most 15 bytes on Linux; Rust
+/// sets it from `thread::Builder::name`). The main thread is named "main".
+fn thread_identity() -> (u64, [u8; 16]) {
+    let mut name = [0u8; 16];
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: plain syscalls; `name` is a valid 16-byte buffer, the size
+        // the call requires.
+        unsafe {
+            let tid = libc::gettid();
+            if tid == libc::getpid() {
+                name[..4].copy_from_slice(b"main");
+            } else {
+                libc::pthread_getname_np(libc::pthread_self(), name.as_mut_ptr().cast(), name.len());
+            }
+            (tid as u64, name)
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        (0, name)
+    }
+}
+
+/// Pushes a non-event record (a name, a scope) into the calling thread's
+/// stream. Not on the allocation path, so it may wait a little for room: up
+/// to 10 ms of the writer draining; after that the record is dropped and
+/// `false` returned. Returns `false` too when not recording.
+pub(crate) fn meta(rec: &Record<'_>) -> bool {
+    use std::time::{Duration, Instant};
+    if !session::recording() {
+        return false;
+    }
+    let mut opened = false;
+    let mut deadline = None;
+    loop {
+        let done = crate::local::with(|l| {
+            let s = l.slot.get();
+            let bufs = l.buffers.get();
+            if s.is_null() || bufs.is_null() || l.busy.get() {
+                return None;
+            }
+            // SAFETY: never freed; this thread owns them.
+            let (s, b) = unsafe { (&*s, &*bufs) };
+            let mut buf = [0u8; 1024];
+            let Ok((len, _)) = rec.encode(Delta::default(), &mut buf) else {
+                return Some(false);
+            };
+            let seq = enter(s);
+            let ok = push(s, b, &buf[..len]);
+            leave(s, seq);
+            Some(ok)
+        });
+        match done {
+            Some(true) => return true,
+            Some(false) => {}
+            None if !opened => {
+                // The thread has no stream yet: its first allocator call opens
+                // one. This 1-byte allocation is recorded like any other.
+                opened = true;
+                drop(std::hint::black_box(Box::new(0u8)));
+                continue;
+            }
+            None => return false,
+        }
+        // Full ring (or a record too large to encode, which waiting cannot fix).
+        let now = Instant::now();
+        let until = *deadline.get_or_insert(now + Duration::from_millis(10));
+        if now >= until || !session::recording() {
+            return false;
+        }
+        session::wake_writer();
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}

@@ -1,0 +1,300 @@
+//! The per-thread state the writer thread can see, and the registry of it.
+//!
+//! Every thread that allocates owns one [`Slot`]. Slots are allocated from the
+//! *inner* allocator (never the global one, which is us), linked into a
+//! push-only list, and never freed: when a thread exits its slot is drained,
+//! closed and handed to the next new thread. So the registry needs no lock and
+//! no memory reclamation, and a thread's allocation path writes only to its own
+//! slot (its own cache lines).
+//!
+//! # Who writes what
+//!
+//! - The owning thread writes the counters, the ring's producer side, the
+//!   encoder and the stack table, and `seq` around each record.
+//! - The writer thread (or the final flush, which holds the writer's lock)
+//!   reads the counters, is the ring's consumer, and after the owner left
+//!   (state [`EXITED`]) resets the slot and frees it.
+
+use crate::stacks::StackTable;
+use core::alloc::{GlobalAlloc, Layout};
+use core::cell::UnsafeCell;
+use core::ptr;
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use memscope_core::{Ring, StreamEncoder};
+
+/// Bytes of each thread's ring. At about five bytes an event that is some
+/// 25 000 events; the owner wakes the writer when the ring is half full.
+pub const RING_BYTES: usize = 128 * 1024;
+
+/// The writer cuts a thread's bytes into frames of at most this many payload
+/// bytes (at a record boundary), so a damaged frame costs little and readers
+/// need a frame buffer of only about `FRAME_PAYLOAD_MAX + 0.5 %`.
+pub const FRAME_PAYLOAD_MAX: usize = 32 * 1024;
+
+/// Granularity of the record-boundary marks (see [`Slot::marks`]).
+pub(crate) const MARK_CHUNK: usize = 8 * 1024;
+const MARKS: usize = RING_BYTES / MARK_CHUNK;
+
+/// Not owned by any thread.
+pub(crate) const FREE: u8 = 0;
+/// Owned by a running thread.
+pub(crate) const LIVE: u8 = 1;
+/// Its thread exited: the writer drains it, writes its end record, frees it.
+pub(crate) const EXITED: u8 = 2;
+
+/// A counter written by one thread only: a plain load and store instead of a
+/// locked read-modify-write. Readers on other threads see a recent value.
+#[derive(Default)]
+pub(crate) struct Counter(AtomicU64);
+
+impl Counter {
+    pub(crate) const fn new() -> Self {
+        Counter(AtomicU64::new(0))
+    }
+
+    /// Only the slot's single writer may call this.
+    #[inline(always)]
+    pub(crate) fn add(&self, by: u64) {
+        // Relaxed: single writer, and readers want a recent value, not an
+        // ordering (the seqlock in `Slot::seq` orders what must be consistent).
+        self.0.store(self.0.load(Ordering::Relaxed).wrapping_add(by), Ordering::Relaxed);
+    }
+
+    #[inline(always)]
+    pub(crate) fn sub(&self, by: u64) {
+        // Relaxed: as in `add`.
+        self.0.store(self.0.load(Ordering::Relaxed).wrapping_sub(by), Ordering::Relaxed);
+    }
+
+    #[inline(always)]
+    pub(crate) fn get(&self) -> u64 {
+        // Relaxed: see `add`.
+        self.0.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn take(&self) -> u64 {
+        // Relaxed: called on a slot no thread owns.
+        self.0.swap(0, Ordering::Relaxed)
+    }
+}
+
+/// Live statistics of one thread (everything it allocated, recorded or not).
+#[derive(Default)]
+pub(crate) struct ThreadStats {
+    pub allocs: Counter,
+    pub deallocs: Counter,
+    pub reallocs: Counter,
+    pub failed: Counter,
+    pub allocated_bytes: Counter,
+    pub freed_bytes: Counter,
+    /// May wrap below zero: a block freed by another thread than the one that
+    /// allocated it. The sum over threads is right.
+    pub current_bytes: Counter,
+    pub current_blocks: Counter,
+}
+
+impl ThreadStats {
+    pub(crate) const fn new() -> Self {
+        ThreadStats {
+            allocs: Counter::new(),
+            deallocs: Counter::new(),
+            reallocs: Counter::new(),
+            failed: Counter::new(),
+            allocated_bytes: Counter::new(),
+            freed_bytes: Counter::new(),
+            current_bytes: Counter::new(),
+            current_blocks: Counter::new(),
+        }
+    }
+}
+
+/// What a thread's stream attempted since its `Thread` record: the totals its
+/// `End` record states. Changed only inside the `seq` window, together with
+/// the ring, so a reader can take a consistent cut.
+#[derive(Default)]
+pub(crate) struct StreamCounts {
+    pub allocs: Counter,
+    pub deallocs: Counter,
+    pub reallocs: Counter,
+    pub failed: Counter,
+    pub lost: Counter,
+}
+
+impl StreamCounts {
+    pub(crate) const fn new() -> Self {
+        StreamCounts {
+            allocs: Counter::new(),
+            deallocs: Counter::new(),
+            reallocs: Counter::new(),
+            failed: Counter::new(),
+            lost: Counter::new(),
+        }
+    }
+}
+
+/// The big per-thread buffers, allocated only once a thread records.
+pub(crate) struct Buffers {
+    pub ring: Ring<RING_BYTES>,
+    /// Owner only.
+    pub stacks: UnsafeCell<StackTable>,
+}
+
+/// One thread's shared state. 128-byte aligned so that no two threads' hot
+/// fields ever share a cache line (or an adjacent-line prefetch pair).
+#[repr(C, align(128))]
+pub(crate) struct Slot {
+    /// Next slot of the registry; set before the slot is published, then fixed.
+    next: *const Slot,
+    pub state: AtomicU8,
+    /// Writer asked to wake (the ring passed half full); the writer clears it.
+    pub wake: AtomicBool,
+    /// Stream id of the current owner's stream, 0 while it has none.
+    pub stream: AtomicU32,
+    /// Seqlock: odd while the owner is inside a record (ring + counters).
+    pub seq: AtomicUsize,
+    pub buffers: AtomicPtr<Buffers>,
+    pub counts: StreamCounts,
+    pub stats: ThreadStats,
+    /// Owner side: bytes ever pushed into the ring (mirrors its head).
+    pub pushed: UnsafeCell<usize>,
+    /// Consumer side: bytes ever released from the ring (mirrors its tail).
+    pub drained: UnsafeCell<usize>,
+    /// For each `MARK_CHUNK` of ring positions, the first record boundary in
+    /// it, so the writer can cut frames at record boundaries without parsing.
+    pub marks: [AtomicUsize; MARKS],
+    /// Owner only (the writer once the owner is gone).
+    pub enc: UnsafeCell<StreamEncoder>,
+}
+
+// SAFETY: the `UnsafeCell` fields follow the ownership rules of the module
+// docs (one owner thread at a time, handed over through `state` with
+// Release/Acquire); everything else is atomic.
+unsafe impl Sync for Slot {}
+
+static HEAD: AtomicPtr<Slot> = AtomicPtr::new(ptr::null_mut());
+
+impl Slot {
+    const fn new() -> Self {
+        Slot {
+            next: ptr::null(),
+            state: AtomicU8::new(LIVE),
+            wake: AtomicBool::new(false),
+            stream: AtomicU32::new(0),
+            seq: AtomicUsize::new(0),
+            buffers: AtomicPtr::new(ptr::null_mut()),
+            counts: StreamCounts::new(),
+            stats: ThreadStats::new(),
+            pushed: UnsafeCell::new(0),
+            drained: UnsafeCell::new(0),
+            marks: [const { AtomicUsize::new(usize::MAX) }; MARKS],
+            enc: UnsafeCell::new(StreamEncoder::new()),
+        }
+    }
+
+    /// A free slot, now owned by the caller, or a new one from `inner`.
+    /// Null when `inner` has no memory. Lock-free: a CAS per free slot tried,
+    /// and a CAS loop to publish a new one (threads starting at once retry).
+    pub(crate) fn claim(inner: &dyn GlobalAlloc) -> *const Slot {
+        for s in iter() {
+            // Acquire: pairs with the Release that freed it, so the reset done
+            // by the writer happens before our use.
+            if s.state
+                .compare_exchange(FREE, LIVE, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                return s;
+            }
+        }
+        // SAFETY: the layout has a non-zero size.
+        let p = unsafe { inner.alloc(Layout::new::<Slot>()) }.cast::<Slot>();
+        if p.is_null() {
+            return p;
+        }
+        // SAFETY: `p` is a fresh, suitably aligned block for one `Slot`.
+        unsafe { p.write(Slot::new()) };
+        // Relaxed: the CAS below re-reads it.
+        let mut head = HEAD.load(Ordering::Relaxed);
+        loop {
+            // SAFETY: not yet published, so still exclusively ours.
+            unsafe { (*p).next = head };
+            // Release: publishes the slot's initialisation to readers that
+            // Acquire-load HEAD.
+            match HEAD.compare_exchange_weak(head, p, Ordering::Release, Ordering::Relaxed) {
+                Ok(_) => return p,
+                Err(h) => head = h,
+            }
+        }
+    }
+
+    /// The buffers, allocating them zeroed from `inner` the first time.
+    /// Owner only.
+    pub(crate) fn buffers_or_alloc(&self, inner: &dyn GlobalAlloc) -> Option<&Buffers> {
+        // Relaxed: only the owner stores it, and the owner is us.
+        let mut b = self.buffers.load(Ordering::Relaxed);
+        if b.is_null() {
+            // SAFETY: non-zero size. All-zero bytes are a valid empty `Ring`
+            // (head, tail and every byte zero) and an empty `StackTable`
+            // (every key zero means empty), both plain integers.
+            b = unsafe { inner.alloc_zeroed(Layout::new::<Buffers>()) }.cast::<Buffers>();
+            if b.is_null() {
+                return None;
+            }
+            // Release: the writer Acquire-loads the pointer before reading the ring.
+            self.buffers.store(b, Ordering::Release);
+        }
+        // SAFETY: set once, never freed; the ring is shared by design and the
+        // stack table is only touched by the owner.
+        Some(unsafe { &*b })
+    }
+
+    /// The buffers if allocated (writer side).
+    pub(crate) fn buffers(&self) -> Option<&Buffers> {
+        // Acquire: pairs with the Release in `buffers_or_alloc`.
+        let b = self.buffers.load(Ordering::Acquire);
+        // SAFETY: as in `buffers_or_alloc`.
+        (!b.is_null()).then(|| unsafe { &*b })
+    }
+
+    /// Records that a record starts at ring position `at` (owner, before the
+    /// push that publishes it).
+    #[inline(always)]
+    pub(crate) fn mark(&self, at: usize, end: usize) {
+        if at / MARK_CHUNK != end / MARK_CHUNK {
+            // The record after this one is the first to start in a new chunk
+            // (records are far shorter than a chunk): remember where.
+            let m = &self.marks[(end / MARK_CHUNK) % MARKS];
+            // Relaxed: published by the ring's Release store of its head.
+            m.store(end, Ordering::Relaxed);
+        }
+    }
+
+    /// Undoes [`mark`](Self::mark) for a record that did not fit.
+    #[inline(always)]
+    pub(crate) fn unmark(&self, at: usize, end: usize) {
+        if at / MARK_CHUNK != end / MARK_CHUNK {
+            // Relaxed: as in `mark`; the ring's head never passed `end`, so
+            // the writer ignores the mark until it is overwritten anyway.
+            self.marks[(end / MARK_CHUNK) % MARKS].store(usize::MAX, Ordering::Relaxed);
+        }
+    }
+
+    /// The first record boundary in chunk `chunk`, if known. Writer side,
+    /// after an Acquire load of the ring's head.
+    pub(crate) fn boundary_in(&self, chunk: usize) -> Option<usize> {
+        // Relaxed: see `mark`.
+        let m = self.marks[chunk % MARKS].load(Ordering::Relaxed);
+        (m != usize::MAX && m / MARK_CHUNK == chunk).then_some(m)
+    }
+}
+
+/// Every slot ever created, newest first.
+pub(crate) fn iter() -> impl Iterator<Item = &'static Slot> {
+    // Acquire: pairs with the Release that published each slot.
+    let mut p = HEAD.load(Ordering::Acquire).cast_const();
+    core::iter::from_fn(move || {
+        // SAFETY: slots are never freed, and `next` is fixed before publication.
+        let s = unsafe { p.as_ref()? };
+        p = s.next;
+        Some(s)
+    })
+}

@@ -1,0 +1,394 @@
+//! The writer thread: drains every thread's ring into the output file.
+//!
+//! Every 2 ms (or sooner when a ring passes half full) it takes each thread's
+//! committed bytes and writes them as frames of that thread's stream
+//! (checked, at most [`FRAME_PAYLOAD_MAX`] payload bytes each, cut at record
+//! boundaries). Stream 0, the control stream, gets the header, the module
+//! records (again after a `dlopen`) and, at the end, an end record stating how
+//! many streams were opened. Each thread's stream ends with an end record
+//! stating its totals, written once the thread exited and its ring is empty,
+//! or by the final flush for threads still running.
+//!
+//! The final flush takes, for a running thread, a *consistent cut*: it reads
+//! the thread's counters and ring between two equal even values of the slot's
+//! seqlock, so the end record's totals describe exactly the events in the
+//! frames before it.
+
+use crate::clock::{self, Calibration};
+use crate::local;
+use crate::modules::{self, ModuleInfo};
+use crate::session;
+use crate::slot::{self, Buffers, Slot, EXITED, FRAME_PAYLOAD_MAX, MARK_CHUNK, RING_BYTES};
+use memscope_core::frame::{max_frame_len, FrameEncoder, MAX_HEAD_LEN};
+use memscope_core::wire::{Delta, End, Header, Module, Record};
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{fence, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::thread::Thread;
+use std::time::{Duration, Instant};
+
+/// How often the writer drains when nobody wakes it.
+const INTERVAL: Duration = Duration::from_millis(2);
+/// Frames are held back (and the header not written) until the tick rate was
+/// measured over this long.
+const CALIBRATION: Duration = Duration::from_millis(10);
+/// Module rescans: every this many cycles, when the loader's count changed.
+const MODULE_CHECK_CYCLES: u64 = 50;
+/// How long the final flush waits for a running thread to leave a record.
+const CUT_PATIENCE: Duration = Duration::from_millis(200);
+
+static STATE: Mutex<Option<Writer>> = Mutex::new(None);
+static THREAD: OnceLock<Thread> = OnceLock::new();
+
+struct Writer {
+    file: File,
+    path: PathBuf,
+    /// Frames waiting to be written.
+    pending: Vec<u8>,
+    /// One frame being encoded.
+    scratch: Vec<u8>,
+    calibration: Calibration,
+    header_written: bool,
+    modules: Vec<ModuleInfo>,
+    loads: u64,
+    cycles: u64,
+    error: Option<io::Error>,
+}
+
+fn lock() -> MutexGuard<'static, Option<Writer>> {
+    // A panic while holding the lock leaves consistent data (whole frames):
+    // keep going.
+    STATE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Creates the output file.
+pub(crate) fn open(path: &Path, calibration: Calibration) -> io::Result<()> {
+    let file = File::create(path)?;
+    *lock() = Some(Writer {
+        file,
+        path: path.to_path_buf(),
+        pending: Vec::with_capacity(1 << 20),
+        scratch: vec![0; max_frame_len(MAX_HEAD_LEN + RING_BYTES + 2) + 1],
+        calibration,
+        header_written: false,
+        modules: Vec::new(),
+        loads: 0,
+        cycles: 0,
+        error: None,
+    });
+    Ok(())
+}
+
+/// Starts the writer thread.
+pub(crate) fn spawn() -> io::Result<()> {
+    let handle = std::thread::Builder::new()
+        .name("memscope-writer".into())
+        .spawn(run)?;
+    let _ = THREAD.set(handle.thread().clone());
+    Ok(())
+}
+
+fn run() {
+    local::become_busy_forever();
+    crate::exit::install_panic_hook();
+    loop {
+        std::thread::park_timeout(INTERVAL);
+        {
+            let mut g = lock();
+            let Some(w) = g.as_mut() else {
+                return;
+            };
+            w.cycle();
+        }
+        // Samples the process-wide current bytes for `stats().peak_bytes`.
+        crate::stats::stats();
+    }
+}
+
+/// Wakes the writer thread (a ring passed half full, a thread exited).
+pub(crate) fn wake() {
+    if let Some(t) = THREAD.get() {
+        t.unpark();
+    }
+}
+
+/// Writes out everything recorded so far.
+pub(crate) fn flush() {
+    if let Some(w) = lock().as_mut() {
+        w.cycle();
+        w.write_out(true);
+    }
+}
+
+/// The final flush: drains every thread, writes all end records, closes.
+pub(crate) fn finish() -> io::Result<()> {
+    let Some(mut w) = lock().take() else {
+        return Ok(());
+    };
+    w.drain_all(true);
+    w.rescan_modules();
+    let [allocs, deallocs, reallocs, failed] = session::untracked();
+    w.control(&Record::End(End {
+        allocs,
+        deallocs,
+        reallocs,
+        failed,
+        // Events of threads whose slot was closed: none was recorded.
+        lost: allocs + deallocs + reallocs,
+        streams: session::streams_opened(),
+    }));
+    w.write_out(true);
+    if let Err(e) = w.file.flush() {
+        w.error.get_or_insert(e);
+    }
+    match w.error.take() {
+        Some(e) => Err(io::Error::new(e.kind(), format!("{}: {e}", w.path.display()))),
+        None => Ok(()),
+    }
+}
+
+impl Writer {
+    fn cycle(&mut self) {
+        self.drain_all(false);
+        self.cycles += 1;
+        if self.cycles % MODULE_CHECK_CYCLES == 1 {
+            self.rescan_modules();
+        }
+        self.write_out(false);
+    }
+
+    fn drain_all(&mut self, last: bool) {
+        for s in slot::iter() {
+            // Acquire: pairs with the exiting owner's Release, so its last
+            // records and counters are visible.
+            let state = s.state.load(Ordering::Acquire);
+            // Acquire: pairs with the Release that published the stream.
+            let stream = s.stream.load(Ordering::Acquire);
+            if stream == 0 {
+                continue;
+            }
+            let Some(b) = s.buffers() else { continue };
+            if last {
+                let end = self.cut(s, b, stream);
+                if let Some(end) = end {
+                    self.record(stream, &Record::End(end));
+                }
+            } else if state == EXITED {
+                self.drain(s, b, stream);
+                let end = counts(s);
+                self.record(stream, &Record::End(end));
+                local::release_slot(s);
+            } else {
+                self.drain(s, b, stream);
+                // Relaxed: a hint flag, see `record::wake_if_half_full`.
+                s.wake.store(false, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Drains whatever is committed.
+    fn drain(&mut self, s: &Slot, b: &Buffers, stream: u32) {
+        // SAFETY: the writer (under `STATE`'s lock) is the ring's only consumer.
+        unsafe {
+            b.ring.read(|x, y| {
+                self.emit(s, stream, x, y);
+                x.len() + y.len()
+            })
+        };
+    }
+
+    /// Drains a thread at a consistent cut and returns the end record for
+    /// exactly what was drained; `None` if the thread stayed inside a record
+    /// for longer than `CUT_PATIENCE` (its stream then has no end record).
+    fn cut(&mut self, s: &Slot, b: &Buffers, stream: u32) -> Option<End> {
+        let give_up = Instant::now() + CUT_PATIENCE;
+        loop {
+            // Acquire: pairs with the owner's Release closing its last window.
+            let before = s.seq.load(Ordering::Acquire);
+            if before % 2 == 1 {
+                if Instant::now() > give_up {
+                    self.drain(s, b, stream);
+                    return None;
+                }
+                std::thread::yield_now();
+                continue;
+            }
+            let end = counts(s);
+            let mut consistent = false;
+            // SAFETY: as in `drain`.
+            unsafe {
+                b.ring.read(|x, y| {
+                    // Acquire fence: the counter and head reads above happen
+                    // before the re-check of `seq` below.
+                    fence(Ordering::Acquire);
+                    // Relaxed: ordered by the fence.
+                    if s.seq.load(Ordering::Relaxed) != before {
+                        return 0;
+                    }
+                    consistent = true;
+                    self.emit(s, stream, x, y);
+                    x.len() + y.len()
+                })
+            };
+            if consistent {
+                return Some(end);
+            }
+        }
+    }
+
+    /// Frames the committed bytes `x ++ y` of a thread's ring, cut at record
+    /// boundaries into payloads of at most `FRAME_PAYLOAD_MAX` bytes.
+    fn emit(&mut self, s: &Slot, stream: u32, x: &[u8], y: &[u8]) {
+        let total = x.len() + y.len();
+        // SAFETY: `drained` belongs to the ring's consumer, which we are.
+        let start = unsafe { *s.drained.get() };
+        let head = start.wrapping_add(total);
+        let mut done = 0;
+        while done < total {
+            let from = start.wrapping_add(done);
+            let mut len = total - done;
+            if len > FRAME_PAYLOAD_MAX {
+                let limit = from + FRAME_PAYLOAD_MAX;
+                let mut chunk = limit / MARK_CHUNK;
+                while chunk > from / MARK_CHUNK {
+                    match s.boundary_in(chunk) {
+                        Some(m) if m > from && m <= limit && m <= head => {
+                            len = m - from;
+                            break;
+                        }
+                        _ => chunk -= 1,
+                    }
+                }
+                // No boundary found (cannot happen while records are far
+                // shorter than a chunk): the frame stays longer.
+            }
+            let (p, q) = sub(x, y, done, len);
+            self.frame(stream, &[p, q]);
+            done += len;
+        }
+        // SAFETY: as above.
+        unsafe { *s.drained.get() = head };
+    }
+
+    fn frame(&mut self, stream: u32, parts: &[&[u8]]) {
+        let mut enc = FrameEncoder::new(&mut self.scratch, stream, true);
+        for p in parts {
+            enc.push(p);
+        }
+        match enc.finish() {
+            Ok(n) => {
+                self.scratch[n] = 0;
+                self.pending.extend_from_slice(&self.scratch[..=n]);
+            }
+            Err(_) => {
+                // The scratch buffer holds a whole ring: unreachable.
+                self.error
+                    .get_or_insert_with(|| io::Error::other("frame larger than a ring"));
+            }
+        }
+    }
+
+    /// A record on `stream` that does not use the delta base.
+    fn record(&mut self, stream: u32, rec: &Record<'_>) {
+        let mut buf = [0u8; 4096];
+        if let Ok((n, _)) = rec.encode(Delta::default(), &mut buf) {
+            self.frame(stream, &[&buf[..n]]);
+        }
+    }
+
+    fn control(&mut self, rec: &Record<'_>) {
+        self.record(0, rec);
+    }
+
+    fn rescan_modules(&mut self) {
+        let loads = modules::loads();
+        if loads == self.loads && !self.modules.is_empty() {
+            return;
+        }
+        self.loads = loads;
+        for m in modules::scan() {
+            if self.modules.contains(&m) {
+                continue;
+            }
+            if self.header_written {
+                self.control(&module_record(&m));
+            }
+            self.modules.push(m);
+        }
+    }
+
+    /// Writes the pending frames; until the tick rate is measured (or when
+    /// `force`d) the header goes first.
+    fn write_out(&mut self, force: bool) {
+        if !self.header_written {
+            if !force && clock::since(&self.calibration) < CALIBRATION {
+                return;
+            }
+            if self.modules.is_empty() {
+                self.rescan_modules();
+            }
+            let held = std::mem::take(&mut self.pending);
+            let program = self.modules.first().map(|m| m.path.clone()).unwrap_or_default();
+            let build_id = self.modules.first().map(|m| m.build_id.clone()).unwrap_or_default();
+            let target = format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS);
+            let mut h = Header::new(
+                core::mem::size_of::<usize>() as u8,
+                clock::ticks_per_second(&self.calibration),
+                &program,
+            );
+            h.build_id = &build_id;
+            h.target = &target;
+            self.control(&Record::Header(h));
+            for m in self.modules.clone() {
+                self.control(&module_record(&m));
+            }
+            self.pending.extend_from_slice(&held);
+            self.header_written = true;
+        }
+        if self.pending.is_empty() || self.error.is_some() {
+            self.pending.clear();
+            return;
+        }
+        if let Err(e) = self.file.write_all(&self.pending) {
+            eprintln!("memscope: writing {} failed: {e}; recording stops", self.path.display());
+            self.error = Some(e);
+        }
+        self.pending.clear();
+    }
+}
+
+fn module_record(m: &ModuleInfo) -> Record<'_> {
+    Record::Module(Module {
+        base: m.base,
+        size: m.size,
+        path: &m.path,
+        build_id: &m.build_id,
+    })
+}
+
+/// The stream's totals as its end record states them.
+fn counts(s: &Slot) -> End {
+    let c = &s.counts;
+    End {
+        allocs: c.allocs.get(),
+        deallocs: c.deallocs.get(),
+        reallocs: c.reallocs.get(),
+        failed: c.failed.get(),
+        lost: c.lost.get(),
+        streams: 0,
+    }
+}
+
+/// Bytes `[at, at + len)` of `x ++ y`, as two slices.
+fn sub<'a>(x: &'a [u8], y: &'a [u8], at: usize, len: usize) -> (&'a [u8], &'a [u8]) {
+    let end = at + len;
+    if end <= x.len() {
+        (&x[at..end], &[])
+    } else if at >= x.len() {
+        (&y[at - x.len()..end - x.len()], &[])
+    } else {
+        (&x[at..], &y[..end - x.len()])
+    }
+}
