@@ -541,7 +541,7 @@ fn hex_val(b: u8) -> Option<u8> {
 }
 
 fn decode_hex(s: &[u8]) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     s.chunks(2)
