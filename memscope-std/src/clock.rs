@@ -113,15 +113,12 @@ fn tsc_is_invariant() -> bool {
         return false;
     }
     match std::fs::read_to_string("/proc/cpuinfo") {
-        Ok(s) => s
-            .lines()
-            .find(|l| l.starts_with("flags"))
-            .is_some_and(|l| {
-                let mut f = l.split_whitespace();
-                let has = |name: &str| l.split_whitespace().any(|w| w == name);
-                f.next();
-                has("constant_tsc") && has("nonstop_tsc")
-            }),
+        Ok(s) => s.lines().find(|l| l.starts_with("flags")).is_some_and(|l| {
+            let mut f = l.split_whitespace();
+            let has = |name: &str| l.split_whitespace().any(|w| w == name);
+            f.next();
+            has("constant_tsc") && has("nonstop_tsc")
+        }),
         Err(_) => false,
     }
 }

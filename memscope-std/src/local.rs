@@ -171,12 +171,18 @@ impl Drop for ThreadExit {
 /// Frees a slot no thread will use again (its stream, if any, is closed).
 pub(crate) fn release_slot(s: &Slot) {
     stats::retire(s);
-    for c in [&s.counts.allocs, &s.counts.deallocs, &s.counts.reallocs, &s.counts.failed] {
+    for c in [
+        &s.counts.allocs,
+        &s.counts.deallocs,
+        &s.counts.reallocs,
+        &s.counts.failed,
+    ] {
         c.take();
     }
     // Relaxed: the Release store of the state below publishes it.
     s.stream.store(0, core::sync::atomic::Ordering::Relaxed);
     // Release: pairs with the Acquire CAS of the next claimer, which then
     // sees the reset counters, encoder and ring positions.
-    s.state.store(slot::FREE, core::sync::atomic::Ordering::Release);
+    s.state
+        .store(slot::FREE, core::sync::atomic::Ordering::Release);
 }

@@ -111,7 +111,9 @@ fn module_of(info: &libc::dl_phdr_info) -> Option<ModuleInfo> {
         String::new()
     } else {
         // SAFETY: a NUL-terminated string owned by the loader.
-        unsafe { CStr::from_ptr(info.dlpi_name) }.to_string_lossy().into_owned()
+        unsafe { CStr::from_ptr(info.dlpi_name) }
+            .to_string_lossy()
+            .into_owned()
     };
     Some(ModuleInfo {
         base: bias.wrapping_add(lo),

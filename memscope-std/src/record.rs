@@ -26,6 +26,8 @@ const SKIP_FRAMES: usize = 1;
 /// A Stack record of `MAX_DEPTH` addresses: tag, kind, length, id, count,
 /// then up to ten bytes an address.
 const STACK_RECORD_MAX: usize = 16 + MAX_DEPTH * 10;
+/// The longest ring entry: a new stack, then the event with its lost and sync.
+pub(crate) const ENTRY_MAX: usize = STACK_RECORD_MAX + wire::MAX_EVENT_LEN;
 
 /// Records `ev` (the caller counted it in the thread's statistics already).
 #[inline(always)]
@@ -39,6 +41,10 @@ pub(crate) fn event(inner: &dyn GlobalAlloc, l: &Local, s: &Slot, ev: Event) {
     }
     // SAFETY: the buffers are never freed once allocated.
     let b = unsafe { &*bufs };
+    // Nothing below allocates (tests/reentrancy.rs checks it); should that
+    // ever change, the guard turns the allocation into a pass-through instead
+    // of a recursion.
+    l.busy.set(true);
     let seq = enter(s);
     // SAFETY: this thread owns the slot, so it is the only user of the encoder.
     let enc = unsafe { &mut *s.enc.get() };
@@ -47,8 +53,10 @@ pub(crate) fn event(inner: &dyn GlobalAlloc, l: &Local, s: &Slot, ev: Event) {
         Event::Dealloc { .. } => enc.last_ts(),
         _ => crate::clock::now(),
     };
-    let mut buf = [0u8; STACK_RECORD_MAX + wire::MAX_EVENT_LEN];
-    let (stack, stack_len, new_stack) = stack_of(l, b, &mut buf);
+    // SAFETY: the owner is the only user of its scratch space.
+    let scratch = unsafe { &mut *b.scratch.get() };
+    let buf = &mut scratch.bytes;
+    let (stack, stack_len, new_stack) = stack_of(l, b, &mut scratch.frames, buf);
     let rec = to_record(ev, ts, stack);
     let counts = &s.counts;
     match ev {
@@ -76,8 +84,9 @@ pub(crate) fn event(inner: &dyn GlobalAlloc, l: &Local, s: &Slot, ev: Event) {
     }
     leave(s, seq);
     if pushed {
-        wake_if_half_full(s, b);
+        wake_if_filling(s, b);
     }
+    l.busy.set(false);
 }
 
 /// Opens the seqlock window: returns the even value to close it with.
@@ -118,9 +127,9 @@ fn push(s: &Slot, b: &Buffers, bytes: &[u8]) -> bool {
 }
 
 #[inline(always)]
-fn wake_if_half_full(s: &Slot, b: &Buffers) {
+fn wake_if_filling(s: &Slot, b: &Buffers) {
     // Relaxed: a hint; the writer also drains every few milliseconds.
-    if b.ring.len() > RING_BYTES / 2 && !s.wake.load(Ordering::Relaxed) {
+    if b.ring.len() > RING_BYTES / 4 && !s.wake.load(Ordering::Relaxed) {
         s.wake.store(true, Ordering::Relaxed);
         session::wake_writer();
     }
@@ -132,12 +141,16 @@ type NewStack = Option<(u32, u64, usize)>;
 /// `buf` when the stack is new. Returns the id, the record's length, and what
 /// to insert into the table once the record is in the ring.
 #[inline(always)]
-fn stack_of(l: &Local, b: &Buffers, buf: &mut [u8]) -> (Option<u32>, usize, NewStack) {
+fn stack_of(
+    l: &Local,
+    b: &Buffers,
+    frames: &mut [u64; MAX_DEPTH],
+    buf: &mut [u8],
+) -> (Option<u32>, usize, NewStack) {
     let depth = session::stack_depth();
     if depth == 0 {
         return (None, 0, None);
     }
-    let mut frames = [0u64; MAX_DEPTH];
     let n = stacks::capture(l.stack_top.get(), SKIP_FRAMES, &mut frames[..depth]);
     if n == 0 {
         return (None, 0, None);
@@ -228,7 +241,8 @@ fn open_stream(inner: &dyn GlobalAlloc, l: &Local, s: &Slot) -> *const Buffers {
             .unwrap_or("")
             .trim_end_matches('\0');
         let mut buf = [0u8; 64];
-        let Ok((len, _)) = Record::Thread(Thread { os_id, name }).encode(Delta::default(), &mut buf)
+        let Ok((len, _)) =
+            Record::Thread(Thread { os_id, name }).encode(Delta::default(), &mut buf)
         else {
             return core::ptr::null();
         };
@@ -262,7 +276,11 @@ fn thread_identity() -> (u64, [u8; 16]) {
             if tid == libc::getpid() {
                 name[..4].copy_from_slice(b"main");
             } else {
-                libc::pthread_getname_np(libc::pthread_self(), name.as_mut_ptr().cast(), name.len());
+                libc::pthread_getname_np(
+                    libc::pthread_self(),
+                    name.as_mut_ptr().cast(),
+                    name.len(),
+                );
             }
             (tid as u64, name)
         }

@@ -153,8 +153,12 @@ pub enum StartError {
 impl fmt::Display for StartError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StartError::AlreadyRecording => f.write_str("memscope is already recording this process"),
-            StartError::Finished => f.write_str("memscope recorded this process already (one recording per process)"),
+            StartError::AlreadyRecording => {
+                f.write_str("memscope is already recording this process")
+            }
+            StartError::Finished => {
+                f.write_str("memscope recorded this process already (one recording per process)")
+            }
             StartError::Io(p, e) => write!(f, "memscope cannot record to {}: {e}", p.display()),
         }
     }

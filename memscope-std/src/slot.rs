@@ -19,12 +19,18 @@ use crate::stacks::StackTable;
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::UnsafeCell;
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{
+    AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
+};
 use memscope_core::{Ring, StreamEncoder};
 
-/// Bytes of each thread's ring. At about five bytes an event that is some
-/// 25 000 events; the owner wakes the writer when the ring is half full.
-pub const RING_BYTES: usize = 128 * 1024;
+/// Bytes of each thread's ring: at three to five bytes an event, about 100 000
+/// events, or 10-50 ms of a thread that does nothing but allocate. The owner
+/// wakes the writer when the ring is a quarter full; the ring absorbs the
+/// writer thread being descheduled on a busy machine meanwhile. Allocated from
+/// the inner allocator when a thread first records (plus 48 KiB for its stack
+/// table), kept for the next thread when it exits.
+pub const RING_BYTES: usize = 512 * 1024;
 
 /// The writer cuts a thread's bytes into frames of at most this many payload
 /// bytes (at a record boundary), so a damaged frame costs little and readers
@@ -57,13 +63,19 @@ impl Counter {
     pub(crate) fn add(&self, by: u64) {
         // Relaxed: single writer, and readers want a recent value, not an
         // ordering (the seqlock in `Slot::seq` orders what must be consistent).
-        self.0.store(self.0.load(Ordering::Relaxed).wrapping_add(by), Ordering::Relaxed);
+        self.0.store(
+            self.0.load(Ordering::Relaxed).wrapping_add(by),
+            Ordering::Relaxed,
+        );
     }
 
     #[inline(always)]
     pub(crate) fn sub(&self, by: u64) {
         // Relaxed: as in `add`.
-        self.0.store(self.0.load(Ordering::Relaxed).wrapping_sub(by), Ordering::Relaxed);
+        self.0.store(
+            self.0.load(Ordering::Relaxed).wrapping_sub(by),
+            Ordering::Relaxed,
+        );
     }
 
     #[inline(always)]
@@ -137,6 +149,16 @@ pub(crate) struct Buffers {
     pub ring: Ring<RING_BYTES>,
     /// Owner only.
     pub stacks: UnsafeCell<StackTable>,
+    /// Owner only: where a record is encoded (kept here rather than on the
+    /// stack, where it would be zero-filled on every call).
+    pub scratch: UnsafeCell<Scratch>,
+}
+
+/// Encoding space for one event: a new stack's record, the event (with the
+/// lost and sync records before it), and the captured return addresses.
+pub(crate) struct Scratch {
+    pub bytes: [u8; crate::record::ENTRY_MAX],
+    pub frames: [u64; crate::stacks::MAX_DEPTH],
 }
 
 /// One thread's shared state. 128-byte aligned so that no two threads' hot
@@ -146,7 +168,7 @@ pub(crate) struct Slot {
     /// Next slot of the registry; set before the slot is published, then fixed.
     next: *const Slot,
     pub state: AtomicU8,
-    /// Writer asked to wake (the ring passed half full); the writer clears it.
+    /// Writer asked to wake (the ring passed a quarter full); the writer clears it.
     pub wake: AtomicBool,
     /// Stream id of the current owner's stream, 0 while it has none.
     pub stream: AtomicU32,

@@ -162,14 +162,18 @@ fn frame_pointer() -> Option<usize> {
     {
         let fp: usize;
         // SAFETY: reads a register, touches no memory.
-        unsafe { core::arch::asm!("mov {}, rbp", out(reg) fp, options(nomem, nostack, preserves_flags)) };
+        unsafe {
+            core::arch::asm!("mov {}, rbp", out(reg) fp, options(nomem, nostack, preserves_flags))
+        };
         Some(fp)
     }
     #[cfg(target_arch = "aarch64")]
     {
         let fp: usize;
         // SAFETY: reads a register, touches no memory.
-        unsafe { core::arch::asm!("mov {}, x29", out(reg) fp, options(nomem, nostack, preserves_flags)) };
+        unsafe {
+            core::arch::asm!("mov {}, x29", out(reg) fp, options(nomem, nostack, preserves_flags))
+        };
         Some(fp)
     }
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
@@ -220,11 +224,15 @@ mod tests {
             next_id: 0,
         });
         let a = [1u64, 2, 3];
-        let Lookup::New { id, key, at } = t.lookup(&a) else { panic!("empty table knows a stack") };
+        let Lookup::New { id, key, at } = t.lookup(&a) else {
+            panic!("empty table knows a stack")
+        };
         assert_eq!(id, 0);
         t.insert(id, key, at);
         assert!(matches!(t.lookup(&a), Lookup::Known(0)));
-        let Lookup::New { id: id2, .. } = t.lookup(&[1, 2]) else { panic!("prefix is another stack") };
+        let Lookup::New { id: id2, .. } = t.lookup(&[1, 2]) else {
+            panic!("prefix is another stack")
+        };
         assert_eq!(id2, 1);
         t.clear();
         assert!(matches!(t.lookup(&a), Lookup::New { id: 0, .. }));

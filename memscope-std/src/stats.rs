@@ -122,7 +122,8 @@ pub(crate) fn retire(s: &Slot) {
     o.deallocs.fetch_add(t.deallocs.take(), Relaxed);
     o.reallocs.fetch_add(t.reallocs.take(), Relaxed);
     o.failed.fetch_add(t.failed.take(), Relaxed);
-    o.allocated_bytes.fetch_add(t.allocated_bytes.take(), Relaxed);
+    o.allocated_bytes
+        .fetch_add(t.allocated_bytes.take(), Relaxed);
     o.freed_bytes.fetch_add(t.freed_bytes.take(), Relaxed);
     o.current_bytes.fetch_add(t.current_bytes.take(), Relaxed);
     o.current_blocks.fetch_add(t.current_blocks.take(), Relaxed);

@@ -109,14 +109,20 @@ impl Counts {
     /// Panics unless exactly `n` allocations (alloc + alloc_zeroed) happened.
     #[track_caller]
     pub fn assert_allocs(&self, n: u64) -> &Self {
-        assert_eq!(self.allocs, n, "allocations: expected {n}, counted {self:?}");
+        assert_eq!(
+            self.allocs, n,
+            "allocations: expected {n}, counted {self:?}"
+        );
         self
     }
 
     /// Panics if more than `n` allocations happened.
     #[track_caller]
     pub fn assert_allocs_at_most(&self, n: u64) -> &Self {
-        assert!(self.allocs <= n, "allocations: expected at most {n}, counted {self:?}");
+        assert!(
+            self.allocs <= n,
+            "allocations: expected at most {n}, counted {self:?}"
+        );
         self
     }
 

@@ -1,6 +1,6 @@
 //! The writer thread: drains every thread's ring into the output file.
 //!
-//! Every 2 ms (or sooner when a ring passes half full) it takes each thread's
+//! Every 2 ms (or sooner when a ring passes a quarter full) it takes each thread's
 //! committed bytes and writes them as frames of that thread's stream
 //! (checked, at most [`FRAME_PAYLOAD_MAX`] payload bytes each, cut at record
 //! boundaries). Stream 0, the control stream, gets the header, the module
@@ -107,7 +107,7 @@ fn run() {
     }
 }
 
-/// Wakes the writer thread (a ring passed half full, a thread exited).
+/// Wakes the writer thread (a ring passed a quarter full, a thread exited).
 pub(crate) fn wake() {
     if let Some(t) = THREAD.get() {
         t.unpark();
@@ -144,7 +144,10 @@ pub(crate) fn finish() -> io::Result<()> {
         w.error.get_or_insert(e);
     }
     match w.error.take() {
-        Some(e) => Err(io::Error::new(e.kind(), format!("{}: {e}", w.path.display()))),
+        Some(e) => Err(io::Error::new(
+            e.kind(),
+            format!("{}: {e}", w.path.display()),
+        )),
         None => Ok(()),
     }
 }
@@ -182,7 +185,7 @@ impl Writer {
                 local::release_slot(s);
             } else {
                 self.drain(s, b, stream);
-                // Relaxed: a hint flag, see `record::wake_if_half_full`.
+                // Relaxed: a hint flag, see `record::wake_if_filling`.
                 s.wake.store(false, Ordering::Relaxed);
             }
         }
@@ -330,8 +333,16 @@ impl Writer {
                 self.rescan_modules();
             }
             let held = std::mem::take(&mut self.pending);
-            let program = self.modules.first().map(|m| m.path.clone()).unwrap_or_default();
-            let build_id = self.modules.first().map(|m| m.build_id.clone()).unwrap_or_default();
+            let program = self
+                .modules
+                .first()
+                .map(|m| m.path.clone())
+                .unwrap_or_default();
+            let build_id = self
+                .modules
+                .first()
+                .map(|m| m.build_id.clone())
+                .unwrap_or_default();
             let target = format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS);
             let mut h = Header::new(
                 core::mem::size_of::<usize>() as u8,
@@ -352,7 +363,10 @@ impl Writer {
             return;
         }
         if let Err(e) = self.file.write_all(&self.pending) {
-            eprintln!("memscope: writing {} failed: {e}; recording stops", self.path.display());
+            eprintln!(
+                "memscope: writing {} failed: {e}; recording stops",
+                self.path.display()
+            );
             self.error = Some(e);
         }
         self.pending.clear();

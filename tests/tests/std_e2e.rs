@@ -24,6 +24,8 @@ struct StreamSummary {
     measured_lost: u64,
     /// Scope depth now.
     scopes: Vec<String>,
+    /// `track!` names: (var, type, file, line).
+    names: Vec<(String, String, String, u32)>,
     stacks: u64,
     with_stack: u64,
 }
@@ -48,13 +50,22 @@ fn decode(bytes: &[u8]) -> Trace {
         rest = &rest[n..];
         match ev {
             None => {}
-            Some(FrameEvent::Damaged { offset, len, reason }) => {
+            Some(FrameEvent::Damaged {
+                offset,
+                len,
+                reason,
+            }) => {
                 panic!("damaged frame at byte {offset} ({len} bytes): {reason}")
             }
-            Some(FrameEvent::Frame { stream, records, offset }) => {
+            Some(FrameEvent::Frame {
+                stream,
+                records,
+                offset,
+            }) => {
                 let delta = deltas.entry(stream).or_default();
                 for rec in memscope_core::wire::Records::new(records, delta) {
-                    let rec = rec.unwrap_or_else(|e| panic!("bad record in frame at {offset}: {e:?}"));
+                    let rec =
+                        rec.unwrap_or_else(|e| panic!("bad record in frame at {offset}: {e:?}"));
                     if stream == 0 {
                         match rec {
                             Record::Header(h) => {
@@ -68,7 +79,10 @@ fn decode(bytes: &[u8]) -> Trace {
                         continue;
                     }
                     let s = t.streams.entry(stream).or_default();
-                    assert!(s.end.is_none(), "stream {stream}: record after its end: {rec:?}");
+                    assert!(
+                        s.end.is_none(),
+                        "stream {stream}: record after its end: {rec:?}"
+                    );
                     let inside = s.scopes.iter().any(|n| n == "measured");
                     let kind = match rec {
                         Record::Alloc(a) => {
@@ -88,7 +102,10 @@ fn decode(bytes: &[u8]) -> Trace {
                         }
                         Record::Thread(th) => {
                             assert!(s.name.is_none(), "stream {stream}: two Thread records");
-                            assert_eq!(s.events, [0; 3], "stream {stream}: Thread record not first");
+                            assert_eq!(
+                                s.events, [0; 3],
+                                "stream {stream}: Thread record not first"
+                            );
                             s.name = Some(th.name.to_string());
                             s.os_id = th.os_id;
                             None
@@ -109,11 +126,19 @@ fn decode(bytes: &[u8]) -> Trace {
                             s.end = Some(e);
                             None
                         }
-                        Record::Sync(_) | Record::Name(_) => None,
+                        Record::Name(n) => {
+                            s.names
+                                .push((n.var.into(), n.type_name.into(), n.file.into(), n.line));
+                            None
+                        }
+                        Record::Sync(_) => None,
                         other => panic!("unexpected record on stream {stream}: {other:?}"),
                     };
                     if let Some(k) = kind {
-                        assert!(s.name.is_some(), "stream {stream}: event before Thread record");
+                        assert!(
+                            s.name.is_some(),
+                            "stream {stream}: event before Thread record"
+                        );
                         s.events[k] += 1;
                         if inside {
                             s.measured[k] += 1;
@@ -134,9 +159,15 @@ fn assert_complete(t: &Trace) {
     assert!(t.ticks_per_second > 0);
     assert!(t.modules > 0, "module records");
     let c = t.control_end.expect("control stream end record");
-    assert_eq!(c.streams as usize, t.streams.len(), "streams opened vs. seen");
+    assert_eq!(
+        c.streams as usize,
+        t.streams.len(),
+        "streams opened vs. seen"
+    );
     for (id, s) in &t.streams {
-        let e = s.end.unwrap_or_else(|| panic!("stream {id} ({:?}) has no end record", s.name));
+        let e = s
+            .end
+            .unwrap_or_else(|| panic!("stream {id} ({:?}) has no end record", s.name));
         let decoded: u64 = s.events.iter().sum();
         assert_eq!(
             decoded + e.lost,
@@ -146,7 +177,10 @@ fn assert_complete(t: &Trace) {
             s.events,
             e.lost
         );
-        assert!(s.lost_reported <= e.lost, "stream {id}: more losses reported than counted");
+        assert!(
+            s.lost_reported <= e.lost,
+            "stream {id}: more losses reported than counted"
+        );
         if e.lost == 0 {
             assert_eq!(s.events, [e.allocs, e.deallocs, e.reallocs], "stream {id}");
         }
@@ -154,6 +188,15 @@ fn assert_complete(t: &Trace) {
 }
 
 fn run(args: &[&str], out: &str, stacks: &str) -> (Trace, Vec<(String, [u64; 3])>) {
+    run_expecting(args, out, stacks, Some(0))
+}
+
+fn run_expecting(
+    args: &[&str],
+    out: &str,
+    stacks: &str,
+    code: Option<i32>,
+) -> (Trace, Vec<(String, [u64; 3])>) {
     let dir = std::env::temp_dir().join(format!("memscope-std-e2e-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path: PathBuf = dir.join(out);
@@ -163,14 +206,17 @@ fn run(args: &[&str], out: &str, stacks: &str) -> (Trace, Vec<(String, [u64; 3])
         .env("MEMSCOPE_STACKS", stacks)
         .output()
         .unwrap();
-    assert!(o.status.success(), "child failed: {o:?}");
+    assert_eq!(o.status.code(), code, "child: {o:?}");
     let stdout = String::from_utf8(o.stdout).unwrap();
     let counted = stdout
         .lines()
         .filter_map(|l| l.strip_prefix("counted "))
         .map(|l| {
             let f: Vec<&str> = l.split(' ').collect();
-            (f[0].to_string(), [f[1], f[2], f[3]].map(|x| x.parse::<u64>().unwrap()))
+            (
+                f[0].to_string(),
+                [f[1], f[2], f[3]].map(|x| x.parse::<u64>().unwrap()),
+            )
         })
         .collect();
     let bytes = std::fs::read(&path).unwrap();
@@ -188,9 +234,16 @@ fn assert_measured(t: &Trace, name: &str, counted: [u64; 3]) {
     assert!(counted[0] > 0, "{name}: the child counted nothing");
     let decoded: u64 = s.measured.iter().sum();
     if s.measured_lost == 0 {
-        assert_eq!(s.measured, counted, "{name}: decoded vs counted (alloc, dealloc, realloc)");
+        assert_eq!(
+            s.measured, counted,
+            "{name}: decoded vs counted (alloc, dealloc, realloc)"
+        );
     } else {
-        assert_eq!(decoded + s.measured_lost, counted.iter().sum::<u64>(), "{name}");
+        assert_eq!(
+            decoded + s.measured_lost,
+            counted.iter().sum::<u64>(),
+            "{name}"
+        );
     }
 }
 
@@ -212,8 +265,28 @@ fn four_threads_with_stacks_and_an_early_exit_match_exactly() {
     for (name, c) in &counted {
         assert_measured(&t, name, *c);
     }
-    let w = t.streams.values().find(|s| s.name.as_deref() == Some("worker-3")).unwrap();
+    let w = t
+        .streams
+        .values()
+        .find(|s| s.name.as_deref() == Some("worker-3"))
+        .unwrap();
     assert!(w.stacks > 0 && w.with_stack > 0, "stacks recorded: {w:?}");
+    let main = t
+        .streams
+        .values()
+        .find(|s| s.name.as_deref() == Some("main"))
+        .unwrap();
+    let (var, ty, file, line) = main.names.first().expect("track!(cache) wrote a name");
+    assert_eq!(var, "cache");
+    assert!(ty.contains("HashMap<u64, alloc::string::String"), "{ty}");
+    assert!(file.ends_with("std_child.rs") && *line > 0, "{file}:{line}");
+}
+
+#[test]
+fn a_panic_in_main_still_ends_the_trace() {
+    let (t, counted) = run_expecting(&["panic-main"], "panic.bin", "4", Some(101));
+    assert_complete(&t);
+    assert_measured(&t, "worker", counted[0].1);
 }
 
 #[test]
@@ -224,11 +297,17 @@ fn process_exit_from_a_worker_keeps_every_committed_event() {
     assert_measured(&t, "exiter", counted[0].1);
     for i in 0..3 {
         let name = format!("spinner-{i}");
-        let s = t.streams.values().find(|s| s.name.as_deref() == Some(name.as_str()));
+        let s = t
+            .streams
+            .values()
+            .find(|s| s.name.as_deref() == Some(name.as_str()));
         // A spinner that never got to allocate has no stream; one that did
         // was cut consistently while running (checked by assert_complete).
         if let Some(s) = s {
-            assert!(s.end.is_some(), "{name} still running at exit has an end record");
+            assert!(
+                s.end.is_some(),
+                "{name} still running at exit has an end record"
+            );
         }
     }
 }

@@ -5,7 +5,7 @@
 //! inside `track_scope!("measured")` and prints what it counted, so the test
 //! can compare those counts with the events the trace holds inside that scope.
 //!
-//! Usage: `std_child threads N` | `std_child exit-from-worker`
+//! Usage: `std_child threads N` | `std_child exit-from-worker` | `std_child panic-main`
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -97,7 +97,10 @@ fn measured(label: &str, f: impl FnOnce() -> u64) -> u64 {
         MEASURING.with(|m| m.set(false));
         counts = COUNTS.with(Cell::get);
     }
-    let line = format!("counted {label} {} {} {}\n", counts[0], counts[1], counts[2]);
+    let line = format!(
+        "counted {label} {} {} {}\n",
+        counts[0], counts[1], counts[2]
+    );
     std::io::stdout().lock().write_all(line.as_bytes()).unwrap();
     r
 }
@@ -120,11 +123,23 @@ fn main() {
                 })
                 .collect();
             let total: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+            let cache: HashMap<u64, String> = (0..100).map(|i| (i, i.to_string())).collect();
+            memscope_std::track!(cache);
             // Main keeps working after the workers exited, so their streams
             // are closed by the writer thread, not the final flush.
             let more = measured("main", || work(99, 2000));
             std::thread::sleep(std::time::Duration::from_millis(20));
-            println!("done {}", total + more);
+            println!("done {} {}", total + more, cache.len());
+        }
+        Some("panic-main") => {
+            let h = std::thread::Builder::new()
+                .name("worker".into())
+                .spawn(|| measured("worker", || work(5, 500)))
+                .unwrap();
+            h.join().unwrap();
+            let v = vec![1u8; 100];
+            std::hint::black_box(&v);
+            panic!("deliberate panic in main");
         }
         Some("exit-from-worker") => {
             // Busy threads that are still running when the process exits.
