@@ -112,56 +112,66 @@ impl Merger {
             .map(|x| x.last_ts)
             .min()
             .unwrap_or(u64::MAX);
+        // An open stream with nothing buffered may still deliver an event at
+        // `bound`; frees sort before allocations at equal timestamps.
+        let blocked = |k: &(u64, u8, u32), bound: u64, buffered: usize| {
+            buffered <= MAX_BUFFERED && (k.0 > bound || (k.0 == bound && k.1 != 0))
+        };
         while self.buffered > HOLD_BACK {
-            let Some(&Reverse((ts, rank, l))) = self.heads.peek() else {
+            let Some(Reverse(k)) = self.heads.pop() else {
                 return;
             };
-            if self.buffered <= MAX_BUFFERED && (ts > bound || (ts == bound && rank != 0)) {
-                // An open stream with nothing buffered may still deliver an
-                // event at `bound`.
+            if blocked(&k, bound, self.buffered) {
+                self.heads.push(Reverse(k));
                 return;
             }
-            if let Some(last) = self.pop(l, &mut each) {
-                bound = bound.min(last);
+            // Release a run of this lane while its head stays the earliest:
+            // one heap operation per run instead of per event.
+            let l = k.2;
+            loop {
+                let lane = &mut self.lanes[l as usize];
+                let Some(ev) = lane.queue.pop_front() else { break };
+                self.buffered -= 1;
+                if ev.ts < self.released_ts {
+                    self.late += 1;
+                }
+                self.released_ts = self.released_ts.max(ev.ts);
+                each(&ev);
+                let lane = &self.lanes[l as usize];
+                let Some(next) = lane.queue.front() else {
+                    if !lane.closed {
+                        bound = bound.min(lane.last_ts);
+                    }
+                    break;
+                };
+                let Reverse(nk) = key(next, l);
+                let still_first = self.heads.peek().is_none_or(|Reverse(p)| nk <= *p);
+                if self.buffered <= HOLD_BACK || !still_first || blocked(&nk, bound, self.buffered) {
+                    self.heads.push(Reverse(nk));
+                    break;
+                }
             }
         }
     }
 
     /// Releases everything (end of input, or a session reset).
     pub fn flush(&mut self, mut each: impl FnMut(&Event)) {
-        while let Some(&Reverse((_, _, l))) = self.heads.peek() {
-            self.pop(l, &mut each);
+        while let Some(Reverse((_, _, l))) = self.heads.pop() {
+            let lane = &mut self.lanes[l as usize];
+            let Some(ev) = lane.queue.pop_front() else { continue };
+            self.buffered -= 1;
+            if let Some(next) = lane.queue.front() {
+                let k = key(next, l);
+                self.heads.push(k);
+            }
+            if ev.ts < self.released_ts {
+                self.late += 1;
+            }
+            self.released_ts = self.released_ts.max(ev.ts);
+            each(&ev);
         }
         self.lanes.clear();
         self.lane_of.clear();
         self.released_ts = 0;
-    }
-
-    /// Releases lane `l`'s head; returns the lane's last timestamp when that
-    /// left an open lane empty.
-    #[inline]
-    fn pop(&mut self, l: u32, each: &mut impl FnMut(&Event)) -> Option<u64> {
-        self.heads.pop();
-        let lane = &mut self.lanes[l as usize];
-        let ev = lane.queue.pop_front()?;
-        let mut emptied = None;
-        self.buffered -= 1;
-        match lane.queue.front() {
-            Some(next) => {
-                let k = key(next, l);
-                self.heads.push(k);
-            }
-            None => {
-                if !lane.closed {
-                    emptied = Some(lane.last_ts);
-                }
-            }
-        }
-        if ev.ts < self.released_ts {
-            self.late += 1;
-        }
-        self.released_ts = self.released_ts.max(ev.ts);
-        each(&ev);
-        emptied
     }
 }

@@ -251,7 +251,7 @@ impl Pass<'_> {
                                 cur.clock_set = true;
                             }
                         }
-                        if dec.session.streams.get(&stream).is_some_and(|s| s.end.is_some()) {
+                        if dec.frame_ended {
                             merger.close(stream);
                         }
                         let regions = &dec.session.regions;

@@ -299,19 +299,11 @@ pub struct Session {
     pub unknown_records: u64,
     /// Whether damage was seen during this session.
     pub damaged: bool,
+    /// Whether any stream carried a heap event.
+    pub has_events: bool,
 }
 
 impl Session {
-    fn intern(&mut self, s: &str) -> u32 {
-        if let Some(&i) = self.string_index.get(s) {
-            return i;
-        }
-        self.strings.push(s.to_owned());
-        let i = (self.strings.len() - 1) as u32;
-        self.string_index.insert(s.to_owned(), i);
-        i
-    }
-
     /// The name of stream `stream`'s thread, if it declared one.
     pub fn thread_name(&self, stream: u32) -> Option<&str> {
         self.streams
@@ -346,6 +338,8 @@ pub struct Decoder {
     /// Whether damage was seen since the session started and streams not yet
     /// seen must wait for a Sync.
     damage_pending: bool,
+    /// The last frame decoded held an End record.
+    pub frame_ended: bool,
 }
 
 impl Decoder {
@@ -381,19 +375,29 @@ impl Decoder {
         out: &mut Vec<Event>,
     ) -> FrameOutcome {
         let damage_pending = self.damage_pending;
-        let sess = &mut self.session;
-        if !sess.streams.contains_key(&stream) {
-            sess.streams.insert(stream, StreamState::new(!damage_pending));
-        }
+        self.frame_ended = false;
+        let Session {
+            header,
+            regions,
+            modules,
+            streams,
+            stacks,
+            names,
+            strings,
+            string_index,
+            record_errors,
+            record_error_examples,
+            unknown_stack_refs,
+            unknown_records,
+            has_events,
+            damaged: _,
+        } = &mut self.session;
         let Some(input) = records.get(from..) else {
             return FrameOutcome::Done;
         };
-        // The stream state is taken out of the map so `sess` stays usable for
-        // interning while the stream's delta is borrowed by the iterator.
-        let mut st = sess
-            .streams
-            .remove(&stream)
-            .unwrap_or_else(|| StreamState::new(!damage_pending));
+        let st = streams
+            .entry(stream)
+            .or_insert_with(|| StreamState::new(!damage_pending));
         let mut delta = st.delta;
         let mut prev_ts = delta.ts;
         let mut outcome = FrameOutcome::Done;
@@ -404,9 +408,9 @@ impl Decoder {
             let rec = match item {
                 Ok(rec) => rec,
                 Err(error) => {
-                    sess.record_errors += 1;
-                    if sess.record_error_examples.len() < MAX_EXAMPLES {
-                        sess.record_error_examples.push(RecordError {
+                    *record_errors += 1;
+                    if record_error_examples.len() < MAX_EXAMPLES {
+                        record_error_examples.push(RecordError {
                             stream,
                             frame_offset,
                             position: pos,
@@ -449,8 +453,8 @@ impl Decoder {
                             }
                         }
                     };
-                    let stack = resolve_stack(sess, &st, a.stack);
-                    push(&mut st, out, stream, a.ts, stack, op);
+                    let stack = resolve_stack(unknown_stack_refs, st, a.stack);
+                    push(st, out, stream, a.ts, stack, op);
                 }
                 Record::Dealloc(d) => {
                     prev_ts = d.ts;
@@ -459,14 +463,14 @@ impl Decoder {
                         continue;
                     }
                     st.counts.deallocs += 1;
-                    let stack = resolve_stack(sess, &st, d.stack);
+                    let stack = resolve_stack(unknown_stack_refs, st, d.stack);
                     let op = Op::Dealloc {
                         addr: d.addr,
                         size: d.size,
                         align: d.align,
                         ts_exact: d.ts_exact,
                     };
-                    push(&mut st, out, stream, d.ts, stack, op);
+                    push(st, out, stream, d.ts, stack, op);
                 }
                 Record::Realloc(r) => {
                     prev_ts = r.ts;
@@ -475,7 +479,7 @@ impl Decoder {
                         continue;
                     }
                     st.counts.reallocs += 1;
-                    let stack = resolve_stack(sess, &st, r.stack);
+                    let stack = resolve_stack(unknown_stack_refs, st, r.stack);
                     match r.new_addr {
                         Some(new_addr) => {
                             let release = Op::ReallocRelease {
@@ -483,7 +487,7 @@ impl Decoder {
                                 old_size: r.old_size,
                                 align: r.align,
                             };
-                            push(&mut st, out, stream, ts_before, stack, release);
+                            push(st, out, stream, ts_before, stack, release);
                             let op = Op::Realloc {
                                 old_addr: r.old_addr,
                                 old_size: r.old_size,
@@ -491,7 +495,7 @@ impl Decoder {
                                 new_size: r.new_size,
                                 align: r.align,
                             };
-                            push(&mut st, out, stream, r.ts, stack, op);
+                            push(st, out, stream, r.ts, stack, op);
                         }
                         None => {
                             st.counts.failed += 1;
@@ -501,15 +505,12 @@ impl Decoder {
                                 new_size: r.new_size,
                                 align: r.align,
                             };
-                            push(&mut st, out, stream, r.ts, stack, op);
+                            push(st, out, stream, r.ts, stack, op);
                         }
                     }
                 }
                 Record::Header(h) => {
-                    if sess.header.is_some()
-                        || st.has_events
-                        || sess.streams.values().any(|s| s.has_events)
-                    {
+                    if header.is_some() || st.has_events || *has_events {
                         outcome = FrameOutcome::Reset(pos);
                         break;
                     }
@@ -517,7 +518,7 @@ impl Decoder {
                         outcome = FrameOutcome::UnsupportedVersion(h.version);
                         break;
                     }
-                    sess.header = Some(HeaderInfo {
+                    *header = Some(HeaderInfo {
                         version: h.version,
                         pointer_width: h.pointer_width,
                         ticks_per_second: h.ticks_per_second,
@@ -527,8 +528,11 @@ impl Decoder {
                         offset: frame_offset,
                     });
                 }
-                Record::HeapRegion(r) => sess.regions.push((r.start, r.len)),
-                Record::End(e) => st.end = Some(e),
+                Record::HeapRegion(r) => regions.push((r.start, r.len)),
+                Record::End(e) => {
+                    st.end = Some(e);
+                    self.frame_ended = true;
+                }
                 Record::Stack(s) => {
                     let mut frames = [0u64; wire::MAX_STACK_DEPTH];
                     let mut n = 0;
@@ -536,53 +540,63 @@ impl Decoder {
                         *slot = f;
                         n += 1;
                     }
-                    let id = sess.stacks.intern(&frames[..n]);
+                    let id = stacks.intern(&frames[..n]);
                     st.local_stacks.insert(s.id, id);
                 }
                 Record::Thread(t) => st.thread = Some((t.os_id, t.name.to_owned())),
                 Record::ScopeEnter { name } => {
-                    let name = sess.intern(name);
-                    push_meta(&mut st, out, stream, prev_ts, Op::ScopeEnter { name });
+                    let name = intern(strings, string_index, name);
+                    push_meta(st, out, stream, prev_ts, Op::ScopeEnter { name });
                 }
-                Record::ScopeExit => push_meta(&mut st, out, stream, prev_ts, Op::ScopeExit),
+                Record::ScopeExit => push_meta(st, out, stream, prev_ts, Op::ScopeExit),
                 Record::Mark { name } => {
-                    let name = sess.intern(name);
-                    push_meta(&mut st, out, stream, prev_ts, Op::Mark { name });
+                    let name = intern(strings, string_index, name);
+                    push_meta(st, out, stream, prev_ts, Op::Mark { name });
                 }
                 Record::Name(n) => {
-                    sess.names.push(NameInfo {
+                    names.push(NameInfo {
                         var: n.var.to_owned(),
                         type_name: n.type_name.to_owned(),
                         file: n.file.to_owned(),
                         line: n.line,
                     });
-                    let name = (sess.names.len() - 1) as u32;
-                    push_meta(&mut st, out, stream, prev_ts, Op::Name { addr: n.addr, name });
+                    let name = (names.len() - 1) as u32;
+                    push_meta(st, out, stream, prev_ts, Op::Name { addr: n.addr, name });
                 }
-                Record::Module(m) => sess.modules.push(ModuleInfo {
+                Record::Module(m) => modules.push(ModuleInfo {
                     base: m.base,
                     size: m.size,
                     path: m.path.to_owned(),
                     build_id: m.build_id.to_vec(),
                 }),
-                Record::Unknown { .. } => sess.unknown_records += 1,
+                Record::Unknown { .. } => *unknown_records += 1,
             }
         }
         drop(iter);
         st.delta = delta;
-        sess.streams.insert(stream, st);
+        *has_events |= st.has_events;
         outcome
     }
 }
 
+fn intern(strings: &mut Vec<String>, index: &mut FxHashMap<String, u32>, s: &str) -> u32 {
+    if let Some(&i) = index.get(s) {
+        return i;
+    }
+    strings.push(s.to_owned());
+    let i = (strings.len() - 1) as u32;
+    index.insert(s.to_owned(), i);
+    i
+}
+
 #[inline]
-fn resolve_stack(sess: &mut Session, st: &StreamState, local: Option<u32>) -> u32 {
+fn resolve_stack(unknown: &mut u64, st: &StreamState, local: Option<u32>) -> u32 {
     match local {
         None => NO_STACK,
         Some(id) => match st.local_stacks.get(&id) {
             Some(&g) => g,
             None => {
-                sess.unknown_stack_refs += 1;
+                *unknown += 1;
                 NO_STACK
             }
         },

@@ -799,7 +799,7 @@ fn build_session(run: &Run, index: usize, count: usize, s: &SessionRun, sym: &mu
         .attribution
         .threads
         .iter()
-        .map(|(&stream, th)| ThreadRow {
+        .map(|(stream, th)| ThreadRow {
             stream,
             name: sess.thread_name(stream).map(str::to_owned),
             allocations: th.allocs,

@@ -52,8 +52,11 @@ pub struct Freed {
     pub free_stream: u32,
 }
 
-/// How many recent frees are remembered for double-free detection.
-pub const FREED_MEMORY: usize = 1 << 16;
+/// How many recent frees are remembered for double-free detection: a second
+/// free within this many frees of the first is a double free; an older one is
+/// reported as a free of an address that is not live. Kept small so the table
+/// stays in cache (it is touched by every free).
+pub const FREED_MEMORY: usize = 1 << 14;
 
 /// The live table and what goes with it.
 #[derive(Default)]
@@ -94,9 +97,8 @@ impl State {
     #[inline]
     pub fn insert(&mut self, addr: u64, block: Block) -> Option<Block> {
         self.live_bytes += block.size;
-        if !self.freed.is_empty() {
-            self.freed.remove(&addr);
-        }
+        // A remembered free of this address stays: it is only consulted for
+        // addresses that are not live, and the next free overwrites it.
         let old = self.live.insert(addr, block);
         if let Some(o) = &old {
             self.live_bytes -= o.size;

@@ -69,7 +69,7 @@ pub struct CrossThread {
 #[derive(Default)]
 pub struct Attribution {
     /// By stream.
-    pub threads: FxHashMap<u32, ThreadStats>,
+    pub threads: super::stream_map::StreamMap<ThreadStats>,
     /// By interned scope name.
     pub scopes: FxHashMap<u32, ScopeStats>,
     /// By name index.

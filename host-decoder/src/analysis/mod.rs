@@ -10,6 +10,7 @@ pub mod fragmentation;
 pub mod histograms;
 pub mod peak;
 pub mod sites;
+pub mod stream_map;
 pub mod temporaries;
 pub mod totals;
 
@@ -65,7 +66,7 @@ pub struct Analyses {
     /// The live set at the peak, by site: `(site, bytes, blocks)`.
     pub peak_sites: Option<Vec<(u32, u64, u64)>>,
     /// Stashed old blocks between a realloc's release and allocation halves.
-    pending_realloc: rustc_hash::FxHashMap<u32, Option<Block>>,
+    pending_realloc: stream_map::StreamMap<Option<Block>>,
 }
 
 impl Analyses {
@@ -129,7 +130,7 @@ impl Analyses {
                     s.min_size = size;
                 }
                 s.max_size = s.max_size.max(size);
-                let t = self.attribution.threads.entry(ev.stream).or_default();
+                let t = self.attribution.threads.entry(ev.stream);
                 t.allocs += 1;
                 t.bytes += size;
                 if block.scope != NONE {
@@ -151,7 +152,7 @@ impl Analyses {
             } => {
                 self.totals.deallocations += 1;
                 self.totals.exact_free_ts += u64::from(ts_exact);
-                self.attribution.threads.entry(ev.stream).or_default().frees += 1;
+                self.attribution.threads.entry(ev.stream).frees += 1;
                 match state.remove(addr, ev.stack, ev.stream) {
                     Some(b) => {
                         if b.size != size || b.align != align {
@@ -193,7 +194,7 @@ impl Analyses {
                         self.error(ErrorKind::ReallocUnknown, ev, seq, old_addr, (old_size, align), block.as_ref(), first);
                     }
                 }
-                self.pending_realloc.insert(ev.stream, old);
+                *self.pending_realloc.entry(ev.stream) = old;
             }
             Op::Realloc {
                 old_addr,
@@ -203,7 +204,7 @@ impl Analyses {
                 align,
             } => {
                 self.totals.reallocations += 1;
-                let old = self.pending_realloc.remove(&ev.stream).flatten();
+                let old = self.pending_realloc.get_mut(ev.stream).and_then(Option::take);
                 let old_len = old.map_or(old_size, |b| b.size);
                 self.totals.bytes_allocated += new_size.saturating_sub(old_len);
                 self.totals.bytes_freed += old_len.saturating_sub(new_size);
@@ -235,7 +236,7 @@ impl Analyses {
                 s.reallocs += 1;
                 s.bytes += new_size.saturating_sub(old_len);
                 s.max_size = s.max_size.max(new_size);
-                let t = self.attribution.threads.entry(ev.stream).or_default();
+                let t = self.attribution.threads.entry(ev.stream);
                 t.bytes += new_size.saturating_sub(old_len);
             }
             Op::ReallocFailed { .. } => {
@@ -276,7 +277,7 @@ impl Analyses {
     /// A block became live at `addr` (alloc, or the new half of a realloc).
     #[inline]
     fn on_new_block(&mut self, state: &mut State, ev: &Event, addr: u64, block: Block, size: u64) {
-        self.temporaries.last_alloc.insert(ev.stream, block.generation);
+        *self.temporaries.last_alloc.entry(ev.stream) = block.generation;
         if let Some(over) = state.insert(addr, block) {
             // The previous block's free was lost or misordered: account it as gone.
             self.error(ErrorKind::AllocOverLive, ev, state.seq, addr, (size, block.align), Some(&over), None);
@@ -286,7 +287,7 @@ impl Analyses {
         let s = self.sites.get(block.site);
         s.live_bytes += size;
         s.live_blocks += 1;
-        let t = self.attribution.threads.entry(block.stream).or_default();
+        let t = self.attribution.threads.entry(block.stream);
         t.live_bytes += size;
         t.live_blocks += 1;
         if block.scope != NONE {
@@ -304,7 +305,7 @@ impl Analyses {
         let s = self.sites.get(b.site);
         s.live_bytes -= b.size.min(s.live_bytes);
         s.live_blocks = s.live_blocks.saturating_sub(1);
-        if let Some(t) = self.attribution.threads.get_mut(&b.stream) {
+        if let Some(t) = self.attribution.threads.get_mut(b.stream) {
             t.live_bytes = t.live_bytes.saturating_sub(b.size);
             t.live_blocks = t.live_blocks.saturating_sub(1);
         }
@@ -323,7 +324,7 @@ impl Analyses {
         self.lifetimes.add(lifetime);
         self.sites.end_chain(b.origin_site, b.reallocs, b.first_size, b.size);
         let temporary = b.stream == ev.stream
-            && self.temporaries.last_alloc.get(&ev.stream) == Some(&b.generation);
+            && self.temporaries.last_alloc.get(ev.stream) == Some(&b.generation);
         let short = self
             .temporaries
             .threshold_ticks
@@ -349,7 +350,7 @@ impl Analyses {
             let p = c.pairs.entry((b.stream, ev.stream)).or_default();
             p.0 += 1;
             p.1 += b.size;
-            self.attribution.threads.entry(ev.stream).or_default().foreign_frees += 1;
+            self.attribution.threads.entry(ev.stream).foreign_frees += 1;
         }
         if b.name != NONE {
             if let Some(n) = self.attribution.names.get_mut(&b.name) {

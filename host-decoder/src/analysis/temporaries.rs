@@ -8,13 +8,13 @@
 //!   trace says which), and an allocation's is an upper bound, so a measured
 //!   lifetime is a lower bound: the count says which it is.
 
-use rustc_hash::FxHashMap;
+use super::stream_map::StreamMap;
 
 /// Counts.
 #[derive(Default)]
 pub struct Temporaries {
     /// Per stream: generation of its latest allocation (alloc or realloc).
-    pub last_alloc: FxHashMap<u32, u64>,
+    pub last_alloc: StreamMap<u64>,
     /// Freed right after their allocation.
     pub count: u64,
     /// Their bytes.
