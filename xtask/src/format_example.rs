@@ -613,3 +613,73 @@ mod tests {
         assert!(err.contains("frame 2"), "{err}");
     }
 }
+
+/// The numbers docs/FORMAT.md quotes from memscope-core, checked against it.
+#[cfg(test)]
+mod quoted_constants {
+    use super::*;
+    use memscope_core::frame::{max_frame_len, MAX_HEAD_LEN};
+    use memscope_core::stream::SYNC_INTERVAL;
+    use memscope_core::wire::{MAX_EVENT_LEN, MAX_STACK_DEPTH};
+
+    fn doc() -> String {
+        std::fs::read_to_string(workspace::root().join(DOC)).unwrap()
+    }
+
+    #[test]
+    fn record_kind_table() {
+        let doc = doc();
+        for (k, name) in [
+            (kind::EXT, "extension"),
+            (kind::ALLOC, "alloc"),
+            (kind::ALLOC_ZEROED, "alloc_zeroed"),
+            (kind::DEALLOC, "dealloc"),
+            (kind::REALLOC, "realloc"),
+            (kind::SYNC, "sync"),
+            (kind::LOST, "lost"),
+        ] {
+            let row = format!("| {k} | {name} |");
+            assert!(doc.contains(&row), "{DOC} lacks the row `{row}`");
+        }
+    }
+
+    #[test]
+    fn extension_kind_table() {
+        let doc = doc();
+        for (k, name) in [
+            (ext::HEADER, "Header"),
+            (ext::END, "End"),
+            (ext::STACK, "Stack"),
+            (ext::THREAD, "Thread"),
+            (ext::SCOPE_ENTER, "ScopeEnter"),
+            (ext::SCOPE_EXIT, "ScopeExit"),
+            (ext::NAME, "Name"),
+            (ext::MODULE, "Module"),
+            (ext::MARK, "Mark"),
+            (ext::HEAP_REGION, "HeapRegion"),
+        ] {
+            let row = format!("| {k} | {name} |");
+            assert!(doc.contains(&row), "{DOC} lacks the row `{row}`");
+        }
+    }
+
+    #[test]
+    fn limits_and_version() {
+        let doc = doc();
+        let quoted = [
+            format!("`SYNC_INTERVAL` = {SYNC_INTERVAL} records"),
+            format!("`MAX_STACK_DEPTH` = {MAX_STACK_DEPTH} frames"),
+            format!(
+                "= {} bytes on the wire",
+                max_frame_len(MAX_HEAD_LEN + MAX_EVENT_LEN)
+            ),
+            format!("# The memscope wire format (version {FORMAT_VERSION})"),
+        ];
+        for q in quoted {
+            assert!(
+                doc.contains(&q),
+                "{DOC} should say `{q}` (memscope-core's value)"
+            );
+        }
+    }
+}

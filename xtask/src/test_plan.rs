@@ -149,20 +149,48 @@ fn miri(_: &Context) -> Plan {
             "-p",
             "memscope-core",
         ])
-        .env("MIRIFLAGS", env_or("MIRIFLAGS", ""))
+        .env("MIRIFLAGS", env_or("MIRIFLAGS", "-Zmiri-disable-isolation"))
         .env("PROPTEST_CASES", env_or("PROPTEST_CASES", "8"))])
 }
 
+/// The firmware packages of `examples/firmware` and the target each builds for.
+const FIRMWARE: &[(&str, &str)] = &[
+    ("qemu-m4", "thumbv7em-none-eabihf"),
+    ("qemu-m0", "thumbv6m-none-eabi"),
+    ("nrf52840", "thumbv7em-none-eabihf"),
+];
+
 /// The firmware workspace, when it exists, built from its own directory so
-/// that its `.cargo/config.toml` (target, linker script) applies.
+/// that its `.cargo/config.toml` (linker scripts, runners) applies; one cargo
+/// call per target, release profile as the firmware's README commands use.
 fn firmware(cx: &Context) -> Plan {
     let dir = cx.root.join("examples/firmware");
     if !dir.join("Cargo.toml").is_file() {
         return Plan::Skip("examples/firmware/Cargo.toml does not exist yet".into());
     }
-    Plan::Run(vec![Cmd::new("cargo")
-        .args(["build", "--release"])
-        .dir(dir)])
+    let mut targets: Vec<&str> = FIRMWARE.iter().map(|(_, t)| *t).collect();
+    targets.sort_unstable();
+    targets.dedup();
+    let cmds: Vec<Cmd> = targets
+        .into_iter()
+        .filter_map(|target| {
+            let packages: Vec<&str> = FIRMWARE
+                .iter()
+                .filter(|(p, t)| *t == target && dir.join(p).join("Cargo.toml").is_file())
+                .flat_map(|(p, _)| ["-p", p])
+                .collect();
+            (!packages.is_empty()).then(|| {
+                Cmd::new("cargo")
+                    .args(["build", "--release", "--target", target])
+                    .args(packages)
+                    .dir(&dir)
+            })
+        })
+        .collect();
+    if cmds.is_empty() {
+        return Plan::Skip("examples/firmware holds none of the firmware packages yet".into());
+    }
+    Plan::Run(cmds)
 }
 
 fn env_or(key: &str, default: &str) -> String {
