@@ -222,6 +222,8 @@ struct Decoded {
     stacks: BTreeMap<u32, Vec<u64>>,
     end: Option<memscope_core::wire::End>,
     sizes: BTreeMap<u64, u64>,
+    /// Wire bytes by what the frame carried: "header", "stack", "event", "end".
+    wire: BTreeMap<&'static str, u64>,
 }
 
 fn decode(trace: &[u8]) -> Decoded {
@@ -231,7 +233,8 @@ fn decode(trace: &[u8]) -> Decoded {
     let mut delta = Delta::default();
     let mut current: u64 = 0;
     let mut input = trace;
-    let mut handle = |ev: FrameEvent<'_>, d: &mut Decoded, delta: &mut Delta| match ev {
+    // `end`: offset just past the frame's delimiter.
+    let mut handle = |ev: FrameEvent<'_>, d: &mut Decoded, delta: &mut Delta, end: u64| match ev {
         FrameEvent::Damaged {
             offset,
             len,
@@ -241,11 +244,21 @@ fn decode(trace: &[u8]) -> Decoded {
             d.damaged += 1;
         }
         FrameEvent::Frame {
-            stream, records, ..
+            stream,
+            records,
+            offset,
         } => {
             assert_eq!(stream, 0, "a firmware trace has only stream 0");
+            let mut class = "event";
             for r in Records::new(records, delta) {
-                match r.expect("record decodes") {
+                let r = r.expect("record decodes");
+                class = match r {
+                    Record::Header(_) => "header",
+                    Record::Stack(_) => "stack",
+                    Record::End(_) => "end",
+                    _ => class,
+                };
+                match r {
                     Record::Header(h) => {
                         d.headers += 1;
                         d.program = h.program.to_string();
@@ -299,17 +312,19 @@ fn decode(trace: &[u8]) -> Decoded {
                 }
                 d.peak = d.peak.max(current);
             }
+            *d.wire.entry(class).or_default() += end - offset;
         }
     };
     while !input.is_empty() {
         let (n, ev) = de.push(input);
         input = &input[n..];
+        let end = (trace.len() - input.len()) as u64;
         if let Some(ev) = ev {
-            handle(ev, &mut d, &mut delta);
+            handle(ev, &mut d, &mut delta, end);
         }
     }
     if let Some(ev) = de.finish() {
-        handle(ev, &mut d, &mut delta);
+        handle(ev, &mut d, &mut delta, trace.len() as u64);
     }
     d
 }
@@ -426,9 +441,18 @@ fn firmware_end_to_end(package: &str, target: &str, machine: &str, cpu: &str) {
     let ms = printed(&run.stdout, "memscope ");
     let heap = printed(&run.stdout, "embedded-alloc ");
     let text = summary(&d);
+    let events = d.allocs + d.deallocs + d.reallocs;
+    let wire = |k| d.wire.get(k).copied().unwrap_or(0);
     eprintln!(
-        "{package}: {} trace bytes over GDB\n{text}",
-        run.trace.len()
+        "{package}: {} trace bytes over GDB: header {} B, {} stacks {} B, end {} B, {events} events {} B = {:.2} B/event ({:.2} B/event with stack records)\n{text}",
+        run.trace.len(),
+        wire("header"),
+        d.stacks.len(),
+        wire("stack"),
+        wire("end"),
+        wire("event"),
+        wire("event") as f64 / events as f64,
+        (wire("event") + wire("stack")) as f64 / events as f64,
     );
 
     // The trace is whole: one session, nothing lost or damaged, an end record

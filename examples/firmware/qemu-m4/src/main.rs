@@ -25,7 +25,10 @@ use panic_semihosting as _;
 #[cfg(feature = "tracking")]
 mod tracked {
     use embedded_alloc::LlffHeap;
-    use memscope_core::cortex_m::{DwtClock, FrameChain};
+    use memscope_core::cortex_m::DwtClock;
+    #[cfg(feature = "stacks")]
+    #[cfg(feature = "stacks")]
+    use memscope_core::cortex_m::FrameChain;
     use memscope_core::rtt::RttSink;
     use memscope_core::{Stream, StreamInfo, TrackingAllocator};
 
@@ -33,6 +36,7 @@ mod tracked {
     pub const CORE_HZ: u32 = 25_000_000;
     /// Top of the stack: `ORIGIN(RAM) + LENGTH(RAM)` in memory.x, where
     /// cortex-m-rt puts the initial stack pointer.
+    #[cfg(feature = "stacks")]
     const STACK_TOP: usize = 0x2000_0000 + 256 * 1024;
 
     #[cfg(feature = "stacks")]
@@ -68,7 +72,20 @@ static HEAP: tracked::Heap = tracked::heap();
 #[global_allocator]
 static HEAP: LlffHeap = LlffHeap::empty();
 
+/// The memscope RTT channel's buffer; none without tracking, so size
+/// comparisons show what memscope adds.
+const MEMSCOPE_CHANNEL: usize = if cfg!(feature = "tracking") { 16384 } else { 0 };
+
 const HEAP_SIZE: usize = 16 * 1024;
+
+/// How often the workload runs: 1, or MEMSCOPE_WORKLOAD_RUNS at build time.
+const WORKLOAD_RUNS: u32 = match option_env!("MEMSCOPE_WORKLOAD_RUNS") {
+    Some(n) => match u32::from_str_radix(n, 10) {
+        Ok(n) => n,
+        Err(_) => panic!("MEMSCOPE_WORKLOAD_RUNS must be a number"),
+    },
+    None => 1,
+};
 
 fn inner_heap() -> &'static LlffHeap {
     #[cfg(feature = "tracking")]
@@ -87,7 +104,7 @@ fn main() -> ! {
     let channels = rtt_target::rtt_init! {
         up: {
             0: { size: 1024, mode: rtt_target::ChannelMode::NoBlockSkip, name: "defmt" }
-            1: { size: 16384, mode: rtt_target::ChannelMode::NoBlockSkip, name: "memscope" }
+            1: { size: MEMSCOPE_CHANNEL, mode: rtt_target::ChannelMode::NoBlockSkip, name: "memscope" }
         }
     };
     rtt_target::set_defmt_channel(channels.up.0);
@@ -107,13 +124,24 @@ fn main() -> ! {
     unsafe { inner_heap().init(heap_start, HEAP_SIZE) };
     defmt::info!("heap at {=usize:#x}, {=usize} bytes", heap_start, HEAP_SIZE);
 
-    workload::run(SCB::set_pendst);
+    // The measurement script (examples/firmware/measure.py) builds with
+    // MEMSCOPE_WORKLOAD_RUNS=2 to tell per-event costs from one-time ones.
+    for _ in 0..WORKLOAD_RUNS {
+        workload::run(SCB::set_pendst);
+    }
 
     let heap = Some((inner_heap().used(), inner_heap().free()));
     #[cfg(feature = "tracking")]
     {
         HEAP.recorder().finish();
-        let drained = workload::wait_for_host(|| HEAP.recorder().sink().is_drained(), 20_000_000);
+        // Without a host attached this gives up after a bounded wait;
+        // MEMSCOPE_NO_WAIT (measurement builds) skips it.
+        let spins = if option_env!("MEMSCOPE_NO_WAIT").is_some() {
+            0
+        } else {
+            2_000_000
+        };
+        let drained = workload::wait_for_host(|| HEAP.recorder().sink().is_drained(), spins);
         defmt::info!("trace drained: {=bool}", drained);
         workload::print_stats(&HEAP.stats(), heap);
     }
