@@ -177,3 +177,49 @@ pub fn infer_site(site: u32, stats: &SiteStats, frames: &[FrameInfo], growth_thr
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(f: &str) -> FrameInfo {
+        FrameInfo {
+            addr: 0,
+            function: Some(f.to_owned()),
+            file: None,
+            line: None,
+            inlined: false,
+            module: None,
+        }
+    }
+
+    #[test]
+    fn container_from_the_allocator_frames() {
+        let frames = [
+            frame("__rust_alloc"),
+            frame("alloc::raw_vec::RawVecInner<A>::finish_grow"),
+            frame("<alloc::vec::Vec<u32>>::push"),
+            frame("app::collect"),
+        ];
+        let v = infer_site(3, &SiteStats::default(), &frames, 4);
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].source, "inferred");
+        assert_eq!(v[0].claim, "allocations here back a Vec<u32>");
+        assert!(v[0].confidence >= 0.9);
+        // String is built on Vec: the String frame wins.
+        let frames = [
+            frame("alloc::raw_vec::RawVecInner<A>::finish_grow"),
+            frame("alloc::vec::Vec<T,A>::reserve"),
+            frame("alloc::string::String::push_str"),
+            frame("app::render"),
+        ];
+        let v = infer_site(3, &SiteStats::default(), &frames, 4);
+        assert_eq!(v[0].claim, "allocations here back a String");
+    }
+
+    #[test]
+    fn nothing_inferred_without_evidence() {
+        let v = infer_site(1, &SiteStats::default(), &[frame("app::main")], 4);
+        assert!(v.is_empty());
+    }
+}

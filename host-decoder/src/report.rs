@@ -1085,7 +1085,7 @@ fn sites_get(an: &crate::analysis::Analyses, site: u32) -> &crate::analysis::sit
         moved: 0,
         copied_bytes: 0,
     };
-    an.sites.iter().nth(site as usize).map_or(&EMPTY, |(_, s)| s)
+    an.sites.peek(site).unwrap_or(&EMPTY)
 }
 
 /// Snake-case name of an error kind.

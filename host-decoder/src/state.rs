@@ -8,7 +8,6 @@
 
 use crate::records::{Event, Op, NO_STACK};
 use rustc_hash::FxHashMap;
-use std::collections::VecDeque;
 
 /// No name / no scope.
 pub const NONE: u32 = u32::MAX;
@@ -40,22 +39,34 @@ pub struct Block {
     pub name: u32,
 }
 
+impl Block {
+    /// Site, stream, size and alignment: what error reports need of a block.
+    #[inline]
+    pub fn info(&self) -> (u32, u32, u64, u64) {
+        (self.site, self.stream, self.size, self.align)
+    }
+}
+
 /// What a recent free left behind, to tell a double free from a free of an
 /// address never allocated.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Freed {
-    /// The freed block.
-    pub block: Block,
+    /// The freed block's address (0: empty slot).
+    pub addr: u64,
+    /// The freed block: site, stream, size, align.
+    pub block: (u32, u32, u64, u64),
     /// Stack of the free.
     pub free_stack: u32,
     /// Stream of the free.
     pub free_stream: u32,
 }
 
-/// How many recent frees are remembered for double-free detection: a second
-/// free within this many frees of the first is a double free; an older one is
-/// reported as a free of an address that is not live. Kept small so the table
-/// stays in cache (it is touched by every free).
+/// Slots of the memory of recent frees, for double-free detection. It is a
+/// direct-mapped table: a free is remembered until a later free of an address
+/// that hashes to the same slot replaces it (after about this many frees on
+/// average). A double free whose first free was forgotten is reported as a
+/// free of an address that is not live. Every free writes one slot, so the
+/// table is kept small enough to stay in cache.
 pub const FREED_MEMORY: usize = 1 << 14;
 
 /// The live table and what goes with it.
@@ -65,8 +76,7 @@ pub struct State {
     pub live: FxHashMap<u64, Block>,
     /// Live bytes now.
     pub live_bytes: u64,
-    freed: FxHashMap<u64, Freed>,
-    freed_order: VecDeque<(u64, u64)>,
+    freed: Vec<Freed>,
     /// Open scopes per stream, innermost last.
     pub scopes: FxHashMap<u32, Vec<u32>>,
     /// Events applied (the next event's sequence number).
@@ -111,22 +121,15 @@ impl State {
     pub fn remove(&mut self, addr: u64, free_stack: u32, free_stream: u32) -> Option<Block> {
         let block = self.live.remove(&addr)?;
         self.live_bytes -= block.size;
-        if self.freed_order.len() == FREED_MEMORY {
-            if let Some((a, g)) = self.freed_order.pop_front() {
-                if self.freed.get(&a).is_some_and(|f| f.block.generation == g) {
-                    self.freed.remove(&a);
-                }
-            }
+        if self.freed.is_empty() {
+            self.freed.resize(FREED_MEMORY, Freed::default());
         }
-        self.freed_order.push_back((addr, block.generation));
-        self.freed.insert(
+        self.freed[freed_slot(addr)] = Freed {
             addr,
-            Freed {
-                block,
-                free_stack,
-                free_stream,
-            },
-        );
+            block: block.info(),
+            free_stack,
+            free_stream,
+        };
         Some(block)
     }
 
@@ -142,7 +145,7 @@ impl State {
 
     /// The recent free of `addr`, if it is remembered.
     pub fn recently_freed(&self, addr: u64) -> Option<&Freed> {
-        self.freed.get(&addr)
+        self.freed.get(freed_slot(addr)).filter(|f| f.addr == addr && addr != 0)
     }
 
     /// A new block for `ev`, which allocated `size` bytes of `align`.
@@ -175,6 +178,12 @@ impl State {
             _ => {}
         }
     }
+}
+
+#[inline]
+fn freed_slot(addr: u64) -> usize {
+    // Fibonacci hashing: the top bits of the product mix every address bit.
+    (addr.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - FREED_MEMORY.trailing_zeros())) as usize
 }
 
 /// Whether a site id names a recorded stack.

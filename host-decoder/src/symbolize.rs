@@ -441,3 +441,59 @@ pub fn first_user_frame(frames: &[FrameInfo]) -> usize {
         .position(|f| !f.function.as_deref().is_some_and(is_allocator_frame))
         .unwrap_or(frames.len().saturating_sub(1))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(f: &str) -> FrameInfo {
+        FrameInfo {
+            addr: 0,
+            function: Some(f.to_owned()),
+            file: None,
+            line: None,
+            inlined: false,
+            module: None,
+        }
+    }
+
+    #[test]
+    fn demangles_legacy_and_v0() {
+        assert_eq!(demangle("_ZN4core3ptr13drop_in_place17h0123456789abcdefE"), "core::ptr::drop_in_place");
+        assert_eq!(demangle("_RNvC6_123foo3bar"), "123foo::bar");
+        assert_eq!(demangle("_RNvMNtCs1234_5alloc3vecINtB2_3VecmE4push"), "<alloc::vec::Vec<u32>>::push");
+        assert_eq!(demangle("plain_c_function"), "plain_c_function");
+    }
+
+    #[test]
+    fn plain_names_drop_generics_and_qualified_self() {
+        assert_eq!(plain_name("<alloc::vec::Vec<u32>>::push"), "alloc::vec::Vec::push");
+        assert_eq!(
+            plain_name("<alloc::vec::Vec<T,A> as core::clone::Clone>::clone"),
+            "alloc::vec::Vec as core::clone::Clone::clone"
+        );
+        assert_eq!(plain_name("app::main"), "app::main");
+    }
+
+    #[test]
+    fn allocator_frames_are_trimmed_up_to_user_code() {
+        let frames = [
+            frame("<memscope_core::alloc::TrackingAllocator<A,R> as core::alloc::global::GlobalAlloc>::alloc"),
+            frame("__rust_alloc"),
+            frame("alloc::raw_vec::RawVecInner<A>::finish_grow"),
+            frame("<alloc::vec::Vec<u8>>::push"),
+            frame("core::ptr::drop_in_place<app::Thing>"),
+            frame("app::parse_line"),
+            frame("alloc::vec::Vec<T,A>::push"),
+            frame("app::main"),
+        ];
+        assert_eq!(first_user_frame(&frames), 5);
+        assert!(!is_allocator_frame("app::alloc_helper"));
+        assert!(!is_allocator_frame("my_allocator_test::run"));
+        assert!(is_allocator_frame("malloc"));
+        assert!(!is_allocator_frame("malloc_wrapper_in_app"));
+        assert!(is_allocator_frame("<hashbrown::raw::RawTable<T,A>>::reserve_rehash"));
+        // A stack of allocator frames only: the outermost is shown.
+        assert_eq!(first_user_frame(&frames[..3]), 2);
+    }
+}

@@ -156,7 +156,7 @@ impl Analyses {
                 match state.remove(addr, ev.stack, ev.stream) {
                     Some(b) => {
                         if b.size != size || b.align != align {
-                            self.error(ErrorKind::DeallocLayoutMismatch, ev, seq, addr, (size, align), Some(&b), None);
+                            self.error(ErrorKind::DeallocLayoutMismatch, ev, seq, addr, (size, align), Some(b.info()), None);
                         }
                         self.before_decrease();
                         self.totals.bytes_freed += b.size;
@@ -168,7 +168,7 @@ impl Analyses {
                             Some(f) => (ErrorKind::DoubleFree, Some(f.block), Some((f.free_stack, f.free_stream))),
                             None => (ErrorKind::UnknownFree, None, None),
                         };
-                        self.error(kind, ev, seq, addr, (size, align), block.as_ref(), first);
+                        self.error(kind, ev, seq, addr, (size, align), block, first);
                     }
                 }
             }
@@ -181,7 +181,7 @@ impl Analyses {
                 match &old {
                     Some(b) => {
                         if b.size != old_size || b.align != align {
-                            self.error(ErrorKind::ReallocLayoutMismatch, ev, seq, old_addr, (old_size, align), Some(b), None);
+                            self.error(ErrorKind::ReallocLayoutMismatch, ev, seq, old_addr, (old_size, align), Some(b.info()), None);
                         }
                         self.before_decrease();
                         self.on_block_gone(b, ev.stream);
@@ -191,7 +191,7 @@ impl Analyses {
                             Some(f) => (Some(f.block), Some((f.free_stack, f.free_stream))),
                             None => (None, None),
                         };
-                        self.error(ErrorKind::ReallocUnknown, ev, seq, old_addr, (old_size, align), block.as_ref(), first);
+                        self.error(ErrorKind::ReallocUnknown, ev, seq, old_addr, (old_size, align), block, first);
                     }
                 }
                 *self.pending_realloc.entry(ev.stream) = old;
@@ -280,7 +280,7 @@ impl Analyses {
         *self.temporaries.last_alloc.entry(ev.stream) = block.generation;
         if let Some(over) = state.insert(addr, block) {
             // The previous block's free was lost or misordered: account it as gone.
-            self.error(ErrorKind::AllocOverLive, ev, state.seq, addr, (size, block.align), Some(&over), None);
+            self.error(ErrorKind::AllocOverLive, ev, state.seq, addr, (size, block.align), Some(over.info()), None);
             self.before_decrease();
             self.on_block_gone(&over, ev.stream);
         }
@@ -368,7 +368,7 @@ impl Analyses {
         seq: u64,
         addr: u64,
         layout: (u64, u64),
-        block: Option<&Block>,
+        block: Option<(u32, u32, u64, u64)>,
         first_free: Option<(u32, u32)>,
     ) {
         self.errors.push(HeapError {
@@ -379,7 +379,7 @@ impl Analyses {
             stream: ev.stream,
             stack: ev.stack,
             layout,
-            block: block.map(|b| (b.site, b.stream, b.size, b.align)),
+            block,
             first_free,
         });
     }

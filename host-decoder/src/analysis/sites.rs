@@ -62,6 +62,11 @@ impl Sites {
         &mut self.stats[i]
     }
 
+    /// The counters of `site`, if it has any.
+    pub fn peek(&self, site: u32) -> Option<&SiteStats> {
+        self.stats.get(site as usize)
+    }
+
     /// Every site with its id.
     pub fn iter(&self) -> impl Iterator<Item = (u32, &SiteStats)> {
         self.stats.iter().enumerate().map(|(i, s)| (i as u32, s))
