@@ -140,7 +140,9 @@ fn loom(cx: &Context) -> Plan {
 fn miri(_: &Context) -> Plan {
     // cargo-miri keeps its builds in `<target>/miri`, apart from the main ones.
     // Property tests run few cases: Miri is about 1000x slower than native, and
-    // the native run already covers the value space.
+    // the native run already covers the value space. Isolation is off because
+    // proptest looks up the working directory for its regression files.
+    // MIRIFLAGS and PROPTEST_CASES set by the caller win.
     Plan::Run(vec![Cmd::cargo()
         .args([
             format!("+{NIGHTLY}").as_str(),
