@@ -104,6 +104,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for MemScope<A> {
         let ptr = unsafe { self.inner.alloc(layout) };
         local::on_event(
             &self.inner,
+            stacks::frame_address(),
             Event::Alloc {
                 ptr,
                 size: layout.size(),
@@ -120,6 +121,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for MemScope<A> {
         let ptr = unsafe { self.inner.alloc_zeroed(layout) };
         local::on_event(
             &self.inner,
+            stacks::frame_address(),
             Event::Alloc {
                 ptr,
                 size: layout.size(),
@@ -132,14 +134,18 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for MemScope<A> {
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // Read before the inner call: a lower bound of the free (see `clock`).
+        let ts = session::recording().then(clock::now);
         // SAFETY: the caller guarantees `ptr` came from us with `layout`.
         unsafe { self.inner.dealloc(ptr, layout) };
         local::on_event(
             &self.inner,
+            stacks::frame_address(),
             Event::Dealloc {
                 ptr,
                 size: layout.size(),
                 align: layout.align(),
+                ts,
             },
         );
     }
@@ -150,6 +156,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for MemScope<A> {
         let new = unsafe { self.inner.realloc(ptr, layout, new_size) };
         local::on_event(
             &self.inner,
+            stacks::frame_address(),
             Event::Realloc {
                 old: ptr,
                 old_size: layout.size(),

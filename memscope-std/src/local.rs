@@ -87,11 +87,12 @@ pub(crate) fn become_busy_forever() {
 
 /// The allocation path: `ev` already happened in the inner allocator.
 #[inline(always)]
-pub(crate) fn on_event(inner: &dyn GlobalAlloc, ev: Event) {
+/// `fp` is the frame address of the allocator method: call stacks start there.
+pub(crate) fn on_event(inner: &dyn GlobalAlloc, fp: usize, ev: Event) {
     with(|l| {
         let s = l.slot.get();
         if s.is_null() || l.busy.get() {
-            return on_event_cold(inner, l, ev);
+            return on_event_cold(inner, l, fp, ev);
         }
         // SAFETY: slots are never freed, and this thread owns `s`.
         let s = unsafe { &*s };
@@ -100,14 +101,14 @@ pub(crate) fn on_event(inner: &dyn GlobalAlloc, ev: Event) {
             l.test.count(ev);
         }
         if session::recording() {
-            record::event(inner, l, s, ev);
+            record::event(inner, l, s, fp, ev);
         }
     })
 }
 
 #[cold]
 #[inline(never)]
-fn on_event_cold(inner: &dyn GlobalAlloc, l: &Local, ev: Event) {
+fn on_event_cold(inner: &dyn GlobalAlloc, l: &Local, fp: usize, ev: Event) {
     let s = l.slot.get();
     if l.busy.get() {
         // memscope's own allocation: counted, not recorded.
@@ -143,7 +144,7 @@ fn on_event_cold(inner: &dyn GlobalAlloc, l: &Local, ev: Event) {
                 l.test.count(ev);
             }
             if session::recording() {
-                record::event(inner, l, s, ev);
+                record::event(inner, l, s, fp, ev);
             }
         }
         None => stats::count_orphan(ev),

@@ -19,6 +19,8 @@ pub(crate) struct ModuleInfo {
     pub size: u64,
     pub path: String,
     pub build_id: Vec<u8>,
+    /// Executable segments, `[start, end)` in memory.
+    pub exec: Vec<(u64, u64)>,
 }
 
 /// Every loaded object now. May allocate (the caller is memscope's own code).
@@ -91,10 +93,15 @@ fn module_of(info: &libc::dl_phdr_info) -> Option<ModuleInfo> {
     let mut lo = u64::MAX;
     let mut hi = 0u64;
     let mut build_id = Vec::new();
+    let mut exec = Vec::new();
     for ph in phdrs {
         if ph.p_type == libc::PT_LOAD {
             lo = lo.min(ph.p_vaddr);
             hi = hi.max(ph.p_vaddr + ph.p_memsz);
+            if ph.p_flags & libc::PF_X != 0 {
+                let start = bias.wrapping_add(ph.p_vaddr);
+                exec.push((start, start + ph.p_memsz));
+            }
         } else if ph.p_type == libc::PT_NOTE && build_id.is_empty() {
             // SAFETY: a PT_NOTE segment lies inside a loaded segment, mapped
             // readable at `bias + p_vaddr` for `p_memsz` bytes.
@@ -120,6 +127,7 @@ fn module_of(info: &libc::dl_phdr_info) -> Option<ModuleInfo> {
         size: hi - lo,
         path,
         build_id,
+        exec,
     })
 }
 

@@ -21,8 +21,6 @@ use core::sync::atomic::{fence, Ordering};
 use memscope_core::stream::StreamEncoder;
 use memscope_core::wire::{self, Alloc, Dealloc, Delta, Frames, Realloc, Record, Stack, Thread};
 
-/// Frames of memscope itself at the top of every walk (`capture`'s caller).
-const SKIP_FRAMES: usize = 1;
 /// A Stack record of `MAX_DEPTH` addresses: tag, kind, length, id, count,
 /// then up to ten bytes an address.
 const STACK_RECORD_MAX: usize = 16 + MAX_DEPTH * 10;
@@ -31,7 +29,7 @@ pub(crate) const ENTRY_MAX: usize = STACK_RECORD_MAX + wire::MAX_EVENT_LEN;
 
 /// Records `ev` (the caller counted it in the thread's statistics already).
 #[inline(always)]
-pub(crate) fn event(inner: &dyn GlobalAlloc, l: &Local, s: &Slot, ev: Event) {
+pub(crate) fn event(inner: &dyn GlobalAlloc, l: &Local, s: &Slot, fp: usize, ev: Event) {
     let mut bufs = l.buffers.get();
     if bufs.is_null() {
         bufs = open_stream(inner, l, s);
@@ -49,14 +47,15 @@ pub(crate) fn event(inner: &dyn GlobalAlloc, l: &Local, s: &Slot, ev: Event) {
     // SAFETY: this thread owns the slot, so it is the only user of the encoder.
     let enc = unsafe { &mut *s.enc.get() };
     let ts = match ev {
-        // A free carries the thread's previous timestamp (see `clock`).
-        Event::Dealloc { .. } => enc.last_ts(),
+        // Read before the inner free (see `clock`); when the recording
+        // started during the call, the thread's previous timestamp.
+        Event::Dealloc { ts, .. } => ts.unwrap_or(enc.last_ts()),
         _ => crate::clock::now(),
     };
     // SAFETY: the owner is the only user of its scratch space.
     let scratch = unsafe { &mut *b.scratch.get() };
     let buf = &mut scratch.bytes;
-    let (stack, stack_len, new_stack) = stack_of(l, b, &mut scratch.frames, buf);
+    let (stack, stack_len, new_stack) = stack_of(l, b, fp, &mut scratch.frames, buf);
     let rec = to_record(ev, ts, stack);
     let counts = &s.counts;
     match ev {
@@ -144,6 +143,7 @@ type NewStack = Option<(u32, u64, usize)>;
 fn stack_of(
     l: &Local,
     b: &Buffers,
+    fp: usize,
     frames: &mut [u64; MAX_DEPTH],
     buf: &mut [u8],
 ) -> (Option<u32>, usize, NewStack) {
@@ -151,7 +151,7 @@ fn stack_of(
     if depth == 0 {
         return (None, 0, None);
     }
-    let n = stacks::capture(l.stack_top.get(), SKIP_FRAMES, &mut frames[..depth]);
+    let n = stacks::capture(l.stack_top.get(), fp, &mut frames[..depth]);
     if n == 0 {
         return (None, 0, None);
     }
@@ -189,9 +189,14 @@ fn to_record(ev: Event, ts: u64, stack: Option<u32>) -> Record<'static> {
             zeroed,
             stack,
         }),
-        Event::Dealloc { ptr, size, align } => Record::Dealloc(Dealloc {
+        Event::Dealloc {
+            ptr,
+            size,
+            align,
+            ts: own,
+        } => Record::Dealloc(Dealloc {
             ts,
-            ts_exact: false,
+            ts_exact: own.is_some(),
             addr: ptr as usize as u64,
             size: size as u64,
             align: align as u64,

@@ -280,6 +280,12 @@ fn begin(config: Config) -> io::Result<()> {
     // Relaxed: published by the Release store of the mode below.
     STACK_DEPTH.store(config.stacks.min(MAX_DEPTH), Ordering::Relaxed);
     let calibration = crate::clock::init();
+    // The frame walk accepts only return addresses inside loaded code.
+    for m in crate::modules::scan() {
+        for (s, e) in m.exec {
+            crate::stacks::add_code_range(s as usize, e as usize);
+        }
+    }
     writer::open(&config.out, calibration)?;
     crate::exit::install_atexit();
     writer::spawn()?;

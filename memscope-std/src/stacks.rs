@@ -24,7 +24,10 @@
 //! trace never contains an address that was not read from a frame record on
 //! the stack, but a frame without a frame pointer is skipped silently (its
 //! caller's return address appears in its place). Other targets than x86_64
-//! and aarch64 record no stacks.
+//! and aarch64 record no stacks. Every return address must also lie in an
+//! executable segment of a loaded module (the module scan's ranges), which
+//! stops a walk that wandered into a register that only looked like a frame
+//! pointer.
 //!
 //! # Interning
 //!
@@ -36,6 +39,8 @@
 //! new id: more bytes, never a wrong answer. Two distinct stacks with the same
 //! 64-bit hash would share an id; with a million distinct stacks the chance of
 //! that is about 3·10⁻⁸.
+
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 /// Deepest stack `MEMSCOPE_STACKS` may ask for.
 pub const MAX_DEPTH: usize = 64;
@@ -109,24 +114,29 @@ fn hash(frames: &[u64]) -> u64 {
     h | 1
 }
 
-/// Writes up to `out.len()` return addresses of the current call chain,
-/// innermost first, skipping the frames of memscope itself; returns how many.
+/// Writes up to `out.len()` return addresses of the call chain that starts at
+/// frame address `from` (the allocator method's frame, so memscope's own
+/// frames are not in it), innermost first; returns how many.
 /// `stack_top` is the highest address of the current thread's stack (0 when
 /// unknown: then nothing is captured).
 #[inline(never)]
-pub(crate) fn capture(stack_top: usize, skip: usize, out: &mut [u64]) -> usize {
-    let Some(mut fp) = frame_pointer() else {
+pub(crate) fn capture(stack_top: usize, from: usize, out: &mut [u64]) -> usize {
+    let Some((_, sp)) = registers() else {
         return 0;
     };
+    let mut fp = from;
     if stack_top == 0 {
         return 0;
     }
     let word = core::mem::size_of::<usize>();
     let mut n = 0;
-    let mut skipped = 0;
     while n < out.len() {
         // The frame record is two words at `fp`: caller's fp, return address.
-        if fp % word != 0 || fp.checked_add(2 * word).is_none_or(|e| e > stack_top) {
+        // It must lie between our stack pointer and the stack's top.
+        if fp < sp
+            || !fp.is_multiple_of(word)
+            || fp.checked_add(2 * word).is_none_or(|e| e > stack_top)
+        {
             break;
         }
         // SAFETY: `fp` is aligned and the two words lie between our own frame
@@ -139,15 +149,13 @@ pub(crate) fn capture(stack_top: usize, skip: usize, out: &mut [u64]) -> usize {
                 core::ptr::read_volatile((fp + word) as *const usize),
             )
         };
-        if ret == 0 {
+        // A return address points into loaded code; anything else means the
+        // chain was not a frame-pointer chain (a frame without one).
+        if !is_code(ret) {
             break;
         }
-        if skipped < skip {
-            skipped += 1;
-        } else {
-            out[n] = ret as u64;
-            n += 1;
-        }
+        out[n] = ret as u64;
+        n += 1;
         if next <= fp {
             break;
         }
@@ -156,30 +164,74 @@ pub(crate) fn capture(stack_top: usize, skip: usize, out: &mut [u64]) -> usize {
     n
 }
 
+/// The frame pointer register of the calling function (0 where unknown).
+/// Inlined into the `GlobalAlloc` methods, it is the frame the stack walk
+/// starts from.
 #[inline(always)]
-fn frame_pointer() -> Option<usize> {
+pub(crate) fn frame_address() -> usize {
+    registers().map_or(0, |(fp, _)| fp)
+}
+
+/// The frame pointer and stack pointer registers.
+#[inline(always)]
+fn registers() -> Option<(usize, usize)> {
     #[cfg(target_arch = "x86_64")]
     {
-        let fp: usize;
-        // SAFETY: reads a register, touches no memory.
+        let (fp, sp): (usize, usize);
+        // SAFETY: reads two registers, touches no memory.
         unsafe {
-            core::arch::asm!("mov {}, rbp", out(reg) fp, options(nomem, nostack, preserves_flags))
+            core::arch::asm!("mov {}, rbp", "mov {}, rsp", out(reg) fp, out(reg) sp,
+                options(nomem, nostack, preserves_flags))
         };
-        Some(fp)
+        Some((fp, sp))
     }
     #[cfg(target_arch = "aarch64")]
     {
-        let fp: usize;
-        // SAFETY: reads a register, touches no memory.
+        let (fp, sp): (usize, usize);
+        // SAFETY: reads two registers, touches no memory.
         unsafe {
-            core::arch::asm!("mov {}, x29", out(reg) fp, options(nomem, nostack, preserves_flags))
+            core::arch::asm!("mov {}, x29", "mov {}, sp", out(reg) fp, out(reg) sp,
+                options(nomem, nostack, preserves_flags))
         };
-        Some(fp)
+        Some((fp, sp))
     }
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     {
         None
     }
+}
+
+const MAX_CODE_RANGES: usize = 128;
+static CODE_START: [AtomicUsize; MAX_CODE_RANGES] =
+    [const { AtomicUsize::new(0) }; MAX_CODE_RANGES];
+static CODE_END: [AtomicUsize; MAX_CODE_RANGES] = [const { AtomicUsize::new(0) }; MAX_CODE_RANGES];
+static CODE_RANGES: AtomicUsize = AtomicUsize::new(0);
+
+/// Adds an executable segment `[start, end)`. Called by one thread at a time
+/// (the recording's start, then the writer under its lock).
+pub(crate) fn add_code_range(start: usize, end: usize) {
+    // Relaxed: only the (single) caller writes the count.
+    let n = CODE_RANGES.load(Ordering::Relaxed);
+    if n == MAX_CODE_RANGES || (0..n).any(|i| CODE_START[i].load(Ordering::Relaxed) == start) {
+        return;
+    }
+    // Relaxed: published by the Release store of the count.
+    CODE_START[n].store(start, Ordering::Relaxed);
+    CODE_END[n].store(end, Ordering::Relaxed);
+    // Release: readers that see the new count see the range.
+    CODE_RANGES.store(n + 1, Ordering::Release);
+}
+
+/// Whether `a` lies in the code of a loaded module. The executable comes
+/// first, so most frames take one or two comparisons.
+#[inline]
+fn is_code(a: usize) -> bool {
+    // Acquire: pairs with the Release in `add_code_range`.
+    let n = CODE_RANGES.load(Ordering::Acquire);
+    (0..n).any(|i| {
+        // Relaxed: ordered by the Acquire above.
+        a >= CODE_START[i].load(Ordering::Relaxed) && a < CODE_END[i].load(Ordering::Relaxed)
+    })
 }
 
 /// The highest address of the calling thread's stack, or 0 when unknown.
@@ -240,9 +292,14 @@ mod tests {
 
     #[test]
     fn walk_stays_on_the_stack() {
+        for m in crate::modules::scan() {
+            for (s, e) in m.exec {
+                add_code_range(s as usize, e as usize);
+            }
+        }
         let top = current_stack_top();
         let mut out = [0u64; MAX_DEPTH];
-        let n = capture(top, 0, &mut out);
+        let n = capture(top, frame_address(), &mut out);
         // Whatever the build flags, every address is non-zero and the walk ended.
         assert!(n <= MAX_DEPTH);
         assert!(out[..n].iter().all(|&a| a != 0));

@@ -81,17 +81,47 @@ pub(crate) fn open(path: &Path, calibration: Calibration) -> io::Result<()> {
     Ok(())
 }
 
-/// Starts the writer thread.
+/// Starts the writer thread: a plain POSIX thread, so that no allocation of
+/// the standard library's thread start-up runs before it marks itself as
+/// memscope's own (those would be half recorded: freed on a stream that never
+/// saw them allocated).
+#[cfg(unix)]
 pub(crate) fn spawn() -> io::Result<()> {
-    let handle = std::thread::Builder::new()
+    extern "C" fn start(_: *mut libc::c_void) -> *mut libc::c_void {
+        local::become_busy_forever();
+        // SAFETY: a valid thread handle and a NUL-terminated name of at most
+        // 15 bytes.
+        unsafe { libc::pthread_setname_np(libc::pthread_self(), c"memscope-writer".as_ptr()) };
+        // Unwinding out of an `extern "C"` function would abort the process.
+        let _ = std::panic::catch_unwind(run);
+        std::ptr::null_mut()
+    }
+    let mut thread: libc::pthread_t = 0;
+    // SAFETY: `thread` is a valid out-pointer; default attributes; `start`
+    // has the signature pthread_create expects and ignores its argument.
+    let rc =
+        unsafe { libc::pthread_create(&mut thread, std::ptr::null(), start, std::ptr::null_mut()) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    // SAFETY: a thread we created and never join.
+    unsafe { libc::pthread_detach(thread) };
+    Ok(())
+}
+
+#[cfg(not(unix))]
+pub(crate) fn spawn() -> io::Result<()> {
+    std::thread::Builder::new()
         .name("memscope-writer".into())
-        .spawn(run)?;
-    let _ = THREAD.set(handle.thread().clone());
+        .spawn(|| {
+            local::become_busy_forever();
+            run()
+        })?;
     Ok(())
 }
 
 fn run() {
-    local::become_busy_forever();
+    let _ = THREAD.set(std::thread::current());
     crate::exit::install_panic_hook();
     loop {
         std::thread::park_timeout(INTERVAL);
@@ -314,6 +344,9 @@ impl Writer {
         for m in modules::scan() {
             if self.modules.contains(&m) {
                 continue;
+            }
+            for &(s, e) in &m.exec {
+                crate::stacks::add_code_range(s as usize, e as usize);
             }
             if self.header_written {
                 self.control(&module_record(&m));
