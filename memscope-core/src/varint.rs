@@ -80,6 +80,14 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
+        // Few cases under Miri (slow), and no failure files (Miri's isolation
+        // forbids the file system; a failing seed is printed instead).
+        #![proptest_config(ProptestConfig {
+            cases: if cfg!(miri) { 8 } else { 256 },
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
         #[test]
         fn unsigned_matches_postcard(v: u64) {
             let mut ours = [0u8; MAX_U64];
