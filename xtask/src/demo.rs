@@ -1,9 +1,12 @@
 //! `cargo xtask demo`: record a real program with memscope, then analyse the
 //! trace — the main job of the project, end to end, in one command.
 //!
-//! 1. build `examples/desktop` (package `desktop-example`, binary `desktop`)
-//!    and `memscope-decode` in release mode (debug info on, see the root
-//!    Cargo.toml, so stacks symbolize);
+//! 1. build `memscope-decode` and `examples/desktop` (package
+//!    `desktop-example`, binary `desktop`) in release mode (debug info on, see
+//!    the root Cargo.toml, so stacks symbolize). The example is built with
+//!    `-C force-frame-pointers=yes`, which memscope-std's stack walker needs
+//!    for complete call stacks, in a target directory of its own
+//!    (`target/demo/build`) so the flag does not invalidate the main build;
 //! 2. run `desktop` with `MEMSCOPE_OUT=target/demo/trace.bin`;
 //! 3. run `memscope-decode target/demo/trace.bin --json target/demo/report.json`,
 //!    which prints the analysis.
@@ -13,26 +16,31 @@ use crate::failure::Failure;
 use crate::workspace;
 use std::time::Instant;
 
+/// What memscope-std's frame-pointer stack walker needs of the program.
+const FRAME_POINTERS: &str = "-C force-frame-pointers=yes";
+
 pub fn run() -> Result<(), Failure> {
     let target = workspace::target_dir()?;
     let out_dir = target.join("demo");
     let trace = out_dir.join("trace.bin");
     let report = out_dir.join("report.json");
-    let release = target.join("release");
+    let demo_build = out_dir.join("build");
     let exe = std::env::consts::EXE_SUFFIX;
-    let desktop = release.join(format!("desktop{exe}"));
-    let decode = release.join(format!("memscope-decode{exe}"));
+    let desktop = demo_build.join("release").join(format!("desktop{exe}"));
+    let decode = target.join("release").join(format!("memscope-decode{exe}"));
 
-    stage("1/3 build the example program and the decoder", || {
+    stage("1/3 build the decoder and the example program", || {
         Cmd::cargo()
-            .args([
-                "build",
-                "--release",
-                "-p",
-                "desktop-example",
-                "-p",
-                "memscope-decode",
-            ])
+            .args(["build", "--release", "-p", "memscope-decode"])
+            .run()?;
+        let rustflags = match std::env::var("RUSTFLAGS") {
+            Ok(flags) if !flags.trim().is_empty() => format!("{flags} {FRAME_POINTERS}"),
+            _ => FRAME_POINTERS.to_string(),
+        };
+        Cmd::cargo()
+            .args(["build", "--release", "-p", "desktop-example"])
+            .env("RUSTFLAGS", rustflags)
+            .env("CARGO_TARGET_DIR", &demo_build)
             .run()
     })?;
 
