@@ -5,8 +5,8 @@
 //!   included, at a consistent cut), writes every end record and closes the
 //!   file. (glibc's `exit` runs the calling thread's thread-local destructors
 //!   first, so that thread's stream is closed like any exited thread's.)
-//! - A panic: a hook (installed by the writer thread, chained before the
-//!   previous hook's output) flushes what every thread recorded so far; with
+//! - A panic: a hook (installed by the writer thread; it runs the previous
+//!   hook first, so the message prints as usual) flushes what every thread recorded so far; with
 //!   `panic = "abort"` it ends the trace, since no `atexit` handler will run.
 //! - Not covered: signals that kill the process (SIGKILL, an unhandled
 //!   SIGSEGV or SIGINT): the file then ends with the last drained frames and

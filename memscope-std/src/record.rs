@@ -28,7 +28,8 @@ const STACK_RECORD_MAX: usize = 16 + MAX_DEPTH * 10;
 pub(crate) const ENTRY_MAX: usize = STACK_RECORD_MAX + wire::MAX_EVENT_LEN;
 
 /// Records `ev` (the caller counted it in the thread's statistics already).
-#[inline(always)]
+/// Out of line: the statistics-only path stays a few instructions.
+#[inline(never)]
 pub(crate) fn event(inner: &dyn GlobalAlloc, l: &Local, s: &Slot, fp: usize, ev: Event) {
     let mut bufs = l.buffers.get();
     if bufs.is_null() {

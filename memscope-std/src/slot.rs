@@ -320,3 +320,50 @@ pub(crate) fn iter() -> impl Iterator<Item = &'static Slot> {
         Some(s)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::alloc::System;
+
+    #[test]
+    fn claimed_slots_are_registered_reused_and_zeroed_buffers_are_empty() {
+        let a = Slot::claim(&System);
+        // SAFETY: slots are never freed.
+        let a = unsafe { &*a };
+        assert!(iter().any(|s| core::ptr::eq(s, a)));
+        let b = a.buffers_or_alloc(&System).expect("memory");
+        assert!(b.ring.is_empty());
+        assert_eq!(b.ring.capacity(), RING_BYTES);
+        // SAFETY: single-threaded test: we are producer and consumer.
+        unsafe {
+            assert!(b.ring.push(&[b"abc"]));
+            let mut got = Vec::new();
+            b.ring.read(|x, y| {
+                got.extend_from_slice(x);
+                got.extend_from_slice(y);
+                x.len() + y.len()
+            });
+            assert_eq!(got, b"abc");
+        }
+        crate::local::release_slot(a);
+        // Other tests may claim concurrently; a free slot is found or a new one made.
+        let c = Slot::claim(&System);
+        assert!(!c.is_null());
+    }
+
+    #[test]
+    fn marks_find_record_boundaries_and_ignore_stale_ones() {
+        let s = Slot::new();
+        assert_eq!(s.boundary_in(1), None);
+        // A record from 8190 to 8200 crosses into chunk 1: 8200 is its first boundary.
+        s.mark(8190, 8200);
+        assert_eq!(s.boundary_in(1), Some(8200));
+        // A lap later the same mark is stale for chunk 1 + MARKS.
+        assert_eq!(s.boundary_in(1 + MARKS), None);
+        s.unmark(8190, 8200);
+        assert_eq!(s.boundary_in(1), None);
+        s.mark(100, 200); // inside chunk 0: no mark
+        assert_eq!(s.boundary_in(0), None);
+    }
+}
