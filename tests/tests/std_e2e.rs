@@ -301,13 +301,28 @@ fn process_exit_from_a_worker_keeps_every_committed_event() {
             .streams
             .values()
             .find(|s| s.name.as_deref() == Some(name.as_str()));
-        // A spinner that never got to allocate has no stream; one that did
-        // was cut consistently while running (checked by assert_complete).
-        if let Some(s) = s {
-            assert!(
-                s.end.is_some(),
-                "{name} still running at exit has an end record"
-            );
-        }
+        // Still running at exit: cut consistently (checked by assert_complete).
+        let s = s.unwrap_or_else(|| panic!("no stream for {name}"));
+        assert!(
+            s.end.is_some(),
+            "{name} still running at exit has an end record"
+        );
+        assert!(s.events[0] > 0, "{name} recorded its work");
     }
+}
+
+#[test]
+fn sequential_threads_reuse_slots_and_match_exactly() {
+    let (t, counted) = run(&["sequential", "12"], "seq.bin", "8");
+    assert_complete(&t);
+    assert_eq!(counted.len(), 12);
+    for (name, c) in &counted {
+        assert_measured(&t, name, *c);
+    }
+    // One stream per thread (a reused slot opens a new stream).
+    let seq = t
+        .streams
+        .values()
+        .filter(|s| s.name.as_deref().is_some_and(|n| n.starts_with("seq-")));
+    assert_eq!(seq.count(), 12);
 }

@@ -131,6 +131,19 @@ fn main() {
             std::thread::sleep(std::time::Duration::from_millis(20));
             println!("done {} {}", total + more, cache.len());
         }
+        Some("sequential") => {
+            // One thread after another: each exits before the next starts,
+            // so their slots (and rings) are reused.
+            let n: usize = args[2].parse().unwrap();
+            for i in 0..n {
+                std::thread::Builder::new()
+                    .name(format!("seq-{i}"))
+                    .spawn(move || measured(&format!("seq-{i}"), || work(i as u64 + 11, 50)))
+                    .unwrap()
+                    .join()
+                    .unwrap();
+            }
+        }
         Some("panic-main") => {
             let h = std::thread::Builder::new()
                 .name("worker".into())
@@ -143,13 +156,22 @@ fn main() {
         }
         Some("exit-from-worker") => {
             // Busy threads that are still running when the process exits.
+            let (started_tx, started) = std::sync::mpsc::channel();
             for i in 0..3 {
+                let started_tx = started_tx.clone();
                 std::thread::Builder::new()
                     .name(format!("spinner-{i}"))
-                    .spawn(move || loop {
-                        std::hint::black_box(work(i + 1, 100));
+                    .spawn(move || {
+                        std::hint::black_box(work(i + 1, 10));
+                        started_tx.send(()).unwrap();
+                        loop {
+                            std::hint::black_box(work(i + 1, 100));
+                        }
                     })
                     .unwrap();
+            }
+            for _ in 0..3 {
+                started.recv().unwrap();
             }
             let h = std::thread::Builder::new()
                 .name("exiter".into())
