@@ -267,7 +267,11 @@ mod tests {
     extern crate std;
     use std::vec::Vec;
 
-    fn frames(input: &[u8], buf_len: usize) -> Vec<(Option<(u32, Vec<u8>)>, u64, u64)> {
+    /// A frame's stream and records (None: damaged), its offset, and the
+    /// damaged length (0 for a frame).
+    type Found = (Option<(u32, Vec<u8>)>, u64, u64);
+
+    fn frames(input: &[u8], buf_len: usize) -> Vec<Found> {
         let mut buf = std::vec![0u8; buf_len];
         let mut d = Deframer::new(&mut buf);
         let mut out = Vec::new();

@@ -205,7 +205,6 @@ impl<const N: usize> Ring<N> {
     }
 }
 
-#[cfg(not(loom))]
 impl<const N: usize> Default for Ring<N> {
     fn default() -> Self {
         Self::new()
