@@ -8,6 +8,10 @@
 //! - A panic: a hook (installed by the writer thread; it runs the previous
 //!   hook first, so the message prints as usual) flushes what every thread recorded so far; with
 //!   `panic = "abort"` it ends the trace, since no `atexit` handler will run.
+//! - `fork`: the child stops recording (see `in_forked_child`); the parent's
+//!   trace is unaffected. A program that `exec`s right after (as
+//!   `std::process::Command` does) is traced by its own `MEMSCOPE_OUT`, if set
+//!   and if it uses memscope; give each process its own file name.
 //! - Not covered: signals that kill the process (SIGKILL, an unhandled
 //!   SIGSEGV or SIGINT): the file then ends with the last drained frames and
 //!   no end records, which `memscope-decode` reports as incomplete.
@@ -21,11 +25,21 @@ extern "C" fn at_exit() {
     }
 }
 
+/// In a child created by `fork`, only the forking thread exists: no writer
+/// thread, and the file descriptor is shared with the parent. The child stops
+/// recording (keeping live statistics) and never writes to the parent's trace.
+extern "C" fn in_forked_child() {
+    session::forked();
+}
+
 pub(crate) fn install_atexit() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        // SAFETY: registers a plain `extern "C"` function; libc copies nothing.
-        unsafe { libc::atexit(at_exit) };
+        // SAFETY: registers plain `extern "C"` functions; libc copies nothing.
+        unsafe {
+            libc::atexit(at_exit);
+            libc::pthread_atfork(None, None, Some(in_forked_child));
+        }
     });
 }
 

@@ -315,6 +315,13 @@ pub(crate) fn finish() -> io::Result<()> {
     })
 }
 
+/// The process was forked and this is the child: it owns no writer thread
+/// and shares the parent's file, so it stops recording without writing.
+pub(crate) fn forked() {
+    // Release: see `recording`.
+    MODE.store(CLOSED, Ordering::Release);
+}
+
 /// Writes out what the threads recorded so far without ending the trace
 /// (a panic that may be caught, for instance).
 pub(crate) fn flush() {
