@@ -26,7 +26,9 @@ pub struct Budget {
 /// Parses `64KiB`, `64K`, `1.5MiB`, `64kB` (1000s), `1000`.
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '_')).unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '_'))
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let num: f64 = num
         .replace('_', "")
@@ -40,7 +42,11 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "mb" => 1e6,
         "g" | "gib" => 1024.0 * 1024.0 * 1024.0,
         "gb" => 1e9,
-        _ => return Err(format!("`{s}`: unknown unit `{unit}` (use B, KiB, MiB, GiB, kB, MB, GB)")),
+        _ => {
+            return Err(format!(
+                "`{s}`: unknown unit `{unit}` (use B, KiB, MiB, GiB, kB, MB, GB)"
+            ))
+        }
     };
     if num < 0.0 || !num.is_finite() {
         return Err(format!("`{s}` is not a size"));
@@ -51,9 +57,13 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 /// Parses `1ms`, `500us`, `2s`, `100ns` into nanoseconds.
 pub fn parse_duration_ns(s: &str) -> Result<u64, String> {
     let t = s.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let num: f64 = num.parse().map_err(|_| format!("`{s}` is not a duration (examples: 1ms, 500us, 2s)"))?;
+    let num: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (examples: 1ms, 500us, 2s)"))?;
     let mult = match unit {
         "ns" => 1.0,
         "us" | "µs" => 1e3,
@@ -70,36 +80,90 @@ pub fn check(report: &Report, b: &Budget) -> Vec<String> {
     let all = all_sessions(report);
     for r in &all {
         let s = &r.summary;
-        let tag = if all.len() > 1 { format!("session {}: ", r.session) } else { String::new() };
+        let tag = if all.len() > 1 {
+            format!("session {}: ", r.session)
+        } else {
+            String::new()
+        };
         if let Some(max) = b.max_peak {
             if s.peak_bytes > max {
-                let who = r.peak.sites.first().map(|x| format!("; largest at the peak: {} from {}", bytes(x.bytes), x.location)).unwrap_or_default();
-                v.push(format!("{tag}peak {} ({} bytes) exceeds --max-peak {} ({max} bytes){who}", bytes(s.peak_bytes), s.peak_bytes, bytes(max)));
+                let who = r
+                    .peak
+                    .sites
+                    .first()
+                    .map(|x| {
+                        format!(
+                            "; largest at the peak: {} from {}",
+                            bytes(x.bytes),
+                            x.location
+                        )
+                    })
+                    .unwrap_or_default();
+                v.push(format!(
+                    "{tag}peak {} ({} bytes) exceeds --max-peak {} ({max} bytes){who}",
+                    bytes(s.peak_bytes),
+                    s.peak_bytes,
+                    bytes(max)
+                ));
             }
         }
         if b.no_leaks && s.leaked_blocks > 0 {
-            let who = r.leaks.sites.first().map(|x| format!("; largest: {} in {} blocks from {}", bytes(x.bytes), x.count, x.location)).unwrap_or_default();
-            v.push(format!("{tag}{} blocks ({}) still live at the end, --no-leaks{who}", s.leaked_blocks, bytes(s.leaked_bytes)));
+            let who = r
+                .leaks
+                .sites
+                .first()
+                .map(|x| {
+                    format!(
+                        "; largest: {} in {} blocks from {}",
+                        bytes(x.bytes),
+                        x.count,
+                        x.location
+                    )
+                })
+                .unwrap_or_default();
+            v.push(format!(
+                "{tag}{} blocks ({}) still live at the end, --no-leaks{who}",
+                s.leaked_blocks,
+                bytes(s.leaked_bytes)
+            ));
         }
         if let Some(max) = b.max_leaked {
             if s.leaked_bytes > max {
-                v.push(format!("{tag}{} live at the end exceeds --max-leaked {}", bytes(s.leaked_bytes), bytes(max)));
+                v.push(format!(
+                    "{tag}{} live at the end exceeds --max-leaked {}",
+                    bytes(s.leaked_bytes),
+                    bytes(max)
+                ));
             }
         }
         if let Some(max) = b.max_allocations {
             if s.allocations > max {
-                v.push(format!("{tag}{} allocations exceed --max-allocations {max}", s.allocations));
+                v.push(format!(
+                    "{tag}{} allocations exceed --max-allocations {max}",
+                    s.allocations
+                ));
             }
         }
         if b.no_errors && s.errors > 0 {
-            let first = r.errors.examples.first().map(|e| format!(": {}", e.message)).unwrap_or_default();
+            let first = r
+                .errors
+                .examples
+                .first()
+                .map(|e| format!(": {}", e.message))
+                .unwrap_or_default();
             v.push(format!("{tag}{} heap errors, --no-errors{first}", s.errors));
         }
         if b.no_failed && s.failed_allocations > 0 {
-            v.push(format!("{tag}{} allocations failed, --no-failed", s.failed_allocations));
+            v.push(format!(
+                "{tag}{} allocations failed, --no-failed",
+                s.failed_allocations
+            ));
         }
         if b.require_complete && !s.complete {
-            v.push(format!("{tag}trace not complete, --require-complete: {}", s.incomplete_reasons.join("; ")));
+            v.push(format!(
+                "{tag}trace not complete, --require-complete: {}",
+                s.incomplete_reasons.join("; ")
+            ));
         }
     }
     v

@@ -19,7 +19,11 @@ use std::path::{Path, PathBuf};
 /// missing or not matching the trace; 6 output not writable. Damage inside
 /// a trace is reported (with byte offsets), not fatal.
 #[derive(Parser, Debug)]
-#[command(name = "memscope-decode", version, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "memscope-decode",
+    version,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     /// Subcommand; without one, report on TRACE.
     #[command(subcommand)]
@@ -239,7 +243,11 @@ fn check(a: CheckArgs) -> Result<i32, Error> {
             crate::render::bytes(rep.summary.peak_bytes),
             crate::render::bytes(rep.summary.leaked_bytes),
             rep.summary.allocations,
-            if rep.summary.complete { "" } else { " (trace incomplete: see the report)" }
+            if rep.summary.complete {
+                ""
+            } else {
+                " (trace incomplete: see the report)"
+            }
         );
         Ok(exit::OK)
     } else {
@@ -264,7 +272,14 @@ fn diff(a: DiffArgs) -> Result<i32, Error> {
         new_run.sessions[ni].analyses.peak.peak_bytes,
         a.common.top,
     );
-    print!("{}", crate::diff::render(&d, &a.old.display().to_string(), &a.new.display().to_string()));
+    print!(
+        "{}",
+        crate::diff::render(
+            &d,
+            &a.old.display().to_string(),
+            &a.new.display().to_string()
+        )
+    );
     if let Some(p) = &a.common.json {
         let err = |cause| Error::Output {
             path: p.display().to_string(),
@@ -284,6 +299,12 @@ fn synth(a: SynthArgs) -> Result<i32, Error> {
     let f = std::fs::File::create(&a.out).map_err(err)?;
     let w = std::io::BufWriter::with_capacity(1 << 20, f);
     let s = crate::synth::workload(w, a.events, a.threads, a.working_set).map_err(err)?;
-    eprintln!("{}: {} events, {} bytes ({:.2} bytes/event)", a.out.display(), s.events, s.bytes, s.bytes as f64 / s.events.max(1) as f64);
+    eprintln!(
+        "{}: {} events, {} bytes ({:.2} bytes/event)",
+        a.out.display(),
+        s.events,
+        s.bytes,
+        s.bytes as f64 / s.events.max(1) as f64
+    );
     Ok(exit::OK)
 }

@@ -70,7 +70,13 @@ pub fn site_totals(s: &SessionRun, sym: &mut Symbolizer) -> BTreeMap<String, Sit
                 }
                 let frames = sym.stack(s.session.stacks.get(site));
                 let first = first_user_frame(&frames);
-                frames.iter().skip(first).take(3).map(frame_key).collect::<Vec<_>>().join(" <- ")
+                frames
+                    .iter()
+                    .skip(first)
+                    .take(3)
+                    .map(frame_key)
+                    .collect::<Vec<_>>()
+                    .join(" <- ")
             })
             .clone()
     };
@@ -92,7 +98,13 @@ pub fn site_totals(s: &SessionRun, sym: &mut Symbolizer) -> BTreeMap<String, Sit
 }
 
 /// Compares two traces' last sessions.
-pub fn diff(old: &BTreeMap<String, SiteTotals>, new: &BTreeMap<String, SiteTotals>, old_peak: u64, new_peak: u64, top: usize) -> Diff {
+pub fn diff(
+    old: &BTreeMap<String, SiteTotals>,
+    new: &BTreeMap<String, SiteTotals>,
+    old_peak: u64,
+    new_peak: u64,
+    top: usize,
+) -> Diff {
     let sum = |m: &BTreeMap<String, SiteTotals>, peak: u64| {
         let mut t = m.values().fold(SiteTotals::default(), |mut a, s| {
             a.calls += s.calls;
@@ -114,12 +126,34 @@ pub fn diff(old: &BTreeMap<String, SiteTotals>, new: &BTreeMap<String, SiteTotal
         let score = (i128::from(n.bytes) - i128::from(o.bytes))
             + (i128::from(n.peak_bytes) - i128::from(o.peak_bytes))
             + (i128::from(n.leaked_bytes) - i128::from(o.leaked_bytes));
-        let score = if score == 0 { i128::from(n.calls) - i128::from(o.calls) } else { score };
-        rows.push((score, DiffRow { site: k.clone(), old: o, new: n }));
+        let score = if score == 0 {
+            i128::from(n.calls) - i128::from(o.calls)
+        } else {
+            score
+        };
+        rows.push((
+            score,
+            DiffRow {
+                site: k.clone(),
+                old: o,
+                new: n,
+            },
+        ));
     }
     rows.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.site.cmp(&b.1.site)));
-    let grew: Vec<DiffRow> = rows.iter().filter(|r| r.0 > 0).take(top).map(|r| r.1.clone()).collect();
-    let shrank: Vec<DiffRow> = rows.iter().rev().filter(|r| r.0 < 0).take(top).map(|r| r.1.clone()).collect();
+    let grew: Vec<DiffRow> = rows
+        .iter()
+        .filter(|r| r.0 > 0)
+        .take(top)
+        .map(|r| r.1.clone())
+        .collect();
+    let shrank: Vec<DiffRow> = rows
+        .iter()
+        .rev()
+        .filter(|r| r.0 < 0)
+        .take(top)
+        .map(|r| r.1.clone())
+        .collect();
     Diff {
         schema_version: crate::report::SCHEMA_VERSION,
         old: sum(old, old_peak),
@@ -136,13 +170,41 @@ pub fn render(d: &Diff, old_name: &str, new_name: &str) -> String {
     let mut o = String::new();
     let delta = |a: u64, b: u64| {
         let d = i128::from(b) - i128::from(a);
-        if d >= 0 { format!("+{}", bytes(d as u64)) } else { format!("-{}", bytes((-d) as u64)) }
+        if d >= 0 {
+            format!("+{}", bytes(d as u64))
+        } else {
+            format!("-{}", bytes((-d) as u64))
+        }
     };
     let _ = writeln!(o, "diff {old_name} → {new_name}");
-    let _ = writeln!(o, "  calls      {:>12} → {:<12} ({:+})", d.old.calls, d.new.calls, i128::from(d.new.calls) - i128::from(d.old.calls));
-    let _ = writeln!(o, "  allocated  {:>12} → {:<12} ({})", bytes(d.old.bytes), bytes(d.new.bytes), delta(d.old.bytes, d.new.bytes));
-    let _ = writeln!(o, "  peak       {:>12} → {:<12} ({})", bytes(d.old.peak_bytes), bytes(d.new.peak_bytes), delta(d.old.peak_bytes, d.new.peak_bytes));
-    let _ = writeln!(o, "  leaked     {:>12} → {:<12} ({})", bytes(d.old.leaked_bytes), bytes(d.new.leaked_bytes), delta(d.old.leaked_bytes, d.new.leaked_bytes));
+    let _ = writeln!(
+        o,
+        "  calls      {:>12} → {:<12} ({:+})",
+        d.old.calls,
+        d.new.calls,
+        i128::from(d.new.calls) - i128::from(d.old.calls)
+    );
+    let _ = writeln!(
+        o,
+        "  allocated  {:>12} → {:<12} ({})",
+        bytes(d.old.bytes),
+        bytes(d.new.bytes),
+        delta(d.old.bytes, d.new.bytes)
+    );
+    let _ = writeln!(
+        o,
+        "  peak       {:>12} → {:<12} ({})",
+        bytes(d.old.peak_bytes),
+        bytes(d.new.peak_bytes),
+        delta(d.old.peak_bytes, d.new.peak_bytes)
+    );
+    let _ = writeln!(
+        o,
+        "  leaked     {:>12} → {:<12} ({})",
+        bytes(d.old.leaked_bytes),
+        bytes(d.new.leaked_bytes),
+        delta(d.old.leaked_bytes, d.new.leaked_bytes)
+    );
     for (title, list) in [("GREW", &d.grew), ("SHRANK", &d.shrank)] {
         if list.is_empty() {
             continue;

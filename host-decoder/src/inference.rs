@@ -35,7 +35,13 @@ pub struct Inferred {
     pub suggestion: Option<String>,
 }
 
-fn item(kind: &'static str, site: u32, claim: String, confidence: f64, evidence: Vec<String>) -> Inferred {
+fn item(
+    kind: &'static str,
+    site: u32,
+    claim: String,
+    confidence: f64,
+    evidence: Vec<String>,
+) -> Inferred {
     Inferred {
         source: "inferred",
         kind,
@@ -80,9 +86,9 @@ fn spelled_type(function: &str, container: &str) -> Option<String> {
                 if depth == 0 {
                     let t = &rest[..=i];
                     let args = &t[short.len() + 1..t.len() - 1];
-                    let placeholder = args
-                        .split(',')
-                        .all(|a| a.trim().len() <= 1 || a.trim() == "A" || a.trim().starts_with('\''));
+                    let placeholder = args.split(',').all(|a| {
+                        a.trim().len() <= 1 || a.trim() == "A" || a.trim().starts_with('\'')
+                    });
                     return (!placeholder).then(|| t.to_owned());
                 }
             }
@@ -93,7 +99,12 @@ fn spelled_type(function: &str, container: &str) -> Option<String> {
 }
 
 /// What can be inferred about one site.
-pub fn infer_site(site: u32, stats: &SiteStats, frames: &[FrameInfo], growth_threshold: u32) -> Vec<Inferred> {
+pub fn infer_site(
+    site: u32,
+    stats: &SiteStats,
+    frames: &[FrameInfo],
+    growth_threshold: u32,
+) -> Vec<Inferred> {
     let mut out = Vec::new();
     let mut container = None;
     // Only the allocator's own frames (the innermost run) say which
@@ -104,7 +115,10 @@ pub fn infer_site(site: u32, stats: &SiteStats, frames: &[FrameInfo], growth_thr
         let Some(name) = &f.function else { continue };
         let internal = is_allocator_frame(name);
         let p = plain_name(name);
-        if let Some((_, c)) = CONTAINERS.iter().find(|(pre, _)| p.starts_with(pre) || p.contains(&format!(" as {pre}"))) {
+        if let Some((_, c)) = CONTAINERS
+            .iter()
+            .find(|(pre, _)| p.starts_with(pre) || p.contains(&format!(" as {pre}")))
+        {
             container = Some((*c, name.clone(), direct));
             if *c != "Vec" {
                 // Vec is the buffer under String, VecDeque…: keep looking for those.
@@ -128,7 +142,13 @@ pub fn infer_site(site: u32, stats: &SiteStats, frames: &[FrameInfo], growth_thr
         if !direct {
             ev.push("the frame is in the caller's code, not the allocator's".into());
         }
-        out.push(item("container", site, claim, if direct { 0.9 } else { 0.6 }, ev));
+        out.push(item(
+            "container",
+            site,
+            claim,
+            if direct { 0.9 } else { 0.6 },
+            ev,
+        ));
     } else if stats.reallocs > 0 || stats.max_chain > 0 {
         out.push(item(
             "container",
@@ -152,7 +172,10 @@ pub fn infer_site(site: u32, stats: &SiteStats, frames: &[FrameInfo], growth_thr
             ),
             0.7,
             vec![
-                format!("{} realloc chains, {} reallocs in all", stats.chains, stats.chain_reallocs),
+                format!(
+                    "{} realloc chains, {} reallocs in all",
+                    stats.chains, stats.chain_reallocs
+                ),
                 format!("{} moves copied {} bytes", stats.moved, stats.copied_bytes),
             ],
         );

@@ -118,39 +118,36 @@ impl Merger {
             buffered <= MAX_BUFFERED && (k.0 > bound || (k.0 == bound && k.1 != 0))
         };
         while self.buffered > HOLD_BACK {
-            let Some(Reverse(k)) = self.heads.pop() else {
+            // The heap's top is replaced in place by the lane's next head (one
+            // sift) instead of a pop and a push.
+            let Some(mut top) = self.heads.peek_mut() else {
                 return;
             };
+            let Reverse(k) = *top;
             if blocked(&k, bound, self.buffered) {
-                self.heads.push(Reverse(k));
                 return;
             }
-            // Release a run of this lane while its head stays the earliest:
-            // one heap operation per run instead of per event.
             let l = k.2;
-            loop {
-                let lane = &mut self.lanes[l as usize];
-                let Some(ev) = lane.queue.pop_front() else { break };
-                self.buffered -= 1;
-                if ev.ts < self.released_ts {
-                    self.late += 1;
-                }
-                self.released_ts = self.released_ts.max(ev.ts);
-                each(&ev);
-                let lane = &self.lanes[l as usize];
-                let Some(next) = lane.queue.front() else {
+            let lane = &mut self.lanes[l as usize];
+            let Some(ev) = lane.queue.pop_front() else {
+                std::collections::binary_heap::PeekMut::pop(top);
+                continue;
+            };
+            match lane.queue.front() {
+                Some(next) => *top = key(next, l),
+                None => {
+                    std::collections::binary_heap::PeekMut::pop(top);
                     if !lane.closed {
                         bound = bound.min(lane.last_ts);
                     }
-                    break;
-                };
-                let Reverse(nk) = key(next, l);
-                let still_first = self.heads.peek().is_none_or(|Reverse(p)| nk <= *p);
-                if self.buffered <= HOLD_BACK || !still_first || blocked(&nk, bound, self.buffered) {
-                    self.heads.push(Reverse(nk));
-                    break;
                 }
             }
+            self.buffered -= 1;
+            if ev.ts < self.released_ts {
+                self.late += 1;
+            }
+            self.released_ts = self.released_ts.max(ev.ts);
+            each(&ev);
         }
     }
 
@@ -158,7 +155,9 @@ impl Merger {
     pub fn flush(&mut self, mut each: impl FnMut(&Event)) {
         while let Some(Reverse((_, _, l))) = self.heads.pop() {
             let lane = &mut self.lanes[l as usize];
-            let Some(ev) = lane.queue.pop_front() else { continue };
+            let Some(ev) = lane.queue.pop_front() else {
+                continue;
+            };
             self.buffered -= 1;
             if let Some(next) = lane.queue.front() {
                 let k = key(next, l);
@@ -183,11 +182,26 @@ mod tests {
 
     fn ev(stream: u32, ts: u64, free: bool) -> Event {
         let op = if free {
-            Op::Dealloc { addr: ts, size: 1, align: 1, ts_exact: false }
+            Op::Dealloc {
+                addr: ts,
+                size: 1,
+                align: 1,
+                ts_exact: false,
+            }
         } else {
-            Op::Alloc { addr: ts, size: 1, align: 1, zeroed: false }
+            Op::Alloc {
+                addr: ts,
+                size: 1,
+                align: 1,
+                zeroed: false,
+            }
         };
-        Event { ts, stream, stack: NO_STACK, op }
+        Event {
+            ts,
+            stream,
+            stack: NO_STACK,
+            op,
+        }
     }
 
     #[test]
@@ -204,7 +218,15 @@ mod tests {
         m.flush(|e| out.push((e.stream, e.ts, e.op.is_release())));
         assert_eq!(
             out,
-            vec![(1, 1, false), (2, 2, false), (1, 5, false), (1, 5, true), (2, 5, false), (2, 5, true), (1, 9, false)]
+            vec![
+                (1, 1, false),
+                (2, 2, false),
+                (1, 5, false),
+                (1, 5, true),
+                (2, 5, false),
+                (2, 5, true),
+                (1, 9, false)
+            ]
         );
         assert_eq!(m.late, 0);
     }

@@ -75,6 +75,8 @@ pub struct SessionRun {
     pub start_offset: u64,
     clock_set: bool,
     capture_at: Option<u64>,
+    /// Pass 2: only the live set is replayed.
+    replay: Option<crate::analysis::peak::LiveReplay>,
 }
 
 impl SessionRun {
@@ -90,25 +92,47 @@ impl SessionRun {
             start_offset,
             clock_set: false,
             capture_at: None,
+            replay: None,
         }
     }
 
     #[inline]
     fn apply(&mut self, ev: &Event, regions: &[(u64, u64)]) -> bool {
-        self.analyses.apply(&mut self.state, ev);
+        let Some(replay) = &mut self.replay else {
+            self.analyses.apply(&mut self.state, ev);
+            return false;
+        };
+        replay.apply(ev);
+        self.state.seq += 1;
         if self.capture_at == Some(self.state.seq - 1) {
             self.capture_at = None;
             self.peak = Some(PeakCapture {
-                sites: self.analyses.sites.live(),
+                sites: replay.sites(),
                 fragmentation: regions
                     .iter()
-                    .map(|&(s, l)| fragmentation::analyse(s, l, self.state.live.iter().map(|(a, b)| (*a, b.size))))
+                    .map(|&(s, l)| {
+                        fragmentation::analyse(s, l, replay.live.iter().map(|(a, b)| (*a, b.1)))
+                    })
                     .collect(),
                 method: "two-pass",
             });
             return true;
         }
         false
+    }
+
+    fn for_pass(
+        incremental: bool,
+        start_offset: u64,
+        capture_at: Option<u64>,
+        second: bool,
+    ) -> Self {
+        let mut s = SessionRun::new(incremental, start_offset);
+        s.capture_at = capture_at;
+        if second {
+            s.replay = Some(Default::default());
+        }
+        s
     }
 }
 
@@ -187,16 +211,24 @@ pub fn run(src: &mut Source, opts: &Options) -> Result<Run, Error> {
 }
 
 impl Pass<'_> {
-    fn run(&self, reader: Box<dyn Read + Send>, len: Option<u64>) -> Result<(Vec<SessionRun>, u64), Error> {
+    fn run(
+        &self,
+        reader: Box<dyn Read + Send>,
+        len: Option<u64>,
+    ) -> Result<(Vec<SessionRun>, u64), Error> {
         let progress = progress_bar(self.opts.progress && self.targets.is_none(), len);
         let mut dec = Decoder::new();
         let mut merger = Merger::new();
         let mut done: Vec<SessionRun> = Vec::new();
-        let mut cur = SessionRun::new(self.incremental, 0);
-        if let Some(t) = &self.targets {
-            cur.capture_at = t.first().copied().flatten();
-        }
-        let mut events: Vec<Event> = Vec::with_capacity(256);
+        let second = self.targets.is_some();
+        let mut cur = SessionRun::for_pass(
+            self.incremental,
+            0,
+            self.targets
+                .as_ref()
+                .and_then(|t| t.first().copied().flatten()),
+            second,
+        );
         let mut frames_ok = 0u64;
         let mut fatal: Option<Error> = None;
         let mut stop = false;
@@ -210,11 +242,10 @@ impl Pass<'_> {
                         frames_ok += 1;
                         let mut from = 0;
                         loop {
-                            events.clear();
-                            let outcome = dec.decode_frame(stream, records, offset, from, &mut events);
-                            for ev in events.drain(..) {
-                                merger.push(ev);
-                            }
+                            let outcome =
+                                dec.decode_frame(stream, records, offset, from, &mut |ev| {
+                                    merger.push(ev)
+                                });
                             match outcome {
                                 FrameOutcome::Done => break,
                                 FrameOutcome::Reset(pos) => {
@@ -224,10 +255,13 @@ impl Pass<'_> {
                                     });
                                     cur.late_events += merger.late;
                                     merger.late = 0;
-                                    let mut next = SessionRun::new(self.incremental, offset);
-                                    if let Some(t) = targets {
-                                        next.capture_at = t.get(done.len() + 1).copied().flatten();
-                                    }
+                                    let next = SessionRun::for_pass(
+                                        self.incremental,
+                                        offset,
+                                        targets
+                                            .and_then(|t| t.get(done.len() + 1).copied().flatten()),
+                                        second,
+                                    );
                                     let finished = std::mem::replace(&mut cur, next);
                                     done.push(finish(finished, dec.start_session()));
                                     from = pos;
@@ -247,7 +281,8 @@ impl Pass<'_> {
                         }
                         if !cur.clock_set {
                             if let Some(h) = &dec.session.header {
-                                cur.analyses.set_clock(h.ticks_per_second, self.opts.short_lived_ns);
+                                cur.analyses
+                                    .set_clock(h.ticks_per_second, self.opts.short_lived_ns);
                                 cur.clock_set = true;
                             }
                         }
@@ -308,7 +343,9 @@ fn finish(mut run: SessionRun, session: Session) -> SessionRun {
     run.fragmentation_end = session
         .regions
         .iter()
-        .map(|&(s, l)| fragmentation::analyse(s, l, run.state.live.iter().map(|(a, b)| (*a, b.size))))
+        .map(|&(s, l)| {
+            fragmentation::analyse(s, l, run.state.live.iter().map(|(a, b)| (*a, b.size)))
+        })
         .collect();
     run.session = session;
     run
@@ -325,7 +362,12 @@ fn not_a_trace(input: &str, offset: u64) -> Error {
 }
 
 /// A file with no header whose bytes are mostly damage is not a trace.
-fn check_is_trace(input: &str, bytes: u64, frames_ok: u64, sessions: &[SessionRun]) -> Result<(), Error> {
+fn check_is_trace(
+    input: &str,
+    bytes: u64,
+    frames_ok: u64,
+    sessions: &[SessionRun],
+) -> Result<(), Error> {
     if bytes == 0 {
         return Err(Error::NotATrace {
             input: input.to_owned(),

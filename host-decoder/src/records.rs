@@ -372,7 +372,7 @@ impl Decoder {
         records: &[u8],
         frame_offset: u64,
         from: usize,
-        out: &mut Vec<Event>,
+        out: &mut impl FnMut(Event),
     ) -> FrameOutcome {
         let damage_pending = self.damage_pending;
         self.frame_ended = false;
@@ -572,7 +572,6 @@ impl Decoder {
                 Record::Unknown { .. } => *unknown_records += 1,
             }
         }
-        drop(iter);
         st.delta = delta;
         *has_events |= st.has_events;
         outcome
@@ -604,10 +603,17 @@ fn resolve_stack(unknown: &mut u64, st: &StreamState, local: Option<u32>) -> u32
 }
 
 #[inline]
-fn push(st: &mut StreamState, out: &mut Vec<Event>, stream: u32, ts: u64, stack: u32, op: Op) {
+fn push(
+    st: &mut StreamState,
+    out: &mut impl FnMut(Event),
+    stream: u32,
+    ts: u64,
+    stack: u32,
+    op: Op,
+) {
     st.has_events = true;
     st.last_ts = st.last_ts.max(ts);
-    out.push(Event {
+    out(Event {
         ts,
         stream,
         stack,
@@ -616,12 +622,12 @@ fn push(st: &mut StreamState, out: &mut Vec<Event>, stream: u32, ts: u64, stack:
 }
 
 #[inline]
-fn push_meta(st: &mut StreamState, out: &mut Vec<Event>, stream: u32, ts: u64, op: Op) {
+fn push_meta(st: &mut StreamState, out: &mut impl FnMut(Event), stream: u32, ts: u64, op: Op) {
     // Names, scopes and marks depend on no delta, so they are kept even while
     // the stream is unsynced; their timestamp is the stream's last known one.
     // While unsynced, `ts` was decoded against an unknown base.
     let ts = if st.synced { ts } else { st.last_ts };
-    out.push(Event {
+    out(Event {
         ts,
         stream,
         stack: NO_STACK,

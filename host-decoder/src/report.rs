@@ -608,7 +608,7 @@ fn short_path(p: &str) -> &str {
 }
 
 fn top<T>(mut v: Vec<T>, n: usize, key: impl Fn(&T) -> (u64, u64)) -> (Vec<T>, usize) {
-    v.sort_by(|a, b| key(b).cmp(&key(a)));
+    v.sort_by_key(|x| std::cmp::Reverse(key(x)));
     let omitted = v.len().saturating_sub(n);
     v.truncate(n);
     (v, omitted)
@@ -622,7 +622,10 @@ pub fn completeness(s: &SessionRun) -> (bool, Vec<String>) {
         why.push("no header: the trace starts mid-session".to_owned());
     }
     if s.damage.spans > 0 {
-        why.push(format!("{} damaged spans ({} bytes) skipped", s.damage.spans, s.damage.bytes));
+        why.push(format!(
+            "{} damaged spans ({} bytes) skipped",
+            s.damage.spans, s.damage.bytes
+        ));
     }
     if sess.record_errors > 0 {
         why.push(format!("{} records did not decode", sess.record_errors));
@@ -636,7 +639,13 @@ pub fn completeness(s: &SessionRun) -> (bool, Vec<String>) {
             None => why.push(format!("stream {id} has no End record (cut short?)")),
             Some(e) => {
                 let c = &st.counts;
-                if (c.allocs, c.deallocs, c.reallocs, c.failed) != (e.allocs - e.lost.min(e.allocs), e.deallocs, e.reallocs, e.failed)
+                if (c.allocs, c.deallocs, c.reallocs, c.failed)
+                    != (
+                        e.allocs - e.lost.min(e.allocs),
+                        e.deallocs,
+                        e.reallocs,
+                        e.failed,
+                    )
                     && !end_matches(st)
                 {
                     why.push(format!(
@@ -651,13 +660,18 @@ pub fn completeness(s: &SessionRun) -> (bool, Vec<String>) {
         why.push(format!("{lost} events lost by the producer"));
     }
     if skipped > 0 {
-        why.push(format!("{skipped} events skipped after damage (stream not yet re-synchronised)"));
+        why.push(format!(
+            "{skipped} events skipped after damage (stream not yet re-synchronised)"
+        ));
     }
     if let Some(e) = sess.streams.get(&0).and_then(|s| s.end) {
         let zero_has_events = sess.streams.get(&0).is_some_and(|s| s.has_events);
         let seen = sess.streams.keys().filter(|&&k| k != 0).count() + usize::from(zero_has_events);
         if e.streams as usize != seen {
-            why.push(format!("the control stream announces {} event streams, {seen} were seen", e.streams));
+            why.push(format!(
+                "the control stream announces {} event streams, {seen} were seen",
+                e.streams
+            ));
         }
     }
     (why.is_empty(), why)
@@ -676,7 +690,14 @@ fn end_matches(st: &crate::records::StreamState) -> bool {
         && c.lost == e.lost
 }
 
-fn build_session(run: &Run, index: usize, count: usize, s: &SessionRun, sym: &mut Symbolizer, opts: &Options) -> Report {
+fn build_session(
+    run: &Run,
+    index: usize,
+    count: usize,
+    s: &SessionRun,
+    sym: &mut Symbolizer,
+    opts: &Options,
+) -> Report {
     let sess = &s.session;
     let an = &s.analyses;
     let mut ctx = Ctx {
@@ -700,7 +721,15 @@ fn build_session(run: &Run, index: usize, count: usize, s: &SessionRun, sym: &mu
             let (rows, omitted) = top(p.sites.clone(), opts.top, |r| (r.1, r.2));
             (rows, omitted, p.method)
         }
-        None => (Vec::new(), 0, if an.peak.peak_seq.is_some() { "unavailable" } else { "none" }),
+        None => (
+            Vec::new(),
+            0,
+            if an.peak.peak_seq.is_some() {
+                "unavailable"
+            } else {
+                "none"
+            },
+        ),
     };
     let peak = PeakOut {
         bytes: an.peak.peak_bytes,
@@ -709,7 +738,10 @@ fn build_session(run: &Run, index: usize, count: usize, s: &SessionRun, sym: &mu
         seconds: (tps > 0).then(|| an.peak.peak_ts as f64 / tps as f64),
         max_blocks: an.peak.max_blocks,
         method,
-        sites: peak_rows.iter().map(|&(site, b, c)| ctx.row(site, b, c)).collect(),
+        sites: peak_rows
+            .iter()
+            .map(|&(site, b, c)| ctx.row(site, b, c))
+            .collect(),
         sites_omitted: peak_omitted,
     };
 
@@ -719,7 +751,10 @@ fn build_session(run: &Run, index: usize, count: usize, s: &SessionRun, sym: &mu
     let leaks = Leaks {
         bytes: s.state.live_bytes,
         blocks: s.state.live.len() as u64,
-        sites: leak_rows.iter().map(|&(site, b, c)| ctx.row(site, b, c)).collect(),
+        sites: leak_rows
+            .iter()
+            .map(|&(site, b, c)| ctx.row(site, b, c))
+            .collect(),
         sites_omitted: leak_omitted,
     };
 
@@ -733,8 +768,14 @@ fn build_session(run: &Run, index: usize, count: usize, s: &SessionRun, sym: &mu
     let (by_count, _) = top(calls.clone(), opts.top.min(10), |r| (r.1, r.2));
     let (by_bytes, _) = top(calls, opts.top.min(10), |r| (r.2, r.1));
     let hot_sites = HotSites {
-        by_count: by_count.iter().map(|&(site, c, b)| ctx.row(site, b, c)).collect(),
-        by_bytes: by_bytes.iter().map(|&(site, c, b)| ctx.row(site, b, c)).collect(),
+        by_count: by_count
+            .iter()
+            .map(|&(site, c, b)| ctx.row(site, b, c))
+            .collect(),
+        by_bytes: by_bytes
+            .iter()
+            .map(|&(site, c, b)| ctx.row(site, b, c))
+            .collect(),
     };
 
     // Temporaries.
@@ -745,11 +786,17 @@ fn build_session(run: &Run, index: usize, count: usize, s: &SessionRun, sym: &mu
         .map(|(i, st)| (i, st.temporaries))
         .collect();
     let (temp_rows, _) = top(temps, opts.top.min(10), |r| (r.1, 0));
-    let short = an.temporaries.threshold_ticks.map(|_| an.temporaries.short_lived);
+    let short = an
+        .temporaries
+        .threshold_ticks
+        .map(|_| an.temporaries.short_lived);
     let temporaries = TemporariesOut {
         count: an.temporaries.count,
         bytes: an.temporaries.bytes,
-        sites: temp_rows.iter().map(|&(site, c)| ctx.row(site, 0, c)).collect(),
+        sites: temp_rows
+            .iter()
+            .map(|&(site, c)| ctx.row(site, 0, c))
+            .collect(),
         short_lived_threshold_ticks: an.temporaries.threshold_ticks,
         short_lived: short,
         lifetime_bound: if t.deallocations > 0 && t.exact_free_ts == t.deallocations {
@@ -824,7 +871,11 @@ fn build_session(run: &Run, index: usize, count: usize, s: &SessionRun, sym: &mu
             leaked_bytes: sc.live_bytes,
         })
         .collect();
-    scopes.sort_by(|a, b| b.bytes_allocated.cmp(&a.bytes_allocated).then(a.name.cmp(&b.name)));
+    scopes.sort_by(|a, b| {
+        b.bytes_allocated
+            .cmp(&a.bytes_allocated)
+            .then(a.name.cmp(&b.name))
+    });
     let mut names: Vec<NameRow> = an
         .attribution
         .names
@@ -855,7 +906,11 @@ fn build_session(run: &Run, index: usize, count: usize, s: &SessionRun, sym: &mu
 
     // Cross-thread.
     let ct = &an.attribution.cross_thread;
-    let mut pairs: Vec<(u32, u32, u64, u64)> = ct.pairs.iter().map(|(&(a, b), &(c, by))| (a, b, c, by)).collect();
+    let mut pairs: Vec<(u32, u32, u64, u64)> = ct
+        .pairs
+        .iter()
+        .map(|(&(a, b), &(c, by))| (a, b, c, by))
+        .collect();
     pairs.sort_by(|x, y| y.2.cmp(&x.2).then((x.0, x.1).cmp(&(y.0, y.1))));
     pairs.truncate(opts.top);
     let ct_sites: Vec<(u32, u64)> = an
@@ -869,7 +924,10 @@ fn build_session(run: &Run, index: usize, count: usize, s: &SessionRun, sym: &mu
         count: ct.count,
         bytes: ct.bytes,
         pairs,
-        sites: ct_sites.iter().map(|&(site, c)| ctx.row(site, 0, c)).collect(),
+        sites: ct_sites
+            .iter()
+            .map(|&(site, c)| ctx.row(site, 0, c))
+            .collect(),
     };
 
     // Errors.
@@ -908,7 +966,9 @@ fn build_session(run: &Run, index: usize, count: usize, s: &SessionRun, sym: &mu
         total: an.errors.total(),
         counts,
         examples,
-        unknown_frees_explained_by_loss: lost_events > 0 || s.damage.spans > 0 || sess.header.is_none(),
+        unknown_frees_explained_by_loss: lost_events > 0
+            || s.damage.spans > 0
+            || sess.header.is_none(),
     };
 
     let mut fragmentation = Vec::new();
@@ -927,7 +987,11 @@ fn build_session(run: &Run, index: usize, count: usize, s: &SessionRun, sym: &mu
         .marks
         .iter()
         .map(|m| MarkRow {
-            name: sess.strings.get(m.name as usize).cloned().unwrap_or_default(),
+            name: sess
+                .strings
+                .get(m.name as usize)
+                .cloned()
+                .unwrap_or_default(),
             ts: m.ts,
             live_bytes: m.live_bytes,
             live_blocks: m.live_blocks,
@@ -977,7 +1041,11 @@ fn build_session(run: &Run, index: usize, count: usize, s: &SessionRun, sym: &mu
                 reason: e.error.to_string(),
             })
             .collect(),
-        skipped_unsynced: sess.streams.values().map(|s| s.counts.skipped_unsynced).sum(),
+        skipped_unsynced: sess
+            .streams
+            .values()
+            .map(|s| s.counts.skipped_unsynced)
+            .sum(),
         unknown_stack_refs: sess.unknown_stack_refs,
         unknown_records: sess.unknown_records,
         late_events: s.late_events,
@@ -986,12 +1054,23 @@ fn build_session(run: &Run, index: usize, count: usize, s: &SessionRun, sym: &mu
             .iter()
             .map(|(&id, st)| StreamRow {
                 stream: id,
-                thread: st.thread.as_ref().map(|t| t.1.clone()).filter(|n| !n.is_empty()),
+                thread: st
+                    .thread
+                    .as_ref()
+                    .map(|t| t.1.clone())
+                    .filter(|n| !n.is_empty()),
                 os_id: st.thread.as_ref().map(|t| t.0),
-                decoded: [st.counts.allocs, st.counts.deallocs, st.counts.reallocs, st.counts.failed],
+                decoded: [
+                    st.counts.allocs,
+                    st.counts.deallocs,
+                    st.counts.reallocs,
+                    st.counts.failed,
+                ],
                 lost: st.counts.lost,
                 skipped_unsynced: st.counts.skipped_unsynced,
-                end: st.end.map(|e| [e.allocs, e.deallocs, e.reallocs, e.failed, e.lost]),
+                end: st
+                    .end
+                    .map(|e| [e.allocs, e.deallocs, e.reallocs, e.failed, e.lost]),
                 end_matches: end_matches(st),
             })
             .collect(),

@@ -145,7 +145,9 @@ impl State {
 
     /// The recent free of `addr`, if it is remembered.
     pub fn recently_freed(&self, addr: u64) -> Option<&Freed> {
-        self.freed.get(freed_slot(addr)).filter(|f| f.addr == addr && addr != 0)
+        self.freed
+            .get(freed_slot(addr))
+            .filter(|f| f.addr == addr && addr != 0)
     }
 
     /// A new block for `ev`, which allocated `size` bytes of `align`.

@@ -72,13 +72,10 @@ struct ElfFacts {
 
 fn elf_facts(path: &Path) -> Result<ElfFacts, String> {
     let data = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
-    let file = object::File::parse(&*data).map_err(|e| format!("not an ELF or object file: {e}"))?;
+    let file =
+        object::File::parse(&*data).map_err(|e| format!("not an ELF or object file: {e}"))?;
     let build_id = file.build_id().ok().flatten().map(<[u8]>::to_vec);
-    let min_vaddr = file
-        .segments()
-        .map(|s| s.address())
-        .min()
-        .unwrap_or(0);
+    let min_vaddr = file.segments().map(|s| s.address()).min().unwrap_or(0);
     let thumb = matches!(file.architecture(), object::Architecture::Arm);
     Ok(ElfFacts {
         build_id,
@@ -108,7 +105,11 @@ impl Symbolizer {
     /// whose files cannot be found are warnings.
     pub fn new(session: &Session, opts: &Options) -> Result<Self, Error> {
         let mut s = Symbolizer::none();
-        let header_id = session.header.as_ref().map(|h| h.build_id.clone()).unwrap_or_default();
+        let header_id = session
+            .header
+            .as_ref()
+            .map(|h| h.build_id.clone())
+            .unwrap_or_default();
         let mut elf_used = false;
         let elf = match &opts.elf {
             Some(p) => {
@@ -149,13 +150,21 @@ impl Symbolizer {
             if let Some((p, facts)) = &elf {
                 let id = facts.build_id.clone().unwrap_or_default();
                 if !m.build_id.is_empty() && id == m.build_id {
-                    chosen = Some((p.clone(), elf_facts(p).map_err(|reason| Error::Elf { path: p.display().to_string(), reason })?));
+                    chosen = Some((
+                        p.clone(),
+                        elf_facts(p).map_err(|reason| Error::Elf {
+                            path: p.display().to_string(),
+                            reason,
+                        })?,
+                    ));
                     elf_used = true;
                 }
             }
             if chosen.is_none() {
                 for cand in candidates(&m.path, &m.build_id, &opts.debug_dirs) {
-                    let Ok(facts) = elf_facts(&cand) else { continue };
+                    let Ok(facts) = elf_facts(&cand) else {
+                        continue;
+                    };
                     let id = facts.build_id.clone().unwrap_or_default();
                     if m.build_id.is_empty() || id == m.build_id {
                         if m.build_id.is_empty() {
@@ -209,7 +218,10 @@ impl Symbolizer {
                 Some(l)
             }
             Err(e) => {
-                self.warnings.push(format!("{}: cannot load debug information: {e}", path.display()));
+                self.warnings.push(format!(
+                    "{}: cannot load debug information: {e}",
+                    path.display()
+                ));
                 None
             }
         };
@@ -275,7 +287,8 @@ impl Symbolizer {
         probe = probe.saturating_sub(1);
         let mut out = Vec::new();
         if let Ok(mut iter) = loader.find_frames(probe) {
-            while let Ok(Some(f)) = addr2line::fallible_iterator::FallibleIterator::next(&mut iter) {
+            while let Ok(Some(f)) = addr2line::fallible_iterator::FallibleIterator::next(&mut iter)
+            {
                 let function = f
                     .function
                     .as_ref()
@@ -327,7 +340,11 @@ fn candidates(path: &str, build_id: &[u8], dirs: &[PathBuf]) -> Vec<PathBuf> {
     if build_id.len() >= 2 {
         let (head, tail) = build_id.split_at(1);
         for d in &all_dirs {
-            out.push(d.join(".build-id").join(hex(head)).join(format!("{}.debug", hex(tail))));
+            out.push(
+                d.join(".build-id")
+                    .join(hex(head))
+                    .join(format!("{}.debug", hex(tail))),
+            );
         }
     }
     for d in dirs {
@@ -423,7 +440,14 @@ pub fn is_allocator_frame(function: &str) -> bool {
         "embedded_alloc::",
         "linked_list_allocator::",
     ];
-    const EXACT: &[&str] = &["malloc", "calloc", "realloc", "free", "posix_memalign", "aligned_alloc"];
+    const EXACT: &[&str] = &[
+        "malloc",
+        "calloc",
+        "realloc",
+        "free",
+        "posix_memalign",
+        "aligned_alloc",
+    ];
     let p = plain_name(function);
     PREFIXES.iter().any(|x| p.starts_with(x))
         || EXACT.contains(&p.as_str())
@@ -459,15 +483,24 @@ mod tests {
 
     #[test]
     fn demangles_legacy_and_v0() {
-        assert_eq!(demangle("_ZN4core3ptr13drop_in_place17h0123456789abcdefE"), "core::ptr::drop_in_place");
+        assert_eq!(
+            demangle("_ZN4core3ptr13drop_in_place17h0123456789abcdefE"),
+            "core::ptr::drop_in_place"
+        );
         assert_eq!(demangle("_RNvC6_123foo3bar"), "123foo::bar");
-        assert_eq!(demangle("_RNvMNtCs1234_5alloc3vecINtB2_3VecmE4push"), "<alloc::vec::Vec<u32>>::push");
+        assert_eq!(
+            demangle("_RNvMNtCs1234_5alloc3vecINtB2_3VecmE4push"),
+            "<alloc::vec::Vec<u32>>::push"
+        );
         assert_eq!(demangle("plain_c_function"), "plain_c_function");
     }
 
     #[test]
     fn plain_names_drop_generics_and_qualified_self() {
-        assert_eq!(plain_name("<alloc::vec::Vec<u32>>::push"), "alloc::vec::Vec::push");
+        assert_eq!(
+            plain_name("<alloc::vec::Vec<u32>>::push"),
+            "alloc::vec::Vec::push"
+        );
         assert_eq!(
             plain_name("<alloc::vec::Vec<T,A> as core::clone::Clone>::clone"),
             "alloc::vec::Vec as core::clone::Clone::clone"
@@ -492,7 +525,9 @@ mod tests {
         assert!(!is_allocator_frame("my_allocator_test::run"));
         assert!(is_allocator_frame("malloc"));
         assert!(!is_allocator_frame("malloc_wrapper_in_app"));
-        assert!(is_allocator_frame("<hashbrown::raw::RawTable<T,A>>::reserve_rehash"));
+        assert!(is_allocator_frame(
+            "<hashbrown::raw::RawTable<T,A>>::reserve_rehash"
+        ));
         // A stack of allocator frames only: the outermost is shown.
         assert_eq!(first_user_frame(&frames[..3]), 2);
     }

@@ -81,7 +81,8 @@ impl<W: Write> TraceBuilder<W> {
         if s.pending.is_empty() {
             return Ok(());
         }
-        self.frame.resize(max_frame_len(MAX_HEAD_LEN + s.pending.len() + 2), 0);
+        self.frame
+            .resize(max_frame_len(MAX_HEAD_LEN + s.pending.len() + 2), 0);
         let n = encode_frame(stream, checked, &[&s.pending], &mut self.frame)
             .map_err(|_| io::Error::other("frame too large"))?;
         s.pending.clear();
@@ -112,7 +113,8 @@ impl<W: Write> TraceBuilder<W> {
 
     /// A frame of already encoded records, outside the stream's encoder.
     pub fn raw_frame(&mut self, stream: u32, records: &[u8]) -> io::Result<()> {
-        self.frame.resize(max_frame_len(MAX_HEAD_LEN + records.len() + 2), 0);
+        self.frame
+            .resize(max_frame_len(MAX_HEAD_LEN + records.len() + 2), 0);
         let n = encode_frame(stream, self.checked, &[records], &mut self.frame)
             .map_err(|_| io::Error::other("frame too large"))?;
         self.out.write_all(&self.frame[..n])
@@ -140,7 +142,15 @@ impl<W: Write> TraceBuilder<W> {
     }
 
     /// A successful alloc.
-    pub fn alloc(&mut self, stream: u32, ts: u64, addr: u64, size: u64, align: u64, stack: Option<u32>) -> io::Result<()> {
+    pub fn alloc(
+        &mut self,
+        stream: u32,
+        ts: u64,
+        addr: u64,
+        size: u64,
+        align: u64,
+        stack: Option<u32>,
+    ) -> io::Result<()> {
         self.stream(stream).end.allocs += 1;
         self.record(
             stream,
@@ -174,7 +184,15 @@ impl<W: Write> TraceBuilder<W> {
     }
 
     /// A dealloc carrying the stream's previous timestamp (`ts: None`) or its own.
-    pub fn dealloc(&mut self, stream: u32, ts: Option<u64>, addr: u64, size: u64, align: u64, stack: Option<u32>) -> io::Result<()> {
+    pub fn dealloc(
+        &mut self,
+        stream: u32,
+        ts: Option<u64>,
+        addr: u64,
+        size: u64,
+        align: u64,
+        stack: Option<u32>,
+    ) -> io::Result<()> {
         let s = self.stream(stream);
         s.end.deallocs += 1;
         let last = s.enc.last_ts();
@@ -267,7 +285,12 @@ pub struct WorkloadSummary {
 /// blocks live at the end are leaks. Threads' events are written in turns of
 /// 512 (as a writer thread drains per-thread rings), so the file is not in
 /// timestamp order. Memory use is `threads × working_set`, whatever `events`.
-pub fn workload(out: impl Write, events: u64, threads: u32, working_set: usize) -> io::Result<WorkloadSummary> {
+pub fn workload(
+    out: impl Write,
+    events: u64,
+    threads: u32,
+    working_set: usize,
+) -> io::Result<WorkloadSummary> {
     struct T {
         live: Vec<(u64, u64)>,
         free: Vec<u64>,
@@ -276,7 +299,11 @@ pub fn workload(out: impl Write, events: u64, threads: u32, working_set: usize) 
         k: u64,
     }
     let threads = threads.max(1);
-    let mut b = TraceBuilder::new(CountingWriter { inner: out, count: 0 }).batched(240);
+    let mut b = TraceBuilder::new(CountingWriter {
+        inner: out,
+        count: 0,
+    })
+    .batched(240);
     b.simple_header("synthetic-workload", 1_000_000_000)?;
     let ts_of = |t: u32, k: u64| k * u64::from(threads) * 3 + u64::from(t);
     let mut th: Vec<T> = (0..threads)
@@ -292,7 +319,9 @@ pub fn workload(out: impl Write, events: u64, threads: u32, working_set: usize) 
         let s = t + 1;
         b.thread(s, 1000 + u64::from(t), &format!("worker-{t}"))?;
         for id in 0..64u32 {
-            let frames: Vec<u64> = (0..8).map(|d| 0x5555_0000 + u64::from(id) * 0x40 + d * 0x1000).collect();
+            let frames: Vec<u64> = (0..8)
+                .map(|d| 0x5555_0000 + u64::from(id) * 0x40 + d * 0x1000)
+                .collect();
             b.stack(s, id, &frames)?;
         }
     }
@@ -313,7 +342,8 @@ pub fn workload(out: impl Write, events: u64, threads: u32, working_set: usize) 
                 st.k += 1;
                 let ts = ts_of(t, st.k);
                 let stack = Some((r >> 40) as u32 % 64);
-                let want_alloc = st.live.len() < working_set / 2 || (r & 1 == 0 && st.live.len() < working_set);
+                let want_alloc =
+                    st.live.len() < working_set / 2 || (r & 1 == 0 && st.live.len() < working_set);
                 if st.live.is_empty() || want_alloc {
                     let size = (1u64 << ((r >> 8) % 12)) + (r >> 20) % 16;
                     if r % 16 == 3 && !st.live.is_empty() {

@@ -34,7 +34,8 @@ fn trace(leak: u64, churn: u64) -> Vec<u8> {
     for i in 0..churn {
         ts += 10;
         b.alloc(1, ts, 0x9000 + i * 0x100, 100, 8, Some(2)).unwrap();
-        b.dealloc(1, None, 0x9000 + i * 0x100, 100, 8, Some(2)).unwrap();
+        b.dealloc(1, None, 0x9000 + i * 0x100, 100, 8, Some(2))
+            .unwrap();
     }
     if leak > 0 {
         b.alloc(1, ts + 1, 0x5000, leak, 8, Some(1)).unwrap();
@@ -88,7 +89,12 @@ fn stdin_is_a_source() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(&trace(64, 3)).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&trace(64, 3))
+        .unwrap();
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(0));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -101,16 +107,38 @@ fn stdin_is_a_source() {
 fn check_exit_codes() {
     let p = write_temp("check", &trace(70_000, 5));
     let path = p.to_str().unwrap();
-    let ok = run(&["check", path, "--max-peak", "1MiB", "--max-allocations", "100"]);
+    let ok = run(&[
+        "check",
+        path,
+        "--max-peak",
+        "1MiB",
+        "--max-allocations",
+        "100",
+    ]);
     assert_eq!(ok.status.code(), Some(0), "{}{}", stdout(&ok), stderr(&ok));
     assert!(stdout(&ok).contains("ok"));
-    let bad = run(&["check", path, "--max-peak", "64KiB", "--no-leaks", "--max-allocations", "3"]);
+    let bad = run(&[
+        "check",
+        path,
+        "--max-peak",
+        "64KiB",
+        "--no-leaks",
+        "--max-allocations",
+        "3",
+    ]);
     assert_eq!(bad.status.code(), Some(1));
     let out = stdout(&bad);
     assert!(out.contains("exceeds --max-peak 64.0 KiB"), "{out}");
     assert!(out.contains("--no-leaks"), "{out}");
-    assert!(out.contains("6 allocations exceed --max-allocations 3"), "{out}");
-    assert_eq!(out.lines().filter(|l| l.contains("FAILED")).count(), 3, "{out}");
+    assert!(
+        out.contains("6 allocations exceed --max-allocations 3"),
+        "{out}"
+    );
+    assert_eq!(
+        out.lines().filter(|l| l.contains("FAILED")).count(),
+        3,
+        "{out}"
+    );
     let usage = run(&["check", path, "--max-peak", "lots"]);
     assert_eq!(usage.status.code(), Some(2));
     assert!(stderr(&usage).contains("not a size"), "{}", stderr(&usage));
@@ -124,7 +152,13 @@ fn diff_shows_what_grew_and_what_shrank() {
     let o = run(&["diff", old.to_str().unwrap(), new.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = stdout(&o);
-    let grew = out.split("GREW").nth(1).expect("a GREW section").split("SHRANK").next().unwrap();
+    let grew = out
+        .split("GREW")
+        .nth(1)
+        .expect("a GREW section")
+        .split("SHRANK")
+        .next()
+        .unwrap();
     let shrank = out.split("SHRANK").nth(1).expect("a SHRANK section");
     assert!(grew.contains("0x1111"), "{out}");
     assert!(grew.contains("leaked +3.9 KiB"), "{out}");
@@ -144,7 +178,11 @@ fn error_exit_codes() {
     let junk = write_temp("junk", &b"not a trace\n".repeat(50));
     let o = run(&[junk.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(4));
-    assert!(stderr(&o).contains("not a memscope trace"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("not a memscope trace"),
+        "{}",
+        stderr(&o)
+    );
     assert!(stderr(&o).contains(junk.to_str().unwrap()));
     let p = write_temp("noelf", &trace(10, 1));
     let o = run(&[p.to_str().unwrap(), "--elf", "/nonexistent/firmware.elf"]);
@@ -173,7 +211,12 @@ fn own_module() -> (String, u64, Vec<u8>) {
         .min()
         .expect("own mapping");
     let data = std::fs::read(&exe).unwrap();
-    let id = object::File::parse(&*data).unwrap().build_id().unwrap().unwrap_or(&[]).to_vec();
+    let id = object::File::parse(&*data)
+        .unwrap()
+        .build_id()
+        .unwrap()
+        .unwrap_or(&[])
+        .to_vec();
     (exe_s, base, id)
 }
 
@@ -182,12 +225,21 @@ fn symbolizes_recorded_modules_and_checks_the_elf() {
     std::hint::black_box(marker_for_symbolization());
     let (exe, base, id) = own_module();
     // A return address just after a call into the marker's body.
-    let ret = marker_for_symbolization as usize as u64 + 1;
+    let ret = marker_for_symbolization as fn() -> usize as usize as u64 + 1;
     let mut b = builder();
     let mut h = Header::new(8, 0, "self");
     h.build_id = &id;
     b.header(h, None).unwrap();
-    b.record(0, &Record::Module(Module { base, size: 1 << 40, path: &exe, build_id: &id })).unwrap();
+    b.record(
+        0,
+        &Record::Module(Module {
+            base,
+            size: 1 << 40,
+            path: &exe,
+            build_id: &id,
+        }),
+    )
+    .unwrap();
     b.stack(1, 0, &[ret]).unwrap();
     b.alloc(1, 0, 0x10, 32, 8, Some(0)).unwrap();
     b.end(1, 0).unwrap();
@@ -198,9 +250,17 @@ fn symbolizes_recorded_modules_and_checks_the_elf() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&j).unwrap()).unwrap();
     let frames = v["stacks"]["1"]["frames"].to_string();
-    assert!(frames.contains("marker_for_symbolization"), "{frames}\n{}", v["symbolization"]);
+    assert!(
+        frames.contains("marker_for_symbolization"),
+        "{frames}\n{}",
+        v["symbolization"]
+    );
     assert!(frames.contains("decode_cli.rs"), "{frames}");
-    assert!(stdout(&o).contains("marker_for_symbolization"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("marker_for_symbolization"),
+        "{}",
+        stdout(&o)
+    );
 
     if !id.is_empty() {
         // An --elf whose build id matches no recorded module is refused.

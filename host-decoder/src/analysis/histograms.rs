@@ -28,7 +28,11 @@ impl Log2Histogram {
             .filter(|(_, &c)| c > 0)
             .map(|(k, &c)| {
                 let lo = if k == 0 { 0 } else { 1u64 << (k - 1) };
-                let hi = if k == 0 { 1 } else { (1u64 << (k - 1)).saturating_mul(2) };
+                let hi = if k == 0 {
+                    1
+                } else {
+                    (1u64 << (k - 1)).saturating_mul(2)
+                };
                 (lo, hi, c)
             })
             .collect()

@@ -81,7 +81,8 @@ impl Analyses {
     /// Sets the short-lived threshold from the trace's clock.
     pub fn set_clock(&mut self, ticks_per_second: u64, short_lived_ns: u64) {
         if ticks_per_second > 0 {
-            let t = (u128::from(ticks_per_second) * u128::from(short_lived_ns) / 1_000_000_000) as u64;
+            let t =
+                (u128::from(ticks_per_second) * u128::from(short_lived_ns) / 1_000_000_000) as u64;
             self.temporaries.threshold_ticks = Some(t.max(1));
         }
     }
@@ -102,7 +103,8 @@ impl Analyses {
     pub fn finish(&mut self, state: &State) {
         self.before_decrease();
         for b in state.live.values() {
-            self.sites.end_chain(b.origin_site, b.reallocs, b.first_size, b.size);
+            self.sites
+                .end_chain(b.origin_site, b.reallocs, b.first_size, b.size);
         }
     }
 
@@ -156,7 +158,15 @@ impl Analyses {
                 match state.remove(addr, ev.stack, ev.stream) {
                     Some(b) => {
                         if b.size != size || b.align != align {
-                            self.error(ErrorKind::DeallocLayoutMismatch, ev, seq, addr, (size, align), Some(b.info()), None);
+                            self.error(
+                                ErrorKind::DeallocLayoutMismatch,
+                                ev,
+                                seq,
+                                addr,
+                                (size, align),
+                                Some(b.info()),
+                                None,
+                            );
                         }
                         self.before_decrease();
                         self.totals.bytes_freed += b.size;
@@ -165,7 +175,11 @@ impl Analyses {
                     }
                     None => {
                         let (kind, block, first) = match state.recently_freed(addr) {
-                            Some(f) => (ErrorKind::DoubleFree, Some(f.block), Some((f.free_stack, f.free_stream))),
+                            Some(f) => (
+                                ErrorKind::DoubleFree,
+                                Some(f.block),
+                                Some((f.free_stack, f.free_stream)),
+                            ),
                             None => (ErrorKind::UnknownFree, None, None),
                         };
                         self.error(kind, ev, seq, addr, (size, align), block, first);
@@ -181,7 +195,15 @@ impl Analyses {
                 match &old {
                     Some(b) => {
                         if b.size != old_size || b.align != align {
-                            self.error(ErrorKind::ReallocLayoutMismatch, ev, seq, old_addr, (old_size, align), Some(b.info()), None);
+                            self.error(
+                                ErrorKind::ReallocLayoutMismatch,
+                                ev,
+                                seq,
+                                old_addr,
+                                (old_size, align),
+                                Some(b.info()),
+                                None,
+                            );
                         }
                         self.before_decrease();
                         self.on_block_gone(b, ev.stream);
@@ -191,7 +213,15 @@ impl Analyses {
                             Some(f) => (Some(f.block), Some((f.free_stack, f.free_stream))),
                             None => (None, None),
                         };
-                        self.error(ErrorKind::ReallocUnknown, ev, seq, old_addr, (old_size, align), block, first);
+                        self.error(
+                            ErrorKind::ReallocUnknown,
+                            ev,
+                            seq,
+                            old_addr,
+                            (old_size, align),
+                            block,
+                            first,
+                        );
                     }
                 }
                 *self.pending_realloc.entry(ev.stream) = old;
@@ -204,7 +234,10 @@ impl Analyses {
                 align,
             } => {
                 self.totals.reallocations += 1;
-                let old = self.pending_realloc.get_mut(ev.stream).and_then(Option::take);
+                let old = self
+                    .pending_realloc
+                    .get_mut(ev.stream)
+                    .and_then(Option::take);
                 let old_len = old.map_or(old_size, |b| b.size);
                 self.totals.bytes_allocated += new_size.saturating_sub(old_len);
                 self.totals.bytes_freed += old_len.saturating_sub(new_size);
@@ -280,7 +313,15 @@ impl Analyses {
         *self.temporaries.last_alloc.entry(ev.stream) = block.generation;
         if let Some(over) = state.insert(addr, block) {
             // The previous block's free was lost or misordered: account it as gone.
-            self.error(ErrorKind::AllocOverLive, ev, state.seq, addr, (size, block.align), Some(over.info()), None);
+            self.error(
+                ErrorKind::AllocOverLive,
+                ev,
+                state.seq,
+                addr,
+                (size, block.align),
+                Some(over.info()),
+                None,
+            );
             self.before_decrease();
             self.on_block_gone(&over, ev.stream);
         }
@@ -322,7 +363,8 @@ impl Analyses {
     fn on_freed(&mut self, b: &Block, ev: &Event, ts_exact: bool) {
         let lifetime = ev.ts.saturating_sub(b.origin_ts);
         self.lifetimes.add(lifetime);
-        self.sites.end_chain(b.origin_site, b.reallocs, b.first_size, b.size);
+        self.sites
+            .end_chain(b.origin_site, b.reallocs, b.first_size, b.size);
         let temporary = b.stream == ev.stream
             && self.temporaries.last_alloc.get(ev.stream) == Some(&b.generation);
         let short = self

@@ -52,3 +52,77 @@ impl Peak {
         self.current_blocks = self.current_blocks.saturating_sub(blocks);
     }
 }
+
+use crate::records::{Event, Op};
+use rustc_hash::FxHashMap;
+
+/// The second pass over a file: replays only what the live set needs
+/// (address → site and size), up to the peak's sequence number, then the
+/// per-site live counters are the live set at the peak. Block sites follow
+/// the same rule as the first pass (the site of the call that produced the
+/// block: alloc, or the realloc that moved or resized it).
+#[derive(Default)]
+pub struct LiveReplay {
+    /// Live blocks: address → (site, size).
+    pub live: FxHashMap<u64, (u32, u64)>,
+    sites: Vec<(u64, u64)>,
+}
+
+impl LiveReplay {
+    #[inline]
+    fn site(&mut self, site: u32) -> &mut (u64, u64) {
+        let i = site as usize;
+        if i >= self.sites.len() {
+            self.sites.resize(i + 1, (0, 0));
+        }
+        &mut self.sites[i]
+    }
+
+    #[inline]
+    fn add(&mut self, addr: u64, site: u32, size: u64) {
+        if let Some((s, b)) = self.live.insert(addr, (site, size)) {
+            self.sub(s, b);
+        }
+        let e = self.site(site);
+        e.0 += size;
+        e.1 += 1;
+    }
+
+    #[inline]
+    fn sub(&mut self, site: u32, size: u64) {
+        let e = self.site(site);
+        e.0 = e.0.saturating_sub(size);
+        e.1 = e.1.saturating_sub(1);
+    }
+
+    #[inline]
+    fn remove(&mut self, addr: u64) {
+        if let Some((s, b)) = self.live.remove(&addr) {
+            self.sub(s, b);
+        }
+    }
+
+    /// Applies one event of the merged stream.
+    #[inline]
+    pub fn apply(&mut self, ev: &Event) {
+        match ev.op {
+            Op::Alloc { addr, size, .. } => self.add(addr, ev.stack, size),
+            Op::Dealloc { addr, .. } => self.remove(addr),
+            Op::ReallocRelease { old_addr, .. } => self.remove(old_addr),
+            Op::Realloc {
+                new_addr, new_size, ..
+            } => self.add(new_addr, ev.stack, new_size),
+            _ => {}
+        }
+    }
+
+    /// Sites with live blocks: `(site, bytes, blocks)`.
+    pub fn sites(&self) -> Vec<(u32, u64, u64)> {
+        self.sites
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.1 > 0)
+            .map(|(i, s)| (i as u32, s.0, s.1))
+            .collect()
+    }
+}

@@ -30,7 +30,9 @@ pub fn render(r: &Report) -> String {
 }
 
 fn stack_lines(o: &mut String, r: &Report, site: u32, max: usize) {
-    let Some(st) = r.stacks.get(&site) else { return };
+    let Some(st) = r.stacks.get(&site) else {
+        return;
+    };
     for f in st.frames.iter().skip(st.first_user_frame + 1).take(max) {
         let _ = writeln!(o, "          <- {}", describe_frame(f));
     }
@@ -38,7 +40,13 @@ fn stack_lines(o: &mut String, r: &Report, site: u32, max: usize) {
 
 fn rows(o: &mut String, r: &Report, list: &[SiteRow], what: &str, depth: usize) {
     for row in list.iter().take(ROWS) {
-        let _ = writeln!(o, "  {:>10} {:>8} {what}  {}", bytes(row.bytes), row.count, row.location);
+        let _ = writeln!(
+            o,
+            "  {:>10} {:>8} {what}  {}",
+            bytes(row.bytes),
+            row.count,
+            row.location
+        );
         if depth > 0 {
             stack_lines(o, r, row.site, depth);
         }
@@ -53,7 +61,17 @@ fn session(o: &mut String, r: &Report) {
     let prog = r
         .header
         .as_ref()
-        .map(|h| format!("{}{}", h.program, if h.target.is_empty() { String::new() } else { format!(" on {}", h.target) }))
+        .map(|h| {
+            format!(
+                "{}{}",
+                h.program,
+                if h.target.is_empty() {
+                    String::new()
+                } else {
+                    format!(" on {}", h.target)
+                }
+            )
+        })
         .unwrap_or_else(|| "(no header)".into());
     let _ = writeln!(
         o,
@@ -89,14 +107,23 @@ fn session(o: &mut String, r: &Report) {
         r.peak.method
     );
     rows(o, r, &r.peak.sites, "blocks", 0);
-    let _ = writeln!(o, "LEAKS    {} in {} blocks live at the end", bytes(s.leaked_bytes), s.leaked_blocks);
+    let _ = writeln!(
+        o,
+        "LEAKS    {} in {} blocks live at the end",
+        bytes(s.leaked_bytes),
+        s.leaked_blocks
+    );
     rows(o, r, &r.leaks.sites, "blocks", 2);
     let _ = writeln!(o, "HOT      by calls:");
     rows(o, r, &r.hot_sites.by_count, "calls ", 0);
     let _ = writeln!(o, "         by bytes:");
     rows(o, r, &r.hot_sites.by_bytes, "calls ", 0);
     let t = &r.temporaries;
-    let pct = if s.allocations > 0 { 100.0 * t.count as f64 / s.allocations as f64 } else { 0.0 };
+    let pct = if s.allocations > 0 {
+        100.0 * t.count as f64 / s.allocations as f64
+    } else {
+        0.0
+    };
     let short = match (t.short_lived, t.short_lived_threshold_ticks) {
         (Some(n), Some(th)) => format!(
             "; {n} short-lived (< {th} ticks, lifetimes are {} bounds)",
@@ -113,7 +140,12 @@ fn session(o: &mut String, r: &Report) {
         let _ = writeln!(o, "  {:>10} {:>8} temps   {}", "", row.count, row.location);
     }
     if r.errors.total > 0 {
-        let kinds: Vec<String> = r.errors.counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
+        let kinds: Vec<String> = r
+            .errors
+            .counts
+            .iter()
+            .map(|(k, v)| format!("{v} {k}"))
+            .collect();
         let _ = writeln!(o, "ERRORS!! {}", kinds.join(", "));
         for e in r.errors.examples.iter().take(4) {
             let _ = writeln!(o, "  !! {}", e.message);
@@ -125,7 +157,8 @@ fn session(o: &mut String, r: &Report) {
                 let _ = writeln!(o, "     first free: {}", site_line(r, f));
             }
         }
-        if r.errors.unknown_frees_explained_by_loss && r.errors.counts.contains_key("unknown_free") {
+        if r.errors.unknown_frees_explained_by_loss && r.errors.counts.contains_key("unknown_free")
+        {
             let _ = writeln!(o, "  (frees of unknown addresses are expected here: events were lost or the trace starts late)");
         }
     } else {
@@ -133,11 +166,23 @@ fn session(o: &mut String, r: &Report) {
     }
     let i = &r.integrity;
     if s.complete {
-        let _ = writeln!(o, "COMPLETE every stream ended with matching totals; nothing lost or damaged");
+        let _ = writeln!(
+            o,
+            "COMPLETE every stream ended with matching totals; nothing lost or damaged"
+        );
     } else {
-        let _ = writeln!(o, "INCOMPLETE {} lost events; {}", s.lost_events, s.incomplete_reasons.join("; "));
+        let _ = writeln!(
+            o,
+            "INCOMPLETE {} lost events; {}",
+            s.lost_events,
+            s.incomplete_reasons.join("; ")
+        );
         for d in i.damage.iter().take(3) {
-            let _ = writeln!(o, "  {}: byte {}: {} bytes skipped ({})", r.input.name, d.offset, d.len, d.reason);
+            let _ = writeln!(
+                o,
+                "  {}: byte {}: {} bytes skipped ({})",
+                r.input.name, d.offset, d.len, d.reason
+            );
         }
     }
     for f in &r.fragmentation {
@@ -160,7 +205,11 @@ fn session(o: &mut String, r: &Report) {
         let _ = writeln!(
             o,
             "GROWTH   {} reallocated up to {} times ({} → {} bytes; {} copied in all)",
-            g.location, g.max_chain, g.max_chain_sizes.0, g.max_chain_sizes.1, bytes(g.copied_bytes)
+            g.location,
+            g.max_chain,
+            g.max_chain_sizes.0,
+            g.max_chain_sizes.1,
+            bytes(g.copied_bytes)
         );
     }
     if r.cross_thread_frees.count > 0 {
@@ -171,9 +220,17 @@ fn session(o: &mut String, r: &Report) {
             bytes(r.cross_thread_frees.bytes)
         );
     }
-    let shown: Vec<_> = r.inferred.iter().filter(|x| x.confidence >= 0.5).take(4).collect();
+    let shown: Vec<_> = r
+        .inferred
+        .iter()
+        .filter(|x| x.confidence >= 0.5)
+        .take(4)
+        .collect();
     if !shown.is_empty() {
-        let _ = writeln!(o, "INFERRED (not measured; confidence, evidence in --json):");
+        let _ = writeln!(
+            o,
+            "INFERRED (not measured; confidence, evidence in --json):"
+        );
         for x in shown {
             let loc = r
                 .stacks
@@ -181,7 +238,13 @@ fn session(o: &mut String, r: &Report) {
                 .and_then(|s| s.frames.get(s.first_user_frame))
                 .map(describe_frame)
                 .unwrap_or_else(|| format!("site {}", x.site));
-            let _ = writeln!(o, "  [inferred {:.0}%] {}: {}", x.confidence * 100.0, loc, x.claim);
+            let _ = writeln!(
+                o,
+                "  [inferred {:.0}%] {}: {}",
+                x.confidence * 100.0,
+                loc,
+                x.claim
+            );
             if let Some(sug) = &x.suggestion {
                 let _ = writeln!(o, "       → {sug}");
             }
@@ -195,7 +258,13 @@ fn session(o: &mut String, r: &Report) {
 fn site_line(r: &Report, site: u32) -> String {
     match r.stacks.get(&site) {
         Some(st) => {
-            let v: Vec<String> = st.frames.iter().skip(st.first_user_frame).take(3).map(describe_frame).collect();
+            let v: Vec<String> = st
+                .frames
+                .iter()
+                .skip(st.first_user_frame)
+                .take(3)
+                .map(describe_frame)
+                .collect();
             v.join(" <- ")
         }
         None if site == 0 => "<no stack recorded>".into(),

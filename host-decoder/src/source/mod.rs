@@ -41,7 +41,10 @@ impl Source {
         }
         let meta = std::fs::metadata(path)?;
         if meta.is_dir() {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "is a directory"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "is a directory",
+            ));
         }
         // Opened once here so a missing or unreadable file fails before any work.
         File::open(path)?;
@@ -76,9 +79,9 @@ impl Source {
     pub fn reader(&mut self) -> io::Result<Box<dyn Read + Send>> {
         match &mut self.kind {
             Kind::File(p) => Ok(Box::new(File::open(p)?)),
-            Kind::Live(r) => r.take().ok_or_else(|| {
-                io::Error::new(io::ErrorKind::Other, "a live source can be read only once")
-            }),
+            Kind::Live(r) => r
+                .take()
+                .ok_or_else(|| io::Error::other("a live source can be read only once")),
         }
     }
 }
