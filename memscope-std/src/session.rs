@@ -299,6 +299,11 @@ fn begin(config: Config) -> io::Result<()> {
 /// safe to call from `atexit`, a panic hook or a guard's drop.
 pub(crate) fn finish() -> io::Result<()> {
     local::with(|l| {
+        if l.busy.get() {
+            // memscope's own code (the writer thread, say) panicked with
+            // `panic = "abort"`: it may hold the writer's lock. Do not wait.
+            return Ok(());
+        }
         l.busy(|| {
             // AcqRel: only one caller moves RECORDING to CLOSING and runs the flush.
             if MODE
@@ -326,6 +331,11 @@ pub(crate) fn forked() {
 /// (a panic that may be caught, for instance).
 pub(crate) fn flush() {
     if recording() {
-        local::with(|l| l.busy(writer::flush));
+        local::with(|l| {
+            // Not from memscope's own code (it may hold the writer's lock).
+            if !l.busy.get() {
+                l.busy(writer::flush);
+            }
+        });
     }
 }
