@@ -31,9 +31,30 @@
 //! with a record of its totals, so `memscope-decode` can prove the trace
 //! complete — on return from `main`, `process::exit` from any thread, a panic
 //! (also with `panic = "abort"`) and for threads still running at exit. See
-//! [`clock`] for the timestamp scheme and the `local` module notes in the
-//! repository for what is and is not recorded (memscope's own allocations are
-//! counted in `stats()` but not recorded).
+//! [`clock`] for the timestamp scheme and [`stacks`] for call stacks.
+//!
+//! Each recording thread holds a 512 KiB ring and a 48 KiB stack table
+//! ([`RING_BYTES`]), taken from the inner allocator and reused by the next
+//! thread once it exits. Frames carry at most [`FRAME_PAYLOAD_MAX`] bytes of
+//! records (readers need a frame buffer of about 33 KiB).
+//!
+//! # What is recorded, and what is not
+//!
+//! Every allocator call of every thread, from the moment recording starts (or
+//! the thread's first call after that) until the thread exits or the recording
+//! ends. Not recorded, but counted in [`stats()`]:
+//!
+//! - memscope's own allocations (reading the environment, starting the writer
+//!   thread, the writer thread itself): a const-initialised thread-local flag
+//!   passes them straight to the inner allocator;
+//! - calls a thread makes after its memscope thread-local destructor ran (only
+//!   destructors registered before memscope's, which is normally the first);
+//!   the control stream's end record counts those as lost;
+//! - anything in a process created by `fork` (the child stops recording).
+//!
+//! Signals that kill the process end the file without end records, which the
+//! decoder reports as an incomplete trace. Allocations from signal handlers
+//! are not supported (no allocator supports them).
 //!
 //! Linux on x86_64 and aarch64 is what this crate is built and tested for;
 //! elsewhere statistics and traces work, call stacks and module maps are empty.

@@ -130,8 +130,17 @@ pub(crate) fn retire(s: &Slot) {
     o.lost.fetch_add(s.counts.lost.take(), Relaxed);
 }
 
-/// The live statistics of the whole process, summed over threads. See the
-/// [module docs](self) for what `peak_bytes` means here.
+/// The live statistics of the whole process, summed over threads' own
+/// counters (each thread counts its events with plain stores, so nothing is
+/// shared on the allocation path). A counter is as it was a moment ago.
+///
+/// **`peak_bytes` is a lower bound**: the largest process-wide
+/// `current_bytes` any call of `stats()` (and, while recording, the writer
+/// thread, every few milliseconds) observed. Per-thread counters cannot give
+/// the exact process-wide peak without a shared counter on the allocation
+/// path. The trace has every event and `memscope-decode` reports the exact
+/// peak; [`testing::count`](crate::testing::count) gives the exact peak of
+/// one thread's work.
 ///
 /// ```
 /// // Without `MemScope` as the global allocator everything stays zero.
