@@ -38,6 +38,7 @@ pub(crate) fn install_atexit() {
         // SAFETY: registers plain `extern "C"` functions; libc copies nothing.
         unsafe {
             libc::atexit(at_exit);
+            #[cfg(unix)]
             libc::pthread_atfork(None, None, Some(in_forked_child));
         }
     });

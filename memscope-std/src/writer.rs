@@ -89,9 +89,12 @@ pub(crate) fn open(path: &Path, calibration: Calibration) -> io::Result<()> {
 pub(crate) fn spawn() -> io::Result<()> {
     extern "C" fn start(_: *mut libc::c_void) -> *mut libc::c_void {
         local::become_busy_forever();
+        #[cfg(target_os = "linux")]
         // SAFETY: a valid thread handle and a NUL-terminated name of at most
         // 15 bytes.
-        unsafe { libc::pthread_setname_np(libc::pthread_self(), c"memscope-writer".as_ptr()) };
+        unsafe {
+            libc::pthread_setname_np(libc::pthread_self(), c"memscope-writer".as_ptr());
+        }
         // Unwinding out of an `extern "C"` function would abort the process.
         let _ = std::panic::catch_unwind(run);
         std::ptr::null_mut()
