@@ -573,3 +573,177 @@ fn unescape(raw: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    const BASE: u64 = 0x2000_0000;
+    const BUF: u64 = BASE + 0x100;
+    const SIZE: u64 = 64;
+
+    /// A GDB server over a fake 32-bit target whose RTT channel 1
+    /// ("memscope") receives one chunk each time the target runs; after the
+    /// last chunk the next `c` makes it exit (`W00`).
+    fn fake_target(chunks: Vec<Vec<u8>>) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        thread::spawn(move || {
+            let (sock, _) = listener.accept().unwrap();
+            let mut out = sock.try_clone().unwrap();
+            let mut input = BufReader::new(sock);
+            let mut mem = vec![0u8; 0x400];
+            let mut chunks = chunks.into_iter();
+            let mut initialised = false;
+            let send = |out: &mut TcpStream, data: &str| {
+                let sum = data.bytes().fold(0u8, |a, b| a.wrapping_add(b));
+                out.write_all(format!("${data}#{sum:02x}").as_bytes())
+                    .unwrap();
+            };
+            let le = |mem: &[u8], at: u64| {
+                let i = (at - BASE) as usize;
+                u32::from_le_bytes(mem[i..i + 4].try_into().unwrap()) as u64
+            };
+            let put = |mem: &mut Vec<u8>, at: u64, v: u32| {
+                let i = (at - BASE) as usize;
+                mem[i..i + 4].copy_from_slice(&v.to_le_bytes());
+            };
+            loop {
+                let mut b = [0u8];
+                if input.read(&mut b).unwrap_or(0) == 0 {
+                    return;
+                }
+                if b[0] != b'$' {
+                    continue; // acks, and 0x03 when nothing runs
+                }
+                let mut pkt = Vec::new();
+                loop {
+                    input.read_exact(&mut b).unwrap();
+                    if b[0] == b'#' {
+                        break;
+                    }
+                    pkt.push(b[0]);
+                }
+                let mut cs = [0u8; 2];
+                input.read_exact(&mut cs).unwrap();
+                out.write_all(b"+").unwrap();
+                let pkt = String::from_utf8(pkt).unwrap();
+                match pkt.as_bytes()[0] {
+                    b'?' => send(&mut out, "S05"),
+                    b'm' => {
+                        let (a, n) = pkt[1..].split_once(',').unwrap();
+                        let (a, n) = (
+                            u64::from_str_radix(a, 16).unwrap(),
+                            usize::from_str_radix(n, 16).unwrap(),
+                        );
+                        let i = (a - BASE) as usize;
+                        let hex: String =
+                            mem[i..i + n].iter().map(|b| format!("{b:02x}")).collect();
+                        send(&mut out, &hex);
+                    }
+                    b'M' => {
+                        let (head, data) = pkt[1..].split_once(':').unwrap();
+                        let a = u64::from_str_radix(head.split_once(',').unwrap().0, 16).unwrap();
+                        let i = (a - BASE) as usize;
+                        let bytes = decode_hex(data.as_bytes()).unwrap();
+                        mem[i..i + bytes.len()].copy_from_slice(&bytes);
+                        send(&mut out, "OK");
+                    }
+                    b'c' => {
+                        // The target runs: it initialises RTT, or writes a
+                        // chunk, or exits.
+                        if !initialised {
+                            mem[..16].copy_from_slice(b"SEGGER RTT\0\0\0\0\0\0");
+                            put(&mut mem, BASE + 16, 2);
+                            for (i, (name, buf)) in
+                                [(0x200u32, 0x300u32), (0x210, 0x100)].iter().enumerate()
+                            {
+                                let d = BASE + 24 + 24 * i as u64;
+                                put(&mut mem, d, BASE as u32 + name);
+                                put(&mut mem, d + 4, BASE as u32 + buf);
+                                put(&mut mem, d + 8, SIZE as u32);
+                            }
+                            mem[0x200..0x206].copy_from_slice(b"defmt\0");
+                            mem[0x210..0x219].copy_from_slice(b"memscope\0");
+                            initialised = true;
+                        } else if let Some(chunk) = chunks.next() {
+                            let desc = BASE + 48;
+                            let mut w = le(&mem, desc + 12);
+                            for byte in chunk {
+                                mem[(BUF - BASE + w) as usize] = byte;
+                                w = (w + 1) % SIZE;
+                            }
+                            put(&mut mem, desc + 12, w as u32);
+                        } else {
+                            send(&mut out, "W00");
+                            return;
+                        }
+                        // Wait for the interrupt, then report the stop.
+                        loop {
+                            input.read_exact(&mut b).unwrap();
+                            if b[0] == 0x03 {
+                                break;
+                            }
+                        }
+                        send(&mut out, "T02thread:01;");
+                    }
+                    b'D' => {
+                        send(&mut out, "OK");
+                        return;
+                    }
+                    _ => send(&mut out, ""),
+                }
+            }
+        });
+        addr
+    }
+
+    fn config() -> GdbRttConfig {
+        GdbRttConfig {
+            control_block: BASE,
+            pointer_width: 4,
+            channel: ChannelSelector::Name("memscope".into()),
+            poll: Duration::from_millis(1),
+            timeout: Duration::from_secs(5),
+        }
+    }
+
+    #[test]
+    fn drains_the_channel_across_wraps_until_the_target_exits() {
+        let chunks: Vec<Vec<u8>> = (0..7u8)
+            .map(|i| (0..40 + i).map(|j| i.wrapping_mul(31) ^ j).collect())
+            .collect();
+        let expected: Vec<u8> = chunks.concat();
+        let mut src = GdbRtt::connect(&fake_target(chunks), config()).unwrap();
+        let mut got = Vec::new();
+        src.read_to_end(&mut got).unwrap();
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn a_missing_channel_is_named_in_the_error() {
+        let mut cfg = config();
+        cfg.channel = ChannelSelector::Name("nope".into());
+        let mut src = GdbRtt::connect(&fake_target(vec![]), cfg).unwrap();
+        let err = src.read(&mut [0u8; 16]).unwrap_err();
+        assert!(
+            err.to_string().contains("no up-channel Name(\"nope\")"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_protocol_escapes_are_undone() {
+        assert_eq!(unescape(b"a}\x03b"), b"a#b");
+        assert_eq!(unescape(b"0* "), b"0000");
+        assert_eq!(decode_hex(b"00ff10"), Some(vec![0, 255, 16]));
+        assert_eq!(decode_hex(b"0g"), None);
+    }
+
+    #[test]
+    fn the_control_block_comes_from_the_elf_symbol_table() {
+        let err = find_control_block(b"not an elf").unwrap_err();
+        assert!(err.contains("not an ELF"), "{err}");
+    }
+}
