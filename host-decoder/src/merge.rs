@@ -50,6 +50,8 @@ pub struct Merger {
     buffered: usize,
     /// Events that arrived earlier than one already released.
     pub late: u64,
+    /// The last stream pushed and its lane: a frame's events share a stream.
+    last: Option<(u32, u32)>,
     released_ts: u64,
 }
 
@@ -64,8 +66,15 @@ impl Merger {
         Merger::default()
     }
 
+    #[inline]
     fn lane(&mut self, stream: u32) -> u32 {
+        if let Some((s, l)) = self.last {
+            if s == stream {
+                return l;
+            }
+        }
         if let Some(&l) = self.lane_of.get(&stream) {
+            self.last = Some((stream, l));
             return l;
         }
         let l = self.lanes.len() as u32;
@@ -171,6 +180,7 @@ impl Merger {
         }
         self.lanes.clear();
         self.lane_of.clear();
+        self.last = None;
         self.released_ts = 0;
     }
 }

@@ -265,7 +265,7 @@ pub struct PeakOut {
     pub blocks: u64,
     /// Timestamp (ticks).
     pub ts: u64,
-    /// Seconds from the session's first timestamp, when there is a clock.
+    /// Seconds from the session's first allocation, when there is a clock.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seconds: Option<f64>,
     /// Most blocks live at any moment.
@@ -312,6 +312,8 @@ pub struct TemporariesOut {
     pub sites: Vec<SiteRow>,
     /// Threshold for short-lived, in ticks; null without a clock.
     pub short_lived_threshold_ticks: Option<u64>,
+    /// The same threshold in nanoseconds (as given with `--short-lived`).
+    pub short_lived_threshold_ns: Option<u64>,
     /// Freed within the threshold.
     pub short_lived: Option<u64>,
     /// "lower" when free timestamps were lower bounds (the default for
@@ -735,7 +737,8 @@ fn build_session(
         bytes: an.peak.peak_bytes,
         blocks: an.peak.peak_blocks,
         ts: an.peak.peak_ts,
-        seconds: (tps > 0).then(|| an.peak.peak_ts as f64 / tps as f64),
+        seconds: (tps > 0)
+            .then(|| an.peak.peak_ts.saturating_sub(an.first_ts.unwrap_or(0)) as f64 / tps as f64),
         max_blocks: an.peak.max_blocks,
         method,
         sites: peak_rows
@@ -798,6 +801,10 @@ fn build_session(
             .map(|&(site, c)| ctx.row(site, 0, c))
             .collect(),
         short_lived_threshold_ticks: an.temporaries.threshold_ticks,
+        short_lived_threshold_ns: an
+            .temporaries
+            .threshold_ticks
+            .map(|_| an.temporaries.threshold_ns),
         short_lived: short,
         lifetime_bound: if t.deallocations > 0 && t.exact_free_ts == t.deallocations {
             "exact"

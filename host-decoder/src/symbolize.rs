@@ -191,6 +191,8 @@ impl Symbolizer {
                     let bias = m.base.wrapping_sub(facts.min_vaddr & !0xfff);
                     s.add(&p, m.base, m.size, bias, facts.thumb);
                 }
+                // The vDSO and other pseudo-modules have no file to look for.
+                None if !m.path.starts_with('/') => {}
                 None => s.warnings.push(format!(
                     "{}: no file with build id {} found; its frames stay addresses (use --elf or --debug-dir)",
                     m.path,
@@ -457,12 +459,39 @@ pub fn is_allocator_frame(function: &str) -> bool {
         || p.contains("TrackingAllocator")
 }
 
-/// Index of the first user frame of `frames` (after the innermost run of
-/// allocator frames); the last frame when all are allocator frames.
+/// Whether a frame is the Rust standard library's own code (core, alloc,
+/// std): by its source path when known, else by its name.
+pub fn is_std_frame(f: &FrameInfo) -> bool {
+    if let Some(file) = &f.file {
+        return [
+            "/library/core/src/",
+            "/library/alloc/src/",
+            "/library/std/src/",
+        ]
+        .iter()
+        .any(|p| file.contains(p));
+    }
+    let Some(name) = &f.function else {
+        return false;
+    };
+    let p = plain_name(name);
+    ["core::", "alloc::", "std::"]
+        .iter()
+        .any(|x| p.starts_with(x))
+}
+
+/// Index of the first user frame of `frames`: past the innermost run of
+/// allocator frames and of the standard library's frames (a `format!`, a
+/// `collect`, a `to_vec` inside std are not where the user allocated; the
+/// user's call of them is). When every frame belongs to std (allocations std
+/// makes for itself), the first frame after the allocator's; when all are
+/// the allocator's, the outermost.
 pub fn first_user_frame(frames: &[FrameInfo]) -> usize {
+    let allocator = |f: &FrameInfo| f.function.as_deref().is_some_and(is_allocator_frame);
     frames
         .iter()
-        .position(|f| !f.function.as_deref().is_some_and(is_allocator_frame))
+        .position(|f| !allocator(f) && !is_std_frame(f))
+        .or_else(|| frames.iter().position(|f| !allocator(f)))
         .unwrap_or(frames.len().saturating_sub(1))
 }
 
@@ -530,5 +559,12 @@ mod tests {
         ));
         // A stack of allocator frames only: the outermost is shown.
         assert_eq!(first_user_frame(&frames[..3]), 2);
+        // std's own code (by source path) is skipped too, unless it is all there is.
+        let mut fmt = frame("core::fmt::write");
+        fmt.file = Some("/rustc/abc/library/core/src/fmt/mod.rs".into());
+        let user = frame("app::report");
+        let stack = [frames[1].clone(), fmt.clone(), user.clone()];
+        assert_eq!(first_user_frame(&stack), 2);
+        assert_eq!(first_user_frame(&[frames[1].clone(), fmt]), 1);
     }
 }

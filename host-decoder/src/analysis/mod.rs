@@ -65,6 +65,8 @@ pub struct Analyses {
     pub incremental_peak: bool,
     /// The live set at the peak, by site: `(site, bytes, blocks)`.
     pub peak_sites: Option<Vec<(u32, u64, u64)>>,
+    /// Timestamp of the session's first heap event.
+    pub first_ts: Option<u64>,
     /// Stashed old blocks between a realloc's release and allocation halves.
     pending_realloc: stream_map::StreamMap<Option<Block>>,
 }
@@ -80,6 +82,7 @@ impl Analyses {
 
     /// Sets the short-lived threshold from the trace's clock.
     pub fn set_clock(&mut self, ticks_per_second: u64, short_lived_ns: u64) {
+        self.temporaries.threshold_ns = short_lived_ns;
         if ticks_per_second > 0 {
             let t =
                 (u128::from(ticks_per_second) * u128::from(short_lived_ns) / 1_000_000_000) as u64;
@@ -112,6 +115,9 @@ impl Analyses {
     #[inline]
     pub fn apply(&mut self, state: &mut State, ev: &Event) {
         let seq = state.seq;
+        if self.first_ts.is_none() && matches!(ev.op, Op::Alloc { .. } | Op::AllocFailed { .. }) {
+            self.first_ts = Some(ev.ts);
+        }
         match ev.op {
             Op::Alloc {
                 addr,

@@ -21,6 +21,8 @@ pub struct Temporaries {
     pub bytes: u64,
     /// Short-lived threshold in ticks, when the trace has a clock.
     pub threshold_ticks: Option<u64>,
+    /// The threshold as configured, in nanoseconds.
+    pub threshold_ns: u64,
     /// Blocks freed within the threshold.
     pub short_lived: u64,
     /// Of those, how many had an exact free timestamp.

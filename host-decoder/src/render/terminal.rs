@@ -96,7 +96,7 @@ fn session(o: &mut String, r: &Report) {
         s.distinct_stacks
     );
     let when = match r.peak.seconds {
-        Some(sec) => format!("at {sec:.6} s"),
+        Some(sec) => format!("{sec:.6} s after the first allocation"),
         None => format!("at tick {}", r.peak.ts),
     };
     let _ = writeln!(
@@ -124,10 +124,15 @@ fn session(o: &mut String, r: &Report) {
     } else {
         0.0
     };
-    let short = match (t.short_lived, t.short_lived_threshold_ticks) {
-        (Some(n), Some(th)) => format!(
-            "; {n} short-lived (< {th} ticks, lifetimes are {} bounds)",
-            t.lifetime_bound
+    let short = match (t.short_lived, t.short_lived_threshold_ns) {
+        (Some(n), Some(ns)) => format!(
+            "; {n} short-lived (< {}, {})",
+            duration(ns),
+            if t.lifetime_bound == "exact" {
+                "exact lifetimes"
+            } else {
+                "lifetimes are lower bounds"
+            }
         ),
         _ => "; short-lived: no clock in this trace".into(),
     };
@@ -252,6 +257,16 @@ fn session(o: &mut String, r: &Report) {
     }
     for w in r.symbolization.warnings.iter().take(3) {
         let _ = writeln!(o, "note: {w}");
+    }
+}
+
+/// `1500000` ns → `1.5 ms`.
+fn duration(ns: u64) -> String {
+    match ns {
+        n if n < 1_000 => format!("{n} ns"),
+        n if n < 1_000_000 => format!("{:.3} µs", n as f64 / 1e3).replace(".000", ""),
+        n if n < 1_000_000_000 => format!("{:.3} ms", n as f64 / 1e6).replace(".000", ""),
+        n => format!("{:.3} s", n as f64 / 1e9),
     }
 }
 
