@@ -175,7 +175,8 @@ pub(crate) fn frame_address() -> usize {
 /// The frame pointer and stack pointer registers.
 #[inline(always)]
 fn registers() -> Option<(usize, usize)> {
-    #[cfg(target_arch = "x86_64")]
+    // Miri cannot run inline assembly: no stacks there.
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
     {
         let (fp, sp): (usize, usize);
         // SAFETY: reads two registers, touches no memory.
@@ -185,7 +186,7 @@ fn registers() -> Option<(usize, usize)> {
         };
         Some((fp, sp))
     }
-    #[cfg(target_arch = "aarch64")]
+    #[cfg(all(target_arch = "aarch64", not(miri)))]
     {
         let (fp, sp): (usize, usize);
         // SAFETY: reads two registers, touches no memory.
@@ -195,7 +196,7 @@ fn registers() -> Option<(usize, usize)> {
         };
         Some((fp, sp))
     }
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    #[cfg(any(miri, not(any(target_arch = "x86_64", target_arch = "aarch64"))))]
     {
         None
     }
