@@ -75,6 +75,25 @@ pub enum Command {
     /// Write a synthetic trace (benchmarks and tests).
     #[command(hide = true)]
     Synth(SynthArgs),
+    /// Live: RTT read through a GDB server (QEMU `-gdb tcp::PORT -S`, OpenOCD, a J-Link GDB server); needs --elf.
+    Gdb(LiveArgs),
+    /// Live: the byte stream of an RTT TCP server (OpenOCD `rtt server start PORT 1`, J-Link RTT telnet).
+    Tcp(LiveArgs),
+    /// Live: RTT through a debug probe (probe-rs: ADDR is the chip name, e.g. nRF52840_xxAA); needs --elf
+    /// and a build with `--features probe-rs`. defmt logs go to stderr.
+    Rtt(LiveArgs),
+}
+
+/// `gdb`, `tcp`, `rtt`: a live stream, reported when it ends.
+#[derive(Args, Debug)]
+pub struct LiveArgs {
+    /// `host:port` (gdb, tcp) or the probe-rs chip name (rtt).
+    pub addr: String,
+    /// Also write the raw stream to this file, for later `memscope-decode FILE`.
+    #[arg(long, value_name = "PATH")]
+    pub save: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: Common,
 }
 
 /// `check`.
@@ -148,6 +167,9 @@ pub fn main_with(cli: Cli) -> i32 {
         Some(Command::Check(a)) => check(a),
         Some(Command::Diff(a)) => diff(a),
         Some(Command::Synth(a)) => synth(a),
+        Some(Command::Gdb(a)) => live("gdb", a),
+        Some(Command::Tcp(a)) => live("tcp", a),
+        Some(Command::Rtt(a)) => live("rtt", a),
     };
     match result {
         Ok(code) => code,
@@ -307,4 +329,71 @@ fn synth(a: SynthArgs) -> Result<i32, Error> {
         s.bytes as f64 / s.events.max(1) as f64
     );
     Ok(exit::OK)
+}
+
+/// Opens a live source (`gdb`, `tcp`, `rtt`), tees it to `--save`, reports
+/// when the stream ends.
+fn live(kind: &str, a: LiveArgs) -> Result<i32, Error> {
+    use std::io::Read;
+    let name = format!("{kind}:{}", a.addr);
+    let unreadable = |cause| Error::Unreadable {
+        input: name.clone(),
+        offset: None,
+        cause,
+    };
+    let need_elf = || {
+        a.common.elf.clone().ok_or_else(|| {
+            unreadable(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "--elf FIRMWARE.elf is required to find the RTT control block",
+            ))
+        })
+    };
+    let reader: Box<dyn Read + Send> = match kind {
+        "gdb" => {
+            let config = crate::source::gdb::GdbRttConfig::from_elf(&need_elf()?).map_err(unreadable)?;
+            Box::new(crate::source::gdb::GdbRtt::connect(&a.addr, config).map_err(unreadable)?)
+        }
+        "tcp" => Box::new(crate::source::tcp::TcpRtt::connect(&a.addr).map_err(unreadable)?),
+        #[cfg(feature = "probe-rs")]
+        "rtt" => Box::new(
+            crate::source::probe::ProbeRtt::attach(&a.addr, &need_elf()?, Box::new(|line| eprintln!("{line}")))
+                .map_err(unreadable)?,
+        ),
+        _ => {
+            return Err(unreadable(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "this memscope-decode was built without probe-rs: cargo install memscope-decode --features probe-rs",
+            )))
+        }
+    };
+    let reader: Box<dyn Read + Send> = match &a.save {
+        Some(path) => {
+            let file = std::fs::File::create(path).map_err(|cause| Error::Output {
+                path: path.display().to_string(),
+                cause,
+            })?;
+            Box::new(SaveCopy {
+                inner: reader,
+                file,
+            })
+        }
+        None => reader,
+    };
+    report_source(Source::live(name, reader), &a.common)
+}
+
+/// Passes bytes through and writes a copy of each to a file (`--save`).
+struct SaveCopy {
+    inner: Box<dyn std::io::Read + Send>,
+    file: std::fs::File,
+}
+
+impl std::io::Read for SaveCopy {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::io::Write;
+        let n = self.inner.read(buf)?;
+        self.file.write_all(&buf[..n])?;
+        Ok(n)
+    }
 }

@@ -32,7 +32,7 @@ const STACK_TOP: usize = 0x2000_0000 + 256 * 1024;
 const HEAP_SIZE: usize = 32 * 1024;
 
 #[global_allocator]
-static HEAP: TrackingAllocator<TlsfHeap, Stream<RttSink, DwtClock, FrameChain<8, 32>>> =
+static HEAP: TrackingAllocator<TlsfHeap, Stream<RttSink, DwtClock, FrameChain<16, 32>>> =
     TrackingAllocator::new(
         TlsfHeap::empty(),
         Stream::with_stacks(

@@ -36,7 +36,7 @@ mod tracked {
     const STACK_TOP: usize = 0x2000_0000 + 16 * 1024;
 
     #[cfg(feature = "stacks")]
-    pub type Stacks = FrameChain<8, 16>;
+    pub type Stacks = FrameChain<16, 16>;
     #[cfg(not(feature = "stacks"))]
     pub type Stacks = memscope_core::NoStacks;
 

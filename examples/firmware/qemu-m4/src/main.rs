@@ -40,7 +40,7 @@ mod tracked {
     const STACK_TOP: usize = 0x2000_0000 + 256 * 1024;
 
     #[cfg(feature = "stacks")]
-    pub type Stacks = FrameChain<8, 32>;
+    pub type Stacks = FrameChain<16, 32>;
     #[cfg(not(feature = "stacks"))]
     pub type Stacks = memscope_core::NoStacks;
 
