@@ -8,7 +8,7 @@ use crate::frame::{encode_frame, max_frame_len, MAX_HEAD_LEN};
 use crate::sink::Sink;
 use crate::stack::{NoStacks, StackSource, MAX_CAPTURE};
 use crate::stats::{Stats, StatsSnapshot};
-use crate::stream::StreamEncoder;
+use crate::stream::{Prepared, StreamEncoder};
 use crate::wire::{self, Alloc, Dealloc, End, Frames, Header, HeapRegion, Realloc, Record, Stack};
 use core::alloc::Layout;
 use core::cell::RefCell;
@@ -251,14 +251,31 @@ impl<S: Sink, C: Clock, K: StackSource> Stream<S, C, K> {
         st.header_sent
     }
 
-    /// Encodes `rec` as one frame and offers it to the sink; counts it lost
-    /// when it does not fit.
+    /// Encodes `rec` as one frame and offers it to the sink. Returns whether
+    /// the sink took it. Inlined into its one caller (`finish`), where the
+    /// record's kind is known, so only that kind's encoder is linked.
+    #[inline]
     fn write(&self, st: &mut StreamState<K>, rec: &Record<'_>) -> bool {
         let mut buf = [0u8; MAX_HEAD_LEN + wire::MAX_EVENT_LEN];
-        let mut frame = [0u8; FRAME_BUF];
         let Ok(p) = st.enc.prepare(rec, &mut buf) else {
             return false;
         };
+        self.push_frame(st, p, &buf)
+    }
+
+    /// [`write`](Self::write) for a heap event: no extension-record encoder.
+    fn write_event(&self, st: &mut StreamState<K>, rec: &Record<'_>) -> bool {
+        let mut buf = [0u8; MAX_HEAD_LEN + wire::MAX_EVENT_LEN];
+        let Ok(p) = st.enc.prepare_event(rec, &mut buf) else {
+            return false;
+        };
+        self.push_frame(st, p, &buf)
+    }
+
+    /// Frames the prepared bytes `buf[..p.len]` and offers the frame to the
+    /// sink; the encoder's base moves only if the sink took it.
+    fn push_frame(&self, st: &mut StreamState<K>, p: Prepared, buf: &[u8]) -> bool {
+        let mut frame = [0u8; FRAME_BUF];
         match encode_frame(0, false, &[&buf[..p.len]], &mut frame) {
             Ok(n) if self.sink.write_frame(&frame[..n]) => {
                 st.enc.commit(p);
@@ -281,17 +298,25 @@ impl<S: Sink, C: Clock, K: StackSource> Stream<S, C, K> {
                 return t;
             };
             let prev_ts = st.enc.last_ts();
-            let (t, mut rec) = op(&self.stats, prev_ts);
-            self.fold_reentered(&mut st);
-            if K::ENABLED {
-                self.attach_stack(&mut st, &mut rec);
-            }
-            if !(self.send_header(&mut st) && self.write(&mut st, &rec)) {
-                st.enc.lose();
-                self.stats.on_lost();
-            }
+            let (t, rec) = op(&self.stats, prev_ts);
+            self.emit(&mut st, rec);
             t
         })
+    }
+
+    /// Everything after the inner call that does not depend on which call it
+    /// was, out of line: one copy in flash instead of one per `GlobalAlloc`
+    /// method.
+    #[inline(never)]
+    fn emit(&self, st: &mut StreamState<K>, mut rec: Record<'static>) {
+        self.fold_reentered(st);
+        if K::ENABLED {
+            self.attach_stack(st, &mut rec);
+        }
+        if !(self.send_header(st) && self.write_event(st, &rec)) {
+            st.enc.lose();
+            self.stats.on_lost();
+        }
     }
 
     /// Captures the call stack, sends it if it is new, and puts its id into
@@ -324,7 +349,8 @@ impl<S: Sink, C: Clock, K: StackSource> Stream<S, C, K> {
     }
 
     /// [`write`](Self::write) for records up to a full [`Stack`] of
-    /// [`MAX_CAPTURE`] frames.
+    /// [`MAX_CAPTURE`] frames. Inlined into its one caller, as `write`.
+    #[inline]
     fn write_large(&self, st: &mut StreamState<K>, rec: &Record<'_>) -> bool {
         const LEN: usize = MAX_HEAD_LEN + wire::MAX_EVENT_LEN + 16 + 10 * MAX_CAPTURE;
         let mut buf = [0u8; LEN];

@@ -54,20 +54,39 @@ impl StreamEncoder {
     /// Encodes `rec` (with the lost count and sync it needs) into `out`.
     #[inline]
     pub fn prepare(&self, rec: &Record<'_>, out: &mut [u8]) -> Result<Prepared, EncodeError> {
+        self.prepare_with(out, |delta, rest| rec.encode(delta, rest))
+    }
+
+    /// [`prepare`](Self::prepare) for a heap event (alloc, dealloc, realloc):
+    /// encodes with [`Record::encode_event`], so a recorder that prepares
+    /// every event this way links no extension-record serializer for it.
+    #[inline]
+    pub fn prepare_event(&self, rec: &Record<'_>, out: &mut [u8]) -> Result<Prepared, EncodeError> {
+        self.prepare_with(out, |delta, rest| rec.encode_event(delta, rest))
+    }
+
+    #[inline(always)]
+    fn prepare_with(
+        &self,
+        out: &mut [u8],
+        encode: impl FnOnce(Delta, &mut [u8]) -> Result<(usize, Delta), EncodeError>,
+    ) -> Result<Prepared, EncodeError> {
         let mut len = 0;
         if self.lost > 0 {
-            len += Record::Lost { count: self.lost }.encode(self.delta, out)?.0;
+            len += Record::Lost { count: self.lost }
+                .encode_event(self.delta, out)?
+                .0;
         }
         let synced = self.since_sync >= SYNC_INTERVAL;
         let mut delta = self.delta;
         if synced {
             let rest = out.get_mut(len..).ok_or(EncodeError::NoSpace)?;
-            let (n, d) = Record::Sync(delta).encode(delta, rest)?;
+            let (n, d) = Record::Sync(delta).encode_event(delta, rest)?;
             len += n;
             delta = d;
         }
         let rest = out.get_mut(len..).ok_or(EncodeError::NoSpace)?;
-        let (n, delta) = rec.encode(delta, rest)?;
+        let (n, delta) = encode(delta, rest)?;
         Ok(Prepared {
             len: len + n,
             delta,

@@ -477,7 +477,10 @@ impl Out<'_> {
         Ok(())
     }
 
-    #[inline]
+    // Out of line where flash is small and a 64-bit varint loop is long (32-bit
+    // cores): a record writes up to seven of them.
+    #[cfg_attr(target_pointer_width = "32", inline(never))]
+    #[cfg_attr(not(target_pointer_width = "32"), inline)]
     fn u64(&mut self, v: u64) -> Result<(), EncodeError> {
         let rest = self.buf.get_mut(self.pos..).ok_or(EncodeError::NoSpace)?;
         self.pos += varint::write_u64(rest, v).ok_or(EncodeError::NoSpace)?;
@@ -555,7 +558,45 @@ impl Record<'_> {
     /// `delta`. Returns the bytes written and the base for the next record; the
     /// caller adopts that base only once the bytes are committed to the stream,
     /// so a record dropped on a full ring never desynchronises the deltas.
+    ///
+    /// Always inlined (it is a jump to one out-of-line encoder per kind), so
+    /// that where the kind is known at compile time (a recorder writing its
+    /// header or end record) only that kind's encoder is linked: on a
+    /// microcontroller the serializers of host-only kinds would cost flash.
+    #[inline(always)]
     pub fn encode(&self, delta: Delta, out: &mut [u8]) -> Result<(usize, Delta), EncodeError> {
+        let n = match *self {
+            Record::Alloc(_)
+            | Record::Dealloc(_)
+            | Record::Realloc(_)
+            | Record::Sync(_)
+            | Record::Lost { .. } => return self.encode_event(delta, out),
+            Record::Header(h) => ext_serde(out, ext::HEADER, &h)?,
+            Record::HeapRegion(r) => ext_serde(out, ext::HEAP_REGION, &r)?,
+            Record::End(e) => ext_serde(out, ext::END, &e)?,
+            Record::Thread(t) => ext_serde(out, ext::THREAD, &t)?,
+            Record::ScopeEnter { name } => ext_serde(out, ext::SCOPE_ENTER, &name)?,
+            Record::ScopeExit => ext_serde(out, ext::SCOPE_EXIT, &())?,
+            Record::Name(n) => ext_serde(out, ext::NAME, &n)?,
+            Record::Module(m) => ext_serde(out, ext::MODULE, &m)?,
+            Record::Mark { name } => ext_serde(out, ext::MARK, &name)?,
+            Record::Stack(s) => encode_stack(out, s)?,
+            Record::Unknown { .. } => return Err(EncodeError::Unrepresentable),
+        };
+        // Extension records leave the base alone.
+        Ok((n, delta))
+    }
+
+    /// [`encode`](Self::encode) for the records a recorder writes per heap
+    /// event (alloc, dealloc, realloc, and the sync and lost records that go
+    /// with them); any other kind is [`EncodeError::Unrepresentable`]. Holds
+    /// the code of these kinds only, so a recorder that calls it for every
+    /// event links no serializer it does not need.
+    pub fn encode_event(
+        &self,
+        delta: Delta,
+        out: &mut [u8],
+    ) -> Result<(usize, Delta), EncodeError> {
         let mut o = Out { buf: out, pos: 0 };
         let mut next = delta;
         match *self {
@@ -640,81 +681,88 @@ impl Record<'_> {
                 o.byte(kind::LOST)?;
                 o.u64(count)?;
             }
-            Record::Header(h) => ext_serde(&mut o, ext::HEADER, &h)?,
-            Record::HeapRegion(r) => ext_serde(&mut o, ext::HEAP_REGION, &r)?,
-            Record::End(e) => ext_serde(&mut o, ext::END, &e)?,
-            Record::Thread(t) => ext_serde(&mut o, ext::THREAD, &t)?,
-            Record::ScopeEnter { name } => ext_serde(&mut o, ext::SCOPE_ENTER, &name)?,
-            Record::ScopeExit => ext_serde(&mut o, ext::SCOPE_EXIT, &())?,
-            Record::Name(n) => ext_serde(&mut o, ext::NAME, &n)?,
-            Record::Module(m) => ext_serde(&mut o, ext::MODULE, &m)?,
-            Record::Mark { name } => ext_serde(&mut o, ext::MARK, &name)?,
-            Record::Stack(s) => {
-                if s.frames.len() > MAX_STACK_DEPTH {
-                    return Err(EncodeError::Unrepresentable);
-                }
-                ext_body(&mut o, ext::STACK, |o| {
-                    o.u64(s.id.into())?;
-                    o.u64(s.frames.len() as u64)?;
-                    let mut prev = 0u64;
-                    for f in s.frames.iter() {
-                        o.addr(f, prev)?;
-                        prev = f;
-                    }
-                    Ok(())
-                })?;
-            }
-            Record::Unknown { .. } => return Err(EncodeError::Unrepresentable),
+            _ => return Err(EncodeError::Unrepresentable),
         }
         Ok((o.pos, next))
     }
 }
 
-/// Writes an extension record whose body `body` writes. The length varint is
-/// reserved as two bytes (bodies up to 16383 bytes) and closed up afterwards
-/// when one suffices.
+/// Writes an extension record whose body `body` writes, with its length as a
+/// varint in front (bodies up to 16383 bytes).
+///
+/// The body is written after a one-byte length, which fits almost every
+/// body; a longer one is written again one byte further on. Writing twice in
+/// that rare case costs less than moving bytes: a `memmove` is about 1.5 KB of
+/// flash on a Cortex-M.
 fn ext_body(
     o: &mut Out<'_>,
     ext_kind: u64,
-    body: impl FnOnce(&mut Out<'_>) -> Result<(), EncodeError>,
+    body: impl Fn(&mut Out<'_>) -> Result<(), EncodeError>,
 ) -> Result<(), EncodeError> {
     o.byte(kind::EXT)?;
     o.u64(ext_kind)?;
     let len_at = o.pos;
-    o.pos += 2;
-    if o.pos > o.buf.len() {
-        return Err(EncodeError::NoSpace);
+    for len_len in 1..=2 {
+        o.pos = len_at + len_len;
+        if o.pos > o.buf.len() {
+            return Err(EncodeError::NoSpace);
+        }
+        body(o)?;
+        let len = o.pos - len_at - len_len;
+        let head = o
+            .buf
+            .get_mut(len_at..len_at + len_len)
+            .ok_or(EncodeError::NoSpace)?;
+        match head {
+            [one] if len < 0x80 => {
+                *one = len as u8;
+                return Ok(());
+            }
+            [lo, hi] if len < 1 << 14 => {
+                *lo = (len as u8) | 0x80;
+                *hi = (len >> 7) as u8;
+                return Ok(());
+            }
+            _ => {}
+        }
     }
-    let body_at = o.pos;
-    body(o)?;
-    close_ext(o, len_at, body_at)
+    Err(EncodeError::Unrepresentable)
 }
 
-fn ext_serde<T: Serialize>(o: &mut Out<'_>, ext_kind: u64, v: &T) -> Result<(), EncodeError> {
-    ext_body(o, ext_kind, |o| {
+/// An extension record whose body is `v` serialized by postcard. Out of line:
+/// one copy per body type, called from wherever [`Record::encode`] is inlined.
+#[inline(never)]
+fn ext_serde<T: Serialize>(out: &mut [u8], ext_kind: u64, v: &T) -> Result<usize, EncodeError> {
+    let mut o = Out { buf: out, pos: 0 };
+    ext_body(&mut o, ext_kind, |o| {
         let rest = o.buf.get_mut(o.pos..).ok_or(EncodeError::NoSpace)?;
         let used = postcard::to_slice(v, rest)
             .map_err(|_| EncodeError::NoSpace)?
             .len();
         o.pos += used;
         Ok(())
-    })
+    })?;
+    Ok(o.pos)
 }
 
-fn close_ext(o: &mut Out<'_>, len_at: usize, body_at: usize) -> Result<(), EncodeError> {
-    let len = o.pos - body_at;
-    if len >= 1 << 14 {
+/// A [`Stack`] record: id, count, then the addresses as zigzag distances.
+#[inline(never)]
+fn encode_stack(out: &mut [u8], s: Stack<'_>) -> Result<usize, EncodeError> {
+    if s.frames.len() > MAX_STACK_DEPTH {
         return Err(EncodeError::Unrepresentable);
     }
-    if len < 0x80 {
-        o.buf[len_at] = len as u8;
-        o.buf.copy_within(body_at..o.pos, len_at + 1);
-        o.pos -= 1;
-    } else {
-        o.buf[len_at] = (len as u8) | 0x80;
-        o.buf[len_at + 1] = (len >> 7) as u8;
-    }
-    Ok(())
+    let mut o = Out { buf: out, pos: 0 };
+    ext_body(&mut o, ext::STACK, |o| {
+        o.u64(s.id.into())?;
+        o.u64(s.frames.len() as u64)?;
+        let mut prev = 0u64;
+        for f in s.frames.iter() {
+            o.addr(f, prev)?;
+            prev = f;
+        }
+        Ok(())
+    })?;
+    Ok(o.pos)
 }
 
 fn decode_align(code: u8, r: &mut In<'_>) -> Result<u64, DecodeError> {

@@ -213,3 +213,39 @@ fn reserved_kind_stops_the_frame() {
     assert_eq!(records.next(), None);
     assert_eq!(records.remaining(), 4);
 }
+
+/// Extension bodies of every length class: one-byte length (up to 127), two-byte
+/// length (up to 16383), and too long (refused, never truncated).
+#[test]
+fn extension_body_lengths_at_the_varint_boundaries() {
+    // A mark's body is the name's length as a varint, then the name.
+    for (name_len, body_len) in [
+        (0usize, 1usize),
+        (126, 127),
+        (127, 128),
+        (200, 202),
+        (16381, 16383),
+    ] {
+        let name = "m".repeat(name_len);
+        let rec = Record::Mark { name: &name };
+        let mut buf = vec![0u8; 20_000];
+        let (n, _) = rec.encode(Delta::default(), &mut buf).unwrap();
+        let len_len = if body_len < 128 { 1 } else { 2 };
+        assert_eq!(n, 2 + len_len + body_len, "tag, kind, length, body");
+        let mut delta = Delta::default();
+        let (back, used) = Record::decode(&buf[..n], &mut delta).unwrap();
+        assert_eq!((back, used), (rec, n));
+        // Exactly enough room works; one byte less does not.
+        assert_eq!(
+            rec.encode(Delta::default(), &mut buf[..n]).map(|r| r.0),
+            Ok(n)
+        );
+        assert!(rec.encode(Delta::default(), &mut buf[..n - 1]).is_err());
+    }
+    let name = "m".repeat(16382);
+    let mut buf = vec![0u8; 20_000];
+    assert_eq!(
+        Record::Mark { name: &name }.encode(Delta::default(), &mut buf),
+        Err(memscope_core::wire::EncodeError::Unrepresentable)
+    );
+}
