@@ -88,13 +88,10 @@ impl DwtClock {
             critical_section::with(|_| {
                 let low = cortex_m::peripheral::DWT::cycle_count();
                 // Relaxed: single core, and we are inside a critical section.
-                let mut high = self.high.load(Relaxed);
-                if low < self.last_low.load(Relaxed) {
-                    high = high.wrapping_add(1);
-                    self.high.store(high, Relaxed);
-                }
+                let (high, now) = extend(self.last_low.load(Relaxed), self.high.load(Relaxed), low);
+                self.high.store(high, Relaxed);
                 self.last_low.store(low, Relaxed);
-                (u64::from(high) << 32) | u64::from(low)
+                now
             })
         }
     }
@@ -111,6 +108,19 @@ impl crate::clock::Clock for DwtClock {
         // Relaxed: a rate that is set once, before the first event.
         u64::from(self.running_hz.load(Relaxed))
     }
+}
+
+/// Extends a 32-bit counter reading `low` to 64 bits, given the previous
+/// reading and the upper half so far: a reading below the previous one means
+/// the counter wrapped once. Returns the new upper half and the timestamp.
+#[cfg_attr(not(target_has_atomic = "32"), allow(dead_code))]
+fn extend(last_low: u32, high: u32, low: u32) -> (u32, u64) {
+    let high = if low < last_low {
+        high.wrapping_add(1)
+    } else {
+        high
+    };
+    (high, (u64::from(high) << 32) | u64::from(low))
 }
 
 /// EXC_RETURN values (0xFFFFFFxx) are what LR holds inside an exception
@@ -256,6 +266,22 @@ mod tests {
                 .map(|(_, v)| *v)
                 .unwrap_or(0xDEAD_BEEF)
         }
+    }
+
+    #[test]
+    fn the_cycle_counter_is_extended_past_its_wrap() {
+        assert_eq!(extend(10, 0, 20), (0, 20));
+        assert_eq!(extend(u32::MAX - 5, 0, 3), (1, (1 << 32) | 3));
+        assert_eq!(extend(3, 1, 3), (1, (1 << 32) | 3), "same reading: no wrap");
+        let mut t = (0u32, 0u64);
+        let mut last = 0u32;
+        for low in [100, u32::MAX, 7, 8, u32::MAX - 1, 0] {
+            let next = extend(last, t.0, low);
+            assert!(next.1 >= t.1, "monotonic");
+            t = next;
+            last = low;
+        }
+        assert_eq!(t.1, 2 << 32);
     }
 
     #[test]

@@ -102,3 +102,42 @@ impl Sink for RttSink {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rtt_target::rtt::RttChannel;
+
+    #[test]
+    fn a_frame_lands_whole_or_not_at_all() {
+        let mut buf = [0u8; 16];
+        // SAFETY: an all-zero RttChannel is valid (rtt-target zero-initialises
+        // its control block the same way); `init` gets a NUL-terminated name
+        // and a buffer that outlives the channel.
+        let mut ch: RttChannel = unsafe { core::mem::zeroed() };
+        unsafe {
+            ch.init(
+                b"memscope\0".as_ptr(),
+                ChannelMode::BlockIfFull,
+                &mut buf as *mut [u8],
+            );
+        }
+        let sink = RttSink::new();
+        assert!(
+            !sink.write_frame(&[9; 4]),
+            "no channel yet: nothing is taken"
+        );
+        // SAFETY: `ch` lives until the end of the test and nothing else uses it.
+        sink.attach(unsafe { UpChannel::new(&mut ch) });
+        assert!(sink.is_drained());
+        // 16 bytes hold 15: one slot tells full from empty.
+        assert!(sink.write_frame(&[1; 10]));
+        assert!(
+            !sink.write_frame(&[2; 10]),
+            "does not fit: skipped, not trimmed, not blocked"
+        );
+        assert!(sink.write_frame(&[3; 5]));
+        assert!(!sink.is_drained());
+        assert_eq!(&buf[..15], &[1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 3, 3, 3, 3, 3]);
+    }
+}
