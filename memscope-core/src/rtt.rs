@@ -117,7 +117,7 @@ mod tests {
         let mut ch: RttChannel = unsafe { core::mem::zeroed() };
         unsafe {
             ch.init(
-                b"memscope\0".as_ptr(),
+                c"memscope".as_ptr().cast(),
                 ChannelMode::BlockIfFull,
                 &mut buf as *mut [u8],
             );
