@@ -87,6 +87,12 @@ impl Merger {
         l
     }
 
+    /// Nothing is buffered.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.buffered == 0
+    }
+
     /// Adds an event of its stream, in stream order.
     #[inline]
     pub fn push(&mut self, ev: Event) {

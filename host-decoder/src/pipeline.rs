@@ -75,6 +75,8 @@ pub struct SessionRun {
     pub start_offset: u64,
     clock_set: bool,
     capture_at: Option<u64>,
+    /// Heap regions of the session (copied from its header records).
+    regions: Vec<(u64, u64)>,
     /// Pass 2: only the live set is replayed.
     replay: Option<crate::analysis::peak::LiveReplay>,
 }
@@ -93,11 +95,12 @@ impl SessionRun {
             clock_set: false,
             capture_at: None,
             replay: None,
+            regions: Vec::new(),
         }
     }
 
     #[inline]
-    fn apply(&mut self, ev: &Event, regions: &[(u64, u64)]) -> bool {
+    fn apply(&mut self, ev: &Event) -> bool {
         let Some(replay) = &mut self.replay else {
             self.analyses.apply(&mut self.state, ev);
             return false;
@@ -108,7 +111,8 @@ impl SessionRun {
             self.capture_at = None;
             self.peak = Some(PeakCapture {
                 sites: replay.sites(),
-                fragmentation: regions
+                fragmentation: self
+                    .regions
                     .iter()
                     .map(|&(s, l)| {
                         fragmentation::analyse(s, l, replay.live.iter().map(|(a, b)| (*a, b.1)))
@@ -249,9 +253,8 @@ impl Pass<'_> {
                             match outcome {
                                 FrameOutcome::Done => break,
                                 FrameOutcome::Reset(pos) => {
-                                    let regions = dec.session.regions.clone();
                                     merger.flush(|e| {
-                                        stop |= cur.apply(e, &regions);
+                                        stop |= cur.apply(e);
                                     });
                                     cur.late_events += merger.late;
                                     merger.late = 0;
@@ -289,9 +292,11 @@ impl Pass<'_> {
                         if dec.frame_ended {
                             merger.close(stream);
                         }
-                        let regions = &dec.session.regions;
+                        if cur.regions.len() != dec.session.regions.len() {
+                            cur.regions.clone_from(&dec.session.regions);
+                        }
                         merger.drain(|e| {
-                            stop |= cur.apply(e, regions);
+                            stop |= cur.apply(e);
                         });
                     }
                     Piece::Damaged(span) => {
@@ -324,9 +329,8 @@ impl Pass<'_> {
             cause,
         })?;
         if !stop {
-            let regions = dec.session.regions.clone();
             merger.flush(|e| {
-                cur.apply(e, &regions);
+                cur.apply(e);
             });
         }
         cur.late_events += merger.late;

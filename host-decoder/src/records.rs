@@ -430,7 +430,7 @@ impl Decoder {
                     st.synced = true;
                     prev_ts = d.ts;
                 }
-                Record::Lost { count } => st.counts.lost += count,
+                Record::Lost { count } => st.counts.lost = st.counts.lost.saturating_add(count),
                 Record::Alloc(a) => {
                     prev_ts = a.ts;
                     if !st.synced {

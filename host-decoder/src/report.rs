@@ -635,21 +635,17 @@ pub fn completeness(s: &SessionRun) -> (bool, Vec<String>) {
     let mut lost = 0;
     let mut skipped = 0;
     for (id, st) in &sess.streams {
-        lost += st.counts.lost.max(st.end.map_or(0, |e| e.lost));
-        skipped += st.counts.skipped_unsynced;
+        lost = st
+            .counts
+            .lost
+            .max(st.end.map_or(0, |e| e.lost))
+            .saturating_add(lost);
+        skipped = st.counts.skipped_unsynced.saturating_add(skipped);
         match &st.end {
             None => why.push(format!("stream {id} has no End record (cut short?)")),
             Some(e) => {
                 let c = &st.counts;
-                if (c.allocs, c.deallocs, c.reallocs, c.failed)
-                    != (
-                        e.allocs - e.lost.min(e.allocs),
-                        e.deallocs,
-                        e.reallocs,
-                        e.failed,
-                    )
-                    && !end_matches(st)
-                {
+                if !end_matches(st) {
                     why.push(format!(
                         "stream {id}: End says {}/{}/{} alloc/dealloc/realloc calls, {}/{}/{} decoded",
                         e.allocs, e.deallocs, e.reallocs, c.allocs, c.deallocs, c.reallocs
@@ -684,7 +680,11 @@ fn end_matches(st: &crate::records::StreamState) -> bool {
     let c = &st.counts;
     // The End counts every call, recorded or lost; the lost ones were
     // reported by Lost records.
-    c.allocs + c.deallocs + c.reallocs + c.lost.max(e.lost) == e.allocs + e.deallocs + e.reallocs
+    let decoded = u128::from(c.allocs)
+        + u128::from(c.deallocs)
+        + u128::from(c.reallocs)
+        + u128::from(c.lost.max(e.lost));
+    decoded == u128::from(e.allocs) + u128::from(e.deallocs) + u128::from(e.reallocs)
         && c.allocs <= e.allocs
         && c.deallocs <= e.deallocs
         && c.reallocs <= e.reallocs
@@ -714,7 +714,7 @@ fn build_session(
         .streams
         .values()
         .map(|st| st.counts.lost.max(st.end.map_or(0, |e| e.lost)))
-        .sum();
+        .fold(0, u64::saturating_add);
     let t = &an.totals;
 
     // Peak.
@@ -1052,7 +1052,7 @@ fn build_session(
             .streams
             .values()
             .map(|s| s.counts.skipped_unsynced)
-            .sum(),
+            .fold(0, u64::saturating_add),
         unknown_stack_refs: sess.unknown_stack_refs,
         unknown_records: sess.unknown_records,
         late_events: s.late_events,

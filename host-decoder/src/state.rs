@@ -106,7 +106,7 @@ impl State {
     /// misordered trace).
     #[inline]
     pub fn insert(&mut self, addr: u64, block: Block) -> Option<Block> {
-        self.live_bytes += block.size;
+        self.live_bytes = self.live_bytes.saturating_add(block.size);
         // A remembered free of this address stays: it is only consulted for
         // addresses that are not live, and the next free overwrites it.
         let old = self.live.insert(addr, block);

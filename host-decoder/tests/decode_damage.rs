@@ -189,3 +189,56 @@ fn unknown_extension_records_are_skipped() {
     assert_eq!(r.summary.allocations, 2);
     assert!(r.summary.complete, "{:?}", r.summary.incomplete_reasons);
 }
+
+#[test]
+fn heavy_random_damage_never_panics_anywhere_in_the_pipeline() {
+    // Unchecked frames, so damaged bytes often still decode as (bogus)
+    // records: huge sizes, unknown streams, absurd counts. Every stage, the
+    // report, both renderers and the budget check must survive them.
+    let full = sample(false);
+    let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    for round in 0..300 {
+        let mut bytes = full.clone();
+        let edits = 1 + next() % 40;
+        for _ in 0..edits {
+            let i = (next() as usize) % bytes.len();
+            match next() % 4 {
+                0 => bytes[i] = next() as u8,
+                1 => bytes[i] = 0,
+                2 => bytes.insert(i, next() as u8),
+                _ => {
+                    bytes.remove(i);
+                }
+            }
+        }
+        let run = match if round % 2 == 0 {
+            run_live(&bytes)
+        } else {
+            run_file(&bytes)
+        } {
+            Ok(r) => r,
+            Err(e) => {
+                assert!(matches!(e, Error::NotATrace { .. }), "round {round}: {e}");
+                continue;
+            }
+        };
+        let r = report_of(&run);
+        let _ = memscope_decode::render::terminal::render(&r);
+        memscope_decode::render::json::write(&r, std::io::sink()).unwrap();
+        let _ = memscope_decode::budget::check(
+            &r,
+            &memscope_decode::budget::Budget {
+                max_peak: Some(1),
+                no_leaks: true,
+                require_complete: true,
+                ..Default::default()
+            },
+        );
+    }
+}

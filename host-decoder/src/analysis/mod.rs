@@ -127,24 +127,24 @@ impl Analyses {
             } => {
                 self.totals.allocations += 1;
                 self.totals.zeroed += u64::from(zeroed);
-                self.totals.bytes_allocated += size;
+                self.totals.bytes_allocated = self.totals.bytes_allocated.saturating_add(size);
                 self.sizes.add(size);
                 let block = state.new_block(ev, size, align);
                 self.on_new_block(state, ev, addr, block, size);
                 let s = self.sites.get(ev.stack);
                 s.allocs += 1;
-                s.bytes += size;
+                s.bytes = s.bytes.saturating_add(size);
                 if s.allocs == 1 || size < s.min_size {
                     s.min_size = size;
                 }
                 s.max_size = s.max_size.max(size);
                 let t = self.attribution.threads.entry(ev.stream);
                 t.allocs += 1;
-                t.bytes += size;
+                t.bytes = t.bytes.saturating_add(size);
                 if block.scope != NONE {
                     let sc = self.attribution.scopes.entry(block.scope).or_default();
                     sc.allocs += 1;
-                    sc.bytes += size;
+                    sc.bytes = sc.bytes.saturating_add(size);
                 }
             }
             Op::AllocFailed { .. } => {
@@ -175,7 +175,7 @@ impl Analyses {
                             );
                         }
                         self.before_decrease();
-                        self.totals.bytes_freed += b.size;
+                        self.totals.bytes_freed = self.totals.bytes_freed.saturating_add(b.size);
                         self.on_block_gone(&b, ev.stream);
                         self.on_freed(&b, ev, ts_exact);
                     }
@@ -245,8 +245,14 @@ impl Analyses {
                     .get_mut(ev.stream)
                     .and_then(Option::take);
                 let old_len = old.map_or(old_size, |b| b.size);
-                self.totals.bytes_allocated += new_size.saturating_sub(old_len);
-                self.totals.bytes_freed += old_len.saturating_sub(new_size);
+                self.totals.bytes_allocated = self
+                    .totals
+                    .bytes_allocated
+                    .saturating_add(new_size.saturating_sub(old_len));
+                self.totals.bytes_freed = self
+                    .totals
+                    .bytes_freed
+                    .saturating_add(old_len.saturating_sub(new_size));
                 let mut block = state.new_block(ev, new_size, align);
                 if let Some(o) = old {
                     block.origin_site = o.origin_site;
@@ -258,7 +264,7 @@ impl Analyses {
                     if new_addr != old_addr {
                         let g = self.sites.get(o.origin_site);
                         g.moved += 1;
-                        g.copied_bytes += old_len.min(new_size);
+                        g.copied_bytes = g.copied_bytes.saturating_add(old_len.min(new_size));
                     }
                     if o.name != NONE {
                         if let Some(n) = self.attribution.names.get_mut(&o.name) {
@@ -273,10 +279,10 @@ impl Analyses {
                 self.on_new_block(state, ev, new_addr, block, new_size);
                 let s = self.sites.get(ev.stack);
                 s.reallocs += 1;
-                s.bytes += new_size.saturating_sub(old_len);
+                s.bytes = s.bytes.saturating_add(new_size.saturating_sub(old_len));
                 s.max_size = s.max_size.max(new_size);
                 let t = self.attribution.threads.entry(ev.stream);
-                t.bytes += new_size.saturating_sub(old_len);
+                t.bytes = t.bytes.saturating_add(new_size.saturating_sub(old_len));
             }
             Op::ReallocFailed { .. } => {
                 self.totals.reallocations += 1;
@@ -332,14 +338,14 @@ impl Analyses {
             self.on_block_gone(&over, ev.stream);
         }
         let s = self.sites.get(block.site);
-        s.live_bytes += size;
+        s.live_bytes = s.live_bytes.saturating_add(size);
         s.live_blocks += 1;
         let t = self.attribution.threads.entry(block.stream);
-        t.live_bytes += size;
+        t.live_bytes = t.live_bytes.saturating_add(size);
         t.live_blocks += 1;
         if block.scope != NONE {
             let sc = self.attribution.scopes.entry(block.scope).or_default();
-            sc.live_bytes += size;
+            sc.live_bytes = sc.live_bytes.saturating_add(size);
             sc.live_blocks += 1;
         }
         self.peak.grow(size, 1, state.seq, ev.ts);
@@ -379,7 +385,7 @@ impl Analyses {
             .is_some_and(|t| lifetime < t);
         if temporary {
             self.temporaries.count += 1;
-            self.temporaries.bytes += b.size;
+            self.temporaries.bytes = self.temporaries.bytes.saturating_add(b.size);
         }
         if short {
             self.temporaries.short_lived += 1;
@@ -394,10 +400,10 @@ impl Analyses {
             s.cross_thread_frees += 1;
             let c = &mut self.attribution.cross_thread;
             c.count += 1;
-            c.bytes += b.size;
+            c.bytes = c.bytes.saturating_add(b.size);
             let p = c.pairs.entry((b.stream, ev.stream)).or_default();
             p.0 += 1;
-            p.1 += b.size;
+            p.1 = p.1.saturating_add(b.size);
             self.attribution.threads.entry(ev.stream).foreign_frees += 1;
         }
         if b.name != NONE {

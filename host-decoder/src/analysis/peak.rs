@@ -33,7 +33,7 @@ impl Peak {
     /// `bytes` became live in one new block (`blocks` = 1) or a resize (0).
     #[inline]
     pub fn grow(&mut self, bytes: u64, blocks: u64, seq: u64, ts: u64) {
-        self.current_bytes += bytes;
+        self.current_bytes = self.current_bytes.saturating_add(bytes);
         self.current_blocks += blocks;
         self.max_blocks = self.max_blocks.max(self.current_blocks);
         if self.current_bytes > self.peak_bytes || self.peak_seq.is_none() && bytes > 0 {
@@ -84,7 +84,7 @@ impl LiveReplay {
             self.sub(s, b);
         }
         let e = self.site(site);
-        e.0 += size;
+        e.0 = e.0.saturating_add(size);
         e.1 += 1;
     }
 

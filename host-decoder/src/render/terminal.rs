@@ -292,10 +292,10 @@ fn heap_bar(g: &crate::analysis::fragmentation::Fragmentation, width: u64) -> St
     let per = g.len.div_ceil(width).max(1);
     for sp in g.map.iter().filter(|s| s.used) {
         let mut at = sp.offset;
-        let end = sp.offset + sp.len;
+        let end = sp.offset.saturating_add(sp.len);
         while at < end {
             let cell = (at / per) as usize;
-            let cell_end = ((cell as u64) + 1) * per;
+            let cell_end = ((cell as u64) + 1).saturating_mul(per);
             let take = end.min(cell_end) - at;
             if let Some(c) = cells.get_mut(cell) {
                 *c += take;
