@@ -13,6 +13,7 @@ pub struct Cmd {
     program: OsString,
     args: Vec<OsString>,
     envs: Vec<(OsString, OsString)>,
+    removed_envs: Vec<OsString>,
     dir: Option<PathBuf>,
 }
 
@@ -22,6 +23,7 @@ impl Cmd {
             program: program.into(),
             args: Vec::new(),
             envs: Vec::new(),
+            removed_envs: Vec::new(),
             dir: None,
         }
     }
@@ -50,6 +52,12 @@ impl Cmd {
         self
     }
 
+    /// Runs without `key` in the environment.
+    pub fn env_remove(mut self, key: impl Into<OsString>) -> Self {
+        self.removed_envs.push(key.into());
+        self
+    }
+
     pub fn dir(mut self, dir: impl AsRef<Path>) -> Self {
         self.dir = Some(dir.as_ref().to_path_buf());
         self
@@ -58,6 +66,9 @@ impl Cmd {
     fn command(&self) -> Command {
         let mut c = Command::new(&self.program);
         c.args(&self.args);
+        for k in &self.removed_envs {
+            c.env_remove(k);
+        }
         for (k, v) in &self.envs {
             c.env(k, v);
         }
@@ -124,6 +135,12 @@ impl fmt::Display for Cmd {
     /// `KEY=value program args…`, quoted where the shell would need it.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut words = Vec::new();
+        if !self.removed_envs.is_empty() {
+            words.push("env".to_string());
+            for k in &self.removed_envs {
+                words.push(format!("-u {}", k.to_string_lossy()));
+            }
+        }
         for (k, v) in &self.envs {
             words.push(format!(
                 "{}={}",
@@ -187,6 +204,14 @@ mod tests {
             "RUSTFLAGS='--cfg loom' cargo test --test loom_ring"
         );
         assert_eq!(quote("it's"), r"'it'\''s'");
+        let c = Cmd::new("cargo")
+            .arg("build")
+            .env_remove("RUSTFLAGS")
+            .env("CARGO_TARGET_DIR", "t/fw");
+        assert_eq!(
+            c.to_string(),
+            "env -u RUSTFLAGS CARGO_TARGET_DIR=t/fw cargo build"
+        );
     }
 
     #[test]

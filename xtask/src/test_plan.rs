@@ -163,30 +163,24 @@ const FIRMWARE: &[(&str, &str)] = &[
 ];
 
 /// The firmware workspace, when it exists, built from its own directory so
-/// that its `.cargo/config.toml` (linker scripts, runners) applies; one cargo
-/// call per target, release profile as the firmware's README commands use.
+/// that its `.cargo/config.toml` (linker scripts, runners) applies. Each
+/// package is built the way tests/tests/qemu_firmware.rs builds it (release,
+/// `<target>/firmware`, no host RUSTFLAGS), so the QEMU tests reuse the build.
 fn firmware(cx: &Context) -> Plan {
     let dir = cx.root.join("examples/firmware");
     if !dir.join("Cargo.toml").is_file() {
         return Plan::Skip("examples/firmware/Cargo.toml does not exist yet".into());
     }
-    let mut targets: Vec<&str> = FIRMWARE.iter().map(|(_, t)| *t).collect();
-    targets.sort_unstable();
-    targets.dedup();
-    let cmds: Vec<Cmd> = targets
-        .into_iter()
-        .filter_map(|target| {
-            let packages: Vec<&str> = FIRMWARE
-                .iter()
-                .filter(|(p, t)| *t == target && dir.join(p).join("Cargo.toml").is_file())
-                .flat_map(|(p, _)| ["-p", p])
-                .collect();
-            (!packages.is_empty()).then(|| {
-                Cmd::new("cargo")
-                    .args(["build", "--release", "--target", target])
-                    .args(packages)
-                    .dir(&dir)
-            })
+    let cmds: Vec<Cmd> = FIRMWARE
+        .iter()
+        .filter(|(package, _)| dir.join(package).join("Cargo.toml").is_file())
+        .map(|(package, target)| {
+            Cmd::new("cargo")
+                .args(["build", "--release", "-p", package, "--target", target])
+                .env_remove("RUSTFLAGS")
+                .env_remove("CARGO_ENCODED_RUSTFLAGS")
+                .env("CARGO_TARGET_DIR", cx.target_dir.join("firmware"))
+                .dir(&dir)
         })
         .collect();
     if cmds.is_empty() {
@@ -414,6 +408,41 @@ mod tests {
         let opts = Options::parse(&[]).unwrap();
         assert!(opts.needs().contains(&Need::Miri));
         assert!(opts.needs().contains(&Need::DebianTools));
+    }
+
+    /// README's "Two commands" section names the test command, and `.ci/run`
+    /// runs exactly it.
+    #[test]
+    fn ci_runs_the_readme_test_command() {
+        let root = workspace::root();
+        let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+        let section = readme
+            .split("## Two commands")
+            .nth(1)
+            .expect("README.md has a `## Two commands` section");
+        let section = section.split("\n## ").next().unwrap();
+        assert!(
+            section.contains("`cargo xtask demo`"),
+            "README names the run command"
+        );
+        assert!(
+            section.contains("`cargo xtask test`"),
+            "README names the test command"
+        );
+        let ci = std::fs::read_to_string(root.join(".ci/run")).unwrap();
+        assert!(ci.starts_with("#!/usr/bin/env bash\n"));
+        assert!(ci.contains("set -euo pipefail"));
+        let commands: Vec<&str> = ci
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .filter(|l| !l.starts_with("set ") && !l.starts_with("cd ") && !l.starts_with("if "))
+            .collect();
+        assert_eq!(
+            commands,
+            ["cargo xtask test"],
+            ".ci/run runs exactly the README's test command"
+        );
     }
 
     #[test]
