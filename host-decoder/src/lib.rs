@@ -14,6 +14,23 @@
 //! [`diff`] work on finished reports. [`synth`] writes synthetic traces with
 //! memscope-core's encoder, for tests and benchmarks.
 //!
+//! On the command line (`memscope-decode --help` for everything):
+//!
+//! ```text
+//! memscope-decode trace.bin                      # one screen: peak, leaks, hot sites, errors
+//! memscope-decode trace.bin --json report.json   # the full report (docs/REPORT-SCHEMA.md)
+//! memscope-decode fw.bin --elf target/thumbv7em-none-eabihf/release/app
+//! memscope-decode check trace.bin --max-peak 64KiB --no-leaks   # CI gate: exit 1 when exceeded
+//! memscope-decode diff before.bin after.bin      # what grew, what shrank, by call site
+//! ```
+//!
+//! Exit codes are listed in [`error`]. Memory use grows with the blocks live
+//! at once and the distinct call stacks, not with the length of the trace: a
+//! file is streamed (read twice, the second time only up to the peak), and the
+//! merge of per-thread streams holds a bounded window of events.
+//!
+//! As a library:
+//!
 //! ```no_run
 //! use memscope_decode::{pipeline, source::Source};
 //! let mut src = Source::open("trace.bin".as_ref()).unwrap();
