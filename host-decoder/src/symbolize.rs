@@ -441,6 +441,8 @@ pub fn is_allocator_frame(function: &str) -> bool {
         "std::collections::",
         "embedded_alloc::",
         "linked_list_allocator::",
+        // Firmware: memscope's Stream records inside a critical section.
+        "critical_section::",
     ];
     const EXACT: &[&str] = &[
         "malloc",
