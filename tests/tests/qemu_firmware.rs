@@ -504,6 +504,57 @@ fn firmware_end_to_end(package: &str, target: &str, machine: &str, cpu: &str) {
         }
     }
     check_snapshot(package, &text);
+
+    // memscope-decode's own report on the same bytes, symbolized with the
+    // ELF: the same figures, and the leaks attributed to the two lines of the
+    // workload that leak (the r7 walk reached the caller, and the host
+    // trimmed memscope's and the allocator's frames).
+    let common = memscope_decode::cli::Common {
+        elf: Some(elf.clone()),
+        no_progress: true,
+        top: 20,
+        ..Default::default()
+    };
+    let src = memscope_decode::source::Source::live(
+        package,
+        Box::new(std::io::Cursor::new(run.trace.clone())),
+    );
+    let (_, rep, _) =
+        memscope_decode::cli::analyse(src, &common).expect("memscope-decode reads the trace");
+    assert_eq!(rep.summary.peak_bytes, ms["peak_bytes"]);
+    assert_eq!(rep.summary.allocations, ms["allocs"]);
+    assert_eq!(
+        (rep.leaks.bytes, rep.leaks.blocks),
+        (ms["current_bytes"], ms["current_blocks"])
+    );
+    let workload =
+        std::fs::read_to_string(workspace().join("examples/firmware/workload/src/lib.rs")).unwrap();
+    let line_of = |needle: &str| {
+        1 + workload
+            .lines()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("{needle} not in the workload"))
+    };
+    let mut expected = vec![
+        format!("workload/src/lib.rs:{}", line_of("Box::leak(")),
+        format!("workload/src/lib.rs:{}", line_of("Vec::with_capacity(20)")),
+    ];
+    let mut found: Vec<String> = rep
+        .leaks
+        .sites
+        .iter()
+        .map(|s| {
+            s.location
+                .rsplit('(')
+                .next()
+                .unwrap_or("")
+                .trim_end_matches(')')
+                .to_string()
+        })
+        .collect();
+    expected.sort();
+    found.sort();
+    assert_eq!(found, expected, "leak sites: {:?}", rep.leaks.sites);
 }
 
 #[test]
