@@ -4,10 +4,11 @@
 use memscope_core::frame::{Damage, Deframer, FrameEvent};
 use std::io::{self, Read};
 
-/// Largest encoded frame accepted. Producers write frames of a few hundred
-/// bytes; a Stack record of 256 frames is under 3 KiB. Anything longer is
-/// damage (two frames run together after a lost delimiter).
-pub const MAX_FRAME: usize = 64 * 1024;
+/// Largest encoded frame accepted. A microcontroller writes one event per
+/// frame; memscope-std cuts a thread's ring into frames of at most 32 KiB of
+/// payload (longer only if its ring, 512 KiB, held no record boundary).
+/// Anything longer is damage (frames run together after a lost delimiter).
+pub const MAX_FRAME: usize = 1 << 20;
 
 /// A stretch of input that did not yield a frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
