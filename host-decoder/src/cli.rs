@@ -79,15 +79,28 @@ pub enum Command {
     Gdb(LiveArgs),
     /// Live: the byte stream of an RTT TCP server (OpenOCD `rtt server start PORT 1`, J-Link RTT telnet).
     Tcp(LiveArgs),
-    /// Live: RTT through a debug probe (probe-rs: ADDR is the chip name, e.g. nRF52840_xxAA); needs --elf
-    /// and a build with `--features probe-rs`. defmt logs go to stderr.
-    Rtt(LiveArgs),
+    /// Live: RTT through a debug probe (probe-rs), with the firmware's defmt logs on stderr; needs
+    /// --chip, --elf and a build with `--features probe-rs`.
+    Rtt(RttArgs),
 }
 
-/// `gdb`, `tcp`, `rtt`: a live stream, reported when it ends.
+/// `rtt`.
+#[derive(Args, Debug)]
+pub struct RttArgs {
+    /// The probe-rs chip name, e.g. nRF52840_xxAA (`probe-rs chip list`).
+    #[arg(long)]
+    pub chip: String,
+    /// Also write the raw stream to this file, for later `memscope-decode FILE`.
+    #[arg(long, value_name = "PATH")]
+    pub save: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// `gdb`, `tcp`: a live stream, reported when it ends.
 #[derive(Args, Debug)]
 pub struct LiveArgs {
-    /// `host:port` (gdb, tcp) or the probe-rs chip name (rtt).
+    /// `host:port` of the GDB server (gdb) or of the RTT TCP server (tcp).
     pub addr: String,
     /// Also write the raw stream to this file, for later `memscope-decode FILE`.
     #[arg(long, value_name = "PATH")]
@@ -169,7 +182,14 @@ pub fn main_with(cli: Cli) -> i32 {
         Some(Command::Synth(a)) => synth(a),
         Some(Command::Gdb(a)) => live("gdb", a),
         Some(Command::Tcp(a)) => live("tcp", a),
-        Some(Command::Rtt(a)) => live("rtt", a),
+        Some(Command::Rtt(a)) => live(
+            "rtt",
+            LiveArgs {
+                addr: a.chip,
+                save: a.save,
+                common: a.common,
+            },
+        ),
     };
     match result {
         Ok(code) => code,
