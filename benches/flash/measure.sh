@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Flash cost of memscope-core's record path on thumbv7em-none-eabihf.
+# Flash cost of memscope-core's record path on a Cortex-M4F
+# (thumbv7em-none-eabihf, the figure of issue 2) and a Cortex-M0
+# (thumbv6m-none-eabi: no CAS, portable-atomic's critical-section counters).
 #
 # Builds the same tiny firmware four ways (src/bin/*.rs) at opt-level "s" and
 # "z" (LTO, panic=abort) and prints .text + .rodata of each, and the difference
-# to the untracked image. Needs: rustup target thumbv7em-none-eabihf, and
-# llvm-size (Debian: llvm) or rust-size (cargo-binutils) on PATH.
+# to the untracked image. Needs: rustup targets thumbv7em-none-eabihf and
+# thumbv6m-none-eabi, and llvm-size (Debian: llvm) or rust-size
+# (cargo-binutils) on PATH. Usage: ./measure.sh [TARGET...]
 set -euo pipefail
 cd "$(dirname "$0")"
 target_dir="${CARGO_TARGET_DIR:-target}"
@@ -14,10 +17,12 @@ if [ -z "$size_tool" ]; then
     exit 1
 fi
 bins="none stats_only stream stream_drain"
+targets="${*:-thumbv7em-none-eabihf thumbv6m-none-eabi}"
+for target in $targets; do
 for profile in release release-z; do
-    cargo build --quiet --profile "$profile" --bins --target thumbv7em-none-eabihf
-    dir="$target_dir/thumbv7em-none-eabihf/$profile"
-    echo "profile $profile:"
+    cargo build --quiet --profile "$profile" --bins --target "$target"
+    dir="$target_dir/$target/$profile"
+    echo "$target, profile $profile:"
     printf '  %-14s %7s %7s %7s %9s\n' image .text .rodata total "vs none"
     base=""
     for b in $bins; do
@@ -27,8 +32,11 @@ for profile in release release-z; do
         printf '  %-14s %7d %7d %7d %+9d\n' "$b" "$text" "$rodata" "$total" $((total - base))
     done
 done
+done
 # Whether the record path keeps any panic branch (it must never take one).
 if command -v llvm-nm >/dev/null; then
-    n=$(llvm-nm -C "$target_dir/thumbv7em-none-eabihf/release/stream" | grep -c -i panic || true)
-    echo "panic-related symbols in the stream image (release): $n"
+    for target in $targets; do
+        echo "panic symbols linked into the $target stream image (release):" \
+            $(llvm-nm -C "$target_dir/$target/release/stream" | awk '/panic|index_fail/ {print $3}')
+    done
 fi

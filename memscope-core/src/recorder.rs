@@ -239,15 +239,23 @@ impl<S: Sink, C: Clock, K: StackSource> Stream<S, C, K> {
             Err(_) => return false,
         };
         if let Some(r) = st.info.heap {
-            match Record::HeapRegion(r).encode(Default::default(), &mut rec[len..]) {
+            let Some(rest) = rec.get_mut(len..) else {
+                return false;
+            };
+            match Record::HeapRegion(r).encode(Default::default(), rest) {
                 Ok((n, _)) => len += n,
                 Err(_) => return false,
             }
         }
-        let Ok(n) = encode_frame(0, false, &[&rec[..len]], &mut frame) else {
+        // `get` rather than indexing here and below: the lengths are in range,
+        // and this way the record path holds no panic branch at all.
+        let Some(Ok(n)) = rec
+            .get(..len)
+            .map(|bytes| encode_frame(0, false, &[bytes], &mut frame))
+        else {
             return false;
         };
-        st.header_sent = self.sink.write_frame(&frame[..n]);
+        st.header_sent = frame.get(..n).is_some_and(|f| self.sink.write_frame(f));
         st.header_sent
     }
 
@@ -276,12 +284,29 @@ impl<S: Sink, C: Clock, K: StackSource> Stream<S, C, K> {
     /// sink; the encoder's base moves only if the sink took it.
     fn push_frame(&self, st: &mut StreamState<K>, p: Prepared, buf: &[u8]) -> bool {
         let mut frame = [0u8; FRAME_BUF];
-        match encode_frame(0, false, &[&buf[..p.len]], &mut frame) {
-            Ok(n) if self.sink.write_frame(&frame[..n]) => {
-                st.enc.commit(p);
-                true
-            }
-            _ => false,
+        self.push_frame_in(st, p, buf, &mut frame)
+    }
+
+    /// [`push_frame`](Self::push_frame) with the caller's frame buffer.
+    #[inline]
+    fn push_frame_in(
+        &self,
+        st: &mut StreamState<K>,
+        p: Prepared,
+        buf: &[u8],
+        frame: &mut [u8],
+    ) -> bool {
+        let Some(Ok(n)) = buf
+            .get(..p.len)
+            .map(|bytes| encode_frame(0, false, &[bytes], frame))
+        else {
+            return false;
+        };
+        if frame.get(..n).is_some_and(|f| self.sink.write_frame(f)) {
+            st.enc.commit(p);
+            true
+        } else {
+            false
         }
     }
 
@@ -358,13 +383,7 @@ impl<S: Sink, C: Clock, K: StackSource> Stream<S, C, K> {
         let Ok(p) = st.enc.prepare(rec, &mut buf) else {
             return false;
         };
-        match encode_frame(0, false, &[&buf[..p.len]], &mut frame) {
-            Ok(n) if self.sink.write_frame(&frame[..n]) => {
-                st.enc.commit(p);
-                true
-            }
-            _ => false,
-        }
+        self.push_frame_in(st, p, &buf, &mut frame)
     }
 }
 
