@@ -62,18 +62,25 @@ impl RttSink {
     /// frames in half.
     pub fn attach(&self, mut channel: UpChannel) {
         channel.set_mode(ChannelMode::NoBlockSkip);
-        critical_section::with(|cs| *self.channel.borrow_ref_mut(cs) = Some(channel));
+        critical_section::with(|cs| {
+            // Cannot fail: every borrow is scoped to a critical section.
+            if let Ok(mut slot) = self.channel.borrow(cs).try_borrow_mut() {
+                *slot = Some(channel);
+            }
+        });
     }
 
     /// Whether the host has read everything written so far (true with no
     /// channel). Firmware that is about to stop (semihosting exit, reset) can
     /// wait for this, with a bound of its own, so the last frames are not lost.
     pub fn is_drained(&self) -> bool {
+        // try_borrow: inside the critical section nothing else holds the
+        // channel, and this way no panic path is linked in.
         critical_section::with(|cs| {
             self.channel
-                .borrow_ref(cs)
-                .as_ref()
-                .is_none_or(UpChannel::is_empty)
+                .borrow(cs)
+                .try_borrow()
+                .is_ok_and(|ch| ch.as_ref().is_none_or(UpChannel::is_empty))
         })
     }
 }
