@@ -70,7 +70,7 @@ impl StackSource for NoStacks {
 ///
 /// A stack whose slot another stack took is sent again under a new id, which
 /// costs bytes, never correctness. Two different stacks with the same 32-bit
-/// FNV-1a hash would share an id; with `N` live stacks the chance is about
+/// hash would share an id; with `N` live stacks the chance is about
 /// `N² / 2³³`, and the host cannot detect it.
 #[derive(Clone, Debug)]
 pub struct StackTable<const N: usize> {
@@ -124,16 +124,18 @@ impl<const N: usize> Default for StackTable<N> {
     }
 }
 
-/// FNV-1a over the low 32 bits of each address (enough on 32-bit targets,
-/// and cheap on a Cortex-M0, which has no 64-bit multiply).
+/// FNV-1a over whole 32-bit words (the low half of each address: enough on
+/// 32-bit targets, and a Cortex-M0 has no 64-bit multiply), then a final mix
+/// so the slot index (`hash % N`) depends on every bit. One multiply per
+/// frame instead of four.
 fn fnv1a(frames: &[u64]) -> u32 {
     let mut h: u32 = 0x811c_9dc5;
     for &f in frames {
-        for b in (f as u32).to_le_bytes() {
-            h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
-        }
+        h = (h ^ f as u32).wrapping_mul(0x0100_0193);
     }
-    h
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^ (h >> 13)
 }
 
 #[cfg(test)]
