@@ -121,6 +121,25 @@ impl Symbolizer {
             }
             None => None,
         };
+        if session.modules.is_empty() && elf.is_none() {
+            // No module map and no --elf: the program's own path, when the
+            // header names a file that is there and carries the same build id.
+            let program = session.header.as_ref().map(|h| PathBuf::from(&h.program));
+            if let Some(p) = program.filter(|p| p.is_absolute() && p.is_file()) {
+                if let Ok(facts) = elf_facts(&p) {
+                    let id = facts.build_id.clone().unwrap_or_default();
+                    if !header_id.is_empty() && id == header_id {
+                        s.add(&p, 0, u64::MAX, 0, facts.thumb);
+                    } else {
+                        s.warnings.push(format!(
+                            "{}: not used for symbols (its build id does not match the trace's); pass --elf",
+                            p.display()
+                        ));
+                    }
+                }
+            }
+            return Ok(s);
+        }
         if session.modules.is_empty() {
             if let Some((p, facts)) = elf {
                 let id = facts.build_id.clone().unwrap_or_default();
