@@ -215,6 +215,7 @@ pub fn analyse(mut src: Source, c: &Common) -> Result<(Run, Report, Vec<Symboliz
         &pipeline::Options {
             short_lived_ns: c.short_lived,
             progress: !c.no_progress,
+            second_pass: false,
         },
     )?;
     let sym_opts = symbolize::Options {

@@ -19,6 +19,9 @@ pub struct Options {
     pub short_lived_ns: u64,
     /// Show a progress bar on stderr (only drawn when stderr is a terminal).
     pub progress: bool,
+    /// Always collect a file's live set at the peak with a second pass (the
+    /// one-pass copy is skipped; for tests comparing the two).
+    pub second_pass: bool,
 }
 
 impl Default for Options {
@@ -26,6 +29,7 @@ impl Default for Options {
         Options {
             short_lived_ns: 1_000_000,
             progress: false,
+            second_pass: false,
         }
     }
 }
@@ -161,8 +165,10 @@ struct Pass<'a> {
     targets: Option<Vec<Option<u64>>>,
 }
 
-/// Reads and analyses `src`. A file is read twice (the second pass only up to
-/// the last peak) for the exact live set at the peak; a live source once.
+/// Reads and analyses `src`. The live set at the peak is copied during the
+/// first pass while that stays cheap; otherwise (and for the block map of a
+/// heap region) a file is read a second time, only up to the peak. A live
+/// source is read once and always copies.
 pub fn run(src: &mut Source, opts: &Options) -> Result<Run, Error> {
     let incremental = !src.rereadable();
     let reader = src.reader().map_err(|cause| Error::Unreadable {
@@ -177,8 +183,36 @@ pub fn run(src: &mut Source, opts: &Options) -> Result<Run, Error> {
         targets: None,
     };
     let (mut sessions, bytes) = pass.run(reader, src.len)?;
+    // One-pass copies serve every session that has no heap region to map
+    // and whose copies stayed within budget.
+    for s in &mut sessions {
+        let needs_map = !s.session.regions.is_empty() && !incremental;
+        if needs_map || (opts.second_pass && !incremental) {
+            continue;
+        }
+        if let Some(sites) = s.analyses.peak_sites.take() {
+            s.peak = Some(PeakCapture {
+                sites,
+                fragmentation: Vec::new(),
+                method: if incremental {
+                    "incremental"
+                } else {
+                    "one-pass"
+                },
+            });
+        }
+    }
     if !incremental {
-        let targets: Vec<Option<u64>> = sessions.iter().map(|s| s.analyses.peak.peak_seq).collect();
+        let targets: Vec<Option<u64>> = sessions
+            .iter()
+            .map(|s| {
+                if s.peak.is_some() {
+                    None
+                } else {
+                    s.analyses.peak.peak_seq
+                }
+            })
+            .collect();
         if targets.iter().any(Option::is_some) {
             let reader = src.reader().map_err(|cause| Error::Unreadable {
                 input: src.name.clone(),
@@ -193,17 +227,9 @@ pub fn run(src: &mut Source, opts: &Options) -> Result<Run, Error> {
             };
             let (second, _) = pass2.run(reader, None)?;
             for (s, t) in sessions.iter_mut().zip(second) {
-                s.peak = t.peak;
-            }
-        }
-    } else {
-        for s in &mut sessions {
-            if let Some(sites) = s.analyses.peak_sites.take() {
-                s.peak = Some(PeakCapture {
-                    sites,
-                    fragmentation: Vec::new(),
-                    method: "incremental",
-                });
+                if s.peak.is_none() {
+                    s.peak = t.peak;
+                }
             }
         }
     }

@@ -81,7 +81,8 @@ fn peak_live_set_is_the_same_in_one_pass_and_two() {
     b.end(0, 1).unwrap();
     let bytes = b.finish().unwrap();
     for (run, method) in [
-        (run_file(&bytes).unwrap(), "two-pass"),
+        (run_file(&bytes).unwrap(), "one-pass"),
+        (run_file_two_pass(&bytes).unwrap(), "two-pass"),
         (run_live(&bytes).unwrap(), "incremental"),
     ] {
         let v = serde_json::to_value(report_of(&run)).unwrap();
@@ -499,4 +500,20 @@ fn many_threads_many_events_stay_consistent() {
         u(&v, "summary.leaked_bytes"),
         u(&v, "summary.bytes_allocated") - u(&v, "summary.bytes_freed")
     );
+    // The live set at the peak is the same whichever way it was collected.
+    let one = report_of(&run_file(&out).unwrap()).peak;
+    let two = report_of(&run_file_two_pass(&out).unwrap()).peak;
+    let live = report_of(&run_live(&out).unwrap()).peak;
+    assert_eq!(
+        (one.method, two.method, live.method),
+        ("one-pass", "two-pass", "incremental")
+    );
+    let rows = |p: &memscope_decode::report::PeakOut| {
+        p.sites
+            .iter()
+            .map(|r| (r.site, r.bytes, r.count))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(rows(&one), rows(&two));
+    assert_eq!(rows(&one), rows(&live));
 }

@@ -61,8 +61,16 @@ pub struct Analyses {
     pub errors: Errors,
     /// User marks.
     pub marks: Vec<MarkAt>,
-    /// Whether to copy the live set at each new peak (one-pass input).
+    /// Whether the live set must be copied at each new peak (input that can
+    /// be read only once), whatever it costs.
     pub incremental_peak: bool,
+    /// Site counters copied so far for the one-pass peak live set.
+    snapshot_cost: u64,
+    /// A file's one-pass copies cost more than their budget: the second pass
+    /// will collect the live set instead.
+    pub snapshot_abandoned: bool,
+    /// Events applied so far.
+    events_seen: u64,
     /// The live set at the peak, by site: `(site, bytes, blocks)`.
     pub peak_sites: Option<Vec<(u32, u64, u64)>>,
     /// Timestamp of the session's first heap event.
@@ -92,13 +100,26 @@ impl Analyses {
 
     /// Before live bytes decrease: in incremental mode, a maximum reached since
     /// the last decrease is the newest peak, and the live set is still as it was.
+    ///
+    /// A file could be read a second time instead, so there the copies are
+    /// made only while they stay cheap: at most one site counter copied per
+    /// event on average (after a first million). Past that budget (a trace
+    /// that reaches a new peak between most of its frees, with many sites)
+    /// the copy is abandoned and the second pass does the work.
     #[inline]
     fn before_decrease(&mut self) {
         if self.peak.pending_capture {
             self.peak.pending_capture = false;
-            if self.incremental_peak {
-                self.peak_sites = Some(self.sites.live());
+            if self.snapshot_abandoned {
+                return;
             }
+            self.snapshot_cost += self.sites.len() as u64;
+            if !self.incremental_peak && self.snapshot_cost > self.events_seen + 1_000_000 {
+                self.snapshot_abandoned = true;
+                self.peak_sites = None;
+                return;
+            }
+            self.peak_sites = Some(self.sites.live());
         }
     }
 
@@ -115,6 +136,7 @@ impl Analyses {
     #[inline]
     pub fn apply(&mut self, state: &mut State, ev: &Event) {
         let seq = state.seq;
+        self.events_seen += 1;
         if self.first_ts.is_none() && matches!(ev.op, Op::Alloc { .. } | Op::AllocFailed { .. }) {
             self.first_ts = Some(ev.ts);
         }

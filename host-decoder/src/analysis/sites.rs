@@ -67,6 +67,16 @@ impl Sites {
         self.stats.get(site as usize)
     }
 
+    /// Number of site slots (the highest site id + 1).
+    pub fn len(&self) -> usize {
+        self.stats.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.stats.is_empty()
+    }
+
     /// Every site with its id.
     pub fn iter(&self) -> impl Iterator<Item = (u32, &SiteStats)> {
         self.stats.iter().enumerate().map(|(i, s)| (i as u32, s))

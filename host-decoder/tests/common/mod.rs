@@ -44,6 +44,19 @@ pub fn run_file(bytes: &[u8]) -> Result<Run, memscope_decode::error::Error> {
     r
 }
 
+/// Decodes `bytes` as a file, collecting the peak's live set by a second pass.
+pub fn run_file_two_pass(bytes: &[u8]) -> Result<Run, memscope_decode::error::Error> {
+    let p = write_temp("run2", bytes);
+    let mut src = Source::open(&p).unwrap();
+    let opts = Options {
+        second_pass: true,
+        ..Options::default()
+    };
+    let r = pipeline::run(&mut src, &opts);
+    let _ = std::fs::remove_file(&p);
+    r
+}
+
 /// Decodes `bytes` as a live stream (one pass).
 pub fn run_live(bytes: &[u8]) -> Result<Run, memscope_decode::error::Error> {
     let mut src = Source::live("live", Box::new(std::io::Cursor::new(bytes.to_vec())));
