@@ -25,9 +25,10 @@
 //! ```
 //!
 //! Exit codes are listed in [`error`]. Memory use grows with the blocks live
-//! at once and the distinct call stacks, not with the length of the trace: a
-//! file is streamed (read twice, the second time only up to the peak), and the
-//! merge of per-thread streams holds a bounded window of events.
+//! at once and the distinct call stacks, not with the length of the trace: the
+//! input is streamed (a file is read a second time, up to the peak, only when
+//! the peak's live set was too costly to copy on the way), and the merge of
+//! per-thread streams holds a bounded window of events.
 //!
 //! As a library:
 //!
