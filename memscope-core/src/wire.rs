@@ -491,6 +491,16 @@ impl Out<'_> {
     fn addr(&mut self, addr: u64, base: u64) -> Result<(), EncodeError> {
         self.u64(varint::zigzag(addr.wrapping_sub(base) as i64))
     }
+
+    fn bytes(&mut self, b: &[u8]) -> Result<(), EncodeError> {
+        let end = self.pos.checked_add(b.len()).ok_or(EncodeError::NoSpace)?;
+        self.buf
+            .get_mut(self.pos..end)
+            .ok_or(EncodeError::NoSpace)?
+            .copy_from_slice(b);
+        self.pos = end;
+        Ok(())
+    }
 }
 
 /// Reads fields from a slice.
@@ -571,9 +581,21 @@ impl Record<'_> {
             | Record::Realloc(_)
             | Record::Sync(_)
             | Record::Lost { .. } => return self.encode_event(delta, out),
-            Record::Header(h) => ext_serde(out, ext::HEADER, &h)?,
-            Record::HeapRegion(r) => ext_serde(out, ext::HEAP_REGION, &r)?,
-            Record::End(e) => ext_serde(out, ext::END, &e)?,
+            // What a microcontroller writes: bodies by hand (postcard's bytes).
+            Record::Header(h) => encode_header(out, &h)?,
+            Record::HeapRegion(r) => encode_varints(out, ext::HEAP_REGION, &[r.start, r.len])?,
+            Record::End(e) => encode_varints(
+                out,
+                ext::END,
+                &[
+                    e.allocs,
+                    e.deallocs,
+                    e.reallocs,
+                    e.failed,
+                    e.lost,
+                    e.streams.into(),
+                ],
+            )?,
             Record::Thread(t) => ext_serde(out, ext::THREAD, &t)?,
             Record::ScopeEnter { name } => ext_serde(out, ext::SCOPE_ENTER, &name)?,
             Record::ScopeExit => ext_serde(out, ext::SCOPE_EXIT, &())?,
@@ -741,6 +763,39 @@ fn ext_serde<T: Serialize>(out: &mut [u8], ext_kind: u64, v: &T) -> Result<usize
             .len();
         o.pos += used;
         Ok(())
+    })?;
+    Ok(o.pos)
+}
+
+/// A [`Header`] record, its body written by hand exactly as postcard writes
+/// it (the tests compare the two byte for byte): a firmware writes a header,
+/// and a serializer of its own would cost it about a kilobyte of flash.
+#[inline(never)]
+fn encode_header(out: &mut [u8], h: &Header<'_>) -> Result<usize, EncodeError> {
+    let mut o = Out { buf: out, pos: 0 };
+    ext_body(&mut o, ext::HEADER, |o| {
+        // A fixed-size array is its elements; a u8 is one byte; other
+        // integers are varints; strings and byte slices are length + bytes.
+        o.bytes(&h.magic)?;
+        o.u64(h.version.into())?;
+        o.byte(h.pointer_width)?;
+        o.u64(h.ticks_per_second)?;
+        for field in [h.program.as_bytes(), h.build_id, h.target.as_bytes()] {
+            o.u64(field.len() as u64)?;
+            o.bytes(field)?;
+        }
+        Ok(())
+    })?;
+    Ok(o.pos)
+}
+
+/// An extension record whose body is a struct of unsigned integers other
+/// than `u8` ([`HeapRegion`], [`End`]): postcard writes each as a varint.
+#[inline(never)]
+fn encode_varints(out: &mut [u8], ext_kind: u64, fields: &[u64]) -> Result<usize, EncodeError> {
+    let mut o = Out { buf: out, pos: 0 };
+    ext_body(&mut o, ext_kind, |o| {
+        fields.iter().try_for_each(|&v| o.u64(v))
     })?;
     Ok(o.pos)
 }

@@ -249,3 +249,38 @@ fn extension_body_lengths_at_the_varint_boundaries() {
         Err(memscope_core::wire::EncodeError::Unrepresentable)
     );
 }
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    /// The header, heap region and end bodies are written by hand (no
+    /// serializer on a microcontroller); they must be postcard's bytes.
+    #[test]
+    fn hand_written_bodies_are_postcards(rec in support::ext_record(0)) {
+        let rec = rec.record();
+        let mut body = vec![0u8; 1 << 14];
+        let want: Vec<u8> = match rec {
+            Record::Header(h) => postcard::to_slice(&h, &mut body).unwrap().to_vec(),
+            Record::HeapRegion(r) => postcard::to_slice(&r, &mut body).unwrap().to_vec(),
+            Record::End(e) => postcard::to_slice(&e, &mut body).unwrap().to_vec(),
+            _ => return Ok(()),
+        };
+        let mut buf = vec![0u8; 1 << 15];
+        let (n, _) = rec.encode(Delta::default(), &mut buf).unwrap();
+        let mut delta = Delta::default();
+        let raw = as_unknown(&buf[..n]);
+        let Record::Unknown { body, .. } = Record::decode(&raw, &mut delta).unwrap().0 else {
+            unreachable!()
+        };
+        prop_assert_eq!(body, &want[..]);
+    }
+}
+
+/// The same extension record with its kind replaced by one no reader knows,
+/// so that decoding hands back the raw body.
+fn as_unknown(rec: &[u8]) -> Vec<u8> {
+    let (_, kind_len) = memscope_core::varint::read_u64(&rec[1..]).unwrap();
+    let mut out = vec![0u8, 0x7f];
+    out.extend_from_slice(&rec[1 + kind_len..]);
+    out
+}
