@@ -205,6 +205,44 @@ impl StackTable {
     }
 }
 
+/// A stream's stack ids → session stack ids. Producers number their stacks
+/// from 0 up, so small ids index a vector (every heap event looks one up);
+/// larger ones (only a damaged unchecked frame would send one) go to a map.
+#[derive(Debug, Default)]
+struct LocalStacks {
+    dense: Vec<u32>,
+    sparse: FxHashMap<u32, u32>,
+}
+
+/// Local ids below this are stored densely (4 MiB per stream at most).
+const DENSE_STACK_IDS: u32 = 1 << 20;
+
+impl LocalStacks {
+    fn insert(&mut self, local: u32, global: u32) {
+        if local < DENSE_STACK_IDS {
+            let i = local as usize;
+            if i >= self.dense.len() {
+                self.dense.resize(i + 1, NO_STACK);
+            }
+            self.dense[i] = global;
+        } else {
+            self.sparse.insert(local, global);
+        }
+    }
+
+    #[inline]
+    fn get(&self, local: u32) -> Option<u32> {
+        if local < DENSE_STACK_IDS {
+            self.dense
+                .get(local as usize)
+                .copied()
+                .filter(|&g| g != NO_STACK)
+        } else {
+            self.sparse.get(&local).copied()
+        }
+    }
+}
+
 /// Per-stream counts of what was decoded, to compare with the stream's End.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counts {
@@ -227,7 +265,7 @@ pub struct Counts {
 pub struct StreamState {
     delta: Delta,
     synced: bool,
-    local_stacks: FxHashMap<u32, u32>,
+    local_stacks: LocalStacks,
     /// Largest timestamp decoded so far.
     pub last_ts: u64,
     /// Decoded counts.
@@ -245,7 +283,7 @@ impl StreamState {
         StreamState {
             delta: Delta::default(),
             synced,
-            local_stacks: FxHashMap::default(),
+            local_stacks: LocalStacks::default(),
             last_ts: 0,
             counts: Counts::default(),
             end: None,
@@ -592,8 +630,8 @@ fn intern(strings: &mut Vec<String>, index: &mut FxHashMap<String, u32>, s: &str
 fn resolve_stack(unknown: &mut u64, st: &StreamState, local: Option<u32>) -> u32 {
     match local {
         None => NO_STACK,
-        Some(id) => match st.local_stacks.get(&id) {
-            Some(&g) => g,
+        Some(id) => match st.local_stacks.get(id) {
+            Some(g) => g,
             None => {
                 *unknown += 1;
                 NO_STACK
