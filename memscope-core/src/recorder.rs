@@ -15,6 +15,45 @@ use core::cell::RefCell;
 use critical_section::Mutex;
 use portable_atomic::{AtomicUsize, Ordering};
 
+/// Which `GlobalAlloc` method a [`Call`] was.
+#[derive(Clone, Copy)]
+enum CallKind {
+    Alloc,
+    AllocZeroed,
+    Dealloc,
+    Realloc,
+}
+
+/// What one `GlobalAlloc` call did, in machine words: what [`Stream`] needs
+/// past the inner call, so that part exists once.
+#[derive(Clone, Copy)]
+struct Call {
+    kind: CallKind,
+    /// The block passed in (dealloc, realloc).
+    ptr: usize,
+    /// `Layout::size` of the layout passed in.
+    size: usize,
+    align: usize,
+    /// Realloc's new size.
+    new_size: usize,
+    /// The block returned (alloc, realloc), 0 for null.
+    result: usize,
+}
+
+impl Call {
+    #[inline]
+    fn new(kind: CallKind, ptr: *mut u8, layout: Layout, new_size: usize, result: *mut u8) -> Self {
+        Call {
+            kind,
+            ptr: ptr as usize,
+            size: layout.size(),
+            align: layout.align(),
+            new_size,
+            result: result as usize,
+        }
+    }
+}
+
 /// Counts, records nothing: the cheapest way to know current and peak heap use.
 #[derive(Debug, Default)]
 pub struct StatsOnly {
@@ -310,29 +349,69 @@ impl<S: Sink, C: Clock, K: StackSource> Stream<S, C, K> {
         }
     }
 
-    /// Runs `op` and records the event it returns, all in one critical section.
+    /// Runs `op` (the inner allocator call) and records what it did, all in
+    /// one critical section. Only the inner call is generic: the rest is one
+    /// out-of-line function, one copy in flash for the four `GlobalAlloc` methods.
     #[inline]
-    fn record<T>(&self, op: impl FnOnce(&Stats, u64) -> (T, Record<'static>)) -> T {
+    fn record<T>(&self, op: impl FnOnce() -> (T, Call)) -> T {
         critical_section::with(|cs| {
-            let Ok(mut st) = self.state.borrow(cs).try_borrow_mut() else {
-                // Re-entered from an exception that cannot be masked: do the
-                // call, count the event, record nothing.
-                let (t, _) = op(&self.stats, 0);
-                self.stats.on_lost();
-                self.reentered.fetch_add(1, Ordering::Relaxed);
-                return t;
-            };
-            let prev_ts = st.enc.last_ts();
-            let (t, rec) = op(&self.stats, prev_ts);
-            self.emit(&mut st, rec);
+            let (t, call) = op();
+            self.after(cs, call);
             t
         })
     }
 
-    /// Everything after the inner call that does not depend on which call it
-    /// was, out of line: one copy in flash instead of one per `GlobalAlloc`
-    /// method.
+    /// Counts the call and records it.
     #[inline(never)]
+    fn after(&self, cs: critical_section::CriticalSection<'_>, call: Call) {
+        let ok = call.result != 0;
+        match call.kind {
+            CallKind::Alloc | CallKind::AllocZeroed => self.stats.on_alloc(call.size, ok),
+            CallKind::Dealloc => self.stats.on_dealloc(call.size),
+            CallKind::Realloc => self.stats.on_realloc(call.size, call.new_size, ok),
+        }
+        let Ok(mut st) = self.state.borrow(cs).try_borrow_mut() else {
+            // Re-entered from an exception that cannot be masked: the call
+            // is done and counted; record nothing.
+            self.stats.on_lost();
+            self.reentered.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let result = ok.then_some(call.result as u64);
+        let rec = match call.kind {
+            CallKind::Alloc | CallKind::AllocZeroed => Record::Alloc(Alloc {
+                // Read after the inner call: an upper bound (see `clock`).
+                ts: self.clock.now(),
+                addr: result,
+                size: call.size as u64,
+                align: call.align as u64,
+                zeroed: matches!(call.kind, CallKind::AllocZeroed),
+                stack: None,
+            }),
+            CallKind::Dealloc => Record::Dealloc(Dealloc {
+                // The stream's previous timestamp: a lower bound.
+                ts: st.enc.last_ts(),
+                ts_exact: false,
+                addr: call.ptr as u64,
+                size: call.size as u64,
+                align: call.align as u64,
+                stack: None,
+            }),
+            CallKind::Realloc => Record::Realloc(Realloc {
+                ts: self.clock.now(),
+                old_addr: call.ptr as u64,
+                old_size: call.size as u64,
+                new_addr: result,
+                new_size: call.new_size as u64,
+                align: call.align as u64,
+                stack: None,
+            }),
+        };
+        self.emit(&mut st, rec);
+    }
+
+    /// Stack, header, the record itself, or the count of it as lost.
+    #[inline]
     fn emit(&self, st: &mut StreamState<K>, mut rec: Record<'static>) {
         self.fold_reentered(st);
         if K::ENABLED {
@@ -393,36 +472,25 @@ impl<S: Sink, C: Clock, K: StackSource> Stream<S, C, K> {
 unsafe impl<S: Sink, C: Clock, K: StackSource> Recorder for Stream<S, C, K> {
     #[inline]
     fn alloc(&self, layout: Layout, zeroed: bool, inner: impl FnOnce() -> *mut u8) -> *mut u8 {
-        self.record(|stats, _| {
+        self.record(|| {
             let p = inner();
-            stats.on_alloc(layout.size(), !p.is_null());
-            let rec = Record::Alloc(Alloc {
-                // Read after the inner call: an upper bound (see `clock`).
-                ts: self.clock.now(),
-                addr: (!p.is_null()).then_some(p as usize as u64),
-                size: layout.size() as u64,
-                align: layout.align() as u64,
-                zeroed,
-                stack: None,
-            });
-            (p, rec)
+            let kind = if zeroed {
+                CallKind::AllocZeroed
+            } else {
+                CallKind::Alloc
+            };
+            (p, Call::new(kind, core::ptr::null_mut(), layout, 0, p))
         })
     }
 
     #[inline]
     fn dealloc(&self, ptr: *mut u8, layout: Layout, inner: impl FnOnce()) {
-        self.record(|stats, prev_ts| {
+        self.record(|| {
             inner();
-            stats.on_dealloc(layout.size());
-            let rec = Record::Dealloc(Dealloc {
-                ts: prev_ts,
-                ts_exact: false,
-                addr: ptr as usize as u64,
-                size: layout.size() as u64,
-                align: layout.align() as u64,
-                stack: None,
-            });
-            ((), rec)
+            (
+                (),
+                Call::new(CallKind::Dealloc, ptr, layout, 0, core::ptr::null_mut()),
+            )
         })
     }
 
@@ -434,19 +502,9 @@ unsafe impl<S: Sink, C: Clock, K: StackSource> Recorder for Stream<S, C, K> {
         new_size: usize,
         inner: impl FnOnce() -> *mut u8,
     ) -> *mut u8 {
-        self.record(|stats, _| {
+        self.record(|| {
             let p = inner();
-            stats.on_realloc(layout.size(), new_size, !p.is_null());
-            let rec = Record::Realloc(Realloc {
-                ts: self.clock.now(),
-                old_addr: ptr as usize as u64,
-                old_size: layout.size() as u64,
-                new_addr: (!p.is_null()).then_some(p as usize as u64),
-                new_size: new_size as u64,
-                align: layout.align() as u64,
-                stack: None,
-            });
-            (p, rec)
+            (p, Call::new(CallKind::Realloc, ptr, layout, new_size, p))
         })
     }
 
