@@ -83,6 +83,8 @@ pub struct Report {
     pub fragmentation: Vec<FragmentationAt>,
     /// User marks.
     pub marks: Vec<MarkRow>,
+    /// Live bytes over time, downsampled (bounded whatever the trace's length).
+    pub timeline: crate::analysis::timeline::TimelineOut,
     /// Everything inferred, each marked `"source": "inferred"`.
     pub inferred: Vec<Inferred>,
     /// Stacks of the sites named above, by site id.
@@ -1139,6 +1141,10 @@ fn build_session(
         errors,
         fragmentation,
         marks,
+        timeline: an.timeline.out(
+            tps,
+            an.peak.peak_seq.map(|seq| (an.peak.peak_ts, seq)),
+        ),
         inferred,
         stacks: ctx.stacks,
         symbolization: SymbolizationOut {

@@ -12,6 +12,7 @@ pub mod peak;
 pub mod sites;
 pub mod stream_map;
 pub mod temporaries;
+pub mod timeline;
 pub mod totals;
 
 use crate::records::{Event, Op};
@@ -61,6 +62,8 @@ pub struct Analyses {
     pub errors: Errors,
     /// User marks.
     pub marks: Vec<MarkAt>,
+    /// Live bytes over time, downsampled to a fixed number of buckets.
+    pub timeline: timeline::Timeline,
     /// Whether the live set must be copied at each new peak (input that can
     /// be read only once), whatever it costs.
     pub incremental_peak: bool,
@@ -338,6 +341,7 @@ impl Analyses {
                 }
             }
         }
+        self.timeline.add(seq, ev.ts, self.peak.current_bytes);
         state.seq += 1;
     }
 
