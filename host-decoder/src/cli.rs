@@ -60,9 +60,12 @@ pub struct Common {
     /// Lifetime under which a freed block counts as short-lived (e.g. 1ms, 200us).
     #[arg(long, default_value = "1ms", value_parser = budget::parse_duration_ns)]
     pub short_lived: u64,
-    /// Never draw a progress bar.
+    /// Never draw a progress bar (files) or the live view of the heap (live sources).
     #[arg(long)]
     pub no_progress: bool,
+    /// Dashboard and exports.
+    #[command(flatten)]
+    pub exports: crate::render::exports::Exports,
 }
 
 /// Subcommands.
@@ -253,7 +256,8 @@ fn write_json(rep: &Report, path: &Path) -> Result<(), Error> {
 /// The plain report on any source: terminal output (unless the JSON goes to
 /// stdout) and the JSON file.
 pub fn report_source(src: Source, c: &Common) -> Result<i32, Error> {
-    let (_, rep, _) = analyse(src, c)?;
+    let (run, rep, mut syms) = analyse(src, c)?;
+    crate::render::exports::write_all(&run, &rep, &mut syms, &c.exports)?;
     let json_to_stdout = c.json.as_deref().is_some_and(|p| p.as_os_str() == "-");
     if !json_to_stdout {
         print!("{}", crate::render::terminal::render(&rep));

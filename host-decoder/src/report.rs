@@ -1164,6 +1164,8 @@ fn sites_get(an: &crate::analysis::Analyses, site: u32) -> &crate::analysis::sit
         freed: 0,
         live_bytes: 0,
         live_blocks: 0,
+        max_live_bytes: 0,
+        max_live_blocks: 0,
         temporaries: 0,
         short_lived: 0,
         lifetime_sum: 0,

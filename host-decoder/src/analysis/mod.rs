@@ -366,6 +366,10 @@ impl Analyses {
         let s = self.sites.get(block.site);
         s.live_bytes = s.live_bytes.saturating_add(size);
         s.live_blocks += 1;
+        if s.live_bytes > s.max_live_bytes {
+            s.max_live_bytes = s.live_bytes;
+            s.max_live_blocks = s.live_blocks;
+        }
         let t = self.attribution.threads.entry(block.stream);
         t.live_bytes = t.live_bytes.saturating_add(size);
         t.live_blocks += 1;

@@ -19,6 +19,10 @@ pub struct SiteStats {
     pub live_bytes: u64,
     /// Live now.
     pub live_blocks: u64,
+    /// Most bytes live at once from here (DHAT's `mb`).
+    pub max_live_bytes: u64,
+    /// Blocks live at that moment (DHAT's `mbk`).
+    pub max_live_blocks: u64,
     /// Freed with no allocation in between on their thread.
     pub temporaries: u64,
     /// Freed within the short-lived threshold.

@@ -1,7 +1,14 @@
 //! Renderers: a finished [`Report`](crate::report::Report) for a person
 //! (terminal) or a program (JSON).
 
+pub mod chrome;
+pub mod dhat;
+pub mod exports;
+pub mod folded;
+pub mod html;
 pub mod json;
+pub mod pprof;
+pub mod profile;
 pub mod terminal;
 
 /// `1536` → `1.5 KiB`.

@@ -1,0 +1,391 @@
+// memscope report: draws the dashboard from the JSON embedded in the page.
+// Every string from the trace goes into the page through textContent or an
+// attribute set by setAttribute, never through innerHTML.
+"use strict";
+(function () {
+  const D = JSON.parse(document.getElementById("memscope-data").textContent);
+  const R = D.report;
+  const SVG = "http://www.w3.org/2000/svg";
+  const app = document.getElementById("app");
+
+  function el(tag, attrs, ...kids) {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (k === "text") e.textContent = v;
+      else if (k === "on") for (const [ev, f] of Object.entries(v)) e.addEventListener(ev, f);
+      else e.setAttribute(k, v);
+    }
+    for (const k of kids) if (k != null) e.append(k);
+    return e;
+  }
+  function sv(tag, attrs, text) {
+    const e = document.createElementNS(SVG, tag);
+    for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
+    if (text != null) e.textContent = text;
+    return e;
+  }
+  function bytes(n) {
+    const u = ["B", "KiB", "MiB", "GiB", "TiB"];
+    if (n < 1024) return n + " B";
+    let v = n, i = 0;
+    while (v >= 1024 && i < u.length - 1) { v /= 1024; i++; }
+    return v.toFixed(1) + " " + u[i];
+  }
+  const num = (n) => Number(n).toLocaleString("en-US");
+  function section(title, wide) {
+    const s = el("section", wide ? { class: "wide" } : {}, el("h2", { text: title }));
+    main.append(s);
+    return s;
+  }
+  const inferredBadge = () => el("span", { class: "inferred", title: "inferred by memscope, not recorded in the trace", text: "inferred" });
+
+  // A sortable, filterable table. cols: [{k: title, n: numeric, f: row => value, show: row => text}]
+  function table(parent, cols, rows, opts) {
+    opts = opts || {};
+    const wrap = el("div", { class: "scroll" });
+    const ctl = el("div", { class: "controls" });
+    let filter = "";
+    let sortCol = cols.findIndex((c) => c.sort) >= 0 ? cols.findIndex((c) => c.sort) : -1;
+    let asc = false;
+    const info = el("span", { class: "note" });
+    if (opts.filter !== false) {
+      const inp = el("input", { type: "search", placeholder: "filter…", "aria-label": "filter" });
+      inp.addEventListener("input", () => { filter = inp.value.toLowerCase(); draw(); });
+      ctl.append(inp);
+    }
+    ctl.append(info);
+    const t = el("table");
+    const head = el("tr");
+    cols.forEach((c, i) => {
+      const th = el("th", { class: c.n ? "n" : "", text: c.k });
+      th.addEventListener("click", () => { if (sortCol === i) asc = !asc; else { sortCol = i; asc = !c.n; } draw(); });
+      head.append(th);
+    });
+    t.append(el("thead", {}, head));
+    const body = el("tbody");
+    t.append(body);
+    wrap.append(t);
+    parent.append(ctl, wrap);
+    const limit = opts.limit || 300;
+    function draw() {
+      [...head.children].forEach((th, i) => { th.classList.toggle("sorted", i === sortCol); th.classList.toggle("asc", i === sortCol && asc); });
+      let rs = rows;
+      if (filter) rs = rs.filter((r) => cols.some((c) => String(c.show ? c.show(r) : c.f(r)).toLowerCase().includes(filter) || (opts.search && opts.search(r).toLowerCase().includes(filter))));
+      if (sortCol >= 0) {
+        const f = cols[sortCol].f;
+        rs = rs.slice().sort((a, b) => { const x = f(a), y = f(b); const o = x < y ? -1 : x > y ? 1 : 0; return asc ? o : -o; });
+      }
+      body.replaceChildren();
+      for (const r of rs.slice(0, limit)) {
+        const tr = el("tr", opts.expand ? { class: "site" } : {});
+        for (const c of cols) {
+          const td = el("td", { class: c.n ? "n" : "loc" });
+          if (c.cell) c.cell(td, r); else td.textContent = c.show ? c.show(r) : c.f(r);
+          tr.append(td);
+        }
+        body.append(tr);
+        if (opts.expand) {
+          let open = null;
+          tr.addEventListener("click", () => {
+            if (open) { open.remove(); open = null; return; }
+            open = el("tr", {}, el("td", { colspan: cols.length }, opts.expand(r)));
+            tr.after(open);
+          });
+        }
+      }
+      info.textContent = (rs.length > limit ? "showing " + limit + " of " : "") + num(rs.length) + " rows" + (opts.note ? " · " + opts.note : "");
+    }
+    draw();
+  }
+
+  // Header.
+  const h = R.header;
+  app.append(el("header", {},
+    el("h1", { text: "memscope — " + (h && h.program ? h.program : R.input.name) }),
+    el("div", { class: "sub", text: [R.input.name, h ? h.target : "no header", "session " + R.session + " of " + R.sessions, R.tool.name + " " + R.tool.version].join(" · ") })));
+  const main = el("main");
+  app.append(main);
+
+  // Summary.
+  const S = R.summary;
+  const sum = section("Summary", true);
+  const cards = el("div", { class: "cards" });
+  function card(key, label, value, text, cls) {
+    cards.append(el("div", { class: "card", id: "card-" + key }, el("div", { class: "v " + (cls || ""), "data-value": String(value), text: text }), el("div", { class: "k", text: label })));
+  }
+  card("peak-bytes", "peak (exact)", S.peak_bytes, bytes(S.peak_bytes));
+  card("peak-blocks", "blocks at the peak", S.peak_blocks, num(S.peak_blocks));
+  card("leaked-bytes", "leaked (live at end)", S.leaked_bytes, bytes(S.leaked_bytes), S.leaked_bytes ? "bad" : "ok");
+  card("leaked-blocks", "blocks leaked", S.leaked_blocks, num(S.leaked_blocks));
+  card("allocations", "allocations", S.allocations, num(S.allocations));
+  card("bytes-allocated", "bytes allocated", S.bytes_allocated, bytes(S.bytes_allocated));
+  card("errors", "heap errors", S.errors, num(S.errors), S.errors ? "bad" : "ok");
+  card("threads", "threads", S.threads, num(S.threads));
+  card("lost-events", "events lost", S.lost_events, num(S.lost_events), S.lost_events ? "bad" : "");
+  sum.append(cards);
+  sum.append(el("p", { class: S.complete ? "ok" : "bad", id: "completeness", text: S.complete ? "Complete: every stream ended with totals matching what was decoded." : "Incomplete: " + S.incomplete_reasons.join("; ") }));
+
+  // Timeline.
+  const TL = R.timeline;
+  const tls = section("Memory over time", true);
+  if (!TL || !TL.buckets.length) tls.append(el("p", { class: "note", text: "No heap event." }));
+  else {
+    const unit = TL.axis === "ticks" ? "s" : "events";
+    const xval = (x) => TL.axis === "ticks" ? x / TL.ticks_per_second : x;
+    const fmtx = (x) => TL.axis === "ticks" ? (xval(x)).toPrecision(4) + " s" : num(Math.round(x)) + " ev";
+    const ctl = el("div", { class: "controls" });
+    const reset = el("button", { text: "reset zoom" });
+    ctl.append(reset, el("span", { class: "note", text: "drag across the chart to zoom · x axis: " + (TL.axis === "ticks" ? "seconds from the first event" : "event number (the trace has no clock)") + " · band: least to most live bytes in each of " + TL.buckets.length + " buckets" }));
+    tls.append(ctl);
+    const W = 1000, H = 220, L = 70, B = 24;
+    const svg = sv("svg", { viewBox: `0 0 ${W} ${H}`, id: "timeline", role: "img" });
+    tls.append(svg);
+    let view = [0, TL.buckets.length * TL.bucket_width];
+    function drawTL() {
+      svg.replaceChildren();
+      const [x0, x1] = view;
+      const first = Math.max(0, Math.floor(x0 / TL.bucket_width)), last = Math.min(TL.buckets.length, Math.ceil(x1 / TL.bucket_width));
+      const bs = TL.buckets.slice(first, last);
+      const ymax = Math.max(1, ...bs.map((b) => b.max));
+      const X = (x) => L + (x - x0) / Math.max(1, x1 - x0) * (W - L - 10);
+      const Y = (y) => 8 + (1 - y / ymax) * (H - B - 8);
+      let band = "", line = "";
+      bs.forEach((b, i) => {
+        const xa = X((first + i) * TL.bucket_width), xb = X((first + i + 1) * TL.bucket_width);
+        band += `M${xa},${Y(b.max)}H${xb}V${Y(b.min)}H${xa}Z`;
+        line += (i ? "L" : "M") + `${xa},${Y(b.last)}H${xb}`;
+      });
+      svg.append(sv("path", { d: band, fill: "var(--band)" }), sv("path", { d: line, fill: "none", stroke: "var(--acc)", "stroke-width": 1.5 }));
+      for (let k = 0; k <= 4; k++) {
+        const y = ymax * k / 4;
+        svg.append(sv("line", { x1: L, x2: W - 10, y1: Y(y), y2: Y(y), stroke: "#eee" }), sv("text", { x: L - 4, y: Y(y) + 4, "text-anchor": "end", "font-size": 11 }, bytes(Math.round(y))));
+        const x = x0 + (x1 - x0) * k / 4;
+        svg.append(sv("text", { x: X(x), y: H - 6, "text-anchor": "middle", "font-size": 11 }, fmtx(x)));
+      }
+      if (TL.peak_offset != null && TL.peak_offset >= x0 && TL.peak_offset <= x1) {
+        const px = X(TL.peak_offset);
+        svg.append(sv("line", { class: "chart-peak", x1: px, x2: px, y1: 8, y2: H - B, id: "peak-marker" }));
+        svg.append(sv("text", { x: px + 4, y: 18, "font-size": 11, fill: "var(--warn)" }, "peak " + bytes(S.peak_bytes)));
+      }
+      for (const m of R.marks) {
+        const mx = TL.axis === "ticks" ? m.ts - TL.start : null;
+        if (mx == null || mx < x0 || mx > x1) continue;
+        const g = sv("line", { x1: X(mx), x2: X(mx), y1: H - B - 6, y2: H - B, stroke: "#333" });
+        g.append(sv("title", {}, m.name + ": " + bytes(m.live_bytes)));
+        svg.append(g);
+      }
+      svg.__map = { X, x0, x1 };
+    }
+    drawTL();
+    reset.addEventListener("click", () => { view = [0, TL.buckets.length * TL.bucket_width]; drawTL(); });
+    let drag = null, sel = null;
+    const toX = (ev) => { const r = svg.getBoundingClientRect(); return (ev.clientX - r.left) / r.width * W; };
+    const invX = (px) => view[0] + (px - L) / (W - L - 10) * (view[1] - view[0]);
+    svg.addEventListener("mousedown", (ev) => { drag = toX(ev); sel = sv("rect", { x: drag, y: 0, width: 0, height: H - B, fill: "rgba(47,111,222,.15)" }); svg.append(sel); });
+    svg.addEventListener("mousemove", (ev) => { if (drag == null) return; const x = toX(ev); sel.setAttribute("x", Math.min(x, drag)); sel.setAttribute("width", Math.abs(x - drag)); });
+    window.addEventListener("mouseup", (ev) => {
+      if (drag == null) return;
+      const a = invX(Math.min(drag, toX(ev))), b = invX(Math.max(drag, toX(ev)));
+      drag = null;
+      if (b - a > TL.bucket_width) view = [Math.max(0, a), b];
+      drawTL();
+    });
+  }
+
+  // Flamegraph (icicle): callers on top, callees below.
+  const T = D.tree;
+  const fl = section("Flamegraph of bytes", true);
+  {
+    const ctl = el("div", { class: "controls" });
+    let weight = "alloc";
+    const labels = { alloc: "allocated (whole trace)", peak: "live at the peak", leak: "leaked (live at the end)" };
+    for (const k of ["alloc", "peak", "leak"]) {
+      const r = el("input", { type: "radio", name: "flame-weight", value: k, id: "fw-" + k });
+      if (k === weight) r.checked = true;
+      r.addEventListener("change", () => { weight = k; focus = 0; drawFlame(); });
+      ctl.append(r, el("label", { for: "fw-" + k, text: labels[k] }));
+    }
+    const resetF = el("button", { text: "reset zoom" });
+    ctl.append(resetF);
+    const info = el("span", { class: "note" });
+    ctl.append(info);
+    fl.append(ctl);
+    const kids = T.parent.map(() => []);
+    for (let i = 1; i < T.parent.length; i++) kids[T.parent[i]].push(i);
+    let focus = 0;
+    resetF.addEventListener("click", () => { focus = 0; drawFlame(); });
+    const holder = el("div", { class: "flame" });
+    fl.append(holder);
+    if (!D.peak_known) fl.append(el("p", { class: "note", text: "The live set at the peak is not known per site for this trace." }));
+    function drawFlame() {
+      const w = T[weight];
+      const W = 1000, RH = 17;
+      const total = w[focus];
+      const rects = [];
+      let depth = 0;
+      // Ancestors of the focus, full width.
+      const anc = [];
+      for (let n = focus; n !== 0; n = T.parent[n]) anc.unshift(n);
+      if (focus !== 0) anc.unshift(0);
+      anc.forEach((n, d) => rects.push([n, 0, W, d]));
+      depth = anc.length ? anc.length - 1 : 0;
+      const stack = [[focus, 0, W, depth]];
+      if (focus === 0) rects.push([0, 0, W, 0]);
+      while (stack.length) {
+        const [n, x, width, d] = stack.pop();
+        let cx = x;
+        const ks = kids[n].filter((k) => w[k] > 0).sort((a, b) => w[b] - w[a]);
+        for (const k of ks) {
+          const kw = total ? w[k] / total * W : 0;
+          if (kw >= 0.5) { rects.push([k, cx, kw, d + 1]); stack.push([k, cx, kw, d + 1]); }
+          cx += kw;
+        }
+      }
+      const maxd = Math.max(...rects.map((r) => r[3])) + 1;
+      const svg = sv("svg", { viewBox: `0 0 ${W} ${maxd * RH}`, id: "flamegraph" });
+      for (const [n, x, width, d] of rects) {
+        const name = D.frames[T.name[n]];
+        const g = sv("g");
+        const hue = 20 + (T.name[n] * 37) % 40;
+        g.append(sv("rect", { x, y: d * RH, width, height: RH - 1, fill: `hsl(${hue},85%,${n === focus ? 55 : 68}%)` }));
+        g.append(sv("title", {}, name + " — " + bytes(w[n]) + (w[0] ? " (" + (100 * w[n] / w[0]).toFixed(1) + "%)" : "")));
+        if (width > 40) {
+          const t = sv("text", { x: x + 3, y: d * RH + 12 }, name.length > width / 6.5 ? name.slice(0, Math.max(0, Math.floor(width / 6.5) - 1)) + "…" : name);
+          g.append(t);
+        }
+        g.addEventListener("click", () => { focus = n; drawFlame(); });
+        svg.append(g);
+      }
+      holder.replaceChildren(svg);
+      info.textContent = bytes(w[0]) + " in all · " + num(T.parent.length) + " nodes · click a frame to zoom";
+    }
+    drawFlame();
+  }
+
+  // Call sites.
+  const cs = section("Call sites", true);
+  const stackView = (r) => {
+    const d = el("div", { class: "stack" });
+    d.textContent = r[6].map((f, i) => (i ? "  called from " : "") + D.frames[f]).join("\n");
+    return d;
+  };
+  const loc = (r) => D.frames[r[6][0]];
+  table(cs, [
+    { k: "first user frame (click a row for its stack)", f: loc },
+    { k: "calls", n: 1, f: (r) => r[1], show: (r) => num(r[1]) },
+    { k: "bytes allocated", n: 1, f: (r) => r[2], show: (r) => bytes(r[2]), sort: 1 },
+    { k: "live at peak", n: 1, f: (r) => r[3], show: (r) => bytes(r[3]) },
+    { k: "leaked", n: 1, f: (r) => r[4], show: (r) => bytes(r[4]) },
+    { k: "most live at once", n: 1, f: (r) => r[5], show: (r) => bytes(r[5]) },
+  ], D.sites, { expand: stackView, search: (r) => r[6].map((f) => D.frames[f]).join(" "), note: D.sites_total > D.sites.length ? "the " + D.sites.length + " largest of " + num(D.sites_total) + " sites" : "all " + num(D.sites_total) + " sites" });
+
+  // Histograms.
+  function histogram(title, buckets, fmt) {
+    const s = section(title);
+    const bs = buckets.filter((b) => b.count > 0);
+    if (!bs.length) { s.append(el("p", { class: "note", text: "empty" })); return s; }
+    const W = 520, H = 160, B = 34;
+    const max = Math.max(...bs.map((b) => b.count));
+    const svg = sv("svg", { viewBox: `0 0 ${W} ${H}` });
+    const bw = W / bs.length;
+    bs.forEach((b, i) => {
+      const hgt = (H - B) * b.count / max;
+      const g = sv("g");
+      g.append(sv("rect", { x: i * bw + 1, y: H - B - hgt, width: bw - 2, height: hgt, fill: "var(--acc)" }));
+      g.append(sv("title", {}, fmt(b.low) + " – " + fmt(b.high) + ": " + num(b.count)));
+      svg.append(g);
+      if (bs.length < 20 || i % Math.ceil(bs.length / 10) === 0) svg.append(sv("text", { x: i * bw + bw / 2, y: H - B + 14, "text-anchor": "middle", "font-size": 10 }, fmt(b.low)));
+    });
+    s.append(svg);
+    return s;
+  }
+  histogram("Allocation sizes", R.histograms.sizes, bytes);
+  const tps = R.histograms.ticks_per_second;
+  const lt = histogram("Lifetimes of freed blocks", R.histograms.lifetimes, (t) => tps ? (t / tps < 1e-3 ? (t / tps * 1e6).toPrecision(3) + " µs" : (t / tps).toPrecision(3) + " s") : t + " ticks");
+  lt.append(el("p", { class: "note", text: R.temporaries.lifetime_bound === "lower" ? "Lifetimes are lower bounds: most frees carry the previous event's timestamp." : "Lifetimes are exact." }));
+
+  // Leaks.
+  const lk = section("Leaks (live at the end)");
+  lk.append(el("p", {}, el("span", { id: "leak-total", "data-value": String(R.leaks.bytes), text: bytes(R.leaks.bytes) }), " in " + num(R.leaks.blocks) + " blocks"));
+  table(lk, [
+    { k: "site", f: (r) => r.location },
+    { k: "bytes", n: 1, f: (r) => r.bytes, show: (r) => bytes(r.bytes), sort: 1 },
+    { k: "blocks", n: 1, f: (r) => r.count, show: (r) => num(r.count) },
+  ], R.leaks.sites, { note: R.leaks.sites_omitted ? R.leaks.sites_omitted + " more sites" : "" });
+
+  // Breakdowns.
+  const th = section("Threads");
+  table(th, [
+    { k: "stream", n: 1, f: (r) => r.stream },
+    { k: "name", f: (r) => r.name || "" },
+    { k: "allocations", n: 1, f: (r) => r.allocations, show: (r) => num(r.allocations) },
+    { k: "bytes", n: 1, f: (r) => r.bytes_allocated, show: (r) => bytes(r.bytes_allocated), sort: 1 },
+    { k: "frees of others'", n: 1, f: (r) => r.foreign_frees },
+    { k: "leaked", n: 1, f: (r) => r.leaked_bytes, show: (r) => bytes(r.leaked_bytes) },
+  ], R.threads);
+  const sc = section("Scopes");
+  table(sc, [
+    { k: "scope", f: (r) => r.name },
+    { k: "entered", n: 1, f: (r) => r.entered, show: (r) => num(r.entered) },
+    { k: "allocations", n: 1, f: (r) => r.allocations, show: (r) => num(r.allocations) },
+    { k: "bytes", n: 1, f: (r) => r.bytes_allocated, show: (r) => bytes(r.bytes_allocated), sort: 1 },
+    { k: "leaked", n: 1, f: (r) => r.leaked_bytes, show: (r) => bytes(r.leaked_bytes) },
+  ], R.scopes);
+  const nm = section("Named variables");
+  table(nm, [
+    { k: "variable", f: (r) => r.var },
+    { k: "type", f: (r) => r.type_name },
+    { k: "where", f: (r) => r.file + ":" + r.line },
+    { k: "size when named", n: 1, f: (r) => r.size_at_naming, show: (r) => bytes(r.size_at_naming) },
+    { k: "largest", n: 1, f: (r) => r.max_size, show: (r) => bytes(r.max_size), sort: 1 },
+    { k: "reallocs", n: 1, f: (r) => r.reallocs },
+    { k: "freed", f: (r) => r.resolved ? (r.freed ? "yes" : "no (live at end)") : "address not live when named" },
+  ], R.names);
+
+  // Errors.
+  const er = section("Heap errors");
+  er.append(el("p", { id: "error-total", "data-value": String(R.errors.total), class: R.errors.total ? "bad" : "ok", text: R.errors.total ? num(R.errors.total) + " errors: " + Object.entries(R.errors.counts).map(([k, v]) => k.replace(/_/g, " ") + " " + v).join(", ") : "No heap error found." }));
+  if (R.errors.unknown_frees_explained_by_loss && R.errors.counts.unknown_free) er.append(el("p", { class: "note", text: "Frees of unknown addresses are expected here: events were lost, damaged, or the trace started late." }));
+  const stackOf = (id) => { const s = R.stacks[id]; return s ? s.frames.slice(s.first_user_frame).map((f) => f.function || "0x" + f.addr.toString(16)).join(" ← ") : "no stack"; };
+  table(er, [
+    { k: "kind", f: (r) => r.kind },
+    { k: "what", f: (r) => r.message },
+    { k: "stream", n: 1, f: (r) => r.stream },
+  ], R.errors.examples, { expand: (r) => el("div", { class: "stack", text: "call: " + stackOf(r.stack) + (r.alloc_stack != null ? "\nallocated: " + stackOf(r.alloc_stack) : "") + (r.first_free_stack != null ? "\nfirst freed: " + stackOf(r.first_free_stack) : "") }) });
+
+  // Heap map (firmware heaps announce their region).
+  if (R.fragmentation.length) {
+    const hm = section("Heap map", true);
+    for (const f of R.fragmentation) {
+      hm.append(el("div", { text: "at the " + f.at + ": region 0x" + f.start.toString(16) + " + " + bytes(f.len) + " · used " + bytes(f.used_bytes) + " in " + num(f.blocks) + " blocks · largest free gap " + bytes(f.largest_gap) + " · fragmentation " + (f.fragmentation * 100).toFixed(1) + "%" }));
+      const bar = el("div", { class: "heapmap", "data-at": f.at });
+      for (const sp of f.map) {
+        const d = el("div", { title: (sp.used ? "block" : "gap") + " at +0x" + sp.offset.toString(16) + ", " + bytes(sp.len) });
+        d.style.width = (100 * sp.len / f.len) + "%";
+        d.style.background = sp.used ? "var(--acc)" : "#e9ecf2";
+        bar.append(d);
+      }
+      hm.append(bar);
+      if (f.map_truncated) hm.append(el("p", { class: "note", text: f.map_truncated + " more spans not drawn" }));
+    }
+  }
+
+  // Inferred.
+  const inf = section("Inferred", true);
+  inf.append(el("p", { class: "note" }, inferredBadge(), "Everything in this section is inferred from patterns in the trace, not recorded; confidence and evidence are given."));
+  if (!R.inferred.length) inf.append(el("p", { class: "note", text: "Nothing inferred." }));
+  for (const x of R.inferred) {
+    inf.append(el("div", { class: "inferred-item" }, inferredBadge(), el("strong", { text: x.claim }), el("span", { class: "note", text: " (" + x.kind + ", confidence " + Math.round(x.confidence * 100) + "%) — " + x.evidence.join("; ") + (x.suggestion ? " → " + x.suggestion : "") })));
+  }
+
+  // Integrity.
+  const ig = section("Integrity");
+  const I = R.integrity;
+  ig.append(el("p", { text: num(I.damaged_spans) + " damaged spans (" + bytes(I.damaged_bytes) + "), " + num(I.record_errors) + " records not decoded, " + num(I.skipped_unsynced) + " skipped unsynced, " + num(S.lost_events) + " events lost by the producer." }));
+  table(ig, [
+    { k: "offset", n: 1, f: (r) => r.offset },
+    { k: "bytes", n: 1, f: (r) => r.len },
+    { k: "why", f: (r) => r.reason },
+  ], I.damage, { filter: false });
+  document.body.setAttribute("data-ready", "1");
+})();

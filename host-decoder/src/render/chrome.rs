@@ -1,0 +1,71 @@
+//! Chrome's trace-event JSON (`{"traceEvents": [...]}`), opened by Perfetto
+//! (ui.perfetto.dev) and chrome://tracing: the live heap as counter ("C")
+//! events from the report's timeline, the peak and the user's marks as
+//! instant events, and one named track per thread with its totals.
+//!
+//! With a clock, `ts` is microseconds from the first event; without one it
+//! is the event number, and the process is named so.
+
+use crate::report::Report;
+use serde_json::{json, Value};
+use std::io::{self, Write};
+
+/// The trace-event document.
+pub fn document(r: &Report) -> Value {
+    let tl = &r.timeline;
+    let clocked = tl.axis == "ticks" && tl.ticks_per_second > 0;
+    let us = |x: u64| -> f64 {
+        if clocked {
+            x as f64 * 1e6 / tl.ticks_per_second as f64
+        } else {
+            x as f64
+        }
+    };
+    let program = r
+        .header
+        .as_ref()
+        .map(|h| h.program.clone())
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| r.input.name.clone());
+    let mut ev: Vec<Value> = vec![json!({
+        "name": "process_name", "ph": "M", "pid": 1, "tid": 0,
+        "args": {"name": if clocked { format!("{program} heap") } else { format!("{program} heap (x = event number: no clock)") }}
+    })];
+    for (i, b) in tl.buckets.iter().enumerate() {
+        let x = us(i as u64 * tl.bucket_width);
+        // Two points per bucket draw the bucket's spike and where it settled.
+        ev.push(json!({"name": "live heap bytes", "ph": "C", "pid": 1, "tid": 0, "ts": x, "args": {"bytes": b.max}}));
+        ev.push(json!({"name": "live heap bytes", "ph": "C", "pid": 1, "tid": 0,
+            "ts": us(i as u64 * tl.bucket_width + tl.bucket_width / 2), "args": {"bytes": b.last}}));
+    }
+    if let Some(p) = tl.peak_offset {
+        ev.push(json!({"name": format!("peak: {} bytes in {} blocks", r.summary.peak_bytes, r.summary.peak_blocks),
+            "ph": "i", "s": "p", "pid": 1, "tid": 0, "ts": us(p)}));
+    }
+    if clocked {
+        for m in &r.marks {
+            ev.push(json!({"name": m.name, "ph": "i", "s": "p", "pid": 1, "tid": 0,
+                "ts": us(m.ts.saturating_sub(tl.start)), "args": {"live_bytes": m.live_bytes, "live_blocks": m.live_blocks}}));
+        }
+    }
+    let end = us(tl.buckets.len() as u64 * tl.bucket_width);
+    for t in &r.threads {
+        let tid = t.stream + 1;
+        let name = t.name.clone().unwrap_or_else(|| format!("stream {}", t.stream));
+        ev.push(json!({"name": "thread_name", "ph": "M", "pid": 1, "tid": tid, "args": {"name": name}}));
+        // The per-thread totals as one span over the session.
+        ev.push(json!({"name": format!("{} allocations, {} bytes; {} bytes leaked", t.allocations, t.bytes_allocated, t.leaked_bytes),
+            "ph": "X", "pid": 1, "tid": tid, "ts": 0.0, "dur": end,
+            "args": {"allocations": t.allocations, "bytes_allocated": t.bytes_allocated, "frees": t.frees,
+                     "foreign_frees": t.foreign_frees, "leaked_blocks": t.leaked_blocks, "leaked_bytes": t.leaked_bytes}}));
+    }
+    json!({"traceEvents": ev, "displayTimeUnit": "ms",
+           "otherData": {"tool": r.tool.name, "version": r.tool.version, "input": r.input.name}})
+}
+
+/// Writes the trace.
+pub fn write(r: &Report, mut out: impl Write) -> io::Result<()> {
+    serde_json::to_writer(&mut out, &document(r)).map_err(io::Error::other)?;
+    out.write_all(b"\n")?;
+    out.flush()
+}

@@ -1,0 +1,198 @@
+//! pprof's `profile.proto`, gzipped, encoded by hand (five message types do
+//! not justify a protobuf code generator). `go tool pprof` and
+//! speedscope/Pyroscope read it.
+//!
+//! Sample types: `alloc_objects`/count and `alloc_space`/bytes (the whole
+//! trace), `inuse_objects`/count and `inuse_space`/bytes (live at the end,
+//! as a Go heap profile taken then). Stacks start at the first user frame;
+//! inlined frames share their caller's location, as pprof expects.
+
+use crate::render::profile::{frame_name, Profile};
+use flate2::{write::GzEncoder, Compression};
+use std::collections::HashMap;
+use std::io::{self, Write};
+
+/// Protobuf wire helpers.
+#[derive(Default)]
+struct Msg(Vec<u8>);
+
+impl Msg {
+    fn varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.0.push(v as u8 | 0x80);
+            v >>= 7;
+        }
+        self.0.push(v as u8);
+    }
+    fn uint(&mut self, field: u32, v: u64) {
+        if v != 0 {
+            self.varint(u64::from(field) << 3);
+            self.varint(v);
+        }
+    }
+    fn bytes(&mut self, field: u32, b: &[u8]) {
+        self.varint(u64::from(field) << 3 | 2);
+        self.varint(b.len() as u64);
+        self.0.extend_from_slice(b);
+    }
+    fn packed(&mut self, field: u32, vs: &[u64]) {
+        let mut m = Msg::default();
+        for &v in vs {
+            m.varint(v);
+        }
+        self.bytes(field, &m.0);
+    }
+}
+
+#[derive(Default)]
+struct Strings {
+    table: Vec<String>,
+    index: HashMap<String, u64>,
+}
+
+impl Strings {
+    fn id(&mut self, s: &str) -> u64 {
+        if let Some(&i) = self.index.get(s) {
+            return i;
+        }
+        self.table.push(s.to_owned());
+        let i = self.table.len() as u64 - 1;
+        self.index.insert(s.to_owned(), i);
+        i
+    }
+}
+
+/// The uncompressed `Profile` message.
+pub fn encode(p: &Profile) -> Vec<u8> {
+    let mut strings = Strings::default();
+    strings.id("");
+    let mut out = Msg::default();
+    for (ty, unit) in [
+        ("alloc_objects", "count"),
+        ("alloc_space", "bytes"),
+        ("inuse_objects", "count"),
+        ("inuse_space", "bytes"),
+    ] {
+        let mut vt = Msg::default();
+        vt.uint(1, strings.id(ty));
+        vt.uint(2, strings.id(unit));
+        out.bytes(1, &vt.0);
+    }
+    // (function name, file) → function id; (address, its frames) → location id.
+    let mut functions: HashMap<(String, String), u64> = HashMap::new();
+    let mut function_msgs: Vec<Msg> = Vec::new();
+    let mut locations: HashMap<(u64, Vec<(u64, i64)>), u64> = HashMap::new();
+    let mut location_msgs: Vec<Msg> = Vec::new();
+    let mut samples: Vec<Msg> = Vec::new();
+    for s in &p.sites {
+        // Groups of frames sharing an address: inlined ones, then their caller.
+        let mut groups: Vec<(u64, Vec<(u64, i64)>)> = Vec::new();
+        let mut cur: Vec<(u64, i64)> = Vec::new();
+        let frames = if s.frames.is_empty() {
+            &[][..]
+        } else {
+            &s.frames[s.first_user.min(s.frames.len() - 1)..]
+        };
+        for f in frames {
+            let name = frame_name(f);
+            let file = f.file.clone().unwrap_or_default();
+            let fid = *functions.entry((name.clone(), file.clone())).or_insert_with(|| {
+                let id = function_msgs.len() as u64 + 1;
+                let mut m = Msg::default();
+                m.uint(1, id);
+                m.uint(2, strings.id(&name));
+                m.uint(3, strings.id(&name));
+                m.uint(4, strings.id(&file));
+                function_msgs.push(m);
+                id
+            });
+            cur.push((fid, i64::from(f.line.unwrap_or(0))));
+            if !f.inlined {
+                groups.push((f.addr, std::mem::take(&mut cur)));
+            }
+        }
+        if !cur.is_empty() {
+            let addr = frames.last().map_or(0, |f| f.addr);
+            groups.push((addr, cur));
+        }
+        if groups.is_empty() {
+            let name = "[no stack recorded]".to_owned();
+            let fid = *functions.entry((name.clone(), String::new())).or_insert_with(|| {
+                let id = function_msgs.len() as u64 + 1;
+                let mut m = Msg::default();
+                m.uint(1, id);
+                m.uint(2, strings.id(&name));
+                m.uint(3, strings.id(&name));
+                function_msgs.push(m);
+                id
+            });
+            groups.push((0, vec![(fid, 0)]));
+        }
+        let mut ids = Vec::with_capacity(groups.len());
+        for g in groups {
+            let id = *locations.entry(g.clone()).or_insert_with(|| {
+                let id = location_msgs.len() as u64 + 1;
+                let mut m = Msg::default();
+                m.uint(1, id);
+                m.uint(3, g.0);
+                for &(fid, line) in &g.1 {
+                    let mut l = Msg::default();
+                    l.uint(1, fid);
+                    l.uint(2, line as u64);
+                    m.bytes(4, &l.0);
+                }
+                location_msgs.push(m);
+                id
+            });
+            ids.push(id);
+        }
+        let mut sm = Msg::default();
+        sm.packed(1, &ids);
+        sm.packed(
+            2,
+            &[
+                s.allocs + s.reallocs,
+                s.bytes,
+                s.leaked_blocks,
+                s.leaked_bytes,
+            ],
+        );
+        samples.push(sm);
+    }
+    for s in samples {
+        out.bytes(2, &s.0);
+    }
+    for l in location_msgs {
+        out.bytes(4, &l.0);
+    }
+    for f in function_msgs {
+        out.bytes(5, &f.0);
+    }
+    // period_type / period: one sample per call site, no sampling.
+    let mut pt = Msg::default();
+    pt.uint(1, strings.id("space"));
+    pt.uint(2, strings.id("bytes"));
+    let default_type = strings.id("alloc_space");
+    if p.ticks_per_second > 0 {
+        let ns = u128::from(p.end_ts.saturating_sub(p.first_ts)) * 1_000_000_000
+            / u128::from(p.ticks_per_second);
+        out.uint(10, ns as u64);
+    }
+    out.bytes(11, &pt.0);
+    out.uint(12, 1);
+    out.uint(14, default_type);
+    // The string table goes last so every string above is in it.
+    let mut tail = Msg::default();
+    for s in &strings.table {
+        tail.bytes(6, s.as_bytes());
+    }
+    out.0.extend_from_slice(&tail.0);
+    out.0
+}
+
+/// Writes the gzipped profile.
+pub fn write(p: &Profile, out: impl Write) -> io::Result<()> {
+    let mut gz = GzEncoder::new(out, Compression::default());
+    gz.write_all(&encode(p))?;
+    gz.finish()?.flush()
+}
