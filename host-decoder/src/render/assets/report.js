@@ -294,7 +294,7 @@
       g.append(sv("rect", { x: i * bw + 1, y: H - B - hgt, width: bw - 2, height: hgt, fill: "var(--acc)" }));
       g.append(sv("title", {}, fmt(b.low) + " – " + fmt(b.high) + ": " + num(b.count)));
       svg.append(g);
-      if (bs.length < 20 || i % Math.ceil(bs.length / 10) === 0) svg.append(sv("text", { x: i * bw + bw / 2, y: H - B + 14, "text-anchor": "middle", "font-size": 10 }, fmt(b.low)));
+      if (i % Math.ceil(bs.length / 8) === 0) svg.append(sv("text", { x: i * bw + bw / 2, y: H - B + 14, "text-anchor": "middle", "font-size": 10 }, fmt(b.low)));
     });
     s.append(svg);
     return s;
@@ -374,9 +374,16 @@
   const inf = section("Inferred", true);
   inf.append(el("p", { class: "note" }, inferredBadge(), "Everything in this section is inferred from patterns in the trace, not recorded; confidence and evidence are given."));
   if (!R.inferred.length) inf.append(el("p", { class: "note", text: "Nothing inferred." }));
-  for (const x of R.inferred) {
-    inf.append(el("div", { class: "inferred-item" }, inferredBadge(), el("strong", { text: x.claim }), el("span", { class: "note", text: " (" + x.kind + ", confidence " + Math.round(x.confidence * 100) + "%) — " + x.evidence.join("; ") + (x.suggestion ? " → " + x.suggestion : "") })));
+  const infList = el("div");
+  inf.append(infList);
+  function drawInferred(all) {
+    infList.replaceChildren();
+    for (const x of all ? R.inferred : R.inferred.slice(0, 10)) {
+      infList.append(el("div", { class: "inferred-item" }, inferredBadge(), el("strong", { text: x.claim }), el("span", { class: "note", text: " (" + x.kind + ", confidence " + Math.round(x.confidence * 100) + "%) — " + x.evidence.join("; ") + (x.suggestion ? " → " + x.suggestion : "") })));
+    }
+    if (!all && R.inferred.length > 10) infList.append(el("button", { text: "show all " + R.inferred.length, on: { click: () => drawInferred(true) } }));
   }
+  drawInferred(false);
 
   // Integrity.
   const ig = section("Integrity");

@@ -1,0 +1,130 @@
+// Loads a page in headless Chromium through the DevTools protocol and reports
+// what happened, as JSON on stdout: uncaught exceptions, console errors,
+// network requests other than the page itself, JavaScript dialogs (alert…),
+// and the value of an expression evaluated once the page is ready.
+//
+// No npm dependency: the protocol runs over `--remote-debugging-pipe`
+// (Chromium reads NUL-terminated JSON messages on fd 3 and writes on fd 4),
+// which any Node from 16 on can drive.
+//
+// usage: node cdp.mjs CONFIG.json
+// CONFIG: {"chromium": "/usr/bin/chromium", "url": "file:///…",
+//          "files": {"selector": "input[type=file]", "paths": ["…"]},   (optional)
+//          "ready": "JS expression, truthy when done",                    (optional)
+//          "eval": "JS expression whose JSON value is reported",          (optional)
+//          "screenshot": "out.png", "timeout_ms": 30000}
+import { spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+const cfg = JSON.parse(readFileSync(process.argv[2], "utf8"));
+const timeout = cfg.timeout_ms || 30000;
+const profile = mkdtempSync(join(tmpdir(), "memscope-chromium-"));
+const chrome = spawn(cfg.chromium || "/usr/bin/chromium", [
+  "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+  "--disable-dev-shm-usage", "--allow-file-access-from-files",
+  `--user-data-dir=${profile}`, "--remote-debugging-pipe", "about:blank",
+], { stdio: ["ignore", "ignore", "pipe", "pipe", "pipe"] });
+
+const out = { exceptions: [], console_errors: [], requests: [], dialogs: [], result: null, timed_out: false };
+let finished = false;
+function finish(code) {
+  if (finished) return;
+  finished = true;
+  try { chrome.kill("SIGKILL"); } catch (_) {}
+  try { rmSync(profile, { recursive: true, force: true }); } catch (_) {}
+  process.stdout.write(JSON.stringify(out) + "\n");
+  process.exit(code);
+}
+setTimeout(() => { out.timed_out = true; finish(2); }, timeout).unref();
+
+let stderr = "";
+chrome.stderr.on("data", (d) => { stderr = (stderr + d).slice(-4000); });
+chrome.on("exit", (c) => { if (!finished) { out.exceptions.push("driver: chromium exited " + c + ": " + stderr); finish(1); } });
+const toChrome = chrome.stdio[3];
+const fromChrome = chrome.stdio[4];
+let nextId = 1;
+const pending = new Map();
+const waiters = [];
+let inbuf = Buffer.alloc(0);
+fromChrome.on("data", (chunk) => {
+  inbuf = Buffer.concat([inbuf, chunk]);
+  let z;
+  while ((z = inbuf.indexOf(0)) >= 0) {
+    const text = inbuf.subarray(0, z).toString("utf8");
+    inbuf = inbuf.subarray(z + 1);
+    onMessage(JSON.parse(text));
+  }
+});
+function onMessage(msg) {
+  if (msg.id && pending.has(msg.id)) {
+    const { resolve, reject } = pending.get(msg.id);
+    pending.delete(msg.id);
+    msg.error ? reject(new Error(JSON.stringify(msg.error))) : resolve(msg.result);
+    return;
+  }
+  onEvent(msg.method, msg.params || {}, msg.sessionId);
+  for (const w of waiters.slice()) if (w.method === msg.method) { waiters.splice(waiters.indexOf(w), 1); w.resolve(msg.params); }
+}
+function send(method, params, sessionId) {
+  const id = nextId++;
+  toChrome.write(JSON.stringify({ id, method, params: params || {}, sessionId }) + "\0");
+  return new Promise((resolve, reject) => pending.set(id, { resolve, reject }));
+}
+const waitFor = (method) => new Promise((resolve) => waiters.push({ method, resolve }));
+
+let session;
+function onEvent(method, p) {
+  if (method === "Runtime.exceptionThrown") {
+    const e = p.exceptionDetails;
+    out.exceptions.push((e.exception && e.exception.description) || e.text);
+  } else if (method === "Runtime.consoleAPICalled" && (p.type === "error" || p.type === "assert")) {
+    out.console_errors.push(p.args.map((a) => a.value ?? a.description).join(" "));
+  } else if (method === "Log.entryAdded" && p.entry.level === "error") {
+    out.console_errors.push(p.entry.text + (p.entry.url ? " (" + p.entry.url + ")" : ""));
+  } else if (method === "Network.requestWillBeSent") {
+    const u = p.request.url;
+    if (u !== cfg.url && !u.startsWith("data:")) out.requests.push(u);
+  } else if (method === "Page.javascriptDialogOpening") {
+    out.dialogs.push(p.type + ": " + p.message);
+    send("Page.handleJavaScriptDialog", { accept: true }, session).catch(() => {});
+  }
+}
+
+try {
+  const { targetId } = await send("Target.createTarget", { url: "about:blank" });
+  ({ sessionId: session } = await send("Target.attachToTarget", { targetId, flatten: true }));
+  for (const d of ["Page", "Runtime", "Network", "Log", "DOM"]) await send(d + ".enable", {}, session);
+  await send("Emulation.setDeviceMetricsOverride", { width: 1280, height: 900, deviceScaleFactor: 1, mobile: false }, session);
+  const loaded = waitFor("Page.loadEventFired");
+  await send("Page.navigate", { url: cfg.url }, session);
+  await loaded;
+  if (cfg.files) {
+    const { root } = await send("DOM.getDocument", {}, session);
+    const { nodeId } = await send("DOM.querySelector", { nodeId: root.nodeId, selector: cfg.files.selector }, session);
+    await send("DOM.setFileInputFiles", { nodeId, files: cfg.files.paths }, session);
+  }
+  const evaluate = async (expr) => {
+    const r = await send("Runtime.evaluate", { expression: expr, returnByValue: true, awaitPromise: true }, session);
+    if (r.exceptionDetails) throw new Error("evaluating " + expr + ": " + ((r.exceptionDetails.exception && r.exceptionDetails.exception.description) || r.exceptionDetails.text));
+    return r.result.value;
+  };
+  if (cfg.ready) {
+    while (!(await evaluate(cfg.ready))) await new Promise((r) => setTimeout(r, 100));
+  }
+  // Let late errors and requests arrive.
+  await new Promise((r) => setTimeout(r, 300));
+  if (cfg.eval) out.result = await evaluate(cfg.eval);
+  if (cfg.screenshot) {
+    const h = await evaluate("Math.min(4000, document.documentElement.scrollHeight)");
+    await send("Emulation.setDeviceMetricsOverride", { width: 1280, height: h || 900, deviceScaleFactor: 1, mobile: false }, session);
+    const { data } = await send("Page.captureScreenshot", { format: "png" }, session);
+    writeFileSync(cfg.screenshot, Buffer.from(data, "base64"));
+  }
+  finish(0);
+} catch (e) {
+  out.exceptions.push("driver: " + e.message);
+  finish(1);
+}

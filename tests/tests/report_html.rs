@@ -1,0 +1,138 @@
+//! The HTML dashboard in a real browser (headless Chromium): it loads from
+//! disk with no JavaScript error and no network request, shows the JSON
+//! report's numbers, reacts to sorting, filtering and the flamegraph's weight
+//! switch, and runs nothing a trace's names carry.
+
+#[path = "report_common/mod.rs"]
+mod common;
+use common::*;
+use memscope_decode::render::bytes;
+use serde_json::json;
+
+fn assert_clean(v: &serde_json::Value) {
+    assert_eq!(v["exceptions"], json!([]), "JavaScript errors: {v}");
+    assert_eq!(v["console_errors"], json!([]), "console errors: {v}");
+    assert_eq!(v["requests"], json!([]), "network requests: {v}");
+    assert_eq!(v["dialogs"], json!([]), "dialogs opened: {v}");
+}
+
+#[test]
+fn dashboard_loads_offline_and_shows_the_report_numbers() {
+    let dir = work_dir("html");
+    let rep = decode(&dir, &workload_trace(100_000, 3), &["--html", "report.html"]);
+    let shot = out_dir().join("dashboard.png");
+    let _ = std::fs::remove_file(&shot);
+    let v = browser(json!({
+        "url": file_url(&dir.join("report.html")),
+        "ready": "document.body.getAttribute('data-ready') === '1'",
+        "screenshot": shot.display().to_string(),
+        "eval": r#"(() => {
+            const val = (id) => Number(document.querySelector('#card-' + id + ' .v').dataset.value);
+            const out = {};
+            for (const k of ['peak-bytes','peak-blocks','leaked-bytes','leaked-blocks','allocations','bytes-allocated','errors','threads','lost-events']) out[k] = val(k);
+            out.peak_marker = !!document.getElementById('peak-marker');
+            out.flame_rects = document.querySelectorAll('#flamegraph rect').length;
+            out.flame_alloc = document.querySelector('#flamegraph title').textContent;
+            document.getElementById('fw-leak').click();
+            out.flame_leak = document.querySelector('#flamegraph title').textContent;
+            // The call-site table: first section table with a filter box.
+            const sites = [...document.querySelectorAll('section')].find((s) => s.querySelector('h2').textContent === 'Call sites');
+            const rows = () => [...sites.querySelectorAll('tbody tr')];
+            out.site_rows = rows().length;
+            out.first_site = rows()[0].children[0].textContent;
+            out.first_site_bytes = rows()[0].children[2].textContent;
+            // Sort by calls (descending), then read the column.
+            sites.querySelectorAll('th')[1].click();
+            out.calls_sorted = rows().map((r) => Number(r.children[1].textContent.replace(/,/g, '')));
+            // Filter to one site.
+            const inp = sites.querySelector('input[type=search]');
+            inp.value = out.first_site;
+            inp.dispatchEvent(new Event('input'));
+            out.filtered_rows = rows().length;
+            // Expand its stack.
+            rows()[0].click();
+            out.stack = sites.querySelector('.stack') ? sites.querySelector('.stack').textContent : null;
+            return out;
+        })()"#,
+    }));
+    assert_clean(&v);
+    let r = &v["result"];
+    let s = &rep["summary"];
+    for (card, key) in [
+        ("peak-bytes", "peak_bytes"),
+        ("peak-blocks", "peak_blocks"),
+        ("leaked-bytes", "leaked_bytes"),
+        ("leaked-blocks", "leaked_blocks"),
+        ("allocations", "allocations"),
+        ("bytes-allocated", "bytes_allocated"),
+        ("errors", "errors"),
+        ("threads", "threads"),
+        ("lost-events", "lost_events"),
+    ] {
+        assert_eq!(u(r, card), u(s, key), "{card}");
+    }
+    assert!(r["peak_marker"].as_bool().unwrap());
+    assert!(u(r, "flame_rects") > 10, "{r}");
+    // The flamegraph's root holds every byte of the chosen weight.
+    let alloc = r["flame_alloc"].as_str().unwrap();
+    assert!(alloc.starts_with(&format!("all — {}", bytes(u(s, "bytes_allocated")))), "{alloc}");
+    let leak = r["flame_leak"].as_str().unwrap();
+    assert!(leak.starts_with(&format!("all — {}", bytes(u(s, "leaked_bytes")))), "{leak}");
+    // The table's first row is the report's top site by bytes.
+    let top = &rep["hot_sites"]["by_bytes"][0];
+    assert_eq!(r["first_site"], top["location"]);
+    assert_eq!(r["first_site_bytes"], bytes(u(top, "bytes")));
+    assert!(u(r, "site_rows") > 10);
+    let calls: Vec<u64> = serde_json::from_value(r["calls_sorted"].clone()).unwrap();
+    assert!(calls.windows(2).all(|w| w[0] >= w[1]), "{calls:?}");
+    assert_eq!(u(r, "filtered_rows"), 1);
+    assert!(r["stack"].as_str().unwrap().contains("called from"), "{r}");
+    let png = std::fs::read(&shot).unwrap();
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn names_from_the_trace_run_nothing_and_read_as_text() {
+    let dir = work_dir("xss");
+    let rep = decode(&dir, &hostile_host_trace(), &["--html", "report.html"]);
+    assert_eq!(rep["scopes"][0]["name"], EVIL);
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(!html.to_lowercase().contains("<script>alert"), "raw markup in the page");
+    assert!(!html.contains("<img"), "raw markup in the page");
+    let v = browser(json!({
+        "url": file_url(&dir.join("report.html")),
+        "ready": "document.body.getAttribute('data-ready') === '1'",
+        "eval": "({text: document.body.textContent, scripts: document.scripts.length, imgs: document.images.length})",
+    }));
+    assert_clean(&v);
+    let r = &v["result"];
+    assert_eq!(u(r, "scripts"), 2, "a script element was injected");
+    assert_eq!(u(r, "imgs"), 0, "an image element was injected");
+    let text = r["text"].as_str().unwrap();
+    // Shown, as text: the scope, thread, variable names.
+    assert!(text.matches(EVIL).count() >= 3, "{text}");
+    assert!(text.contains(EVIL_IMG), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn firmware_dashboard_draws_the_heap_map() {
+    let dir = work_dir("fw");
+    let rep = decode(&dir, &firmware_trace(), &["--html", "report.html"]);
+    let frag = rep["fragmentation"].as_array().unwrap();
+    assert_eq!(frag.len(), 2, "{rep}");
+    let v = browser(json!({
+        "url": file_url(&dir.join("report.html")),
+        "ready": "document.body.getAttribute('data-ready') === '1'",
+        "eval": "[...document.querySelectorAll('.heapmap')].map((m) => ({at: m.dataset.at, used: [...m.children].filter((c) => c.title.startsWith('block')).length}))",
+    }));
+    assert_clean(&v);
+    let maps = v["result"].as_array().unwrap();
+    assert_eq!(maps.len(), 2);
+    for (m, f) in maps.iter().zip(frag) {
+        assert_eq!(m["at"], f["at"]);
+        assert_eq!(u(m, "used"), u(f, "blocks"));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
