@@ -8,8 +8,9 @@
 //!   `rustup component add`);
 //! - cargo-nextest (`cargo install --locked`; without it the tests run under
 //!   `cargo test`, which says so);
-//! - Debian packages ([`DEBIAN_TOOLS`]) through apt-get, only when running as
-//!   root on Debian. Anywhere else a missing one stops the run with its name.
+//! - Debian packages ([`DEBIAN_TOOLS`]: QEMU, Chromium, Node.js, Go, Valgrind)
+//!   through apt-get, only when running as root on Debian. Anywhere else a
+//!   missing one stops the run with its name.
 
 use crate::command::{on_path, Cmd};
 use crate::failure::Failure;
@@ -37,12 +38,34 @@ pub struct DebianTool {
 }
 
 /// The Debian packages the workspace tests need. Add a line here when a test
-/// starts using a new external program (chromium, golang-go, valgrind…).
-pub const DEBIAN_TOOLS: &[DebianTool] = &[DebianTool {
-    command: "qemu-system-arm",
-    package: "qemu-system-arm",
-    needed_by: "the firmware tests that run in QEMU (tests/tests/qemu_*.rs)",
-}];
+/// starts using a new external program.
+pub const DEBIAN_TOOLS: &[DebianTool] = &[
+    DebianTool {
+        command: "qemu-system-arm",
+        package: "qemu-system-arm",
+        needed_by: "the firmware tests that run in QEMU (tests/tests/qemu_*.rs)",
+    },
+    DebianTool {
+        command: "chromium",
+        package: "chromium",
+        needed_by: "the HTML report and dh_view tests in headless Chromium",
+    },
+    DebianTool {
+        command: "node",
+        package: "nodejs",
+        needed_by: "the browser driver of those tests (tests/browser/cdp.mjs)",
+    },
+    DebianTool {
+        command: "go",
+        package: "golang-go",
+        needed_by: "the pprof export test (`go tool pprof`)",
+    },
+    DebianTool {
+        command: "valgrind",
+        package: "valgrind",
+        needed_by: "the DHAT export test (Valgrind's dh_view.html)",
+    },
+];
 
 /// Something a test step needs before it can run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
