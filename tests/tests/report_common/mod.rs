@@ -24,7 +24,13 @@ pub fn out_dir() -> PathBuf {
 
 /// A fresh directory for one test.
 pub fn work_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("memscope-report-{}-{tag}", std::process::id()));
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    // Relaxed: only the uniqueness of the number matters.
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let d = std::env::temp_dir().join(format!(
+        "memscope-report-{}-{tag}-{n}",
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
@@ -130,7 +136,8 @@ pub fn decode(dir: &Path, trace: &[u8], args: &[&str]) -> serde_json::Value {
         json.display().to_string(),
     ];
     argv.extend(args.iter().map(|a| {
-        if a.starts_with('-') {
+        // File names (they have an extension) are made relative to `dir`.
+        if a.starts_with('-') || !a.contains('.') {
             a.to_string()
         } else {
             dir.join(a).display().to_string()
@@ -151,6 +158,7 @@ pub fn browser(mut cfg: serde_json::Value) -> serde_json::Value {
     std::fs::write(&c, cfg.to_string()).unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser/cdp.mjs");
     let o = Command::new(node).arg(script).arg(&c).output().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
     let stdout = String::from_utf8_lossy(&o.stdout);
     let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
         panic!(
