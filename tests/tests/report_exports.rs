@@ -14,7 +14,7 @@ fn with_commas(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -32,7 +32,10 @@ fn the_report_timeline_is_bounded_and_holds_the_peak() {
     assert_eq!(tl["axis"], "ticks");
     let max = b.iter().map(|x| u(x, "max")).max().unwrap();
     assert_eq!(max, u(&rep["summary"], "peak_bytes"));
-    assert_eq!(u(b.last().unwrap(), "last"), u(&rep["summary"], "leaked_bytes"));
+    assert_eq!(
+        u(b.last().unwrap(), "last"),
+        u(&rep["summary"], "leaked_bytes")
+    );
     // The peak's bucket reaches the peak.
     let at = (u(tl, "peak_offset") / u(tl, "bucket_width")) as usize;
     assert_eq!(u(&b[at], "max"), max);
@@ -42,8 +45,13 @@ fn the_report_timeline_is_bounded_and_holds_the_peak() {
 #[test]
 fn dh_view_opens_our_dhat_file() {
     let dir = work_dir("dhat");
-    let rep = decode(&dir, &workload_trace(100_000, 3), &["--dhat", "dhat-heap.json"]);
-    let d: Value = serde_json::from_slice(&std::fs::read(dir.join("dhat-heap.json")).unwrap()).unwrap();
+    let rep = decode(
+        &dir,
+        &workload_trace(100_000, 3),
+        &["--dhat", "dhat-heap.json"],
+    );
+    let d: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("dhat-heap.json")).unwrap()).unwrap();
     assert_eq!(d["dhatFileVersion"], 2);
     assert_eq!(d["mode"], "rust-heap");
     let pps = d["pps"].as_array().unwrap();
@@ -55,7 +63,11 @@ fn dh_view_opens_our_dhat_file() {
     assert_eq!(sum("eb"), u(s, "leaked_bytes"));
     let mut seen = HashSet::new();
     for p in pps {
-        assert!(seen.insert(p["fs"].to_string()), "repeated location {}", p["fs"]);
+        assert!(
+            seen.insert(p["fs"].to_string()),
+            "repeated location {}",
+            p["fs"]
+        );
         assert!(u(p, "mb") >= u(p, "gb") && u(p, "mb") >= u(p, "eb"));
     }
     let ftbl = d["ftbl"].as_array().unwrap();
@@ -70,10 +82,18 @@ fn dh_view_opens_our_dhat_file() {
         "screenshot": out_dir().join("dh_view.png").display().to_string(),
     }));
     assert_eq!(v["exceptions"], json!([]), "{v}");
-    assert_eq!(v["result"]["error"], Value::Null, "dh_view: {}", v["result"]["error"]);
+    assert_eq!(
+        v["result"]["error"],
+        Value::Null,
+        "dh_view: {}",
+        v["result"]["error"]
+    );
     let text = v["result"]["text"].as_str().unwrap();
     assert!(text.contains("Mode:    rust-heap"), "{text}");
-    let gmax = format!("At t-gmax: {} bytes (100%)", with_commas(u(s, "peak_bytes")));
+    let gmax = format!(
+        "At t-gmax: {} bytes (100%)",
+        with_commas(u(s, "peak_bytes"))
+    );
     assert!(text.contains(&gmax), "no `{gmax}` in {text}");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -83,7 +103,12 @@ fn pprof_top(file: &std::path::Path, sample_index: &str) -> String {
     let go = tool("go", "golang-go");
     let home = work_dir("gohome");
     let o = Command::new(go)
-        .args(["tool", "pprof", "-top", &format!("-sample_index={sample_index}")])
+        .args([
+            "tool",
+            "pprof",
+            "-top",
+            &format!("-sample_index={sample_index}"),
+        ])
         .arg(file)
         .env("HOME", &home)
         .env("PPROF_TMPDIR", &home)
@@ -91,8 +116,14 @@ fn pprof_top(file: &std::path::Path, sample_index: &str) -> String {
         .unwrap();
     let _ = std::fs::remove_dir_all(&home);
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "pprof: {out}\n{}", String::from_utf8_lossy(&o.stderr));
-    let mut lines = out.lines().skip_while(|l| !l.trim_start().starts_with("flat"));
+    assert!(
+        o.status.success(),
+        "pprof: {out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let mut lines = out
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("flat"));
     lines.next();
     let row = lines.next().unwrap_or_else(|| panic!("no rows: {out}"));
     // flat flat% sum% cum cum% NAME (the name may hold spaces).
@@ -102,15 +133,23 @@ fn pprof_top(file: &std::path::Path, sample_index: &str) -> String {
 #[test]
 fn go_pprof_reads_our_profile_and_agrees_on_the_top_site() {
     let dir = work_dir("pprof");
-    let rep = decode(&dir, &workload_trace(100_000, 3), &["--pprof", "heap.pb.gz"]);
+    let rep = decode(
+        &dir,
+        &workload_trace(100_000, 3),
+        &["--pprof", "heap.pb.gz"],
+    );
     let f = dir.join("heap.pb.gz");
     assert_eq!(
         pprof_top(&f, "alloc_space"),
-        rep["hot_sites"]["by_bytes"][0]["location"].as_str().unwrap()
+        rep["hot_sites"]["by_bytes"][0]["location"]
+            .as_str()
+            .unwrap()
     );
     assert_eq!(
         pprof_top(&f, "alloc_objects"),
-        rep["hot_sites"]["by_count"][0]["location"].as_str().unwrap()
+        rep["hot_sites"]["by_count"][0]["location"]
+            .as_str()
+            .unwrap()
     );
     assert_eq!(
         pprof_top(&f, "inuse_space"),
@@ -132,7 +171,14 @@ fn folded_stacks_add_up_and_the_flamegraph_is_well_formed_svg() {
         rep = decode(
             &dir,
             &trace,
-            &["--folded", "out.folded", "--flamegraph", "out.svg", "--weight", weight],
+            &[
+                "--folded",
+                "out.folded",
+                "--flamegraph",
+                "out.svg",
+                "--weight",
+                weight,
+            ],
         );
         let folded = std::fs::read_to_string(dir.join("out.folded")).unwrap();
         let total: u64 = folded
@@ -150,10 +196,16 @@ fn folded_stacks_add_up_and_the_flamegraph_is_well_formed_svg() {
                     elements += 1
                 }
                 Ok(_) => {}
-                Err(e) => panic!("{weight}: SVG not well-formed at {}: {e}", r.buffer_position()),
+                Err(e) => panic!(
+                    "{weight}: SVG not well-formed at {}: {e}",
+                    r.buffer_position()
+                ),
             }
         }
-        assert!(svg.contains("<svg") && elements > 50, "{weight}: {elements} elements");
+        assert!(
+            svg.contains("<svg") && elements > 50,
+            "{weight}: {elements} elements"
+        );
     }
     // The heaviest stack of the leaked weight ends at the report's top leak site.
     let folded = std::fs::read_to_string(dir.join("out.folded")).unwrap();
@@ -161,7 +213,13 @@ fn folded_stacks_add_up_and_the_flamegraph_is_well_formed_svg() {
         .lines()
         .max_by_key(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap())
         .unwrap();
-    let leaf = heaviest.rsplit_once(' ').unwrap().0.rsplit(';').next().unwrap();
+    let leaf = heaviest
+        .rsplit_once(' ')
+        .unwrap()
+        .0
+        .rsplit(';')
+        .next()
+        .unwrap();
     assert_eq!(leaf, rep["leaks"]["sites"][0]["location"].as_str().unwrap());
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -169,7 +227,11 @@ fn folded_stacks_add_up_and_the_flamegraph_is_well_formed_svg() {
 #[test]
 fn chrome_trace_is_json_with_heap_counters_and_threads() {
     let dir = work_dir("chrome");
-    let rep = decode(&dir, &workload_trace(100_000, 3), &["--chrome-trace", "trace.json"]);
+    let rep = decode(
+        &dir,
+        &workload_trace(100_000, 3),
+        &["--chrome-trace", "trace.json"],
+    );
     let t: Value = serde_json::from_slice(&std::fs::read(dir.join("trace.json")).unwrap()).unwrap();
     let ev = t["traceEvents"].as_array().unwrap();
     let counters: Vec<u64> = ev
@@ -181,13 +243,21 @@ fn chrome_trace_is_json_with_heap_counters_and_threads() {
         })
         .collect();
     assert!(counters.len() > 10);
-    assert_eq!(*counters.iter().max().unwrap(), u(&rep["summary"], "peak_bytes"));
-    assert_eq!(*counters.last().unwrap(), u(&rep["summary"], "leaked_bytes"));
+    assert_eq!(
+        *counters.iter().max().unwrap(),
+        u(&rep["summary"], "peak_bytes")
+    );
+    assert_eq!(
+        *counters.last().unwrap(),
+        u(&rep["summary"], "leaked_bytes")
+    );
     let threads = ev
         .iter()
         .filter(|e| e["ph"] == "M" && e["name"] == "thread_name")
         .count();
     assert_eq!(threads, rep["threads"].as_array().unwrap().len());
-    assert!(ev.iter().any(|e| e["ph"] == "i" && e["name"].as_str().unwrap().starts_with("peak")));
+    assert!(ev
+        .iter()
+        .any(|e| e["ph"] == "i" && e["name"].as_str().unwrap().starts_with("peak")));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -19,7 +19,11 @@ fn assert_clean(v: &serde_json::Value) {
 #[test]
 fn dashboard_loads_offline_and_shows_the_report_numbers() {
     let dir = work_dir("html");
-    let rep = decode(&dir, &workload_trace(100_000, 3), &["--html", "report.html"]);
+    let rep = decode(
+        &dir,
+        &workload_trace(100_000, 3),
+        &["--html", "report.html"],
+    );
     let shot = out_dir().join("dashboard.png");
     let _ = std::fs::remove_file(&shot);
     let v = browser(json!({
@@ -75,9 +79,15 @@ fn dashboard_loads_offline_and_shows_the_report_numbers() {
     assert!(u(r, "flame_rects") > 10, "{r}");
     // The flamegraph's root holds every byte of the chosen weight.
     let alloc = r["flame_alloc"].as_str().unwrap();
-    assert!(alloc.starts_with(&format!("all — {}", bytes(u(s, "bytes_allocated")))), "{alloc}");
+    assert!(
+        alloc.starts_with(&format!("all — {}", bytes(u(s, "bytes_allocated")))),
+        "{alloc}"
+    );
     let leak = r["flame_leak"].as_str().unwrap();
-    assert!(leak.starts_with(&format!("all — {}", bytes(u(s, "leaked_bytes")))), "{leak}");
+    assert!(
+        leak.starts_with(&format!("all — {}", bytes(u(s, "leaked_bytes")))),
+        "{leak}"
+    );
     // The table's first row is the report's top site by bytes.
     let top = &rep["hot_sites"]["by_bytes"][0];
     assert_eq!(r["first_site"], top["location"]);
@@ -98,7 +108,10 @@ fn names_from_the_trace_run_nothing_and_read_as_text() {
     let rep = decode(&dir, &hostile_host_trace(), &["--html", "report.html"]);
     assert_eq!(rep["scopes"][0]["name"], EVIL);
     let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
-    assert!(!html.to_lowercase().contains("<script>alert"), "raw markup in the page");
+    assert!(
+        !html.to_lowercase().contains("<script>alert"),
+        "raw markup in the page"
+    );
     assert!(!html.contains("<img"), "raw markup in the page");
     let v = browser(json!({
         "url": file_url(&dir.join("report.html")),

@@ -35,8 +35,10 @@ pub fn document(r: &Report) -> Value {
         let x = us(i as u64 * tl.bucket_width);
         // Two points per bucket draw the bucket's spike and where it settled.
         ev.push(json!({"name": "live heap bytes", "ph": "C", "pid": 1, "tid": 0, "ts": x, "args": {"bytes": b.max}}));
-        ev.push(json!({"name": "live heap bytes", "ph": "C", "pid": 1, "tid": 0,
-            "ts": us(i as u64 * tl.bucket_width + tl.bucket_width / 2), "args": {"bytes": b.last}}));
+        ev.push(
+            json!({"name": "live heap bytes", "ph": "C", "pid": 1, "tid": 0,
+            "ts": us(i as u64 * tl.bucket_width + tl.bucket_width / 2), "args": {"bytes": b.last}}),
+        );
     }
     if let Some(p) = tl.peak_offset {
         ev.push(json!({"name": format!("peak: {} bytes in {} blocks", r.summary.peak_bytes, r.summary.peak_blocks),
@@ -51,8 +53,13 @@ pub fn document(r: &Report) -> Value {
     let end = us(tl.buckets.len() as u64 * tl.bucket_width);
     for t in &r.threads {
         let tid = t.stream + 1;
-        let name = t.name.clone().unwrap_or_else(|| format!("stream {}", t.stream));
-        ev.push(json!({"name": "thread_name", "ph": "M", "pid": 1, "tid": tid, "args": {"name": name}}));
+        let name = t
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("stream {}", t.stream));
+        ev.push(
+            json!({"name": "thread_name", "ph": "M", "pid": 1, "tid": tid, "args": {"name": name}}),
+        );
         // The per-thread totals as one span over the session.
         ev.push(json!({"name": format!("{} allocations, {} bytes; {} bytes leaked", t.allocations, t.bytes_allocated, t.leaked_bytes),
             "ph": "X", "pid": 1, "tid": tid, "ts": 0.0, "dur": end,

@@ -87,13 +87,19 @@ pub fn write_all(
         written(path, crate::render::html::write(report, &p, create(path)?))?;
     }
     if let Some(path) = &x.dhat {
-        written(path, crate::render::dhat::write(&p, &program, create(path)?))?;
+        written(
+            path,
+            crate::render::dhat::write(&p, &program, create(path)?),
+        )?;
     }
     if let Some(path) = &x.pprof {
         written(path, crate::render::pprof::write(&p, create(path)?))?;
     }
     if let Some(path) = &x.folded {
-        written(path, crate::render::folded::write(&p, x.weight, create(path)?))?;
+        written(
+            path,
+            crate::render::folded::write(&p, x.weight, create(path)?),
+        )?;
     }
     if let Some(path) = &x.flamegraph {
         written(

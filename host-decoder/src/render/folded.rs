@@ -55,7 +55,11 @@ pub fn write_svg(p: &Profile, w: Weight, program: &str, out: impl Write) -> io::
     let mut opts = inferno::flamegraph::Options::default();
     opts.title = format!(
         "{} — bytes {}",
-        if program.is_empty() { "memscope" } else { program },
+        if program.is_empty() {
+            "memscope"
+        } else {
+            program
+        },
         match w {
             Weight::Allocated => "allocated",
             Weight::Peak => "live at the peak",
@@ -63,14 +67,17 @@ pub fn write_svg(p: &Profile, w: Weight, program: &str, out: impl Write) -> io::
         }
     );
     opts.count_name = "bytes".to_owned();
-    opts.colors = inferno::flamegraph::color::Palette::Basic(
-        inferno::flamegraph::color::BasicPalette::Mem,
-    );
+    opts.colors =
+        inferno::flamegraph::color::Palette::Basic(inferno::flamegraph::color::BasicPalette::Mem);
     if lines.is_empty() {
         // inferno refuses an empty profile; say so in the picture instead.
         opts.subtitle = Some("no bytes for this weight".to_owned());
-        return inferno::flamegraph::from_lines(&mut opts, ["[no bytes with this weight] 1"].iter().copied(), out)
-            .map_err(io::Error::other);
+        return inferno::flamegraph::from_lines(
+            &mut opts,
+            ["[no bytes with this weight] 1"].iter().copied(),
+            out,
+        )
+        .map_err(io::Error::other);
     }
     inferno::flamegraph::from_lines(&mut opts, lines.iter().map(String::as_str), out)
         .map_err(io::Error::other)

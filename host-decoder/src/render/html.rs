@@ -34,6 +34,9 @@ struct Tree {
     leak: Vec<u64>,
 }
 
+/// A site row: `[site, calls, bytes, peak, leaked, most live, [frame labels, innermost first]]`.
+type SiteRow = (u32, u64, u64, u64, u64, u64, Vec<u32>);
+
 #[derive(Serialize)]
 struct Data<'a> {
     report: &'a Report,
@@ -41,7 +44,7 @@ struct Data<'a> {
     frames: Vec<String>,
     tree: Tree,
     /// `[site, calls, bytes, peak, leaked, max_size, [frame labels, innermost first]]`.
-    sites: Vec<(u32, u64, u64, u64, u64, u64, Vec<u32>)>,
+    sites: Vec<SiteRow>,
     /// Sites with allocations in all.
     sites_total: usize,
     /// Whether `peak` numbers are known per site.
@@ -138,7 +141,11 @@ fn data_json(report: &Report, p: &Profile) -> io::Result<String> {
         table: Vec::new(),
         index: HashMap::new(),
     };
-    let stacks: Vec<Vec<u32>> = p.sites.iter().map(|s| user_labels(s, &mut labels)).collect();
+    let stacks: Vec<Vec<u32>> = p
+        .sites
+        .iter()
+        .map(|s| user_labels(s, &mut labels))
+        .collect();
     let tree = build_tree(p, &stacks, &mut labels);
     let mut order: Vec<usize> = (0..p.sites.len()).collect();
     order.sort_by_key(|&i| {

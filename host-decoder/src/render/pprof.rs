@@ -96,16 +96,18 @@ pub fn encode(p: &Profile) -> Vec<u8> {
         for f in frames {
             let name = frame_name(f);
             let file = f.file.clone().unwrap_or_default();
-            let fid = *functions.entry((name.clone(), file.clone())).or_insert_with(|| {
-                let id = function_msgs.len() as u64 + 1;
-                let mut m = Msg::default();
-                m.uint(1, id);
-                m.uint(2, strings.id(&name));
-                m.uint(3, strings.id(&name));
-                m.uint(4, strings.id(&file));
-                function_msgs.push(m);
-                id
-            });
+            let fid = *functions
+                .entry((name.clone(), file.clone()))
+                .or_insert_with(|| {
+                    let id = function_msgs.len() as u64 + 1;
+                    let mut m = Msg::default();
+                    m.uint(1, id);
+                    m.uint(2, strings.id(&name));
+                    m.uint(3, strings.id(&name));
+                    m.uint(4, strings.id(&file));
+                    function_msgs.push(m);
+                    id
+                });
             cur.push((fid, i64::from(f.line.unwrap_or(0))));
             if !f.inlined {
                 groups.push((f.addr, std::mem::take(&mut cur)));
@@ -117,15 +119,17 @@ pub fn encode(p: &Profile) -> Vec<u8> {
         }
         if groups.is_empty() {
             let name = "[no stack recorded]".to_owned();
-            let fid = *functions.entry((name.clone(), String::new())).or_insert_with(|| {
-                let id = function_msgs.len() as u64 + 1;
-                let mut m = Msg::default();
-                m.uint(1, id);
-                m.uint(2, strings.id(&name));
-                m.uint(3, strings.id(&name));
-                function_msgs.push(m);
-                id
-            });
+            let fid = *functions
+                .entry((name.clone(), String::new()))
+                .or_insert_with(|| {
+                    let id = function_msgs.len() as u64 + 1;
+                    let mut m = Msg::default();
+                    m.uint(1, id);
+                    m.uint(2, strings.id(&name));
+                    m.uint(3, strings.id(&name));
+                    function_msgs.push(m);
+                    id
+                });
             groups.push((0, vec![(fid, 0)]));
         }
         let mut ids = Vec::with_capacity(groups.len());

@@ -132,11 +132,7 @@ pub fn build(s: &SessionRun, sym: &mut Symbolizer) -> Profile {
         .max(an.peak.peak_ts);
     Profile {
         sites,
-        ticks_per_second: s
-            .session
-            .header
-            .as_ref()
-            .map_or(0, |h| h.ticks_per_second),
+        ticks_per_second: s.session.header.as_ref().map_or(0, |h| h.ticks_per_second),
         first_ts,
         peak_ts: an.peak.peak_ts,
         end_ts,

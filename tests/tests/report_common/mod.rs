@@ -27,10 +27,7 @@ pub fn work_dir(tag: &str) -> PathBuf {
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     // Relaxed: only the uniqueness of the number matters.
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let d = std::env::temp_dir().join(format!(
-        "memscope-report-{}-{tag}-{n}",
-        std::process::id()
-    ));
+    let d = std::env::temp_dir().join(format!("memscope-report-{}-{tag}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
@@ -67,10 +64,18 @@ pub fn hostile_host_trace() -> Vec<u8> {
         b.alloc(1, ts, 0x10_0000 + i * 0x1000, 1000 + i, ALIGN, Some(1))
             .unwrap();
         ts += 500;
-        b.dealloc(1, Some(ts), 0x10_0000 + i * 0x1000, 1000 + i, ALIGN, Some(1))
-            .unwrap();
+        b.dealloc(
+            1,
+            Some(ts),
+            0x10_0000 + i * 0x1000,
+            1000 + i,
+            ALIGN,
+            Some(1),
+        )
+        .unwrap();
     }
-    b.alloc(1, ts + 10, 0x20_0000, 3000, ALIGN, Some(2)).unwrap();
+    b.alloc(1, ts + 10, 0x20_0000, 3000, ALIGN, Some(2))
+        .unwrap();
     b.record(
         1,
         &Record::Name(Name {
@@ -89,8 +94,15 @@ pub fn hostile_host_trace() -> Vec<u8> {
             .unwrap();
     }
     for i in 0..10u64 {
-        b.dealloc(2, Some(ts + 40 + i), 0x30_0000 + i * 0x100, 100, ALIGN, Some(3))
-            .unwrap();
+        b.dealloc(
+            2,
+            Some(ts + 40 + i),
+            0x30_0000 + i * 0x100,
+            100,
+            ALIGN,
+            Some(3),
+        )
+        .unwrap();
     }
     b.end(1, 0).unwrap();
     b.end(2, 0).unwrap();
@@ -102,7 +114,8 @@ pub fn hostile_host_trace() -> Vec<u8> {
 pub const HEAP: u64 = 0x2000_0000;
 pub fn firmware_trace() -> Vec<u8> {
     let mut b = TraceBuilder::new(Vec::new());
-    b.header(Header::new(4, 0, EVIL), Some((HEAP, 4096))).unwrap();
+    b.header(Header::new(4, 0, EVIL), Some((HEAP, 4096)))
+        .unwrap();
     b.stack(0, 1, &[0x800_1000, 0x800_2000]).unwrap();
     b.stack(0, 2, &[0x800_1100, 0x800_2000]).unwrap();
     for i in 0..8u64 {
@@ -110,7 +123,8 @@ pub fn firmware_trace() -> Vec<u8> {
             .unwrap();
     }
     for i in (0..8u64).step_by(2) {
-        b.dealloc(0, None, HEAP + i * 256, 128, ALIGN, Some(1)).unwrap();
+        b.dealloc(0, None, HEAP + i * 256, 128, ALIGN, Some(1))
+            .unwrap();
     }
     b.end(0, 1).unwrap();
     b.finish().unwrap()
@@ -166,7 +180,10 @@ pub fn browser(mut cfg: serde_json::Value) -> serde_json::Value {
             String::from_utf8_lossy(&o.stderr)
         )
     });
-    assert!(o.status.success() && v["timed_out"] == false, "browser run failed: {v}");
+    assert!(
+        o.status.success() && v["timed_out"] == false,
+        "browser run failed: {v}"
+    );
     v
 }
 
