@@ -149,3 +149,65 @@ fn firmware_dashboard_draws_the_heap_map() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// 10^5 call sites: the page aggregates them (a folded call tree, the
+/// largest sites in the table) and still draws everything. How long that
+/// takes is printed, not asserted.
+#[test]
+fn a_hundred_thousand_sites_are_aggregated() {
+    use memscope_decode::synth::TraceBuilder;
+    const SITES: u64 = 100_000;
+    let mut b = TraceBuilder::new(Vec::new()).batched(4096);
+    b.simple_header("many-sites", 1_000_000_000).unwrap();
+    for i in 0..SITES {
+        let id = i as u32 + 1;
+        b.stack(
+            1,
+            id,
+            &[0x10_0000 + i * 16, 0x9000 + (i % 100) * 16, 0x1000],
+        )
+        .unwrap();
+        b.alloc(1, 1000 + i, 0x1000_0000 + i * 64, 16 + i % 48, 8, Some(id))
+            .unwrap();
+        if i % 2 == 0 {
+            b.dealloc(1, None, 0x1000_0000 + i * 64, 16 + i % 48, 8, Some(id))
+                .unwrap();
+        }
+    }
+    b.end(1, 0).unwrap();
+    b.end(0, 1).unwrap();
+    let dir = work_dir("many");
+    let rep = decode(&dir, &b.finish().unwrap(), &["--html", "report.html"]);
+    let size = std::fs::metadata(dir.join("report.html")).unwrap().len();
+    let v = browser(json!({
+        "url": file_url(&dir.join("report.html")),
+        "ready": "document.body.getAttribute('data-ready') === '1'",
+        "timeout_ms": 120000,
+        "eval": r#"(() => {
+            const sites = [...document.querySelectorAll('section')].find((s) => s.querySelector('h2').textContent === 'Call sites');
+            return {ms: Number(document.body.dataset.renderMs), note: sites.querySelector('.controls .note').textContent,
+                    rects: document.querySelectorAll('#flamegraph rect').length,
+                    flame: document.querySelector('#flamegraph title').textContent};
+        })()"#,
+    }));
+    assert_clean(&v);
+    let r = &v["result"];
+    assert!(
+        r["note"].as_str().unwrap().contains("of 100,000 sites"),
+        "{r}"
+    );
+    assert!(
+        r["flame"].as_str().unwrap().starts_with(&format!(
+            "all — {}",
+            bytes(u(&rep["summary"], "bytes_allocated"))
+        )),
+        "{r}"
+    );
+    eprintln!(
+        "10^5 sites: report.html {} KiB, drawn in {} ms, {} flamegraph rectangles",
+        size / 1024,
+        r["ms"],
+        r["rects"]
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -3,6 +3,7 @@
 // attribute set by setAttribute, never through innerHTML.
 "use strict";
 (function () {
+  const started = performance.now();
   const D = JSON.parse(document.getElementById("memscope-data").textContent);
   const R = D.report;
   const SVG = "http://www.w3.org/2000/svg";
@@ -394,5 +395,6 @@
     { k: "bytes", n: 1, f: (r) => r.len },
     { k: "why", f: (r) => r.reason },
   ], I.damage, { filter: false });
+  document.body.setAttribute("data-render-ms", String(Math.round(performance.now() - started)));
   document.body.setAttribute("data-ready", "1");
 })();
