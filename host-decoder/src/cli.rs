@@ -269,7 +269,8 @@ pub fn report_source(src: Source, c: &Common) -> Result<i32, Error> {
 }
 
 fn check(a: CheckArgs) -> Result<i32, Error> {
-    let (_, rep, _) = analyse(open(&a.trace)?, &a.common)?;
+    let (run, rep, mut syms) = analyse(open(&a.trace)?, &a.common)?;
+    crate::render::exports::write_all(&run, &rep, &mut syms, &a.common.exports)?;
     if let Some(p) = &a.common.json {
         write_json(&rep, p)?;
     }

@@ -12,7 +12,7 @@
 //          "files": {"selector": "input[type=file]", "paths": ["…"]},   (optional)
 //          "ready": "JS expression, truthy when done",                    (optional)
 //          "eval": "JS expression whose JSON value is reported",          (optional)
-//          "screenshot": "out.png", "timeout_ms": 30000}
+//          "screenshot": "out.png", "full_page": true, "timeout_ms": 30000}
 import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -118,7 +118,7 @@ try {
   await new Promise((r) => setTimeout(r, 300));
   if (cfg.eval) out.result = await evaluate(cfg.eval);
   if (cfg.screenshot) {
-    const h = await evaluate("Math.min(4000, document.documentElement.scrollHeight)");
+    const h = cfg.full_page === false ? 900 : await evaluate("Math.min(4000, document.documentElement.scrollHeight)");
     await send("Emulation.setDeviceMetricsOverride", { width: 1280, height: h || 900, deviceScaleFactor: 1, mobile: false }, session);
     const { data } = await send("Page.captureScreenshot", { format: "png" }, session);
     writeFileSync(cfg.screenshot, Buffer.from(data, "base64"));

@@ -33,8 +33,16 @@ fn dashboard_loads_offline_and_shows_the_report_numbers() {
         "eval": r#"(() => {
             const val = (id) => Number(document.querySelector('#card-' + id + ' .v').dataset.value);
             const out = {};
-            for (const k of ['peak-bytes','peak-blocks','leaked-bytes','leaked-blocks','allocations','bytes-allocated','errors','threads','lost-events']) out[k] = val(k);
+            // Zoom the timeline by dragging across its middle third.
+            const tl = document.getElementById('timeline');
+            const axis = () => [...tl.querySelectorAll('text')].map((t) => t.textContent).join('|');
+            const before = axis();
             out.peak_marker = !!document.getElementById('peak-marker');
+            const box = tl.getBoundingClientRect();
+            tl.dispatchEvent(new MouseEvent('mousedown', {clientX: box.left + box.width * 0.35, clientY: box.top + 40, bubbles: true}));
+            window.dispatchEvent(new MouseEvent('mouseup', {clientX: box.left + box.width * 0.65, clientY: box.top + 40, bubbles: true}));
+            out.zoomed = axis() !== before;
+            for (const k of ['peak-bytes','peak-blocks','leaked-bytes','leaked-blocks','allocations','bytes-allocated','errors','threads','lost-events']) out[k] = val(k);
             out.flame_rects = document.querySelectorAll('#flamegraph rect').length;
             out.flame_alloc = document.querySelector('#flamegraph title').textContent;
             document.getElementById('fw-leak').click();
@@ -76,6 +84,7 @@ fn dashboard_loads_offline_and_shows_the_report_numbers() {
         assert_eq!(u(r, card), u(s, key), "{card}");
     }
     assert!(r["peak_marker"].as_bool().unwrap());
+    assert_eq!(r["zoomed"], true, "dragging did not zoom the timeline");
     assert!(u(r, "flame_rects") > 10, "{r}");
     // The flamegraph's root holds every byte of the chosen weight.
     let alloc = r["flame_alloc"].as_str().unwrap();
