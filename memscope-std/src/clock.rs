@@ -27,8 +27,10 @@
 //!   reader resolves it by taking the realloc as the later event (nothing can
 //!   realloc a block before it exists).
 //!
-//! Cost: one clock read per event (lfence + rdtsc is 10-35 ns on the VMs
-//! measured here). The cheaper scheme the wire format allows — a free carrying
+//! Cost: one clock read per event: `lfence; rdtsc` for an allocation (10-35
+//! ns on the VMs measured here), a plain `rdtsc` for a free (its reading must
+//! only be a lower bound, and an unfenced read is one, see
+//! [`now_lower_bound`]). The cheaper scheme the wire format allows — a free carrying
 //! its thread's previous timestamp, no read — keeps the reuse order but not
 //! the other one: a block freed on another thread than it was allocated on
 //! can sort before its own allocation (seen in the desktop example's channel
@@ -94,6 +96,28 @@ pub(crate) fn now() -> u64 {
                 core::arch::x86_64::_mm_lfence();
                 core::arch::x86_64::_rdtsc()
             } >> TSC_SHIFT;
+        }
+    }
+    instant_ticks()
+}
+
+/// Now, in ticks, as a *lower bound* of the moment the caller's next
+/// instructions take effect: what a free reads before its inner call.
+///
+/// No `lfence` here: `rdtsc` alone may execute early (before earlier loads
+/// complete), which only makes the reading smaller — still a lower bound. It
+/// cannot read late: it executes before it retires, and the inner free's
+/// stores (the ones that let another thread reuse the block) become visible
+/// only after they retire, in program order, after `rdtsc`. Saves the fence's
+/// pipeline drain on every free.
+#[inline(always)]
+pub(crate) fn now_lower_bound() -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // Relaxed: set once before recording starts.
+        if USE_TSC.load(Ordering::Relaxed) {
+            // SAFETY: rdtsc exists on every x86_64 CPU.
+            return unsafe { core::arch::x86_64::_rdtsc() } >> TSC_SHIFT;
         }
     }
     instant_ticks()

@@ -156,7 +156,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for MemScope<A> {
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // Read before the inner call: a lower bound of the free (see `clock`).
-        let ts = session::recording().then(clock::now);
+        let ts = session::recording().then(clock::now_lower_bound);
         // SAFETY: the caller guarantees `ptr` came from us with `layout`.
         unsafe { self.inner.dealloc(ptr, layout) };
         local::on_event(
