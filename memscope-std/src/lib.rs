@@ -64,6 +64,7 @@
 pub mod clock;
 mod event;
 mod exit;
+mod framing;
 mod local;
 mod modules;
 mod record;

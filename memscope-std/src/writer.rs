@@ -15,11 +15,11 @@
 //! frames before it.
 
 use crate::clock::{self, Calibration};
+use crate::framing;
 use crate::local;
 use crate::modules::{self, ModuleInfo};
 use crate::session;
-use crate::slot::{self, Buffers, Slot, EXITED, FRAME_PAYLOAD_MAX, MARK_CHUNK, RING_BYTES};
-use memscope_core::frame::{max_frame_len, FrameEncoder, MAX_HEAD_LEN};
+use crate::slot::{self, Buffers, Slot, EXITED, FRAME_PAYLOAD_MAX, MARK_CHUNK};
 use memscope_core::wire::{Delta, End, Header, Module, Record};
 use std::fs::File;
 use std::io::{self, Write};
@@ -47,8 +47,6 @@ struct Writer {
     path: PathBuf,
     /// Frames waiting to be written.
     pending: Vec<u8>,
-    /// One frame being encoded.
-    scratch: Vec<u8>,
     calibration: Calibration,
     header_written: bool,
     modules: Vec<ModuleInfo>,
@@ -70,7 +68,6 @@ pub(crate) fn open(path: &Path, calibration: Calibration) -> io::Result<()> {
         file,
         path: path.to_path_buf(),
         pending: Vec::with_capacity(1 << 20),
-        scratch: vec![0; max_frame_len(MAX_HEAD_LEN + RING_BYTES + 2) + 1],
         calibration,
         header_written: false,
         modules: Vec::new(),
@@ -309,21 +306,12 @@ impl Writer {
     }
 
     fn frame(&mut self, stream: u32, parts: &[&[u8]]) {
-        let mut enc = FrameEncoder::new(&mut self.scratch, stream, true);
-        for p in parts {
-            enc.push(p);
-        }
-        match enc.finish() {
-            Ok(n) => {
-                self.scratch[n] = 0;
-                self.pending.extend_from_slice(&self.scratch[..=n]);
-            }
-            Err(_) => {
-                // The scratch buffer holds a whole ring: unreachable.
-                self.error
-                    .get_or_insert_with(|| io::Error::other("frame larger than a ring"));
-            }
-        }
+        let payload: usize = parts.iter().map(|p| p.len()).sum();
+        // Encoded straight into `pending`, no intermediate copy.
+        let at = self.pending.len();
+        self.pending.resize(at + framing::out_len(payload), 0);
+        let n = framing::encode_checked(stream, parts, &mut self.pending[at..]).unwrap_or(0);
+        self.pending.truncate(at + n);
     }
 
     /// A record on `stream` that does not use the delta base.
