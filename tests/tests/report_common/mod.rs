@@ -52,6 +52,17 @@ const ALIGN: u64 = 8;
 pub fn hostile_host_trace() -> Vec<u8> {
     let mut b = TraceBuilder::new(Vec::new());
     b.simple_header(EVIL, 1_000_000_000).unwrap();
+    // A module whose file cannot be found: its path shows in a warning.
+    b.record(
+        0,
+        &Record::Module(memscope_core::wire::Module {
+            base: 0x1000,
+            size: 0x10_0000,
+            path: "/</script><script>alert(3)</script>",
+            build_id: &[1, 2, 3, 4],
+        }),
+    )
+    .unwrap();
     b.thread(1, 101, EVIL).unwrap();
     b.thread(2, 102, EVIL_IMG).unwrap();
     b.stack(1, 1, &[0x1000, 0x2000, 0x3000]).unwrap();

@@ -395,6 +395,12 @@
     { k: "bytes", n: 1, f: (r) => r.len },
     { k: "why", f: (r) => r.reason },
   ], I.damage, { filter: false });
+  // Symbolization.
+  const sy = section("Symbols");
+  const Y = R.symbolization;
+  sy.append(el("p", { text: Y.loaded.length ? "Debug information from: " + Y.loaded.join(", ") : "No debug information loaded: frames are addresses." }));
+  for (const w of Y.warnings) sy.append(el("p", { class: "bad symbol-warning", text: w }));
+
   document.body.setAttribute("data-render-ms", String(Math.round(performance.now() - started)));
   document.body.setAttribute("data-ready", "1");
 })();
