@@ -46,6 +46,7 @@ pub mod diff;
 pub mod error;
 pub mod frames;
 pub mod inference;
+pub mod live_table;
 pub mod merge;
 pub mod pipeline;
 pub mod records;

@@ -30,6 +30,9 @@ use std::collections::{BinaryHeap, VecDeque};
 pub const MAX_BUFFERED: usize = 1 << 20;
 /// Events kept buffered while input keeps coming.
 pub const HOLD_BACK: usize = 4096;
+/// How far ahead [`Merger::drain_ahead`] shows an event: far enough that a
+/// prefetch started now lands before the event is applied.
+pub const LOOKAHEAD: usize = 8;
 
 struct Lane {
     queue: VecDeque<Event>,
@@ -115,6 +118,13 @@ impl Merger {
     /// Releases, in merged order, every event that can no longer be preceded
     /// by one still to come.
     pub fn drain(&mut self, mut each: impl FnMut(&Event)) {
+        self.drain_ahead(|e, _| each(e));
+    }
+
+    /// [`drain`](Self::drain), also showing each event's successor
+    /// [`LOOKAHEAD`] places on in its stream (likely released soon), so that
+    /// its lookup can be prefetched.
+    pub fn drain_ahead(&mut self, mut each: impl FnMut(&Event, Option<&Event>)) {
         if self.buffered <= HOLD_BACK {
             return;
         }
@@ -132,37 +142,44 @@ impl Merger {
         let blocked = |k: &(u64, u8, u32), bound: u64, buffered: usize| {
             buffered <= MAX_BUFFERED && (k.0 > bound || (k.0 == bound && k.1 != 0))
         };
+        // The earliest lane releases a run of events while its head stays
+        // ahead of the runner-up (the heap's next top): a writer drains each
+        // thread in stretches, so most events leave without touching the heap.
+        // Keys are unique (they end with the lane), so the order is exactly
+        // that of releasing one heap top at a time.
         while self.buffered > HOLD_BACK {
-            // The heap's top is replaced in place by the lane's next head (one
-            // sift) instead of a pop and a push.
-            let Some(mut top) = self.heads.peek_mut() else {
+            let Some(Reverse(k)) = self.heads.pop() else {
                 return;
             };
-            let Reverse(k) = *top;
             if blocked(&k, bound, self.buffered) {
+                self.heads.push(Reverse(k));
                 return;
             }
             let l = k.2;
+            let runner_up = self.heads.peek().map(|r| r.0);
             let lane = &mut self.lanes[l as usize];
-            let Some(ev) = lane.queue.pop_front() else {
-                std::collections::binary_heap::PeekMut::pop(top);
-                continue;
-            };
-            match lane.queue.front() {
-                Some(next) => *top = key(next, l),
-                None => {
-                    std::collections::binary_heap::PeekMut::pop(top);
+            while let Some(ev) = lane.queue.pop_front() {
+                self.buffered -= 1;
+                if ev.ts < self.released_ts {
+                    self.late += 1;
+                }
+                self.released_ts = self.released_ts.max(ev.ts);
+                each(&ev, lane.queue.get(LOOKAHEAD));
+                let Some(next) = lane.queue.front() else {
                     if !lane.closed {
                         bound = bound.min(lane.last_ts);
                     }
+                    break;
+                };
+                let Reverse(nk) = key(next, l);
+                if self.buffered <= HOLD_BACK
+                    || runner_up.is_some_and(|r| nk > r)
+                    || blocked(&nk, bound, self.buffered)
+                {
+                    self.heads.push(Reverse(nk));
+                    break;
                 }
             }
-            self.buffered -= 1;
-            if ev.ts < self.released_ts {
-                self.late += 1;
-            }
-            self.released_ts = self.released_ts.max(ev.ts);
-            each(&ev);
         }
     }
 

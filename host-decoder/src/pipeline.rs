@@ -103,6 +103,16 @@ impl SessionRun {
         }
     }
 
+    /// Applies `ev`; `ahead` is an event coming soon, whose live-table slot
+    /// is prefetched.
+    #[inline]
+    fn apply_ahead(&mut self, ev: &Event, ahead: Option<&Event>) -> bool {
+        if let (Some(a), None) = (ahead, &self.replay) {
+            self.state.prefetch(a);
+        }
+        self.apply(ev)
+    }
+
     #[inline]
     fn apply(&mut self, ev: &Event) -> bool {
         let Some(replay) = &mut self.replay else {
@@ -321,8 +331,8 @@ impl Pass<'_> {
                         if cur.regions.len() != dec.session.regions.len() {
                             cur.regions.clone_from(&dec.session.regions);
                         }
-                        merger.drain(|e| {
-                            stop |= cur.apply(e);
+                        merger.drain_ahead(|e, ahead| {
+                            stop |= cur.apply_ahead(e, ahead);
                         });
                     }
                     Piece::Damaged(span) => {

@@ -6,6 +6,7 @@
 //! `track!` names, by temporaries. Memory is proportional to the live blocks
 //! plus a bounded memory of recent frees.
 
+use crate::live_table::LiveTable;
 use crate::records::{Event, Op, NO_STACK};
 use rustc_hash::FxHashMap;
 
@@ -13,7 +14,7 @@ use rustc_hash::FxHashMap;
 pub const NONE: u32 = u32::MAX;
 
 /// A live block.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Block {
     /// Requested size.
     pub size: u64,
@@ -73,7 +74,7 @@ pub const FREED_MEMORY: usize = 1 << 14;
 #[derive(Default)]
 pub struct State {
     /// Live blocks by address.
-    pub live: FxHashMap<u64, Block>,
+    pub live: LiveTable,
     /// Live bytes now.
     pub live_bytes: u64,
     freed: Vec<Freed>,
@@ -141,6 +142,20 @@ impl State {
         let block = self.live.remove(&addr)?;
         self.live_bytes -= block.size;
         Some(block)
+    }
+
+    /// A lookup of the address `ev` touches is coming (see
+    /// [`LiveTable::prefetch`]).
+    #[inline]
+    pub fn prefetch(&self, ev: &Event) {
+        match ev.op {
+            Op::Alloc { addr, .. } | Op::Dealloc { addr, .. } | Op::Name { addr, .. } => {
+                self.live.prefetch(addr)
+            }
+            Op::ReallocRelease { old_addr, .. } => self.live.prefetch(old_addr),
+            Op::Realloc { new_addr, .. } => self.live.prefetch(new_addr),
+            _ => {}
+        }
     }
 
     /// The recent free of `addr`, if it is remembered.
