@@ -12,7 +12,8 @@
 //! [`report`] (the serde model, `docs/REPORT-SCHEMA.md`) → [`render`]
 //! (terminal, JSON). [`pipeline`] runs them; [`budget`] (`check`) and
 //! [`diff`] work on finished reports. [`synth`] writes synthetic traces with
-//! memscope-core's encoder, for tests and benchmarks.
+//! memscope-core's encoder, for tests and benchmarks. While a live source
+//! streams, [`live_view`] keeps one line on a terminal's stderr up to date.
 //!
 //! On the command line (`memscope-decode --help` for everything):
 //!
@@ -47,6 +48,7 @@ pub mod error;
 pub mod frames;
 pub mod inference;
 pub mod live_table;
+pub mod live_view;
 pub mod merge;
 pub mod pipeline;
 pub mod records;

@@ -6,18 +6,22 @@ use crate::analysis::fragmentation::{self, Fragmentation};
 use crate::analysis::Analyses;
 use crate::error::Error;
 use crate::frames::{read_frames, DamagedSpan, Flow, Piece};
+use crate::live_view::{Figures, LiveView};
 use crate::merge::Merger;
 use crate::records::{Decoder, Event, FrameOutcome, Session};
 use crate::source::Source;
 use crate::state::State;
 use std::io::{IsTerminal, Read};
+use std::time::Instant;
 
 /// How to run.
 #[derive(Clone, Debug)]
 pub struct Options {
     /// Lifetime under which a freed block counts as short-lived (ns).
     pub short_lived_ns: u64,
-    /// Show a progress bar on stderr (only drawn when stderr is a terminal).
+    /// Show progress on stderr (only drawn when stderr is a terminal): a
+    /// progress bar for a file, the live view ([`crate::live_view`]) for a
+    /// live source.
     pub progress: bool,
     /// Always collect a file's live set at the peak with a second pass (the
     /// one-pass copy is skipped; for tests comparing the two).
@@ -256,7 +260,14 @@ impl Pass<'_> {
         reader: Box<dyn Read + Send>,
         len: Option<u64>,
     ) -> Result<(Vec<SessionRun>, u64), Error> {
-        let progress = progress_bar(self.opts.progress && self.targets.is_none(), len);
+        // A file gets a progress bar; a live stream, whose length is unknown,
+        // the live view of the heap instead.
+        let progress = progress_bar(
+            self.opts.progress && self.targets.is_none() && !self.incremental,
+            len,
+        );
+        let mut view =
+            LiveView::stderr(self.opts.progress && self.targets.is_none() && self.incremental);
         let mut dec = Decoder::new();
         let mut merger = Merger::new();
         let mut done: Vec<SessionRun> = Vec::new();
@@ -334,6 +345,12 @@ impl Pass<'_> {
                         merger.drain_ahead(|e, ahead| {
                             stop |= cur.apply_ahead(e, ahead);
                         });
+                        if view.is_active() {
+                            let now = Instant::now();
+                            if view.due(now) {
+                                view.update(now, &figures(&cur, &dec.session, done.len() + 1));
+                            }
+                        }
                     }
                     Piece::Damaged(span) => {
                         dec.damage();
@@ -356,6 +373,7 @@ impl Pass<'_> {
             },
         );
         progress.finish_and_clear();
+        view.finish();
         if let Some(e) = fatal {
             return Err(e);
         }
@@ -375,6 +393,23 @@ impl Pass<'_> {
             check_is_trace(self.input, bytes, frames_ok, &done)?;
         }
         Ok((done, bytes))
+    }
+}
+
+/// What the live view shows of the session being read.
+fn figures(cur: &SessionRun, session: &Session, number: usize) -> Figures {
+    let a = &cur.analyses;
+    Figures {
+        current_bytes: a.peak.current_bytes,
+        current_blocks: a.peak.current_blocks,
+        peak_bytes: a.peak.peak_bytes,
+        allocations: a.totals.allocations + a.totals.reallocations,
+        lost: session
+            .streams
+            .values()
+            .map(|s| s.counts.lost)
+            .fold(0, u64::saturating_add),
+        session: number,
     }
 }
 
