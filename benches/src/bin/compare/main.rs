@@ -1,0 +1,463 @@
+//! The side-by-side comparison: memscope against the System allocator and
+//! the other heap trackers, on one workload, written to `BENCHMARKS.md`.
+//!
+//! ```text
+//! cargo run --release -p memscope-benches --bin compare            # everything (~10-15 min on 2 cores)
+//! cargo run --release -p memscope-benches --bin compare -- --reps 2 --no-firmware --out /tmp/B.md
+//! ```
+//!
+//! It builds `benches/compare/workload` (its own cargo workspace and target
+//! directory) once per allocator feature, runs every configuration in rounds
+//! (each round runs the System baseline and then every tracker, so each ratio
+//! is taken against a System run a few seconds away), measures each child
+//! with `wait4` (wall time, CPU time, peak RSS), decodes the traces with
+//! `memscope-decode` and `heaptrack_print` under the same measurement,
+//! profiles memscope with `perf`, runs the firmware cost script, and writes
+//! the markdown. Nothing in the output is typed in: every figure is read
+//! from a run made by this program.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+mod measure;
+mod profile_summary;
+mod report;
+mod unit_costs;
+
+use measure::{run_measured, Outcome};
+
+/// One tracker configuration of the workload.
+#[derive(Clone)]
+struct Config {
+    /// Short name shown in the tables.
+    name: &'static str,
+    /// The workload build it runs (cargo feature; "" = System).
+    feature: &'static str,
+    /// Environment for the run; `{trace}` is replaced by the trace path.
+    env: &'static [(&'static str, &'static str)],
+    /// Writes a memscope trace (`MEMSCOPE_OUT`).
+    memscope_trace: bool,
+    /// Runs under `heaptrack -o`.
+    heaptrack: bool,
+}
+
+const CONFIGS: &[Config] = &[
+    Config { name: "System", feature: "", env: &[], memscope_trace: false, heaptrack: false },
+    Config { name: "memscope stats only", feature: "memscope", env: &[], memscope_trace: false, heaptrack: false },
+    Config {
+        name: "memscope stream, no stacks",
+        feature: "memscope",
+        env: &[("MEMSCOPE_STACKS", "0")],
+        memscope_trace: true,
+        heaptrack: false,
+    },
+    Config { name: "memscope stream + stacks", feature: "memscope", env: &[], memscope_trace: true, heaptrack: false },
+    Config { name: "stats_alloc", feature: "stats_alloc", env: &[], memscope_trace: false, heaptrack: false },
+    Config {
+        name: "tracking-allocator",
+        feature: "tracking_allocator",
+        env: &[],
+        memscope_trace: false,
+        heaptrack: false,
+    },
+    Config { name: "dhat-rs", feature: "dhat", env: &[], memscope_trace: false, heaptrack: false },
+    Config { name: "memscope-rs 0.2.5", feature: "memscope_rs", env: &[], memscope_trace: false, heaptrack: false },
+    Config { name: "heaptrack (System build)", feature: "", env: &[], memscope_trace: false, heaptrack: true },
+];
+
+struct Args {
+    reps: usize,
+    threads: Vec<usize>,
+    out: PathBuf,
+    firmware: bool,
+    profile: bool,
+    timeout: Duration,
+}
+
+fn parse_args(root: &Path) -> Result<Args, String> {
+    let mut a = Args {
+        reps: 5,
+        threads: vec![1, 2],
+        out: root.join("BENCHMARKS.md"),
+        firmware: true,
+        profile: true,
+        timeout: Duration::from_secs(60),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut val = |name: &str| it.next().ok_or(format!("{name} needs a value"));
+        match arg.as_str() {
+            "--reps" => a.reps = val("--reps")?.parse().map_err(|e| format!("--reps: {e}"))?,
+            "--threads" => {
+                a.threads = val("--threads")?
+                    .split(',')
+                    .map(|t| t.parse().map_err(|e| format!("--threads: {e}")))
+                    .collect::<Result<_, _>>()?
+            }
+            "--out" => a.out = PathBuf::from(val("--out")?),
+            "--timeout" => {
+                a.timeout = Duration::from_secs(val("--timeout")?.parse().map_err(|e| format!("--timeout: {e}"))?)
+            }
+            "--no-firmware" => a.firmware = false,
+            "--no-profile" => a.profile = false,
+            "-h" | "--help" => {
+                println!(
+                    "compare: memscope vs System and other heap trackers -> BENCHMARKS.md\n\n\
+                     options: --reps N (5)  --threads 1,2  --out PATH (repo's BENCHMARKS.md)\n\
+                     \x20        --timeout SECS per run (60)  --no-firmware  --no-profile"
+                );
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other} (see --help)")),
+        }
+    }
+    if a.reps == 0 {
+        return Err("--reps must be at least 1".into());
+    }
+    Ok(a)
+}
+
+fn main() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = root.canonicalize().unwrap_or(root);
+    let args = match parse_args(&root) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("compare: {e}");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = run(&root, &args) {
+        eprintln!("compare: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// The main workspace's target directory (where memscope-decode is built).
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"))
+}
+
+fn run(root: &Path, args: &Args) -> Result<(), String> {
+    let started = Instant::now();
+    let work = target_dir(root).join("compare");
+    let bins = work.join("bin");
+    let traces = work.join("traces");
+    for d in [&bins, &traces] {
+        std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+    }
+    let mut md = report::Doc::new(args, root);
+
+    // Builds (not timed against anything; they only must not fail silently).
+    let decoder = build_decoder(root)?;
+    let mut built: Vec<(&'static str, Result<PathBuf, String>)> = Vec::new();
+    for feature in ["", "memscope", "stats_alloc", "tracking_allocator", "dhat", "memscope_rs"] {
+        eprintln!("compare: building workload [{}]", if feature.is_empty() { "System" } else { feature });
+        built.push((feature, build_workload(root, &work, &bins, feature)));
+    }
+    let binary = |feature: &str| built.iter().find(|b| b.0 == feature).map(|b| b.1.clone()).expect("built above");
+    let heaptrack = which("heaptrack");
+    let heaptrack_print = which("heaptrack_print");
+
+    let configs: Vec<&Config> = CONFIGS
+        .iter()
+        .filter(|c| !c.heaptrack || heaptrack.is_some())
+        .collect();
+    let load_start = report::loadavg();
+    md.load_start = load_start.clone();
+
+    for &threads in &args.threads {
+        let mut results: Vec<report::ConfigRuns> = configs
+            .iter()
+            .map(|c| report::ConfigRuns::new(c.name, binary(c.feature).err()))
+            .collect();
+        for rep in 0..args.reps {
+            for (i, c) in configs.iter().enumerate() {
+                if results[i].skip.is_some() {
+                    continue;
+                }
+                let bin = binary(c.feature).expect("skip set when the build failed");
+                let trace = traces.join(format!("{}-{threads}t", slug(c.name)));
+                let _ = std::fs::remove_file(&trace);
+                let mut cmd;
+                if c.heaptrack {
+                    cmd = Command::new(heaptrack.as_ref().expect("filtered"));
+                    cmd.arg("-o").arg(&trace).arg(&bin);
+                } else {
+                    cmd = Command::new(&bin);
+                }
+                cmd.arg(threads.to_string()).current_dir(&work);
+                cmd.env_remove("MEMSCOPE_OUT").env_remove("MEMSCOPE_STACKS");
+                for (k, v) in c.env {
+                    cmd.env(k, v);
+                }
+                if c.memscope_trace {
+                    cmd.env("MEMSCOPE_OUT", &trace);
+                }
+                eprintln!("compare: {threads}t rep {}/{} {}", rep + 1, args.reps, c.name);
+                match run_measured(&mut cmd, args.timeout) {
+                    Outcome::Done(m) if m.success => results[i].runs.push(m),
+                    Outcome::Done(m) => {
+                        results[i].skip = Some(format!(
+                            "exited with status {} (stderr: {})",
+                            m.status,
+                            m.stderr_tail.trim()
+                        ))
+                    }
+                    Outcome::TimedOut(t) => {
+                        results[i].skip = Some(format!(
+                            "did not finish within {:.0} s on {threads} thread(s); killed",
+                            t.as_secs_f64()
+                        ))
+                    }
+                    Outcome::SpawnFailed(e) => results[i].skip = Some(format!("could not start: {e}")),
+                }
+                // Keep the last round's trace (decoded below); earlier ones
+                // are overwritten by the next round.
+                if c.heaptrack {
+                    results[i].trace = find_heaptrack_file(&trace);
+                } else if c.memscope_trace {
+                    results[i].trace = Some(trace.clone()).filter(|t| t.exists());
+                }
+            }
+        }
+        // Decode the traces kept from the last round.
+        for (i, c) in configs.iter().enumerate() {
+            let Some(trace) = results[i].trace.clone() else { continue };
+            let written = std::fs::metadata(&trace).map(|m| m.len()).unwrap_or(0);
+            if c.memscope_trace {
+                let json = trace.with_extension("json");
+                let mut cmd = Command::new(&decoder);
+                cmd.arg(&trace).arg("--json").arg(&json).stdout(Stdio::null());
+                let decode = run_measured(&mut cmd, Duration::from_secs(600));
+                let events = read_event_count(&json);
+                results[i].decode = Some(report::Decoded {
+                    tool: "memscope-decode",
+                    outcome: decode,
+                    written,
+                    raw: Some(written),
+                    events: events.map(|e| (e, false)),
+                });
+            } else if c.heaptrack {
+                let raw = uncompressed_len(&trace);
+                let mut cmd = Command::new(heaptrack_print.as_ref().ok_or("heaptrack_print not found")?);
+                cmd.arg(&trace).stdout(Stdio::null());
+                let decode = run_measured(&mut cmd, Duration::from_secs(600));
+                // heaptrack counts allocation calls only; the same deterministic
+                // workload's total (allocs + frees + reallocs) comes from the
+                // memscope trace of the same thread count.
+                results[i].decode = Some(report::Decoded {
+                    tool: "heaptrack_print",
+                    outcome: decode,
+                    written,
+                    raw,
+                    events: None,
+                });
+            }
+        }
+        let memscope_events = results
+            .iter()
+            .filter_map(|r| r.decode.as_ref())
+            .filter_map(|d| d.events.map(|e| e.0))
+            .max();
+        for r in &mut results {
+            if let Some(d) = &mut r.decode {
+                if d.events.is_none() {
+                    d.events = memscope_events.map(|e| (e, true));
+                }
+            }
+        }
+        md.tables.push((threads, results));
+    }
+
+    md.unit_costs = unit_costs::measure();
+    if args.profile {
+        let bin = binary("memscope");
+        md.profiles = match bin {
+            Ok(bin) => profile(&bin, &traces),
+            Err(e) => vec![("memscope".into(), Err(e))],
+        };
+    }
+    if args.firmware {
+        md.firmware = Some(firmware(root));
+    }
+    md.load_end = report::loadavg();
+    md.duration = started.elapsed();
+    let text = md.render();
+    std::fs::write(&args.out, text).map_err(|e| format!("{}: {e}", args.out.display()))?;
+    eprintln!("compare: wrote {} in {:.0} s", args.out.display(), started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn slug(name: &str) -> String {
+    name.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .collect()
+}
+
+fn which(tool: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| Path::new(d).join(tool))
+        .find(|p| p.is_file())
+}
+
+/// Rustflags of every workload build: frame pointers for memscope's stack
+/// walk, applied to all builds alike so the baseline runs the same code.
+const WORKLOAD_RUSTFLAGS: &str = "-C force-frame-pointers=yes";
+
+fn build_workload(root: &Path, work: &Path, bins: &Path, feature: &str) -> Result<PathBuf, String> {
+    let manifest = root.join("benches/compare/workload/Cargo.toml");
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.args(["build", "--release", "--quiet", "--manifest-path"])
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(work)
+        .env("RUSTFLAGS", WORKLOAD_RUSTFLAGS)
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS");
+    if !feature.is_empty() {
+        cmd.args(["--features", feature]);
+    }
+    let out = cmd.output().map_err(|e| format!("cargo: {e}"))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let first_error: Vec<&str> = err.lines().filter(|l| l.starts_with("error")).take(3).collect();
+        return Err(format!("does not build here: {}", first_error.join(" / ")));
+    }
+    let name = if feature.is_empty() { "system" } else { feature };
+    let dst = bins.join(format!("workload-{name}"));
+    std::fs::copy(work.join("release/workload"), &dst).map_err(|e| format!("copy: {e}"))?;
+    Ok(dst)
+}
+
+fn build_decoder(root: &Path) -> Result<PathBuf, String> {
+    eprintln!("compare: building memscope-decode");
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--release", "--quiet", "-p", "memscope-decode", "--bin", "memscope-decode"])
+        .current_dir(root)
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .status()
+        .map_err(|e| format!("cargo: {e}"))?;
+    if !status.success() {
+        return Err("memscope-decode does not build".into());
+    }
+    Ok(target_dir(root).join("release/memscope-decode"))
+}
+
+/// heaptrack appends `.zst` or `.gz` to the `-o` name.
+fn find_heaptrack_file(base: &Path) -> Option<PathBuf> {
+    ["zst", "gz"]
+        .iter()
+        .map(|ext| PathBuf::from(format!("{}.{ext}", base.display())))
+        .find(|p| p.exists())
+}
+
+/// Bytes of a heaptrack file once decompressed (zstd or gzip on PATH).
+fn uncompressed_len(path: &Path) -> Option<u64> {
+    let tool = if path.extension()? == "zst" { "zstd" } else { "gzip" };
+    let mut child = Command::new(tool)
+        .args(["-dc"])
+        .arg(path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let n = std::io::copy(&mut child.stdout.take()?, &mut std::io::sink()).ok()?;
+    child.wait().ok()?.success().then_some(n)
+}
+
+/// allocs + frees + reallocs of a memscope-decode JSON report.
+fn read_event_count(json: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(json).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let s = v.get("summary")?;
+    let n = |k: &str| s.get(k).and_then(|x| x.as_u64());
+    Some(n("allocations")? + n("deallocations")? + n("reallocations")?)
+}
+
+/// Profiles of memscope's two stream configurations on one thread
+/// (`perf record`, flat by symbol, the writer thread included).
+fn profile(bin: &Path, traces: &Path) -> Vec<(String, Result<String, String>)> {
+    let Some(perf) = which("perf") else {
+        return vec![("perf".into(), Err("perf is not installed".into()))];
+    };
+    let mut out = Vec::new();
+    for (label, stacks) in [("memscope stream, no stacks", "0"), ("memscope stream + stacks", "16")] {
+        let data = traces.join(format!("perf-{stacks}.data"));
+        let trace = traces.join(format!("perf-{stacks}.bin"));
+        let rec = Command::new(&perf)
+            .args(["record", "-q", "-F", "4999", "-o"])
+            .arg(&data)
+            .arg("--")
+            .arg(bin)
+            .arg("1")
+            .env("MEMSCOPE_OUT", &trace)
+            .env("MEMSCOPE_STACKS", stacks)
+            .stdout(Stdio::null())
+            .output();
+        let res = match rec {
+            Ok(o) if o.status.success() => Command::new(&perf)
+                .args(["report", "--stdio", "--no-children", "--sort", "comm,symbol", "--percent-limit", "1", "-i"])
+                .arg(&data)
+                .output()
+                .map_err(|e| e.to_string())
+                .and_then(|o| {
+                    if o.status.success() {
+                        Ok(String::from_utf8_lossy(&o.stdout)
+                            .lines()
+                            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+                            .take(25)
+                            .fold(String::new(), |mut s, l| {
+                                let _ = writeln!(s, "{l}");
+                                s
+                            }))
+                    } else {
+                        Err(String::from_utf8_lossy(&o.stderr).into_owned())
+                    }
+                }),
+            Ok(o) => Err(format!("perf record failed: {}", String::from_utf8_lossy(&o.stderr).trim())),
+            Err(e) => Err(e.to_string()),
+        };
+        let _ = std::fs::remove_file(&trace);
+        out.push((label.to_string(), res));
+    }
+    out
+}
+
+/// The firmware engineer's cost script (flash, RAM, instructions/event).
+fn firmware(root: &Path) -> Result<String, String> {
+    let script = root.join("examples/firmware/measure.py");
+    if which("qemu-system-arm").is_none() {
+        return Err("qemu-system-arm is not installed: firmware figures not measured".into());
+    }
+    let targets = Command::new("rustup").args(["target", "list", "--installed"]).output();
+    let have = targets.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    for t in ["thumbv7em-none-eabihf", "thumbv6m-none-eabi"] {
+        if !have.lines().any(|l| l.trim() == t) {
+            return Err(format!("rust target {t} is not installed: firmware figures not measured"));
+        }
+    }
+    eprintln!("compare: running examples/firmware/measure.py");
+    let mut cmd = Command::new("python3");
+    cmd.arg(&script).current_dir(root.join("examples/firmware"));
+    // The firmware is its own workspace; give it its own target directory.
+    cmd.env("CARGO_TARGET_DIR", target_dir(root).join("compare/firmware"));
+    let o = cmd.output().map_err(|e| format!("python3: {e}"))?;
+    let mut s = String::from_utf8_lossy(&o.stdout).into_owned();
+    if !o.status.success() {
+        return Err(format!(
+            "measure.py failed ({}):\n{}\n{}",
+            o.status,
+            s,
+            String::from_utf8_lossy(&o.stderr)
+        ));
+    }
+    if s.ends_with('\n') {
+        s.pop();
+    }
+    Ok(s)
+}
