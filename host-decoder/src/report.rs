@@ -85,6 +85,8 @@ pub struct Report {
     pub marks: Vec<MarkRow>,
     /// Live bytes over time, downsampled (bounded whatever the trace's length).
     pub timeline: crate::analysis::timeline::TimelineOut,
+    /// Live bytes over time per thread (the blocks it allocated); empty without a clock.
+    pub thread_timelines: crate::analysis::thread_timeline::ThreadTimelinesOut,
     /// Everything inferred, each marked `"source": "inferred"`.
     pub inferred: Vec<Inferred>,
     /// Stacks of the sites named above, by site id.
@@ -1145,6 +1147,7 @@ fn build_session(
             tps,
             an.peak.peak_seq.map(|seq| (an.peak.peak_ts, seq)),
         ),
+        thread_timelines: an.thread_timelines.out(tps),
         inferred,
         stacks: ctx.stacks,
         symbolization: SymbolizationOut {

@@ -236,13 +236,27 @@ fn chrome_trace_is_json_with_heap_counters_and_threads() {
     let ev = t["traceEvents"].as_array().unwrap();
     let counters: Vec<u64> = ev
         .iter()
-        .filter(|e| e["ph"] == "C")
+        .filter(|e| e["ph"] == "C" && e["name"] == "live heap bytes")
         .map(|e| {
             assert!(e["ts"].is_number() && e["pid"].is_number());
             u(&e["args"], "bytes")
         })
         .collect();
     assert!(counters.len() > 10);
+    // One counter track per thread, ending at what the thread leaked.
+    for t in rep["threads"].as_array().unwrap() {
+        let name = t["name"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("stream {}", t["stream"]));
+        let track: Vec<u64> = ev
+            .iter()
+            .filter(|e| e["ph"] == "C" && e["name"] == format!("live heap bytes: {name}"))
+            .map(|e| u(&e["args"], "bytes"))
+            .collect();
+        assert!(!track.is_empty(), "no counter for {name}");
+        assert_eq!(*track.last().unwrap(), u(t, "leaked_bytes"), "{name}");
+    }
     assert_eq!(
         *counters.iter().max().unwrap(),
         u(&rep["summary"], "peak_bytes")

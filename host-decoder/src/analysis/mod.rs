@@ -12,6 +12,7 @@ pub mod peak;
 pub mod sites;
 pub mod stream_map;
 pub mod temporaries;
+pub mod thread_timeline;
 pub mod timeline;
 pub mod totals;
 
@@ -64,6 +65,8 @@ pub struct Analyses {
     pub marks: Vec<MarkAt>,
     /// Live bytes over time, downsampled to a fixed number of buckets.
     pub timeline: timeline::Timeline,
+    /// Live bytes over time per thread (blocks it allocated), downsampled.
+    pub thread_timelines: thread_timeline::ThreadTimelines,
     /// Whether the live set must be copied at each new peak (input that can
     /// be read only once), whatever it costs.
     pub incremental_peak: bool,
@@ -140,6 +143,7 @@ impl Analyses {
     pub fn apply(&mut self, state: &mut State, ev: &Event) {
         let seq = state.seq;
         self.events_seen += 1;
+        self.thread_timelines.now = ev.ts;
         if self.first_ts.is_none() && matches!(ev.op, Op::Alloc { .. } | Op::AllocFailed { .. }) {
             self.first_ts = Some(ev.ts);
         }
@@ -373,6 +377,7 @@ impl Analyses {
         let t = self.attribution.threads.entry(block.stream);
         t.live_bytes = t.live_bytes.saturating_add(size);
         t.live_blocks += 1;
+        self.thread_timelines.add(block.stream, t.live_bytes);
         if block.scope != NONE {
             let sc = self.attribution.scopes.entry(block.scope).or_default();
             sc.live_bytes = sc.live_bytes.saturating_add(size);
@@ -391,6 +396,7 @@ impl Analyses {
         if let Some(t) = self.attribution.threads.get_mut(b.stream) {
             t.live_bytes = t.live_bytes.saturating_sub(b.size);
             t.live_blocks = t.live_blocks.saturating_sub(1);
+            self.thread_timelines.add(b.stream, t.live_bytes);
         }
         if b.scope != NONE {
             if let Some(sc) = self.attribution.scopes.get_mut(&b.scope) {

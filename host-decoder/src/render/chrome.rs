@@ -50,6 +50,23 @@ pub fn document(r: &Report) -> Value {
                 "ts": us(m.ts.saturating_sub(tl.start)), "args": {"live_bytes": m.live_bytes, "live_blocks": m.live_blocks}}));
         }
     }
+    // Each thread's blocks as a counter track of its own (same clock origin).
+    for th in &r.thread_timelines.threads {
+        let name = r
+            .threads
+            .iter()
+            .find(|t| t.stream == th.stream)
+            .and_then(|t| t.name.clone())
+            .unwrap_or_else(|| format!("stream {}", th.stream));
+        let track = format!("live heap bytes: {name}");
+        let at = |i: u64| us((th.start + i * th.bucket_width).saturating_sub(tl.start));
+        for (i, b) in th.buckets.iter().enumerate() {
+            let i = i as u64;
+            ev.push(json!({"name": track, "ph": "C", "pid": 1, "tid": th.stream + 1, "ts": at(i), "args": {"bytes": b.max}}));
+            ev.push(json!({"name": track, "ph": "C", "pid": 1, "tid": th.stream + 1,
+                "ts": us((th.start + i * th.bucket_width + th.bucket_width / 2).saturating_sub(tl.start)), "args": {"bytes": b.last}}));
+        }
+    }
     let end = us(tl.buckets.len() as u64 * tl.bucket_width);
     for t in &r.threads {
         let tid = t.stream + 1;
