@@ -37,6 +37,24 @@ impl Series {
     /// Live bytes were `bytes` after the event at `x`.
     #[inline]
     pub fn add(&mut self, x: u64, bytes: u64) {
+        // Nearly every event lands in an existing bucket: that path is small
+        // enough to inline into the per-event loop (twice per event).
+        if let (Some(origin), true) = (self.origin, self.width != 0) {
+            let i = x.saturating_sub(origin) >> self.width.trailing_zeros();
+            if let Some(s) = usize::try_from(i).ok().and_then(|i| self.slots.get_mut(i)) {
+                s.min = s.min.min(bytes);
+                s.max = s.max.max(bytes);
+                s.last = bytes;
+                return;
+            }
+        }
+        self.add_new_bucket(x, bytes);
+    }
+
+    /// [`add`](Self::add) past the last bucket: gaps filled, buckets merged.
+    #[cold]
+    #[inline(never)]
+    fn add_new_bucket(&mut self, x: u64, bytes: u64) {
         let origin = *self.origin.get_or_insert(x);
         if self.width == 0 {
             self.width = 1;
