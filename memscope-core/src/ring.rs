@@ -35,12 +35,41 @@ use loom::cell::UnsafeCell;
 /// A byte ring of `N` bytes. See the [module docs](self).
 pub struct Ring<const N: usize> {
     /// Free-running count of bytes ever committed. Written by the producer only.
-    head: AtomicUsize,
+    head: CacheLine<AtomicUsize>,
+    /// The producer's copy of `tail` from its last look: a lower bound of the
+    /// real one (it only grows), so space it shows free is free. The producer
+    /// re-reads `tail` only when this copy says an entry does not fit, so a
+    /// push does not load the consumer's cache line. Producer only.
+    seen_tail: core::cell::Cell<usize>,
     /// Free-running count of bytes ever released. Written by the consumer only.
-    tail: AtomicUsize,
+    /// On its own cache line: the producer's stores of `head` (every push) do
+    /// not invalidate the line the consumer writes, nor the reverse.
+    tail: CacheLine<AtomicUsize>,
     /// One cell per byte, so that loom checks producer and consumer accesses
     /// byte by byte (they touch disjoint bytes at any moment).
     buf: [UnsafeCell<u8>; N],
+}
+
+/// Keeps a field alone on its cache line (128 bytes: two 64-byte lines, as
+/// adjacent-line prefetchers pair them). All-zero bytes stay a valid empty ring.
+#[repr(align(128))]
+struct CacheLine<T>(T);
+
+impl<T> core::ops::Deref for CacheLine<T> {
+    type Target = T;
+    #[inline(always)]
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// Where to encode one entry: see [`Ring::reserve`].
+pub struct Reserved<'a> {
+    /// Write the entry at the start of this.
+    pub buf: &'a mut [u8],
+    head: usize,
+    /// `buf` is the caller's scratch buffer, copied in on commit.
+    copied: bool,
 }
 
 // SAFETY: the ring hands out no references to its cells; bytes move in and out
@@ -58,8 +87,9 @@ impl<const N: usize> Ring<N> {
     #[cfg(not(loom))]
     pub const fn new() -> Self {
         Ring {
-            head: AtomicUsize::new(0),
-            tail: AtomicUsize::new(0),
+            head: CacheLine(AtomicUsize::new(0)),
+            seen_tail: core::cell::Cell::new(0),
+            tail: CacheLine(AtomicUsize::new(0)),
             buf: [const { UnsafeCell::new(0) }; N],
         }
     }
@@ -68,8 +98,9 @@ impl<const N: usize> Ring<N> {
     #[cfg(loom)]
     pub fn new() -> Self {
         Ring {
-            head: AtomicUsize::new(0),
-            tail: AtomicUsize::new(0),
+            head: CacheLine(AtomicUsize::new(0)),
+            seen_tail: core::cell::Cell::new(0),
+            tail: CacheLine(AtomicUsize::new(0)),
             buf: core::array::from_fn(|_| UnsafeCell::new(0)),
         }
     }
@@ -105,10 +136,7 @@ impl<const N: usize> Ring<N> {
         let len: usize = parts.iter().map(|p| p.len()).sum();
         // Relaxed: only this producer writes `head`.
         let head = self.head.load(Ordering::Relaxed);
-        // Acquire: pairs with the consumer's Release of `tail`, so its reads of
-        // the bytes it released happen before we overwrite them.
-        let tail = self.tail.load(Ordering::Acquire);
-        if N - head.wrapping_sub(tail) < len {
+        if self.free(head, len) < len {
             return false;
         }
         let mut at = head;
@@ -119,6 +147,142 @@ impl<const N: usize> Ring<N> {
         // Release: publishes the bytes written above to the consumer's Acquire.
         self.head.store(at, Ordering::Release);
         true
+    }
+
+    /// Space to encode one entry of at most `scratch.len()` bytes in place:
+    /// the ring's own free bytes when that many lie free in one piece,
+    /// otherwise `scratch` (the entry may wrap around the buffer's end). Write
+    /// the entry at the start of [`Reserved::buf`], then
+    /// [`commit`](Self::commit) its length. Nothing is visible to the
+    /// consumer before the commit, and an uncommitted reservation leaves the
+    /// ring as it was.
+    ///
+    /// # Safety
+    ///
+    /// As for [`push`](Self::push): no other `push`, `reserve` or `commit` on
+    /// this ring at the same time, and no `push` between this reservation and
+    /// its commit.
+    #[inline(always)]
+    pub unsafe fn reserve<'a>(&'a self, scratch: &'a mut [u8]) -> Reserved<'a> {
+        let max = scratch.len();
+        // Relaxed: only this producer writes `head`.
+        let head = self.head.load(Ordering::Relaxed);
+        match self.in_place(head, max) {
+            Some(buf) => Reserved {
+                buf,
+                head,
+                copied: false,
+            },
+            None => Reserved {
+                buf: scratch,
+                head,
+                copied: true,
+            },
+        }
+    }
+
+    /// Appends the first `len` bytes of `r.buf` as one entry, or nothing when
+    /// they do not fit (only possible when they were written to the scratch
+    /// buffer) or `len` is 0. Returns whether it was appended: exactly when
+    /// [`push`](Self::push) of the same bytes would have. Never blocks.
+    ///
+    /// # Safety
+    ///
+    /// As for [`reserve`](Self::reserve); `r` comes from this ring's latest
+    /// reservation.
+    #[inline(always)]
+    pub unsafe fn commit(&self, r: Reserved<'_>, len: usize) -> bool {
+        let len = len.min(r.buf.len());
+        if len == 0 {
+            return false;
+        }
+        if r.copied {
+            if self.free(r.head, len) < len {
+                return false;
+            }
+            self.copy_in(r.head, &r.buf[..len]);
+        }
+        // Release: publishes the entry's bytes (written in place, or copied
+        // just above) to the consumer's Acquire.
+        self.head.store(r.head.wrapping_add(len), Ordering::Release);
+        true
+    }
+
+    /// The `max` bytes at `head` as one writable slice, when they are free and
+    /// do not wrap around the end of the buffer.
+    #[cfg(not(loom))]
+    #[inline(always)]
+    // The producer's exclusive right to the free bytes is the ring's
+    // contract, not `&self`: see `reserve`'s safety section.
+    #[allow(clippy::mut_from_ref)]
+    fn in_place(&self, head: usize, max: usize) -> Option<&mut [u8]> {
+        let start = head & Self::MASK;
+        if N - start < max || self.free(head, max) < max {
+            return None;
+        }
+        let base = UnsafeCell::raw_get(self.buf.as_ptr());
+        // SAFETY: `start + max <= N` stays inside `buf`; the `max` bytes from
+        // `head` are free (checked just above), so the consumer does not read
+        // them until the producer publishes them with its next store of
+        // `head`, and only the producer writes (the contract of `reserve`,
+        // whose caller holds the slice only until then). `UnsafeCell<u8>` has
+        // the layout of `u8`, and the cells are always initialised.
+        Some(unsafe { core::slice::from_raw_parts_mut(base.add(start), max) })
+    }
+
+    /// Under loom every byte goes through `copy_in`, which checks each access.
+    #[cfg(loom)]
+    #[inline(always)]
+    #[allow(clippy::mut_from_ref)]
+    fn in_place(&self, _head: usize, _max: usize) -> Option<&mut [u8]> {
+        None
+    }
+
+    /// Free bytes as far as the producer knows: exact when fewer than `want`
+    /// seem free (it then re-reads `tail`), a lower bound otherwise.
+    #[inline(always)]
+    fn free(&self, head: usize, want: usize) -> usize {
+        let free = N - head.wrapping_sub(self.seen_tail.get());
+        if free >= want {
+            return free;
+        }
+        // Acquire: pairs with the consumer's Release of `tail`, so its reads of
+        // the bytes it released happen before we overwrite them. (The copy in
+        // `seen_tail` was read the same way, so the space it shows free was
+        // released the same way.)
+        let tail = self.tail.load(Ordering::Acquire);
+        self.seen_tail.set(tail);
+        N - head.wrapping_sub(tail)
+    }
+
+    /// Bytes committed and not yet released, as the producer sees it: an
+    /// upper bound (the consumer may have released more since the producer
+    /// last looked) that costs no access to the consumer's cache line.
+    ///
+    /// # Safety
+    ///
+    /// Producer side only (as [`push`](Self::push)).
+    #[inline]
+    pub unsafe fn len_at_most(&self) -> usize {
+        // Relaxed: only this producer writes `head`.
+        self.head
+            .load(Ordering::Relaxed)
+            .wrapping_sub(self.seen_tail.get())
+    }
+
+    /// [`len`](Self::len) from the producer side, also refreshing what
+    /// [`len_at_most`](Self::len_at_most) knows.
+    ///
+    /// # Safety
+    ///
+    /// Producer side only (as [`push`](Self::push)).
+    #[inline]
+    pub unsafe fn refresh_len(&self) -> usize {
+        // Acquire: as in `free`.
+        let tail = self.tail.load(Ordering::Acquire);
+        self.seen_tail.set(tail);
+        // Relaxed: only this producer writes `head`.
+        self.head.load(Ordering::Relaxed).wrapping_sub(tail)
     }
 
     /// Lends the committed bytes to `f` as at most two slices (the second is
@@ -260,6 +424,75 @@ mod tests {
         assert_eq!(got, expect);
     }
 
+    /// Pushes `entry` through `reserve`/`commit` with a scratch of `max` bytes.
+    fn push_encoded<const N: usize>(r: &Ring<N>, entry: &[u8], max: usize) -> bool {
+        let mut scratch = std::vec![0u8; max];
+        // SAFETY: single-threaded test, one producer.
+        unsafe {
+            let res = r.reserve(&mut scratch);
+            assert!(res.buf.len() >= max);
+            res.buf[..entry.len()].copy_from_slice(entry);
+            r.commit(res, entry.len())
+        }
+    }
+
+    #[test]
+    fn reserve_writes_in_place_wraps_through_scratch_and_refuses_what_does_not_fit() {
+        let r = Ring::<16>::new();
+        let mut expect = Vec::new();
+        let mut got = Vec::new();
+        // Entries of 1..=5 bytes with a scratch of 6: some are written in
+        // place, those near the end go through the scratch and wrap.
+        for i in 0..200u8 {
+            let entry: Vec<u8> = (0..1 + i % 5).map(|k| i.wrapping_add(k)).collect();
+            assert!(push_encoded(&r, &entry, 6));
+            expect.extend_from_slice(&entry);
+            if i % 3 == 2 {
+                got.extend(drain(&r));
+            }
+        }
+        got.extend(drain(&r));
+        assert_eq!(got, expect);
+        // Same rule as `push`: whole entry or nothing, by its real length.
+        assert!(push_encoded(&r, &[1; 10], 12));
+        assert!(
+            !push_encoded(&r, &[2; 7], 8),
+            "7 bytes do not fit in the 6 left"
+        );
+        assert!(
+            push_encoded(&r, &[3; 6], 8),
+            "6 do, even with a scratch of 8"
+        );
+        assert_eq!(r.len(), 16);
+        // Nothing pushed when the writer reports 0 bytes.
+        drain(&r);
+        // SAFETY: single-threaded test.
+        let mut scratch = [0; 4];
+        assert!(!unsafe {
+            let res = r.reserve(&mut scratch);
+            r.commit(res, 0)
+        });
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn producer_view_of_length_is_an_upper_bound_until_refreshed() {
+        let r = Ring::<16>::new();
+        // SAFETY: single-threaded test: producer and consumer.
+        unsafe {
+            assert!(r.push(&[b"0123456789"]));
+            assert_eq!(r.len_at_most(), 10);
+            drain(&r);
+            assert_eq!(r.len_at_most(), 10, "the producer has not looked yet");
+            assert_eq!(r.refresh_len(), 0);
+            assert_eq!(r.len_at_most(), 0);
+            // A push that seems not to fit re-reads the consumer's index.
+            assert!(r.push(&[b"0123456789"]));
+            drain(&r);
+            assert!(r.push(&[b"0123456789abcde"]));
+        }
+    }
+
     #[test]
     fn partial_release_keeps_the_rest() {
         let r = Ring::<16>::new();
@@ -269,5 +502,64 @@ mod tests {
             assert_eq!(r.read(|a, _| a.len().min(4)), 4);
         }
         assert_eq!(drain(&r), b"456789");
+    }
+}
+
+/// The producer's cached view of the consumer's index under loom: entries
+/// pushed through the scratch path while a consumer releases concurrently
+/// arrive whole and in order, and space is never reused before it is released.
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    extern crate std;
+    use loom::sync::Arc;
+    use std::vec::Vec;
+
+    #[test]
+    fn reserve_commit_against_a_concurrent_consumer() {
+        loom::model(|| {
+            let r = Arc::new(Ring::<4>::new());
+            let consumer = {
+                let r = r.clone();
+                loom::thread::spawn(move || {
+                    let mut got = Vec::new();
+                    for _ in 0..2 {
+                        // SAFETY: the only consumer.
+                        unsafe {
+                            r.read(|a, b| {
+                                got.extend_from_slice(a);
+                                got.extend_from_slice(b);
+                                a.len() + b.len()
+                            })
+                        };
+                    }
+                    got
+                })
+            };
+            let mut pushed = Vec::new();
+            for i in 1..=3u8 {
+                let entry = [i, i];
+                // SAFETY: the only producer.
+                let ok = unsafe {
+                    let mut scratch = [0; 3];
+                    let res = r.reserve(&mut scratch);
+                    res.buf[..2].copy_from_slice(&entry);
+                    r.commit(res, 2)
+                };
+                if ok {
+                    pushed.extend_from_slice(&entry);
+                }
+            }
+            let mut got = consumer.join().unwrap();
+            // SAFETY: the consumer thread has finished: we are the only one.
+            unsafe {
+                r.read(|a, b| {
+                    got.extend_from_slice(a);
+                    got.extend_from_slice(b);
+                    a.len() + b.len()
+                })
+            };
+            assert_eq!(got, pushed);
+        });
     }
 }

@@ -14,7 +14,7 @@
 use crate::event::Event;
 use crate::local::Local;
 use crate::session;
-use crate::slot::{Buffers, Slot, RING_BYTES};
+use crate::slot::{Buffers, Scratch, Slot, RING_BYTES};
 use crate::stacks::{self, Lookup, MAX_DEPTH};
 use core::alloc::GlobalAlloc;
 use core::sync::atomic::{fence, Ordering};
@@ -49,14 +49,17 @@ pub(crate) fn event(inner: &dyn GlobalAlloc, l: &Local, s: &Slot, fp: usize, ev:
     let enc = unsafe { &mut *s.enc.get() };
     let ts = match ev {
         // Read before the inner free (see `clock`); when the recording
-        // started during the call, the thread's previous timestamp.
-        Event::Dealloc { ts, .. } => ts.unwrap_or(enc.last_ts()),
+        // started during the call, the thread's previous timestamp. Never
+        // below the previous one: the free's unfenced read may execute
+        // before the previous event's fenced one, and the thread's previous
+        // reading is still a lower bound of this free (it was taken before
+        // this call began).
+        Event::Dealloc { ts, .. } => ts.map_or(enc.last_ts(), |t| t.max(enc.last_ts())),
         _ => crate::clock::now(),
     };
     // SAFETY: the owner is the only user of its scratch space.
-    let scratch = unsafe { &mut *b.scratch.get() };
-    let buf = &mut scratch.bytes;
-    let (stack, stack_len, new_stack) = stack_of(l, b, fp, &mut scratch.frames, buf);
+    let Scratch { bytes, frames } = unsafe { &mut *b.scratch.get() };
+    let (stack, new_stack) = stack_of(l, b, fp, frames);
     let rec = to_record(ev, ts, stack);
     let counts = &s.counts;
     match ev {
@@ -67,16 +70,49 @@ pub(crate) fn event(inner: &dyn GlobalAlloc, l: &Local, s: &Slot, fp: usize, ev:
     if ev.failed() {
         counts.failed.add(1);
     }
-    let pushed = match enc.prepare(&rec, &mut buf[stack_len..]) {
-        Ok(p) if push(s, b, &buf[..stack_len + p.len]) => {
-            enc.commit(p);
-            if let Some((id, key, at)) = new_stack {
-                // SAFETY: the owner is the only user of its stack table.
-                unsafe { (*b.stacks.get()).insert(id, key, at) };
-            }
-            true
+    // SAFETY: `pushed` is the owner's; we are the owner.
+    let at = unsafe { *s.pushed.get() };
+    // Encoded straight into the ring's free space (into `bytes` only when
+    // the entry might wrap around the ring's end).
+    // SAFETY: the owner is the ring's only producer, and nothing pushes to
+    // the ring before the commit below.
+    let res = unsafe { b.ring.reserve(bytes) };
+    let mut len = 0;
+    if let Some(new) = &new_stack {
+        let rec = Record::Stack(Stack {
+            id: new.id,
+            frames: Frames::Slice(&frames[..new.depth]),
+        });
+        // Cannot fail: `bytes` holds the longest Stack record and event.
+        if let Ok((n, _)) = rec.encode(Delta::default(), res.buf) {
+            len = n;
         }
-        _ => false,
+    }
+    let prepared = match res.buf.get_mut(len..) {
+        Some(rest) => enc.prepare_event(&rec, rest).ok(),
+        None => None,
+    };
+    let pushed = match prepared {
+        Some(p) => {
+            let end = at.wrapping_add(len + p.len);
+            // Before the ring publishes the entry (see `Slot::mark`).
+            s.mark(at, end);
+            // SAFETY: as above; `res` is this ring's latest reservation.
+            if unsafe { b.ring.commit(res, len + p.len) } {
+                enc.commit(p);
+                // SAFETY: `pushed` is the owner's; we are the owner.
+                unsafe { *s.pushed.get() = end };
+                if let Some(new) = new_stack {
+                    // SAFETY: the owner is the only user of its stack table.
+                    unsafe { (*b.stacks.get()).insert(new.id, new.key, new.at) };
+                }
+                true
+            } else {
+                s.unmark(at, end);
+                false
+            }
+        }
+        None => false,
     };
     if !pushed {
         enc.lose();
@@ -108,7 +144,8 @@ fn leave(s: &Slot, even: usize) {
     s.seq.store(even, Ordering::Release);
 }
 
-/// Appends one entry to the ring and keeps the record-boundary marks.
+/// Appends one entry to the ring and keeps the record-boundary marks (the
+/// cold records: a thread's first, the final ones).
 #[inline(always)]
 fn push(s: &Slot, b: &Buffers, bytes: &[u8]) -> bool {
     // SAFETY: `pushed` is the owner's; we are the owner.
@@ -128,48 +165,58 @@ fn push(s: &Slot, b: &Buffers, bytes: &[u8]) -> bool {
 
 #[inline(always)]
 fn wake_if_filling(s: &Slot, b: &Buffers) {
+    // SAFETY (both calls): the owner is the ring's producer. The cheap upper
+    // bound first: the consumer's index is read only once it passes.
+    if unsafe { b.ring.len_at_most() } <= RING_BYTES / 4
+        || unsafe { b.ring.refresh_len() } <= RING_BYTES / 4
+    {
+        return;
+    }
     // Relaxed: a hint; the writer also drains every few milliseconds.
-    if b.ring.len() > RING_BYTES / 4 && !s.wake.load(Ordering::Relaxed) {
+    if !s.wake.load(Ordering::Relaxed) {
         s.wake.store(true, Ordering::Relaxed);
         session::wake_writer();
     }
 }
 
-type NewStack = Option<(u32, u64, usize)>;
+/// A stack seen for the first time: its Stack record goes into the ring
+/// before the event, and into the table once the entry is in the ring.
+struct NewStack {
+    id: u32,
+    key: u64,
+    at: usize,
+    depth: usize,
+}
 
-/// Captures and interns the call stack; writes a Stack record at the start of
-/// `buf` when the stack is new. Returns the id, the record's length, and what
-/// to insert into the table once the record is in the ring.
+/// Captures and interns the call stack into `frames`. Returns the id, and
+/// the stack to write and insert when it is new.
 #[inline(always)]
 fn stack_of(
     l: &Local,
     b: &Buffers,
     fp: usize,
     frames: &mut [u64; MAX_DEPTH],
-    buf: &mut [u8],
-) -> (Option<u32>, usize, NewStack) {
+) -> (Option<u32>, Option<NewStack>) {
     let depth = session::stack_depth();
     if depth == 0 {
-        return (None, 0, None);
+        return (None, None);
     }
     let n = stacks::capture(l.stack_top.get(), fp, &mut frames[..depth]);
     if n == 0 {
-        return (None, 0, None);
+        return (None, None);
     }
-    let frames = &frames[..n];
     // SAFETY: the owner is the only user of its stack table.
-    match unsafe { (*b.stacks.get()).lookup(frames) } {
-        Lookup::Known(id) => (Some(id), 0, None),
-        Lookup::New { id, key, at } => {
-            let rec = Record::Stack(Stack {
+    match unsafe { (*b.stacks.get()).lookup(&frames[..n]) } {
+        Lookup::Known(id) => (Some(id), None),
+        Lookup::New { id, key, at } => (
+            Some(id),
+            Some(NewStack {
                 id,
-                frames: Frames::Slice(frames),
-            });
-            match rec.encode(Delta::default(), buf) {
-                Ok((len, _)) => (Some(id), len, Some((id, key, at))),
-                Err(_) => (None, 0, None),
-            }
-        }
+                key,
+                at,
+                depth: n,
+            }),
+        ),
     }
 }
 
