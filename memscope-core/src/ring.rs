@@ -51,8 +51,11 @@ pub struct Ring<const N: usize> {
 }
 
 /// Keeps a field alone on its cache line (128 bytes: two 64-byte lines, as
-/// adjacent-line prefetchers pair them). All-zero bytes stay a valid empty ring.
-#[repr(align(128))]
+/// adjacent-line prefetchers pair them) on the multi-core targets where the
+/// producer and consumer run on different cores. Elsewhere (microcontrollers:
+/// one core, RAM counted in bytes) no padding. All-zero bytes stay a valid
+/// empty ring.
+#[cfg_attr(any(target_arch = "x86_64", target_arch = "aarch64"), repr(align(128)))]
 struct CacheLine<T>(T);
 
 impl<T> core::ops::Deref for CacheLine<T> {
