@@ -106,7 +106,10 @@ fn main() {
     #[cfg(feature = "memscope_rs")]
     memscope_rs::init_global_tracking().expect("memscope-rs initialises once");
 
-    let threads: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1);
+    let threads: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1);
     let handles: Vec<_> = (0..threads)
         .map(|i| std::thread::spawn(move || std::hint::black_box(churn(i as u64 + 1))))
         .collect();
@@ -119,7 +122,11 @@ fn main() {
     #[cfg(feature = "memscope")]
     {
         let s = memscope_std::stats();
-        println!("memscope events={} lost={}", s.allocs + s.deallocs + s.reallocs, s.lost);
+        println!(
+            "memscope events={} lost={}",
+            s.allocs + s.deallocs + s.reallocs,
+            s.lost
+        );
     }
     #[cfg(feature = "tracking_allocator")]
     println!(

@@ -44,8 +44,20 @@ struct Config {
 }
 
 const CONFIGS: &[Config] = &[
-    Config { name: "System", feature: "", env: &[], memscope_trace: false, heaptrack: false },
-    Config { name: "memscope stats only", feature: "memscope", env: &[], memscope_trace: false, heaptrack: false },
+    Config {
+        name: "System",
+        feature: "",
+        env: &[],
+        memscope_trace: false,
+        heaptrack: false,
+    },
+    Config {
+        name: "memscope stats only",
+        feature: "memscope",
+        env: &[],
+        memscope_trace: false,
+        heaptrack: false,
+    },
     Config {
         name: "memscope stream, no stacks",
         feature: "memscope",
@@ -53,8 +65,20 @@ const CONFIGS: &[Config] = &[
         memscope_trace: true,
         heaptrack: false,
     },
-    Config { name: "memscope stream + stacks", feature: "memscope", env: &[], memscope_trace: true, heaptrack: false },
-    Config { name: "stats_alloc", feature: "stats_alloc", env: &[], memscope_trace: false, heaptrack: false },
+    Config {
+        name: "memscope stream + stacks",
+        feature: "memscope",
+        env: &[],
+        memscope_trace: true,
+        heaptrack: false,
+    },
+    Config {
+        name: "stats_alloc",
+        feature: "stats_alloc",
+        env: &[],
+        memscope_trace: false,
+        heaptrack: false,
+    },
     Config {
         name: "tracking-allocator",
         feature: "tracking_allocator",
@@ -62,9 +86,27 @@ const CONFIGS: &[Config] = &[
         memscope_trace: false,
         heaptrack: false,
     },
-    Config { name: "dhat-rs", feature: "dhat", env: &[], memscope_trace: false, heaptrack: false },
-    Config { name: "memscope-rs 0.2.5", feature: "memscope_rs", env: &[], memscope_trace: false, heaptrack: false },
-    Config { name: "heaptrack (System build)", feature: "", env: &[], memscope_trace: false, heaptrack: true },
+    Config {
+        name: "dhat-rs",
+        feature: "dhat",
+        env: &[],
+        memscope_trace: false,
+        heaptrack: false,
+    },
+    Config {
+        name: "memscope-rs 0.2.5",
+        feature: "memscope_rs",
+        env: &[],
+        memscope_trace: false,
+        heaptrack: false,
+    },
+    Config {
+        name: "heaptrack (System build)",
+        feature: "",
+        env: &[],
+        memscope_trace: false,
+        heaptrack: true,
+    },
 ];
 
 struct Args {
@@ -78,12 +120,12 @@ struct Args {
 
 fn parse_args(root: &Path) -> Result<Args, String> {
     let mut a = Args {
-        reps: 5,
+        reps: 3,
         threads: vec![1, 2],
         out: root.join("BENCHMARKS.md"),
         firmware: true,
         profile: true,
-        timeout: Duration::from_secs(60),
+        timeout: Duration::from_secs(90),
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -98,15 +140,19 @@ fn parse_args(root: &Path) -> Result<Args, String> {
             }
             "--out" => a.out = PathBuf::from(val("--out")?),
             "--timeout" => {
-                a.timeout = Duration::from_secs(val("--timeout")?.parse().map_err(|e| format!("--timeout: {e}"))?)
+                a.timeout = Duration::from_secs(
+                    val("--timeout")?
+                        .parse()
+                        .map_err(|e| format!("--timeout: {e}"))?,
+                )
             }
             "--no-firmware" => a.firmware = false,
             "--no-profile" => a.profile = false,
             "-h" | "--help" => {
                 println!(
                     "compare: memscope vs System and other heap trackers -> BENCHMARKS.md\n\n\
-                     options: --reps N (5)  --threads 1,2  --out PATH (repo's BENCHMARKS.md)\n\
-                     \x20        --timeout SECS per run (60)  --no-firmware  --no-profile"
+                     options: --reps N (3)  --threads 1,2  --out PATH (repo's BENCHMARKS.md)\n\
+                     \x20        --timeout SECS per run (90)  --no-firmware  --no-profile"
                 );
                 std::process::exit(0);
             }
@@ -137,7 +183,9 @@ fn main() {
 
 /// The main workspace's target directory (where memscope-decode is built).
 fn target_dir(root: &Path) -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"))
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
 }
 
 fn run(root: &Path, args: &Args) -> Result<(), String> {
@@ -153,11 +201,31 @@ fn run(root: &Path, args: &Args) -> Result<(), String> {
     // Builds (not timed against anything; they only must not fail silently).
     let decoder = build_decoder(root)?;
     let mut built: Vec<(&'static str, Result<PathBuf, String>)> = Vec::new();
-    for feature in ["", "memscope", "stats_alloc", "tracking_allocator", "dhat", "memscope_rs"] {
-        eprintln!("compare: building workload [{}]", if feature.is_empty() { "System" } else { feature });
+    for feature in [
+        "",
+        "memscope",
+        "stats_alloc",
+        "tracking_allocator",
+        "dhat",
+        "memscope_rs",
+    ] {
+        eprintln!(
+            "compare: building workload [{}]",
+            if feature.is_empty() {
+                "System"
+            } else {
+                feature
+            }
+        );
         built.push((feature, build_workload(root, &work, &bins, feature)));
     }
-    let binary = |feature: &str| built.iter().find(|b| b.0 == feature).map(|b| b.1.clone()).expect("built above");
+    let binary = |feature: &str| {
+        built
+            .iter()
+            .find(|b| b.0 == feature)
+            .map(|b| b.1.clone())
+            .expect("built above")
+    };
     let heaptrack = which("heaptrack");
     let heaptrack_print = which("heaptrack_print");
 
@@ -188,7 +256,9 @@ fn run(root: &Path, args: &Args) -> Result<(), String> {
                 } else {
                     cmd = Command::new(&bin);
                 }
-                cmd.arg(threads.to_string()).current_dir(&work);
+                cmd.arg(threads.to_string())
+                    .current_dir(&work)
+                    .stdout(Stdio::null());
                 cmd.env_remove("MEMSCOPE_OUT").env_remove("MEMSCOPE_STACKS");
                 for (k, v) in c.env {
                     cmd.env(k, v);
@@ -196,7 +266,12 @@ fn run(root: &Path, args: &Args) -> Result<(), String> {
                 if c.memscope_trace {
                     cmd.env("MEMSCOPE_OUT", &trace);
                 }
-                eprintln!("compare: {threads}t rep {}/{} {}", rep + 1, args.reps, c.name);
+                eprintln!(
+                    "compare: {threads}t rep {}/{} {}",
+                    rep + 1,
+                    args.reps,
+                    c.name
+                );
                 match run_measured(&mut cmd, args.timeout) {
                     Outcome::Done(m) if m.success => results[i].runs.push(m),
                     Outcome::Done(m) => {
@@ -212,7 +287,9 @@ fn run(root: &Path, args: &Args) -> Result<(), String> {
                             t.as_secs_f64()
                         ))
                     }
-                    Outcome::SpawnFailed(e) => results[i].skip = Some(format!("could not start: {e}")),
+                    Outcome::SpawnFailed(e) => {
+                        results[i].skip = Some(format!("could not start: {e}"))
+                    }
                 }
                 // Keep the last round's trace (decoded below); earlier ones
                 // are overwritten by the next round.
@@ -225,12 +302,17 @@ fn run(root: &Path, args: &Args) -> Result<(), String> {
         }
         // Decode the traces kept from the last round.
         for (i, c) in configs.iter().enumerate() {
-            let Some(trace) = results[i].trace.clone() else { continue };
+            let Some(trace) = results[i].trace.clone() else {
+                continue;
+            };
             let written = std::fs::metadata(&trace).map(|m| m.len()).unwrap_or(0);
             if c.memscope_trace {
                 let json = trace.with_extension("json");
                 let mut cmd = Command::new(&decoder);
-                cmd.arg(&trace).arg("--json").arg(&json).stdout(Stdio::null());
+                cmd.arg(&trace)
+                    .arg("--json")
+                    .arg(&json)
+                    .stdout(Stdio::null());
                 let decode = run_measured(&mut cmd, Duration::from_secs(600));
                 let events = read_event_count(&json);
                 results[i].decode = Some(report::Decoded {
@@ -242,7 +324,11 @@ fn run(root: &Path, args: &Args) -> Result<(), String> {
                 });
             } else if c.heaptrack {
                 let raw = uncompressed_len(&trace);
-                let mut cmd = Command::new(heaptrack_print.as_ref().ok_or("heaptrack_print not found")?);
+                let mut cmd = Command::new(
+                    heaptrack_print
+                        .as_ref()
+                        .ok_or("heaptrack_print not found")?,
+                );
                 cmd.arg(&trace).stdout(Stdio::null());
                 let decode = run_measured(&mut cmd, Duration::from_secs(600));
                 // heaptrack counts allocation calls only; the same deterministic
@@ -287,13 +373,23 @@ fn run(root: &Path, args: &Args) -> Result<(), String> {
     md.duration = started.elapsed();
     let text = md.render();
     std::fs::write(&args.out, text).map_err(|e| format!("{}: {e}", args.out.display()))?;
-    eprintln!("compare: wrote {} in {:.0} s", args.out.display(), started.elapsed().as_secs_f64());
+    eprintln!(
+        "compare: wrote {} in {:.0} s",
+        args.out.display(),
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
 fn slug(name: &str) -> String {
     name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect()
 }
 
@@ -325,10 +421,18 @@ fn build_workload(root: &Path, work: &Path, bins: &Path, feature: &str) -> Resul
     let out = cmd.output().map_err(|e| format!("cargo: {e}"))?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
-        let first_error: Vec<&str> = err.lines().filter(|l| l.starts_with("error")).take(3).collect();
+        let first_error: Vec<&str> = err
+            .lines()
+            .filter(|l| l.starts_with("error"))
+            .take(3)
+            .collect();
         return Err(format!("does not build here: {}", first_error.join(" / ")));
     }
-    let name = if feature.is_empty() { "system" } else { feature };
+    let name = if feature.is_empty() {
+        "system"
+    } else {
+        feature
+    };
     let dst = bins.join(format!("workload-{name}"));
     std::fs::copy(work.join("release/workload"), &dst).map_err(|e| format!("copy: {e}"))?;
     Ok(dst)
@@ -337,7 +441,15 @@ fn build_workload(root: &Path, work: &Path, bins: &Path, feature: &str) -> Resul
 fn build_decoder(root: &Path) -> Result<PathBuf, String> {
     eprintln!("compare: building memscope-decode");
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "--release", "--quiet", "-p", "memscope-decode", "--bin", "memscope-decode"])
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "memscope-decode",
+            "--bin",
+            "memscope-decode",
+        ])
         .current_dir(root)
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .status()
@@ -358,7 +470,11 @@ fn find_heaptrack_file(base: &Path) -> Option<PathBuf> {
 
 /// Bytes of a heaptrack file once decompressed (zstd or gzip on PATH).
 fn uncompressed_len(path: &Path) -> Option<u64> {
-    let tool = if path.extension()? == "zst" { "zstd" } else { "gzip" };
+    let tool = if path.extension()? == "zst" {
+        "zstd"
+    } else {
+        "gzip"
+    };
     let mut child = Command::new(tool)
         .args(["-dc"])
         .arg(path)
@@ -386,7 +502,10 @@ fn profile(bin: &Path, traces: &Path) -> Vec<(String, Result<String, String>)> {
         return vec![("perf".into(), Err("perf is not installed".into()))];
     };
     let mut out = Vec::new();
-    for (label, stacks) in [("memscope stream, no stacks", "0"), ("memscope stream + stacks", "16")] {
+    for (label, stacks) in [
+        ("memscope stream, no stacks", "0"),
+        ("memscope stream + stacks", "16"),
+    ] {
         let data = traces.join(format!("perf-{stacks}.data"));
         let trace = traces.join(format!("perf-{stacks}.bin"));
         let rec = Command::new(&perf)
@@ -401,25 +520,43 @@ fn profile(bin: &Path, traces: &Path) -> Vec<(String, Result<String, String>)> {
             .output();
         let res = match rec {
             Ok(o) if o.status.success() => Command::new(&perf)
-                .args(["report", "--stdio", "--no-children", "--sort", "comm,symbol", "--percent-limit", "1", "-i"])
+                .args([
+                    "report",
+                    "--stdio",
+                    "--no-children",
+                    "--sort",
+                    "comm,symbol",
+                    "--percent-limit",
+                    "1",
+                    "-i",
+                ])
                 .arg(&data)
                 .output()
                 .map_err(|e| e.to_string())
                 .and_then(|o| {
                     if o.status.success() {
-                        Ok(String::from_utf8_lossy(&o.stdout)
+                        let mut s = String::from_utf8_lossy(&o.stdout)
                             .lines()
                             .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
                             .take(25)
                             .fold(String::new(), |mut s, l| {
+                                // perf pads with empty "-" columns on the right.
+                                let l = l.trim_end().trim_end_matches(['-', ' ']);
                                 let _ = writeln!(s, "{l}");
                                 s
-                            }))
+                            });
+                        let clock =
+                            profile_summary::clock_share(&s, |sym| annotate(&perf, &data, sym));
+                        let _ = writeln!(s, "{clock}");
+                        Ok(s)
                     } else {
                         Err(String::from_utf8_lossy(&o.stderr).into_owned())
                     }
                 }),
-            Ok(o) => Err(format!("perf record failed: {}", String::from_utf8_lossy(&o.stderr).trim())),
+            Ok(o) => Err(format!(
+                "perf record failed: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            )),
             Err(e) => Err(e.to_string()),
         };
         let _ = std::fs::remove_file(&trace);
@@ -428,24 +565,45 @@ fn profile(bin: &Path, traces: &Path) -> Vec<(String, Result<String, String>)> {
     out
 }
 
+/// `perf annotate --stdio` of one symbol (empty when perf fails).
+fn annotate(perf: &Path, data: &Path, symbol: &str) -> String {
+    Command::new(perf)
+        .args(["annotate", "--stdio", "-i"])
+        .arg(data)
+        .args(["-s", symbol])
+        .stderr(Stdio::null())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
 /// The firmware engineer's cost script (flash, RAM, instructions/event).
 fn firmware(root: &Path) -> Result<String, String> {
     let script = root.join("examples/firmware/measure.py");
     if which("qemu-system-arm").is_none() {
         return Err("qemu-system-arm is not installed: firmware figures not measured".into());
     }
-    let targets = Command::new("rustup").args(["target", "list", "--installed"]).output();
-    let have = targets.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    let targets = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output();
+    let have = targets
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
     for t in ["thumbv7em-none-eabihf", "thumbv6m-none-eabi"] {
         if !have.lines().any(|l| l.trim() == t) {
-            return Err(format!("rust target {t} is not installed: firmware figures not measured"));
+            return Err(format!(
+                "rust target {t} is not installed: firmware figures not measured"
+            ));
         }
     }
     eprintln!("compare: running examples/firmware/measure.py");
     let mut cmd = Command::new("python3");
     cmd.arg(&script).current_dir(root.join("examples/firmware"));
     // The firmware is its own workspace; give it its own target directory.
-    cmd.env("CARGO_TARGET_DIR", target_dir(root).join("compare/firmware"));
+    cmd.env(
+        "CARGO_TARGET_DIR",
+        target_dir(root).join("compare/firmware"),
+    );
     let o = cmd.output().map_err(|e| format!("python3: {e}"))?;
     let mut s = String::from_utf8_lossy(&o.stdout).into_owned();
     if !o.status.success() {

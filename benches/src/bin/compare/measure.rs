@@ -75,7 +75,11 @@ pub fn run_measured(cmd: &mut Command, timeout: Duration) -> Outcome {
         lines.into_iter().rev().collect::<Vec<_>>().join(" | ")
     };
     let exited = libc::WIFEXITED(status);
-    let code = if exited { libc::WEXITSTATUS(status) } else { 128 + libc::WTERMSIG(status) };
+    let code = if exited {
+        libc::WEXITSTATUS(status)
+    } else {
+        128 + libc::WTERMSIG(status)
+    };
     Outcome::Done(Measured {
         wall,
         cpu: tv(ru.ru_utime) + tv(ru.ru_stime),

@@ -33,7 +33,13 @@ pub struct ConfigRuns {
 
 impl ConfigRuns {
     pub fn new(name: &'static str, build_error: Option<String>) -> Self {
-        ConfigRuns { name, runs: Vec::new(), skip: build_error, trace: None, decode: None }
+        ConfigRuns {
+            name,
+            runs: Vec::new(),
+            skip: build_error,
+            trace: None,
+            decode: None,
+        }
     }
 }
 
@@ -81,10 +87,16 @@ impl Doc {
                     .map(|m| m.trim().to_string())
             })
             .unwrap_or_else(|| "unknown CPU".into());
-        let nproc = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+        let nproc = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0);
         let mem = std::fs::read_to_string("/proc/meminfo")
             .ok()
-            .and_then(|s| s.lines().next().map(|l| l.split_whitespace().nth(1).unwrap_or("?").to_string()))
+            .and_then(|s| {
+                s.lines()
+                    .next()
+                    .map(|l| l.split_whitespace().nth(1).unwrap_or("?").to_string())
+            })
             .and_then(|kb| kb.parse::<u64>().ok())
             .map(|kb| format!("{:.1} GiB RAM", kb as f64 / 1048576.0))
             .unwrap_or_default();
@@ -94,7 +106,12 @@ impl Doc {
             command.push_str(" -- ");
             command.push_str(&extra.join(" "));
         }
-        let dirty = !sh("git", &["status", "--porcelain", "--untracked-files=no"], root).is_empty();
+        let dirty = !sh(
+            "git",
+            &["status", "--porcelain", "--untracked-files=no"],
+            root,
+        )
+        .is_empty();
         Doc {
             command,
             reps: args.reps,
@@ -108,7 +125,11 @@ impl Doc {
             revision: format!(
                 "{}{}",
                 sh("git", &["rev-parse", "--short", "HEAD"], root),
-                if dirty { " (with uncommitted changes in the work tree)" } else { "" }
+                if dirty {
+                    " (with uncommitted changes in the work tree)"
+                } else {
+                    ""
+                }
             ),
             load_start: String::new(),
             load_end: String::new(),
@@ -183,14 +204,22 @@ impl Doc {
     }
 
     fn events(&self, results: &[ConfigRuns]) -> Option<u64> {
-        results.iter().filter_map(|r| r.decode.as_ref()).filter_map(|d| d.events).map(|e| e.0).max()
+        results
+            .iter()
+            .filter_map(|r| r.decode.as_ref())
+            .filter_map(|d| d.events)
+            .map(|e| e.0)
+            .max()
     }
 
     fn render_table(&self, w: &mut String, threads: usize, results: &[ConfigRuns]) {
         let _ = writeln!(w, "## Churn workload, {threads} thread(s)\n");
         let events = self.events(results);
         if let Some(e) = events {
-            let _ = writeln!(w, "Heap events per run (allocs + frees + reallocs, from memscope's trace): {e}\n");
+            let _ = writeln!(
+                w,
+                "Heap events per run (allocs + frees + reallocs, from memscope's trace): {e}\n"
+            );
         }
         let _ = writeln!(
             w,
@@ -210,7 +239,13 @@ impl Doc {
                 continue;
             }
             let ratio = |f: fn(&Measured) -> f64| {
-                median(r.runs.iter().zip(&base.runs).map(|(m, b)| f(m) / f(b)).collect())
+                median(
+                    r.runs
+                        .iter()
+                        .zip(&base.runs)
+                        .map(|(m, b)| f(m) / f(b))
+                        .collect(),
+                )
             };
             let wall_ratio = ratio(|m| m.wall.as_secs_f64());
             let cpu_ratio = ratio(|m| m.cpu.as_secs_f64());
@@ -223,7 +258,11 @@ impl Doc {
                 }
                 _ => "-".into(),
             };
-            let note = r.skip.as_deref().map(|s| format!(" ({})", s.replace('|', "/"))).unwrap_or_default();
+            let note = r
+                .skip
+                .as_deref()
+                .map(|s| format!(" ({})", s.replace('|', "/")))
+                .unwrap_or_default();
             let _ = writeln!(
                 w,
                 "| {}{} | {} | {} | {} | {} | {} | {} | {} |",
@@ -234,7 +273,8 @@ impl Doc {
                 fmt_x(cpu_ratio),
                 fmt_s(wall),
                 fmt_s(cpu),
-                rss.map(|b| format!("{:.1} MiB", b / 1048576.0)).unwrap_or_default(),
+                rss.map(|b| format!("{:.1} MiB", b / 1048576.0))
+                    .unwrap_or_default(),
                 added
             );
         }
@@ -264,7 +304,10 @@ impl Doc {
                     Some((e, i)) => (Some(e), i),
                     None => (None, false),
                 };
-                let per = |b: u64| ev.map(|e| format!("{:.2}", b as f64 / e as f64)).unwrap_or("-".into());
+                let per = |b: u64| {
+                    ev.map(|e| format!("{:.2}", b as f64 / e as f64))
+                        .unwrap_or("-".into())
+                };
                 let dec = match &d.outcome {
                     Outcome::Done(m) if m.success => format!(
                         "{:.2} s | {:.2} s | {:.1} MiB",
@@ -272,8 +315,12 @@ impl Doc {
                         m.cpu.as_secs_f64(),
                         m.max_rss as f64 / 1048576.0
                     ),
-                    Outcome::Done(m) => format!("failed ({}) | - | -", m.stderr_tail.replace('|', "/")),
-                    Outcome::TimedOut(t) => format!("killed after {:.0} s | - | -", t.as_secs_f64()),
+                    Outcome::Done(m) => {
+                        format!("failed ({}) | - | -", m.stderr_tail.replace('|', "/"))
+                    }
+                    Outcome::TimedOut(t) => {
+                        format!("killed after {:.0} s | - | -", t.as_secs_f64())
+                    }
                     Outcome::SpawnFailed(e) => format!("could not start: {e} | - | -"),
                 };
                 let _ = writeln!(
@@ -304,6 +351,18 @@ impl Doc {
             let _ = writeln!(w, "- {label}: {ns:.1} ns");
         }
         let _ = writeln!(w);
+        let _ = writeln!(
+            w,
+            "How memscope's added CPU per event (the tables above) divides: a clock read per \
+             event (`lfence; rdtsc` after an allocation's inner call, a plain `rdtsc` for a \
+             free; unit costs above), the thread-local record (`memscope_std::record::event`, \
+             `Record::encode_event`: varint deltas into the thread's ring), the stack walk and \
+             interning (`memscope_std::stacks::capture`, only with stacks), and the writer \
+             thread (COBS framing and CRC-16 of the drained rings, `memscope-writer` below). \
+             The writer runs on the other core: it adds CPU time, and wall time only when no \
+             core is idle. The profiles below show each part's share of the samples; the \
+             clock-read line says how much of memscope's own symbols sits on `rdtsc`.\n"
+        );
         if self.profiles.is_empty() {
             return;
         }
@@ -318,7 +377,12 @@ impl Doc {
             let _ = writeln!(w, "### {label}\n");
             match p {
                 Ok(text) => {
-                    let _ = writeln!(w, "```text\n{}```\n", text);
+                    let (listing, notes): (Vec<&str>, Vec<&str>) =
+                        text.lines().partition(|l| !l.starts_with("Clock read"));
+                    let _ = writeln!(w, "```text\n{}\n```\n", listing.join("\n"));
+                    for n in notes {
+                        let _ = writeln!(w, "{n}\n");
+                    }
                     let _ = writeln!(w, "{}\n", super::profile_summary::summarize(text));
                 }
                 Err(e) => {
@@ -335,7 +399,11 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     }
     v.sort_by(|a, b| a.total_cmp(b));
     let n = v.len();
-    Some(if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 })
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
 }
 
 fn fmt_x(v: Option<f64>) -> String {

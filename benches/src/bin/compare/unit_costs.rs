@@ -24,25 +24,37 @@ pub fn measure() -> Vec<(&'static str, f64)> {
     #[cfg(target_arch = "x86_64")]
     {
         // SAFETY: rdtsc and lfence exist on every x86_64 CPU.
-        v.push(("rdtsc", best_ns(2_000_000, || unsafe {
-            black_box(core::arch::x86_64::_rdtsc());
-        })));
+        v.push((
+            "rdtsc",
+            best_ns(2_000_000, || unsafe {
+                black_box(core::arch::x86_64::_rdtsc());
+            }),
+        ));
         // SAFETY: as above.
-        v.push(("lfence; rdtsc", best_ns(2_000_000, || unsafe {
-            core::arch::x86_64::_mm_lfence();
-            black_box(core::arch::x86_64::_rdtsc());
-        })));
+        v.push((
+            "lfence; rdtsc",
+            best_ns(2_000_000, || unsafe {
+                core::arch::x86_64::_mm_lfence();
+                black_box(core::arch::x86_64::_rdtsc());
+            }),
+        ));
     }
-    v.push(("Instant::now()", best_ns(2_000_000, || {
-        black_box(Instant::now());
-    })));
+    v.push((
+        "Instant::now()",
+        best_ns(2_000_000, || {
+            black_box(Instant::now());
+        }),
+    ));
     let layout = Layout::from_size_align(64, 8).expect("valid layout");
-    v.push(("System alloc + free, 64 B", best_ns(2_000_000, || {
-        // SAFETY: non-zero layout; the block is freed with the same layout.
-        unsafe {
-            let p = System.alloc(layout);
-            System.dealloc(black_box(p), layout);
-        }
-    })));
+    v.push((
+        "System alloc + free, 64 B",
+        best_ns(2_000_000, || {
+            // SAFETY: non-zero layout; the block is freed with the same layout.
+            unsafe {
+                let p = System.alloc(layout);
+                System.dealloc(black_box(p), layout);
+            }
+        }),
+    ));
     v
 }
