@@ -1143,10 +1143,9 @@ fn build_session(
         errors,
         fragmentation,
         marks,
-        timeline: an.timeline.out(
-            tps,
-            an.peak.peak_seq.map(|seq| (an.peak.peak_ts, seq)),
-        ),
+        timeline: an
+            .timeline
+            .out(tps, an.peak.peak_seq.map(|seq| (an.peak.peak_ts, seq))),
         thread_timelines: an.thread_timelines.out(tps),
         inferred,
         stacks: ctx.stacks,

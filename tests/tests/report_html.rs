@@ -135,7 +135,10 @@ fn names_from_the_trace_run_nothing_and_read_as_text() {
     // Shown, as text: the scope, thread, variable names.
     assert!(text.matches(EVIL).count() >= 3, "{text}");
     assert!(text.contains(EVIL_IMG), "{text}");
-    assert!(text.contains("/</script><script>alert(3)</script>: no file"), "{text}");
+    assert!(
+        text.contains("/</script><script>alert(3)</script>: no file"),
+        "{text}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
