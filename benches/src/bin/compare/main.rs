@@ -320,7 +320,8 @@ fn run(root: &Path, args: &Args) -> Result<(), String> {
                     outcome: decode,
                     written,
                     raw: Some(written),
-                    events: events.map(|e| (e, false)),
+                    events: events.map(|e| (e.0 + e.1, false)),
+                    lost: events.map(|e| e.1),
                 });
             } else if c.heaptrack {
                 let raw = uncompressed_len(&trace);
@@ -340,6 +341,7 @@ fn run(root: &Path, args: &Args) -> Result<(), String> {
                     written,
                     raw,
                     events: None,
+                    lost: None,
                 });
             }
         }
@@ -486,13 +488,17 @@ fn uncompressed_len(path: &Path) -> Option<u64> {
     child.wait().ok()?.success().then_some(n)
 }
 
-/// allocs + frees + reallocs of a memscope-decode JSON report.
-fn read_event_count(json: &Path) -> Option<u64> {
+/// allocs + frees + reallocs decoded, and events the producer reported
+/// lost, from a memscope-decode JSON report.
+fn read_event_count(json: &Path) -> Option<(u64, u64)> {
     let text = std::fs::read_to_string(json).ok()?;
     let v: serde_json::Value = serde_json::from_str(&text).ok()?;
     let s = v.get("summary")?;
     let n = |k: &str| s.get(k).and_then(|x| x.as_u64());
-    Some(n("allocations")? + n("deallocations")? + n("reallocations")?)
+    Some((
+        n("allocations")? + n("deallocations")? + n("reallocations")?,
+        n("lost_events")?,
+    ))
 }
 
 /// Profiles of memscope's two stream configurations on one thread

@@ -19,6 +19,8 @@ pub struct Decoded {
     /// Heap events in the trace; `true` = taken from memscope's trace of
     /// the same workload and thread count (the tool does not count frees).
     pub events: Option<(u64, bool)>,
+    /// Events the producer counted as lost (ring full), included in `events`.
+    pub lost: Option<u64>,
 }
 
 /// Runs of one configuration at one thread count, in round order.
@@ -218,7 +220,7 @@ impl Doc {
         if let Some(e) = events {
             let _ = writeln!(
                 w,
-                "Heap events per run (allocs + frees + reallocs, from memscope's trace): {e}\n"
+                "Heap events per run (allocs + frees + reallocs, from memscope's trace, lost ones included): {e}\n"
             );
         }
         let _ = writeln!(
@@ -290,13 +292,15 @@ impl Doc {
              workload. \"Raw\" is the uncompressed size (heaptrack compresses its file with \
              zstd; memscope writes its frames uncompressed). heaptrack's event count is \
              memscope's for the same workload (marked *), since heaptrack_print does not count \
-             frees.\n"
+             frees. \"Events\" counts the events a trace recorded plus those its producer \
+             reported lost (memscope counts an event as lost when the thread's ring is \
+             full); a trace with lost events is incomplete and cost its producer less.\n"
         );
         let _ = writeln!(
             w,
-            "| threads | trace | events | written | bytes/event written | raw | bytes/event raw | decoder | decode wall | decode CPU | decode peak RSS |"
+            "| threads | trace | events | lost | written | bytes/event written | raw | bytes/event raw | decoder | decode wall | decode CPU | decode peak RSS |"
         );
-        let _ = writeln!(w, "|---|---|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(w, "|---|---|---|---|---|---|---|---|---|---|---|---|");
         for (threads, results) in &self.tables {
             for r in results {
                 let Some(d) = &r.decode else { continue };
@@ -325,10 +329,13 @@ impl Doc {
                 };
                 let _ = writeln!(
                     w,
-                    "| {threads} | {} | {}{} | {} | {} | {} | {} | {} | {dec} |",
+                    "| {threads} | {} | {}{} | {} | {} | {} | {} | {} | {} | {dec} |",
                     r.name,
                     ev.map(|e| e.to_string()).unwrap_or("unknown".into()),
                     if inferred { "*" } else { "" },
+                    d.lost
+                        .map(|l| l.to_string())
+                        .unwrap_or("not recorded".into()),
                     mib(d.written),
                     per(d.written),
                     d.raw.map(mib).unwrap_or("unknown".into()),
