@@ -308,8 +308,11 @@ impl Doc {
                     Some((e, i)) => (Some(e), i),
                     None => (None, false),
                 };
+                // Bytes per event the trace holds (lost events wrote no bytes).
+                let recorded = ev.map(|e| e - d.lost.unwrap_or(0).min(e));
                 let per = |b: u64| {
-                    ev.map(|e| format!("{:.2}", b as f64 / e as f64))
+                    recorded
+                        .map(|e| format!("{:.2}", b as f64 / e.max(1) as f64))
                         .unwrap_or("-".into())
                 };
                 let dec = match &d.outcome {
