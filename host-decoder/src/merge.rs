@@ -28,8 +28,12 @@ use std::collections::{BinaryHeap, VecDeque};
 
 /// Most events buffered before the earliest is released regardless.
 pub const MAX_BUFFERED: usize = 1 << 20;
-/// Events kept buffered while input keeps coming.
-pub const HOLD_BACK: usize = 4096;
+/// Events kept buffered while input keeps coming, so that a stream seen for
+/// the first time still sorts in. A writer that drains many busy threads can
+/// put a new thread's first frame thousands of events after records that are
+/// later in time (4096 was measured too small on a 4-thread trace: its late
+/// events showed as spurious unknown frees); 2^18 events is about 16 MiB.
+pub const HOLD_BACK: usize = 1 << 18;
 /// How far ahead [`Merger::drain_ahead`] shows an event: far enough that a
 /// prefetch started now lands before the event is applied.
 pub const LOOKAHEAD: usize = 8;

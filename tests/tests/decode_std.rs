@@ -47,11 +47,12 @@ fn a_memscope_std_trace_decodes_complete_and_symbolized() {
     if s.lost_events == 0 {
         assert!(s.complete, "{:?}", s.incomplete_reasons);
     }
-    assert_eq!(
-        rep.errors.total, 0,
-        "lost {} events; {:?}",
-        s.lost_events, rep.errors.examples
-    );
+    // With events lost (a writer starved on a loaded machine), frees and
+    // allocations are missing and the decoder rightly sees errors.
+    if s.lost_events == 0 {
+        assert_eq!(rep.errors.total, 0, "{:?}", rep.errors.examples);
+    }
+    assert_eq!(rep.integrity.late_events, 0, "merge released events too early");
     assert!(s.threads >= 4, "{} threads", s.threads);
     assert_eq!(rep.integrity.damaged_spans, 0);
     // The child counted the calls it received inside its "measured" scopes.
