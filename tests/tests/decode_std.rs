@@ -52,7 +52,10 @@ fn a_memscope_std_trace_decodes_complete_and_symbolized() {
     if s.lost_events == 0 {
         assert_eq!(rep.errors.total, 0, "{:?}", rep.errors.examples);
     }
-    assert_eq!(rep.integrity.late_events, 0, "merge released events too early");
+    assert_eq!(
+        rep.integrity.late_events, 0,
+        "merge released events too early"
+    );
     assert!(s.threads >= 4, "{} threads", s.threads);
     assert_eq!(rep.integrity.damaged_spans, 0);
     // The child counted the calls it received inside its "measured" scopes.
