@@ -1,6 +1,7 @@
 // Loads a page in headless Chromium through the DevTools protocol and reports
 // what happened, as JSON on stdout: uncaught exceptions, console errors,
-// network requests other than the page itself, JavaScript dialogs (alert…),
+// network requests other than the page itself (and what the driver serves),
+// JavaScript dialogs (alert…),
 // and the value of an expression evaluated once the page is ready.
 //
 // No npm dependency: the protocol runs over `--remote-debugging-pipe`
@@ -12,19 +13,46 @@
 //          "files": {"selector": "input[type=file]", "paths": ["…"]},   (optional)
 //          "ready": "JS expression, truthy when done",                    (optional)
 //          "eval": "JS expression whose JSON value is reported",          (optional)
-//          "screenshot": "out.png", "full_page": true, "timeout_ms": 30000}
+//          "screenshot": "out.png", "full_page": true, "timeout_ms": 30000,
+//          "serve": {"/": "DIR", "/trace/": "DIR2"}}                      (optional)
+// With "serve", the driver serves those directories over HTTP on 127.0.0.1
+// (a free port) and a "url" starting with "/" is resolved against it: pages
+// that need http:// (web workers, WebAssembly: the Perfetto UI) load from it.
+// Host names other than 127.0.0.1 never resolve, so no test reaches out.
 import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createReadStream, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { extname, join, normalize } from "node:path";
 
 const cfg = JSON.parse(readFileSync(process.argv[2], "utf8"));
 const timeout = cfg.timeout_ms || 30000;
+
+const TYPES = { ".html": "text/html", ".js": "text/javascript", ".mjs": "text/javascript", ".css": "text/css",
+  ".json": "application/json", ".wasm": "application/wasm", ".png": "image/png", ".woff2": "font/woff2" };
+let server = null;
+if (cfg.serve) {
+  // Longest prefix first, so "/trace/" wins over "/".
+  const roots = Object.entries(cfg.serve).sort((a, b) => b[0].length - a[0].length);
+  server = createServer((req, res) => {
+    const path = decodeURIComponent(new URL(req.url, "http://127.0.0.1").pathname);
+    const hit = roots.find(([prefix]) => path.startsWith(prefix));
+    let file = hit && join(hit[1], normalize("/" + path.slice(hit[0].length)));
+    try { if (file && statSync(file).isDirectory()) file = join(file, "index.html"); statSync(file); } catch (_) { file = null; }
+    if (!file) { res.writeHead(404); res.end(); return; }
+    res.writeHead(200, { "content-type": TYPES[extname(file)] || "application/octet-stream" });
+    createReadStream(file).pipe(res);
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  if (cfg.url.startsWith("/")) cfg.url = `http://127.0.0.1:${server.address().port}${cfg.url}`;
+}
+
 const profile = mkdtempSync(join(tmpdir(), "memscope-chromium-"));
 const chrome = spawn(cfg.chromium || "/usr/bin/chromium", [
   "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
   "--disable-background-networking", "--disable-component-update", "--disable-sync",
   "--disable-dev-shm-usage", "--allow-file-access-from-files",
+  "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
   `--user-data-dir=${profile}`, "--remote-debugging-pipe", "about:blank",
 ], { stdio: ["ignore", "ignore", "pipe", "pipe", "pipe"] });
 
@@ -34,6 +62,7 @@ function finish(code) {
   if (finished) return;
   finished = true;
   try { chrome.kill("SIGKILL"); } catch (_) {}
+  if (server) server.close();
   try { rmSync(profile, { recursive: true, force: true }); } catch (_) {}
   process.stdout.write(JSON.stringify(out) + "\n");
   process.exit(code);
@@ -86,7 +115,7 @@ function onEvent(method, p) {
     out.console_errors.push(p.entry.text + (p.entry.url ? " (" + p.entry.url + ")" : ""));
   } else if (method === "Network.requestWillBeSent") {
     const u = p.request.url;
-    if (u !== cfg.url && !u.startsWith("data:")) out.requests.push(u);
+    if (u !== cfg.url && !u.startsWith("data:") && !(server && u.startsWith(`http://127.0.0.1:${server.address().port}/`))) out.requests.push(u);
   } else if (method === "Page.javascriptDialogOpening") {
     out.dialogs.push(p.type + ": " + p.message);
     send("Page.handleJavaScriptDialog", { accept: true }, session).catch(() => {});

