@@ -155,7 +155,62 @@ fn go_pprof_reads_our_profile_and_agrees_on_the_top_site() {
         pprof_top(&f, "inuse_space"),
         rep["leaks"]["sites"][0]["location"].as_str().unwrap()
     );
+    // What was live at the exact peak, which `inuse_*` (the end) is not.
+    assert_eq!(
+        pprof_top(&f, "peak_space"),
+        rep["peak"]["sites"][0]["location"].as_str().unwrap()
+    );
+    // Every sample type adds up to the report's total, as pprof reads them.
+    let totals = pprof_raw_totals(&f);
+    let s = &rep["summary"];
+    let allocs = u(s, "allocations") + u(s, "reallocations") - u(s, "failed_allocations");
+    for (ty, want) in [
+        ("alloc_objects", allocs),
+        ("alloc_space", u(s, "bytes_allocated")),
+        ("inuse_objects", u(s, "leaked_blocks")),
+        ("inuse_space", u(s, "leaked_bytes")),
+        ("peak_objects", u(s, "peak_blocks")),
+        ("peak_space", u(s, "peak_bytes")),
+    ] {
+        assert_eq!(totals.get(ty), Some(&want), "{ty}: {totals:?}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The sum of every sample type, from `go tool pprof -raw`.
+fn pprof_raw_totals(file: &std::path::Path) -> std::collections::BTreeMap<String, u64> {
+    let go = tool("go", "golang-go");
+    let home = work_dir("gohome");
+    let o = Command::new(go)
+        .args(["tool", "pprof", "-raw"])
+        .arg(file)
+        .env("HOME", &home)
+        .env("PPROF_TMPDIR", &home)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&home);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "pprof -raw: {out}");
+    // "Samples:" then a header of `type/unit` names, then one line per sample:
+    // its values, then ": " and its location ids.
+    let mut lines = out.lines().skip_while(|l| !l.starts_with("Samples:"));
+    lines.next();
+    let types: Vec<String> = lines
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .map(|t| t.split('/').next().unwrap().to_owned())
+        .collect();
+    let mut totals = std::collections::BTreeMap::new();
+    for l in lines.take_while(|l| !l.starts_with("Locations")) {
+        let Some((values, _)) = l.split_once(':') else {
+            continue;
+        };
+        for (t, v) in types.iter().zip(values.split_whitespace()) {
+            *totals.entry(t.clone()).or_insert(0) += v.parse::<u64>().unwrap();
+        }
+    }
+    totals
 }
 
 #[test]

@@ -4,8 +4,13 @@
 //!
 //! Sample types: `alloc_objects`/count and `alloc_space`/bytes (the whole
 //! trace), `inuse_objects`/count and `inuse_space`/bytes (live at the end,
-//! as a Go heap profile taken then). Stacks start at the first user frame;
-//! inlined frames share their caller's location, as pprof expects.
+//! as a Go heap profile taken then), and `peak_objects`/count and
+//! `peak_space`/bytes (live at the exact moment the heap was largest, which
+//! a Go heap profile cannot show: `go tool pprof -sample_index=peak_space`).
+//! When the trace cannot tell the peak's live set by site, the peak types
+//! are all zero and the profile's comments say so (`pprof -comments`).
+//! Stacks start at the first user frame; inlined frames share their
+//! caller's location, as pprof expects.
 
 use crate::render::profile::{frame_name, Profile};
 use flate2::{write::GzEncoder, Compression};
@@ -72,6 +77,8 @@ pub fn encode(p: &Profile) -> Vec<u8> {
         ("alloc_space", "bytes"),
         ("inuse_objects", "count"),
         ("inuse_space", "bytes"),
+        ("peak_objects", "count"),
+        ("peak_space", "bytes"),
     ] {
         let mut vt = Msg::default();
         vt.uint(1, strings.id(ty));
@@ -159,6 +166,8 @@ pub fn encode(p: &Profile) -> Vec<u8> {
                 s.bytes,
                 s.leaked_blocks,
                 s.leaked_bytes,
+                s.peak_blocks,
+                s.peak_bytes,
             ],
         );
         samples.push(sm);
@@ -184,6 +193,24 @@ pub fn encode(p: &Profile) -> Vec<u8> {
     }
     out.bytes(11, &pt.0);
     out.uint(12, 1);
+    // Comments (`go tool pprof -comments`): what each sample type means here.
+    let mut comments = vec![
+        "alloc_*: every allocation of the trace; inuse_*: live at the end of the trace (leaked); peak_*: live at the exact peak".to_owned(),
+    ];
+    if p.peak_known {
+        let total: u64 = p.sites.iter().map(|s| s.peak_bytes).sum();
+        comments.push(format!("peak: {total} bytes live"));
+    } else {
+        comments.push(
+            "peak_* are zero: this trace does not tell which sites held the peak's live set"
+                .to_owned(),
+        );
+    }
+    for c in comments {
+        let id = strings.id(&c);
+        out.varint(13 << 3);
+        out.varint(id);
+    }
     out.uint(14, default_type);
     // The string table goes last so every string above is in it.
     let mut tail = Msg::default();
