@@ -558,3 +558,129 @@ fn perfetto_and_the_catapult_viewer_load_our_chrome_trace() {
     assert!(instants.iter().any(|i| i == &json!(peak)), "{instants:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// One session of a host trace: `blocks` allocations of `size` bytes by one
+/// thread, of which the first `leaked` are never freed.
+fn one_session(program: &str, blocks: u64, size: u64, leaked: u64) -> Vec<u8> {
+    let mut b = memscope_decode::synth::TraceBuilder::new(Vec::new());
+    b.simple_header(program, 1_000_000_000).unwrap();
+    b.thread(1, 4242, "main").unwrap();
+    b.stack(1, 1, &[0x1000, 0x2000, 0x3000]).unwrap();
+    for i in 0..blocks {
+        b.alloc(1, 1000 + i * 10, 0x10_0000 + i * 0x100, size, 8, Some(1))
+            .unwrap();
+    }
+    for i in leaked..blocks {
+        b.dealloc(
+            1,
+            Some(2_000_000 + i),
+            0x10_0000 + i * 0x100,
+            size,
+            8,
+            Some(1),
+        )
+        .unwrap();
+    }
+    b.end(1, 0).unwrap();
+    b.end(0, 1).unwrap();
+    b.finish().unwrap()
+}
+
+/// A target reset: two sessions in one byte stream. The exports describe
+/// the last one unless `--session N` names another, and their numbers are
+/// that session's, never a mix; a session that does not exist is an error.
+#[test]
+fn exports_describe_the_session_asked_for() {
+    let dir = work_dir("sessions");
+    let mut trace = one_session("first-boot", 40, 100, 5);
+    trace.extend(one_session("second-boot", 7, 1000, 2));
+    let dhat_totals = |dir: &std::path::Path| -> (u64, u64, u64) {
+        let d: Value =
+            serde_json::from_slice(&std::fs::read(dir.join("dhat-heap.json")).unwrap()).unwrap();
+        let pps = d["pps"].as_array().unwrap();
+        let sum = |k: &str| pps.iter().map(|p| u(p, k)).sum::<u64>();
+        (sum("tb"), sum("gb"), sum("eb"))
+    };
+    let summary = |s: &Value| {
+        (
+            u(s, "bytes_allocated"),
+            u(s, "peak_bytes"),
+            u(s, "leaked_bytes"),
+        )
+    };
+    let rep = decode(
+        &dir,
+        &trace,
+        &["--dhat", "dhat-heap.json", "--pprof", "heap.pb.gz"],
+    );
+    assert_eq!(u(&rep, "sessions"), 2);
+    let last = summary(&rep["summary"]);
+    let first = summary(&rep["previous_sessions"][0]["summary"]);
+    assert_eq!(last, (7000, 7000, 2000));
+    assert_eq!(first, (4000, 4000, 500));
+    assert_eq!(dhat_totals(&dir), last, "default: the last session");
+    assert_eq!(
+        pprof_raw_totals(&dir.join("heap.pb.gz"))["alloc_space"],
+        7000
+    );
+    // The warning that goes to stderr names the session left out.
+    let t = dir.join("trace.bin");
+    let cli = <memscope_decode::cli::Cli as clap::Parser>::parse_from([
+        "memscope-decode".to_owned(),
+        t.display().to_string(),
+        "--no-progress".to_owned(),
+    ]);
+    let (_, r, _) = memscope_decode::cli::analyse(
+        memscope_decode::source::Source::open(&t).unwrap(),
+        &cli.report.common,
+    )
+    .unwrap();
+    let w = memscope_decode::render::exports::session_warning(&r).unwrap();
+    assert!(
+        w.contains("holds 2 sessions")
+            && w.contains("leave out session 1 (from byte 0)")
+            && w.contains("--session N"),
+        "{w}"
+    );
+
+    decode(
+        &dir,
+        &trace,
+        &[
+            "--dhat",
+            "dhat-heap.json",
+            "--pprof",
+            "heap.pb.gz",
+            "--session",
+            "1",
+        ],
+    );
+    assert_eq!(dhat_totals(&dir), first, "--session 1");
+    let d: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("dhat-heap.json")).unwrap()).unwrap();
+    assert!(
+        d["cmd"].as_str().unwrap().starts_with("first-boot"),
+        "{}",
+        d["cmd"]
+    );
+    assert_eq!(
+        pprof_raw_totals(&dir.join("heap.pb.gz"))["alloc_space"],
+        4000
+    );
+
+    // No third session.
+    let out = dir.join("none.json");
+    let code =
+        memscope_decode::cli::main_with(<memscope_decode::cli::Cli as clap::Parser>::parse_from([
+            "memscope-decode".to_owned(),
+            t.display().to_string(),
+            "--no-progress".to_owned(),
+            "--dhat".to_owned(),
+            out.display().to_string(),
+            "--session".to_owned(),
+            "3".to_owned(),
+        ]));
+    assert_eq!(code, memscope_decode::error::exit::OUTPUT);
+    assert!(!out.exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,6 +1,12 @@
 //! The export options (`--html`, `--dhat`, `--pprof`, `--folded`,
-//! `--flamegraph`, `--chrome-trace`) and the writing of each file. All
-//! exports describe the last session of the input, like the terminal report.
+//! `--flamegraph`, `--chrome-trace`) and the writing of each file.
+//!
+//! A trace of a target that was reset holds several sessions (each one
+//! starts with a header). Every export describes one session: the last by
+//! default, like the top of the terminal and JSON reports, or the one
+//! `--session N` names. When there are several and none was named, a
+//! warning on stderr names the others, so that nobody mistakes the last
+//! session's numbers for the whole trace's.
 
 use crate::error::Error;
 use crate::pipeline::Run;
@@ -35,9 +41,28 @@ pub struct Exports {
     /// Write Chrome trace-event JSON with heap counters (Perfetto, chrome://tracing).
     #[arg(long, value_name = "PATH")]
     pub chrome_trace: Option<PathBuf>,
+    /// Which session the exports above describe when the target was reset
+    /// during the trace (1 = the first; default: the last). The terminal and
+    /// JSON reports always show every session.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub session: Option<u64>,
 }
 
 impl Exports {
+    /// The first export path asked for (errors about the exports name it).
+    fn first_path(&self) -> Option<&Path> {
+        [
+            &self.html,
+            &self.dhat,
+            &self.pprof,
+            &self.folded,
+            &self.flamegraph,
+            &self.chrome_trace,
+        ]
+        .into_iter()
+        .find_map(|p| p.as_deref())
+    }
+
     fn any(&self) -> bool {
         self.html.is_some()
             || self.dhat.is_some()
@@ -64,19 +89,70 @@ fn written(path: &Path, r: std::io::Result<()>) -> Result<(), Error> {
     })
 }
 
-/// Writes every export asked for. `report` is the report of `run`'s last session.
+/// The warning printed when exports describe one of several sessions
+/// without `--session`; `None` when the input holds one session.
+pub fn session_warning(report: &Report) -> Option<String> {
+    if report.sessions < 2 {
+        return None;
+    }
+    let others: Vec<String> = report
+        .previous_sessions
+        .iter()
+        .map(|r| format!("{} (from byte {})", r.session, r.session_offset))
+        .collect();
+    Some(format!(
+        "{}: holds {} sessions (the target was reset); the exports describe the last, \
+         session {} (from byte {}), and leave out session{} {}: --session N exports another",
+        report.input.name,
+        report.sessions,
+        report.session,
+        report.session_offset,
+        if others.len() == 1 { "" } else { "s" },
+        others.join(", ")
+    ))
+}
+
+/// Writes every export asked for. `report` is the report of `run`'s last
+/// session (earlier ones in its `previous_sessions`).
 pub fn write_all(
     run: &Run,
     report: &Report,
     syms: &mut [Symbolizer],
     x: &Exports,
 ) -> Result<(), Error> {
-    if !x.any() {
+    if !x.any() || run.sessions.is_empty() {
         return Ok(());
     }
-    let (Some(s), Some(sym)) = (run.sessions.last(), syms.last_mut()) else {
-        return Ok(());
+    let n = run.sessions.len();
+    let index = match x.session {
+        None => {
+            if let Some(w) = session_warning(report) {
+                eprintln!("memscope-decode: warning: {w}");
+            }
+            n - 1
+        }
+        Some(k) if (1..=n as u64).contains(&k) => k as usize - 1,
+        Some(k) => {
+            let path = x.first_path().unwrap_or(Path::new("-"));
+            return Err(Error::Output {
+                path: path.display().to_string(),
+                cause: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!(
+                        "--session {k}: {} holds {n} session{} (choose 1 to {n})",
+                        report.input.name,
+                        if n == 1 { "" } else { "s" }
+                    ),
+                ),
+            });
+        }
     };
+    let report = if index + 1 == n {
+        report
+    } else {
+        &report.previous_sessions[index]
+    };
+    let (s, sym) = (&run.sessions[index], &mut syms[index]);
     let p: Profile = profile::build(s, sym);
     let program = report
         .header
