@@ -1,0 +1,239 @@
+//! A traced program that puts memscope-std in hostile situations, for
+//! tests/std_faults.rs.
+//!
+//! The global allocator is `Counted<MemScope<System>>`: the outer wrapper
+//! counts, per labelled thread, every call that reaches memscope, so the test
+//! can check that each one is recorded, counted as lost, or counted as
+//! untracked — exactly. Threads print `counted <name> <a> <d> <r>` lines.
+//!
+//! Usage: `std_faults_child <scenario>`, one of `burst`, `exit-mid-burst`,
+//! `abort-in-hook`, `fork`, `tls-dtor`.
+
+use memscope_tests::counting::{self, Counted};
+use std::alloc::System;
+use std::hint::black_box;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+#[global_allocator]
+static GLOBAL: Counted<memscope_std::MemScope<System>> =
+    Counted(memscope_std::MemScope::new(System));
+
+/// `n` allocation/free pairs of a 32-byte box: about eight bytes of trace each.
+fn churn(n: u64) -> u64 {
+    let mut sum = 0;
+    for i in 0..n {
+        let b = black_box(Box::new([i; 4]));
+        sum += b[0];
+    }
+    sum
+}
+
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    out.write_all(line.as_bytes()).unwrap();
+    out.write_all(b"\n").unwrap();
+    out.flush().unwrap();
+}
+
+/// Fills the pipe the trace goes to (the test does not read it yet), so the
+/// writer thread blocks in `write` and every ring fills up from here on.
+fn block_the_writer() {
+    // About 240 KB of trace: more than a pipe holds (64 KiB), less than a ring.
+    black_box(churn(30_000));
+    std::thread::sleep(Duration::from_millis(200));
+}
+
+/// Two threads overflow their rings and exit while the writer is blocked:
+/// their slots wait, full, with losses not yet reported in any `Lost` record.
+fn burst() {
+    block_the_writer();
+    let threads: Vec<_> = (1..=2)
+        .map(|label| counting::spawn(&format!("burst-{label}"), label, || churn(400_000)))
+        .collect();
+    for t in threads {
+        black_box(t.join().unwrap());
+    }
+    for label in 1..=2 {
+        counting::print(&format!("burst-{label}"), label);
+    }
+    say(&format!("lost {}", memscope_std::stats().lost));
+    say("done");
+}
+
+/// Threads overflow their rings, then a worker calls `process::exit` while
+/// they keep allocating: the final flush must cut each running thread's
+/// stream consistently.
+fn exit_mid_burst() {
+    block_the_writer();
+    for i in 0..3 {
+        std::thread::Builder::new()
+            .name(format!("spinner-{i}"))
+            .spawn(|| loop {
+                black_box(churn(1000));
+            })
+            .unwrap();
+    }
+    // Rings of 512 KiB at about eight bytes a pair: wait until they overflow.
+    let before = memscope_std::stats().lost;
+    let give_up = Instant::now() + Duration::from_secs(20);
+    while memscope_std::stats().lost == before && Instant::now() < give_up {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    say(&format!("lost {}", memscope_std::stats().lost));
+    say("ready");
+    std::thread::Builder::new()
+        .name("exiter".into())
+        .spawn(|| {
+            black_box(churn(1000));
+            std::process::exit(0);
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    unreachable!("the exiter ends the process");
+}
+
+/// A hook that aborts after the previous hooks ran (memscope's among them,
+/// installed by its writer thread): the process dies without `atexit`.
+fn abort_in_hook() {
+    let worker = counting::spawn("worker", 1, || churn(5000));
+    black_box(worker.join().unwrap());
+    counting::print("worker", 1);
+    black_box(churn(100));
+    // memscope's writer thread installs its hook when it starts: let it.
+    std::thread::sleep(Duration::from_millis(300));
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        previous(info);
+        std::process::abort();
+    }));
+    panic!("deliberate panic, then abort");
+}
+
+/// Size of the blocks the forked child allocates: must not be in the trace.
+const FORKED_SIZE: usize = 77_777;
+
+/// `fork` while a worker runs; the forked child allocates (on its only thread
+/// and on a thread of its own) and exits normally.
+fn fork() {
+    let before = counting::spawn("before-fork", 1, || churn(2000));
+    black_box(before.join().unwrap());
+    let spinner = counting::spawn("during-fork", 2, || churn(200_000));
+    // SAFETY: the child only allocates, spawns and joins a thread, prints and
+    // exits (as the parent's allocator state allows: memscope's atfork
+    // handler stops recording, glibc's malloc resets its locks).
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let v: Vec<Vec<u8>> = (0..100).map(|_| vec![1u8; FORKED_SIZE]).collect();
+        let t = std::thread::spawn(|| vec![2u8; FORKED_SIZE].len());
+        let n = t.join().unwrap() + v.len();
+        say(&format!(
+            "forked child ok {n} {}",
+            memscope_std::stats().allocs > 0
+        ));
+        std::process::exit(0);
+    }
+    let mut status = 0;
+    // SAFETY: waits for our own child; `status` is a valid out-pointer.
+    let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert_eq!(r, pid);
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+    black_box(spinner.join().unwrap());
+    let after = counting::spawn("after-fork", 3, || churn(2000));
+    black_box(after.join().unwrap());
+    for (name, label) in [("before-fork", 1), ("during-fork", 2), ("after-fork", 3)] {
+        counting::print(name, label);
+    }
+    say("done");
+}
+
+/// Blocks a thread-local destructor allocates: 4241 bytes for one that runs
+/// before memscope's (recorded), 4243 for one that runs after (untracked).
+const LATE_SIZE: usize = 4241;
+const EARLY_SIZE: usize = 4243;
+const DTOR_ALLOCS: usize = 10;
+
+struct AllocatesOnDrop(usize);
+
+impl Drop for AllocatesOnDrop {
+    fn drop(&mut self) {
+        for i in 0..DTOR_ALLOCS {
+            let v = black_box(vec![i as u8; self.0]);
+            drop(v);
+        }
+    }
+}
+
+thread_local! {
+    static EARLY: AllocatesOnDrop = const { AllocatesOnDrop(EARLY_SIZE) };
+    static LATE: AllocatesOnDrop = const { AllocatesOnDrop(LATE_SIZE) };
+}
+
+/// The `early-tls` thread: a raw POSIX thread, so that nothing (not even
+/// the standard library's thread start-up) allocates before `EARLY` is
+/// registered.
+extern "C" fn early_tls(_: *mut libc::c_void) -> *mut libc::c_void {
+    // SAFETY: a NUL-terminated name of at most 15 bytes for this thread.
+    unsafe { libc::pthread_setname_np(libc::pthread_self(), c"early-tls".as_ptr()) };
+    // Registered before the thread's first allocation, hence before
+    // memscope's own destructor; destructors run in reverse order.
+    EARLY.with(|e| black_box(e.0));
+    // Unwinding out of an `extern "C"` function would abort: catch it.
+    let r = std::panic::catch_unwind(|| {
+        let _scope = memscope_std::Scope::enter(memscope_tests::trace::MARK);
+        counting::begin(1);
+        black_box(churn(1000));
+    });
+    if r.is_err() {
+        std::process::abort();
+    }
+    std::ptr::null_mut()
+}
+
+/// Thread-local destructors that allocate, registered before memscope's (so
+/// they run after it: the thread's stream is closed) and after it.
+fn tls_dtor() {
+    let mut thread: libc::pthread_t = 0;
+    // SAFETY: `thread` is a valid out-pointer, default attributes, and
+    // `early_tls` has the signature `pthread_create` expects.
+    let rc = unsafe {
+        libc::pthread_create(
+            &mut thread,
+            std::ptr::null(),
+            early_tls,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(rc, 0, "pthread_create");
+    // SAFETY: joins the thread created above, once.
+    assert_eq!(
+        unsafe { libc::pthread_join(thread, std::ptr::null_mut()) },
+        0
+    );
+    let late = counting::spawn("late-tls", 2, || {
+        let n = churn(1000);
+        LATE.with(|e| black_box(e.0));
+        n
+    });
+    black_box(late.join().unwrap());
+    counting::print("early-tls", 1);
+    counting::print("late-tls", 2);
+    say("done");
+}
+
+fn main() {
+    let scenario = std::env::args().nth(1).unwrap_or_default();
+    match scenario.as_str() {
+        "burst" => burst(),
+        "exit-mid-burst" => exit_mid_burst(),
+        "abort-in-hook" => abort_in_hook(),
+        "fork" => fork(),
+        "tls-dtor" => tls_dtor(),
+        _ => {
+            eprintln!("usage: std_faults_child burst|exit-mid-burst|abort-in-hook|fork|tls-dtor");
+            std::process::exit(2);
+        }
+    }
+}

@@ -1,0 +1,395 @@
+//! Fault suite of memscope-std's tracker: child programs (src/bin/std_faults_*)
+//! run with `MEMSCOPE_OUT` set in hostile situations; the trace is decoded
+//! (memscope_tests::trace) and compared with what the child counted itself,
+//! exactly: every allocator call that reached memscope is recorded, counted as
+//! lost in its stream's end record, or counted as untracked in the control
+//! stream's end record.
+//!
+//! To overflow rings on purpose, some runs write the trace into a named pipe
+//! the test does not read until the child says so: memscope's writer thread
+//! blocks in `write`, nothing drains the rings, and every thread that keeps
+//! allocating loses events.
+
+use memscope_tests::trace::{self, Trace};
+use memscope_tests::{parse_counted, scratch_dir};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const CHILD: &str = env!("CARGO_BIN_EXE_std_faults_child");
+/// A child that takes longer than this is taken to be deadlocked.
+const DEADLINE: Duration = Duration::from_secs(120);
+
+/// What a child run left behind.
+struct Run {
+    status: ExitStatus,
+    stdout: String,
+    trace: Trace,
+}
+
+impl Run {
+    fn counted(&self) -> Vec<(String, [u64; 3])> {
+        parse_counted(&self.stdout)
+    }
+
+    /// The number after `word` on the line that starts with it.
+    fn number(&self, word: &str) -> u64 {
+        self.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(word)?.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no `{word}` line in {:?}", self.stdout))
+            .parse()
+            .unwrap()
+    }
+}
+
+/// Kills the child (SIGKILL, by its pid) if it is still running at the
+/// deadline, so a deadlock fails the test instead of hanging it.
+fn watchdog(child: &Child) -> Arc<AtomicBool> {
+    let done = Arc::new(AtomicBool::new(false));
+    let pid = child.id() as libc::pid_t;
+    let flag = done.clone();
+    std::thread::spawn(move || {
+        let until = Instant::now() + DEADLINE;
+        // Relaxed: a stop flag.
+        while !flag.load(Ordering::Relaxed) {
+            if Instant::now() > until {
+                eprintln!("child {pid} still running after {DEADLINE:?}: killing it");
+                // SAFETY: signals our own child, not yet reaped (the flag is
+                // set only after `wait` returned).
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    done
+}
+
+/// Waits for the child; fails if the watchdog had to kill it.
+fn wait(child: &mut Child, done: &AtomicBool) -> ExitStatus {
+    let status = child.wait().unwrap();
+    // Relaxed: a stop flag.
+    done.store(true, Ordering::Relaxed);
+    assert_ne!(
+        status.signal(),
+        Some(libc::SIGKILL),
+        "the child deadlocked (killed by the watchdog after {DEADLINE:?})"
+    );
+    status
+}
+
+/// Runs `bin args` writing its trace to a file.
+fn run(bin: &str, args: &[&str], dir: &Path) -> Run {
+    let out = dir.join(format!("{}.bin", args.first().unwrap_or(&"trace")));
+    let mut child = Command::new(bin)
+        .args(args)
+        .env("MEMSCOPE_OUT", &out)
+        .env("MEMSCOPE_STACKS", "4")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let done = watchdog(&child);
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    let status = wait(&mut child, &done);
+    let bytes = std::fs::read(&out).unwrap_or_default();
+    let _ = std::fs::remove_file(&out);
+    Run {
+        status,
+        stdout,
+        trace: trace::decode(&bytes),
+    }
+}
+
+/// Runs `std_faults_child scenario` with its trace going into a named pipe
+/// that is read only once the child printed the line `ready`.
+fn run_blocked(scenario: &str, ready: &str, dir: &Path) -> Run {
+    let fifo: PathBuf = dir.join(format!("{scenario}.fifo"));
+    let _ = std::fs::remove_file(&fifo);
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success(), "mkfifo {}", fifo.display());
+    let mut child = Command::new(CHILD)
+        .arg(scenario)
+        .env("MEMSCOPE_OUT", &fifo)
+        .env("MEMSCOPE_STACKS", "0")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let done = watchdog(&child);
+    // Opening blocks until the child's writer opens its end; reading waits
+    // for the go-ahead.
+    let (go, wait_go) = std::sync::mpsc::channel::<()>();
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            let mut f = File::open(&fifo).unwrap();
+            let _ = wait_go.recv();
+            let mut bytes = Vec::new();
+            f.read_to_end(&mut bytes).unwrap();
+            bytes
+        })
+    };
+    let mut lines = BufReader::new(child.stdout.take().unwrap());
+    let mut stdout = String::new();
+    loop {
+        let mut line = String::new();
+        if lines.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        stdout.push_str(&line);
+        if line.trim_end() == ready {
+            break;
+        }
+    }
+    go.send(()).unwrap();
+    lines.read_to_string(&mut stdout).unwrap();
+    let status = wait(&mut child, &done);
+    // A child that died before opening the pipe leaves the reader waiting in
+    // `open`: open the writing end once, without blocking, to release it.
+    let _ = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo);
+    let bytes = reader.join().unwrap();
+    let _ = std::fs::remove_file(&fifo);
+    Run {
+        status,
+        stdout,
+        trace: trace::decode(&bytes),
+    }
+}
+
+/// A thread's stream, with the loss that tests here expect checked.
+fn lost_in(t: &Trace, name: &str) -> u64 {
+    t.stream(name).end.expect("end record").lost
+}
+
+/// Two threads overflow their rings (the writer is blocked) and exit while
+/// their rings are still full: for each, recorded + lost == performed,
+/// exactly, where "performed" is what the child counted itself.
+#[test]
+fn a_burst_that_overflows_the_ring_is_accounted_for_exactly() {
+    let dir = scratch_dir("faults-burst");
+    let r = run_blocked("burst", "done", &dir);
+    assert!(r.status.success(), "{:?}\n{}", r.status, r.stdout);
+    let t = &r.trace;
+    t.assert_complete();
+    let counted = r.counted();
+    assert_eq!(counted.len(), 2);
+    for (name, c) in &counted {
+        let s = t.stream(name);
+        let lost = lost_in(t, name);
+        assert!(lost > 0, "{name}: the burst overflowed its ring: {s:?}");
+        assert!(s.recorded() > 0, "{name}: recorded before the ring filled");
+        // 400 000 alloc/free pairs, plus the thread's own few calls.
+        assert!(c[0] >= 400_000 && c[1] >= 400_000, "{name}: {c:?}");
+        // Reported in `Lost` records or (thread exited with a full ring) only
+        // in the end record.
+        assert!(s.lost_reported <= lost);
+    }
+    t.assert_accounts_for(&counted);
+    assert!(
+        r.number("lost ") > 0,
+        "stats() saw the losses: {}",
+        r.stdout
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Threads overflow their rings, then a worker calls `process::exit` while
+/// they keep allocating: every running thread's stream is cut consistently
+/// (end record totals == recorded + lost), with the writer unblocked only
+/// once the exit began.
+#[test]
+fn process_exit_from_a_worker_mid_burst_cuts_every_stream_consistently() {
+    let dir = scratch_dir("faults-exit-mid-burst");
+    let r = run_blocked("exit-mid-burst", "ready", &dir);
+    assert!(r.status.success(), "{:?}\n{}", r.status, r.stdout);
+    assert!(r.number("lost ") > 0, "rings overflowed: {}", r.stdout);
+    let t = &r.trace;
+    t.assert_complete();
+    // The child goes on once any ring overflowed: some spinners may not
+    // have filled theirs by then.
+    let mut lost = 0;
+    for i in 0..3 {
+        let name = format!("spinner-{i}");
+        lost += lost_in(t, &name);
+        assert!(t.stream(&name).recorded() > 0, "{name} recorded");
+    }
+    assert!(lost > 0, "a spinner's ring overflowed");
+    assert!(t.stream("exiter").end.is_some());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A panic hook that aborts after the previous hooks ran (this binary is
+/// built with `panic = "unwind"`, so memscope's hook flushes but does not end
+/// the trace): the process dies by SIGABRT without `atexit`. Documented
+/// behaviour: the trace is intact up to the panic, a thread that exited
+/// before is complete and exact, the running ones and the control stream have
+/// no end record (the trace says it is incomplete instead of claiming to be
+/// whole).
+#[test]
+fn abort_from_a_panic_hook_leaves_an_intact_trace_that_says_it_is_incomplete() {
+    let dir = scratch_dir("faults-abort");
+    let r = run(CHILD, &["abort-in-hook"], &dir);
+    assert_eq!(r.status.signal(), Some(libc::SIGABRT), "{:?}", r.status);
+    let t = &r.trace;
+    t.assert_intact();
+    let worker = t.stream("worker");
+    let end = worker.end.expect("the exited worker's end record");
+    assert_eq!(worker.recorded() + end.lost, worker.performed());
+    let (_, c) = &r.counted()[0];
+    let before: u64 = worker.before_mark.iter().sum();
+    assert_eq!(
+        c.iter().sum::<u64>(),
+        worker.performed() - before,
+        "worker: counted vs recorded + lost"
+    );
+    let main = t.stream("main");
+    assert!(main.recorded() > 0, "main's events up to the panic");
+    assert!(main.end.is_none(), "main cannot be complete after abort");
+    assert!(t.control_end.is_none(), "no control end record after abort");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `fork` while a worker allocates; the forked child allocates on its thread
+/// and a new one, then exits normally (running `atexit`). Documented
+/// behaviour: the child stops recording and writes nothing; the parent's
+/// trace stays intact and exact, and goes on after the fork.
+#[test]
+fn fork_leaves_the_parents_trace_intact_and_the_child_unrecorded() {
+    let dir = scratch_dir("faults-fork");
+    let r = run(CHILD, &["fork"], &dir);
+    assert!(r.status.success(), "{:?}\n{}", r.status, r.stdout);
+    assert!(
+        r.stdout.contains("forked child ok 77877 true"),
+        "the forked child ran and kept live statistics: {}",
+        r.stdout
+    );
+    let t = &r.trace;
+    t.assert_complete();
+    t.assert_accounts_for(&r.counted());
+    assert_eq!(
+        t.allocs_by_size.get(&77_777),
+        None,
+        "no allocation of the forked child is in the parent's trace"
+    );
+    assert!(t.stream("after-fork").recorded() >= 4000);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Thread-local destructors that allocate: one registered after memscope's
+/// (runs first: recorded in the thread's stream), one registered before it
+/// (runs after the stream closed: counted as untracked, with the exact
+/// numbers, in the control stream's end record).
+#[test]
+fn allocating_thread_local_destructors_are_recorded_or_counted_as_untracked() {
+    let dir = scratch_dir("faults-tls");
+    let r = run(CHILD, &["tls-dtor"], &dir);
+    assert!(r.status.success(), "{:?}\n{}", r.status, r.stdout);
+    let t = &r.trace;
+    t.assert_complete();
+    t.assert_accounts_for(&r.counted());
+    // LATE_SIZE blocks: the destructor that runs before memscope's.
+    assert_eq!(
+        t.allocs_by_size.get(&4241),
+        Some(&10),
+        "late destructor recorded"
+    );
+    // EARLY_SIZE blocks: after memscope's destructor, so not in any stream...
+    assert_eq!(
+        t.allocs_by_size.get(&4243),
+        None,
+        "early destructor not recorded"
+    );
+    // ...but counted: 10 allocations and 10 frees.
+    let [a, d, _] = t.untracked();
+    assert!(a >= 10 && d >= 10, "untracked {:?}", t.untracked());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An inner allocator that allocates through the global allocator on every
+/// call (re-entering memscope from inside its inner call, and from inside
+/// its slot and ring set-up): no recursion, no deadlock, and every call of
+/// the program, nested ones included, is accounted for exactly.
+#[test]
+fn an_inner_allocator_that_reenters_the_global_allocator_is_recorded_exactly() {
+    let dir = scratch_dir("faults-reentrant");
+    let r = run(
+        env!("CARGO_BIN_EXE_std_faults_reentrant"),
+        &["reentrant"],
+        &dir,
+    );
+    assert!(r.status.success(), "{:?}\n{}", r.status, r.stdout);
+    let t = &r.trace;
+    t.assert_complete();
+    let counted = r.counted();
+    assert_eq!(counted.len(), 3);
+    t.assert_accounts_for(&counted);
+    let nested = r.number("nested ");
+    let recorded_nested = t.allocs_by_size.get(&13).copied().unwrap_or(0);
+    // Every call of a worker reaches `Reentrant` once and nests exactly one
+    // alloc/free pair (which does not nest again): a third of its calls are
+    // outer ones, and each nested allocation is recorded. Other threads'
+    // nested allocations are recorded too, memscope's own (its writer's)
+    // pass through unrecorded.
+    let performed: u64 = counted.iter().map(|(_, c)| c[0] + c[1] + c[2]).sum();
+    assert_eq!(performed % 3, 0, "worker calls {performed}");
+    assert!(
+        recorded_nested >= performed / 3 && recorded_nested <= nested,
+        "nested {nested}, recorded {recorded_nested}, worker calls {performed}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A signal handler that allocates, interrupting a thread that churns
+/// (inner allocator: async-signal-safe bump allocator). Documented
+/// behaviour: no deadlock, the trace stays intact and every stream
+/// consistent; a handler call that lands while memscope itself runs on that
+/// thread is passed through *unrecorded and uncounted in the trace* (only
+/// `stats()` counts it), so recorded + lost may fall short of performed by
+/// exactly those calls — and only by handler calls.
+#[test]
+fn allocation_from_a_signal_handler_neither_deadlocks_nor_corrupts_the_trace() {
+    let dir = scratch_dir("faults-signal");
+    let r = run(env!("CARGO_BIN_EXE_std_faults_signal"), &["signal"], &dir);
+    assert!(r.status.success(), "{:?}\n{}", r.status, r.stdout);
+    let t = &r.trace;
+    t.assert_complete();
+    let handled = r.number("handled ");
+    assert!(handled > 100, "the handler ran: {}", r.stdout);
+    let (name, c) = &r.counted()[0];
+    let s = t.stream(name);
+    let before: u64 = s.before_mark.iter().sum();
+    let performed: u64 = c.iter().sum();
+    let seen = s.performed() - before + t.untracked().iter().sum::<u64>();
+    let missed = performed - seen;
+    let lost = s.end.unwrap().lost;
+    let handler_recorded = t.allocs_by_size.get(&1234).copied().unwrap_or(0);
+    println!(
+        "signal: handled {handled}, handler allocs recorded {handler_recorded}, \
+         calls missed by the trace {missed}, lost {lost}"
+    );
+    assert!(performed >= seen, "the trace claims more than happened");
+    // Each handler makes two calls (alloc, free); only those can be missed.
+    assert!(missed <= 2 * handled, "missed {missed} > handler calls");
+    if lost == 0 {
+        // Exactly the handler invocations that landed while memscope's
+        // recording code ran on the thread: both their calls pass through.
+        assert!(handler_recorded <= handled);
+        assert_eq!(missed, 2 * (handled - handler_recorded));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
