@@ -53,6 +53,13 @@ fn dh_view_opens_our_dhat_file() {
     let d: Value =
         serde_json::from_slice(&std::fs::read(dir.join("dhat-heap.json")).unwrap()).unwrap();
     assert_eq!(d["dhatFileVersion"], 2);
+    // No thread named `main`: the process id is not known, and cmd says so.
+    assert_eq!(d["pid"], 0);
+    assert!(
+        d["cmd"].as_str().unwrap().ends_with("process id unknown)"),
+        "{}",
+        d["cmd"]
+    );
     assert_eq!(d["mode"], "rust-heap");
     let pps = d["pps"].as_array().unwrap();
     let sum = |k: &str| pps.iter().map(|p| u(p, k)).sum::<u64>();
@@ -663,6 +670,8 @@ fn exports_describe_the_session_asked_for() {
         "{}",
         d["cmd"]
     );
+    // The thread named `main` carries the process id (memscope-std's rule).
+    assert_eq!(d["pid"], 4242);
     assert_eq!(
         pprof_raw_totals(&dir.join("heap.pb.gz"))["alloc_space"],
         4000

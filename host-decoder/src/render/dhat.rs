@@ -9,6 +9,12 @@
 //! Times are microseconds from the first allocation when the trace has a
 //! clock; without one they are raw ticks (which only order events) and the
 //! unit says so.
+//!
+//! `pid`: a trace has no process id field, but memscope-std names a
+//! thread `main` exactly when its OS id is the process id (Linux), so the
+//! OS id of the one stream named `main` is the pid ([`process_id`]). Without
+//! such a stream (firmware, other systems, a main thread that never
+//! allocated) `pid` is 0 and `cmd` says that it is unknown.
 
 use crate::render::profile::{Profile, SiteProfile};
 use crate::symbolize::FrameInfo;
@@ -53,8 +59,23 @@ fn frames_of(s: &SiteProfile) -> Vec<String> {
         .collect()
 }
 
-/// The DHAT document for `p`; `program` fills `cmd`.
-pub fn document(p: &Profile, program: &str) -> Value {
+/// The traced process's id, when the report can tell it: the OS id of the
+/// one stream whose thread is named `main` (see the module docs).
+pub fn process_id(report: &crate::report::Report) -> Option<u64> {
+    let mut ids = report
+        .integrity
+        .streams
+        .iter()
+        .filter(|s| s.thread.as_deref() == Some("main"))
+        .filter_map(|s| s.os_id.filter(|&id| id != 0));
+    let first = ids.next()?;
+    // Two threads called `main` (one named so by the program): unknown.
+    ids.all(|id| id == first).then_some(first)
+}
+
+/// The DHAT document for `p`; `program` fills `cmd`, `pid` (see
+/// [`process_id`]) `pid`.
+pub fn document(p: &Profile, program: &str, pid: Option<u64>) -> Value {
     let tps = p.ticks_per_second;
     // Ticks → the file's time unit (µs with a clock, ticks without).
     let t = |ticks: u128| -> u64 {
@@ -117,9 +138,12 @@ pub fn document(p: &Profile, program: &str) -> Value {
         "tu": if tps > 0 { "µs" } else { "ticks" },
         "Mtu": if tps > 0 { "s" } else { "Mticks" },
         "tuth": if tps > 0 { 10 } else { 1 },
-        "cmd": if program.is_empty() { "(program unknown; from a memscope trace)".to_owned() } else { format!("{program} (from a memscope trace)") },
-        // A memscope trace does not record the process id.
-        "pid": 0,
+        "cmd": format!(
+            "{} (from a memscope trace{})",
+            if program.is_empty() { "(program unknown)" } else { program },
+            if pid.is_some() { "" } else { "; process id unknown" }
+        ),
+        "pid": pid.unwrap_or(0),
         "tg": since(p.peak_ts),
         "te": since(p.end_ts).max(1),
         "pps": pps,
@@ -128,8 +152,8 @@ pub fn document(p: &Profile, program: &str) -> Value {
 }
 
 /// Writes the DHAT JSON.
-pub fn write(p: &Profile, program: &str, mut out: impl Write) -> io::Result<()> {
-    serde_json::to_writer(&mut out, &document(p, program)).map_err(io::Error::other)?;
+pub fn write(p: &Profile, program: &str, pid: Option<u64>, mut out: impl Write) -> io::Result<()> {
+    serde_json::to_writer(&mut out, &document(p, program, pid)).map_err(io::Error::other)?;
     out.write_all(b"\n")?;
     out.flush()
 }

@@ -165,7 +165,12 @@ pub fn write_all(
     if let Some(path) = &x.dhat {
         written(
             path,
-            crate::render::dhat::write(&p, &program, create(path)?),
+            crate::render::dhat::write(
+                &p,
+                &program,
+                crate::render::dhat::process_id(report),
+                create(path)?,
+            ),
         )?;
     }
     if let Some(path) = &x.pprof {
