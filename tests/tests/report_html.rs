@@ -38,6 +38,24 @@ fn dashboard_loads_offline_and_shows_the_report_numbers() {
             const axis = () => [...tl.querySelectorAll('text')].map((t) => t.textContent).join('|');
             const before = axis();
             out.peak_marker = !!document.getElementById('peak-marker');
+            // One line per thread besides the total, each switchable; the peak stays marked.
+            const drawn = () => [...tl.querySelectorAll('path[data-series]')].map((p) => p.dataset.series);
+            out.series = drawn();
+            out.legend = [...document.querySelectorAll('#timeline-legend label[data-max]')].map((l) => ({text: l.textContent, max: Number(l.dataset.max)}));
+            document.getElementById('tl-total').click();
+            out.without_total = drawn();
+            out.peak_without_total = !!document.getElementById('peak-marker');
+            document.getElementById('tl-total').click();
+            const firstThread = out.series.find((k) => k !== 'total');
+            document.getElementById('tl-' + firstThread).click();
+            out.without_first_thread = drawn();
+            document.getElementById('tl-' + firstThread).click();
+            out.restored = drawn();
+            {
+                const b = tl.getBoundingClientRect();
+                tl.dispatchEvent(new MouseEvent('mousemove', {clientX: b.left + b.width * 0.5, clientY: b.top + 40, bubbles: true}));
+                out.readout = document.getElementById('timeline-readout').textContent;
+            }
             const box = tl.getBoundingClientRect();
             tl.dispatchEvent(new MouseEvent('mousedown', {clientX: box.left + box.width * 0.35, clientY: box.top + 40, bubbles: true}));
             window.dispatchEvent(new MouseEvent('mouseup', {clientX: box.left + box.width * 0.65, clientY: box.top + 40, bubbles: true}));
@@ -84,6 +102,48 @@ fn dashboard_loads_offline_and_shows_the_report_numbers() {
         assert_eq!(u(r, card), u(s, key), "{card}");
     }
     assert!(r["peak_marker"].as_bool().unwrap());
+    // The total and one line per thread the report follows, in stream order.
+    let tt = rep["thread_timelines"]["threads"].as_array().unwrap();
+    assert_eq!(tt.len(), 3, "{}", rep["thread_timelines"]);
+    let mut want = vec!["total".to_owned()];
+    want.extend(tt.iter().map(|t| format!("stream-{}", t["stream"])));
+    let drawn = |k: &str| -> Vec<String> { serde_json::from_value(r[k].clone()).unwrap() };
+    assert_eq!(drawn("series"), want);
+    let legend = r["legend"].as_array().unwrap();
+    assert_eq!(legend.len(), tt.len());
+    for (l, t) in legend.iter().zip(tt) {
+        let max = t["buckets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| u(b, "max"))
+            .max()
+            .unwrap();
+        assert_eq!(u(l, "max"), max, "{l}");
+        let name = rep["threads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["stream"] == t["stream"])
+            .unwrap()["name"]
+            .as_str()
+            .unwrap();
+        assert!(l["text"].as_str().unwrap().starts_with(name), "{l}");
+    }
+    assert_eq!(drawn("without_total"), want[1..].to_vec());
+    assert!(
+        r["peak_without_total"].as_bool().unwrap(),
+        "the peak lost its mark"
+    );
+    let mut rest = want.clone();
+    rest.remove(1);
+    assert_eq!(drawn("without_first_thread"), rest);
+    assert_eq!(drawn("restored"), want);
+    let readout = r["readout"].as_str().unwrap();
+    assert!(
+        readout.contains("all threads") && readout.contains("worker-"),
+        "{readout}"
+    );
     assert_eq!(r["zoomed"], true, "dragging did not zoom the timeline");
     assert!(u(r, "flame_rects") > 10, "{r}");
     // The flamegraph's root holds every byte of the chosen weight.

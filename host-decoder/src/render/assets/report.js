@@ -104,6 +104,7 @@
   app.append(el("header", {},
     el("h1", { text: "memscope — " + (h && h.program ? h.program : R.input.name) }),
     el("div", { class: "sub", text: [R.input.name, h ? h.target : "no header", "session " + R.session + " of " + R.sessions, R.tool.name + " " + R.tool.version].join(" · ") })));
+  if (R.sessions > 1) app.append(el("div", { class: "sessions", id: "sessions-note", text: "This trace holds " + R.sessions + " sessions (the target was reset); this page shows session " + R.session + ", from byte " + num(R.session_offset) + ". memscope-decode --session N --html … draws another." }));
   const main = el("main");
   app.append(main);
 
@@ -126,43 +127,80 @@
   sum.append(cards);
   sum.append(el("p", { class: S.complete ? "ok" : "bad", id: "completeness", text: S.complete ? "Complete: every stream ended with totals matching what was decoded." : "Incomplete: " + S.incomplete_reasons.join("; ") }));
 
-  // Timeline.
+  // Timeline: the session's live bytes (band: least to most in each bucket,
+  // line: where each bucket ended) and one line per thread (the most bytes
+  // the thread held in each bucket), each series switchable.
   const TL = R.timeline;
   const tls = section("Memory over time", true);
   if (!TL || !TL.buckets.length) tls.append(el("p", { class: "note", text: "No heap event." }));
   else {
-    const unit = TL.axis === "ticks" ? "s" : "events";
-    const xval = (x) => TL.axis === "ticks" ? x / TL.ticks_per_second : x;
-    const fmtx = (x) => TL.axis === "ticks" ? (xval(x)).toPrecision(4) + " s" : num(Math.round(x)) + " ev";
+    const fmtx = (x) => TL.axis === "ticks" ? (x / TL.ticks_per_second).toPrecision(4) + " s" : num(Math.round(x)) + " ev";
+    const threadName = (stream) => { const t = R.threads.find((t) => t.stream === stream); return t && t.name ? t.name : "stream " + stream; };
+    const PALETTE = ["#d9480f", "#2b8a3e", "#862e9c", "#e67700", "#0b7285", "#c2255c", "#5c940d", "#364fc7", "#a61e4d", "#495057"];
+    // Every series on the session's x axis (offsets from TL.start): [x0, x1, value] steps.
+    const series = [{ key: "total", name: "all threads", color: "var(--acc)", on: true, band: true,
+      steps: TL.buckets.map((b, i) => [i * TL.bucket_width, (i + 1) * TL.bucket_width, b.last, b.min, b.max]) }];
+    const TT = (R.thread_timelines && R.thread_timelines.threads) || [];
+    TT.forEach((th, k) => {
+      const off = th.start - TL.start;
+      const steps = th.buckets.map((b, i) => [off + i * th.bucket_width, off + (i + 1) * th.bucket_width, b.max]);
+      series.push({ key: "stream-" + th.stream, stream: th.stream, name: threadName(th.stream), color: PALETTE[k % PALETTE.length],
+        on: k < 8, steps, max: Math.max(0, ...th.buckets.map((b) => b.max)) });
+    });
     const ctl = el("div", { class: "controls" });
     const reset = el("button", { text: "reset zoom" });
-    ctl.append(reset, el("span", { class: "note", text: "drag across the chart to zoom · x axis: " + (TL.axis === "ticks" ? "seconds from the first event" : "event number (the trace has no clock)") + " · band: least to most live bytes in each of " + TL.buckets.length + " buckets" }));
+    ctl.append(reset, el("span", { class: "note", text: "drag across the chart to zoom · x axis: " + (TL.axis === "ticks" ? "seconds from the first event" : "event number (the trace has no clock)") + " · band: least to most live bytes in each of " + TL.buckets.length + " buckets" + (TT.length ? " · thread lines: the most bytes each thread held in each bucket (its allocations still live)" : "") }));
     tls.append(ctl);
+    const legend = el("div", { class: "controls legend", id: "timeline-legend" });
+    for (const se of series) {
+      const box = el("input", { type: "checkbox", id: "tl-" + se.key, "data-series": se.key });
+      box.checked = se.on;
+      box.addEventListener("change", () => { se.on = box.checked; drawTL(); });
+      const lab = el("label", { for: "tl-" + se.key }, el("span", { class: "swatch" }), se.name + (se.max != null ? " (most " + bytes(se.max) + ")" : ""));
+      lab.firstChild.style.background = se.color;
+      if (se.max != null) lab.setAttribute("data-max", String(se.max));
+      legend.append(el("span", {}, box, lab));
+    }
+    if (TT.length > 8) legend.append(el("span", { class: "note", text: "the first 8 threads are drawn; tick others to add them" }));
+    if (R.thread_timelines && R.thread_timelines.streams_not_followed) legend.append(el("span", { class: "note", text: "threads past the first 64 streams are not followed" }));
+    if (TL.axis !== "ticks" && R.threads.length) legend.append(el("span", { class: "note", text: "per-thread lines need a clock: this trace has none" }));
+    if (series.length > 1 || R.threads.length) tls.append(legend);
     const W = 1000, H = 220, L = 70, B = 24;
     const svg = sv("svg", { viewBox: `0 0 ${W} ${H}`, id: "timeline", role: "img" });
-    tls.append(svg);
-    let view = [0, TL.buckets.length * TL.bucket_width];
+    const readout = el("div", { class: "note", id: "timeline-readout", text: "\u00a0" });
+    tls.append(svg, readout);
+    const full = [0, TL.buckets.length * TL.bucket_width];
+    let view = full.slice();
     function drawTL() {
       svg.replaceChildren();
       const [x0, x1] = view;
-      const first = Math.max(0, Math.floor(x0 / TL.bucket_width)), last = Math.min(TL.buckets.length, Math.ceil(x1 / TL.bucket_width));
-      const bs = TL.buckets.slice(first, last);
-      const ymax = Math.max(1, ...bs.map((b) => b.max));
-      const X = (x) => L + (x - x0) / Math.max(1, x1 - x0) * (W - L - 10);
+      const shown = series.filter((se) => se.on);
+      const vis = (st) => st[1] > x0 && st[0] < x1;
+      let ymax = 1;
+      for (const se of shown) for (const st of se.steps) if (vis(st)) ymax = Math.max(ymax, se.band ? st[4] : st[2]);
+      const X = (x) => L + (Math.min(Math.max(x, x0), x1) - x0) / Math.max(1, x1 - x0) * (W - L - 10);
       const Y = (y) => 8 + (1 - y / ymax) * (H - B - 8);
-      let band = "", line = "";
-      bs.forEach((b, i) => {
-        const xa = X((first + i) * TL.bucket_width), xb = X((first + i + 1) * TL.bucket_width);
-        band += `M${xa},${Y(b.max)}H${xb}V${Y(b.min)}H${xa}Z`;
-        line += (i ? "L" : "M") + `${xa},${Y(b.last)}H${xb}`;
-      });
-      svg.append(sv("path", { d: band, fill: "var(--band)" }), sv("path", { d: line, fill: "none", stroke: "var(--acc)", "stroke-width": 1.5 }));
       for (let k = 0; k <= 4; k++) {
         const y = ymax * k / 4;
         svg.append(sv("line", { x1: L, x2: W - 10, y1: Y(y), y2: Y(y), stroke: "#eee" }), sv("text", { x: L - 4, y: Y(y) + 4, "text-anchor": "end", "font-size": 11 }, bytes(Math.round(y))));
         const x = x0 + (x1 - x0) * k / 4;
         svg.append(sv("text", { x: X(x), y: H - 6, "text-anchor": "middle", "font-size": 11 }, fmtx(x)));
       }
+      for (const se of shown) {
+        let band = "", line = "", first = true;
+        for (const st of se.steps) {
+          if (!vis(st)) continue;
+          const xa = X(st[0]), xb = X(st[1]);
+          if (se.band) band += `M${xa},${Y(st[4])}H${xb}V${Y(st[3])}H${xa}Z`;
+          line += (first ? "M" : "L") + `${xa},${Y(st[2])}H${xb}`;
+          first = false;
+        }
+        if (band) svg.append(sv("path", { d: band, fill: "var(--band)", "data-band": se.key }));
+        const path = sv("path", { d: line || "M0,0", fill: "none", stroke: se.color, "stroke-width": se.band ? 1.5 : 1.2, "data-series": se.key });
+        path.append(sv("title", {}, se.name));
+        svg.append(path);
+      }
+      // The exact peak of the session, whichever series are shown.
       if (TL.peak_offset != null && TL.peak_offset >= x0 && TL.peak_offset <= x1) {
         const px = X(TL.peak_offset);
         svg.append(sv("line", { class: "chart-peak", x1: px, x2: px, y1: 8, y2: H - B, id: "peak-marker" }));
@@ -175,15 +213,27 @@
         g.append(sv("title", {}, m.name + ": " + bytes(m.live_bytes)));
         svg.append(g);
       }
-      svg.__map = { X, x0, x1 };
     }
     drawTL();
-    reset.addEventListener("click", () => { view = [0, TL.buckets.length * TL.bucket_width]; drawTL(); });
+    reset.addEventListener("click", () => { view = full.slice(); drawTL(); });
     let drag = null, sel = null;
     const toX = (ev) => { const r = svg.getBoundingClientRect(); return (ev.clientX - r.left) / r.width * W; };
     const invX = (px) => view[0] + (px - L) / (W - L - 10) * (view[1] - view[0]);
     svg.addEventListener("mousedown", (ev) => { drag = toX(ev); sel = sv("rect", { x: drag, y: 0, width: 0, height: H - B, fill: "rgba(47,111,222,.15)" }); svg.append(sel); });
-    svg.addEventListener("mousemove", (ev) => { if (drag == null) return; const x = toX(ev); sel.setAttribute("x", Math.min(x, drag)); sel.setAttribute("width", Math.abs(x - drag)); });
+    svg.addEventListener("mousemove", (ev) => {
+      const px = toX(ev);
+      if (drag != null) { sel.setAttribute("x", Math.min(px, drag)); sel.setAttribute("width", Math.abs(px - drag)); return; }
+      // Readout: each shown series at the pointer.
+      const x = invX(px);
+      if (x < view[0] || x > view[1]) return;
+      const parts = [fmtx(x)];
+      for (const se of series) {
+        if (!se.on) continue;
+        const st = se.steps.find((st) => st[0] <= x && x < st[1]);
+        if (st) parts.push(se.name + " " + bytes(st[2]) + (se.band ? " (" + bytes(st[3]) + " to " + bytes(st[4]) + " in this bucket)" : ""));
+      }
+      readout.textContent = parts.join(" · ");
+    });
     window.addEventListener("mouseup", (ev) => {
       if (drag == null) return;
       const a = invX(Math.min(drag, toX(ev))), b = invX(Math.max(drag, toX(ev)));
