@@ -658,9 +658,24 @@ fn exports_describe_the_session_asked_for() {
             "dhat-heap.json",
             "--pprof",
             "heap.pb.gz",
+            "--html",
+            "report.html",
             "--session",
             "1",
         ],
+    );
+    // The dashboard of session 1 shows its numbers and says which session it is.
+    let v = browser(json!({
+        "url": file_url(&dir.join("report.html")),
+        "ready": "document.body.getAttribute('data-ready') === '1'",
+        "eval": "({note: document.getElementById('sessions-note').textContent, peak: Number(document.querySelector('#card-peak-bytes .v').dataset.value)})",
+    }));
+    assert_eq!(v["exceptions"], json!([]), "{v}");
+    assert_eq!(u(&v["result"], "peak"), first.1);
+    let note = v["result"]["note"].as_str().unwrap();
+    assert!(
+        note.contains("holds 2 sessions") && note.contains("shows session 1"),
+        "{note}"
     );
     assert_eq!(dhat_totals(&dir), first, "--session 1");
     let d: Value =
