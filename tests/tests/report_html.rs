@@ -9,6 +9,19 @@ use common::*;
 use memscope_decode::render::bytes;
 use serde_json::json;
 
+/// `1234567` → `1,234,567`, as the page's `toLocaleString("en-US")` writes it.
+fn with_commas(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 fn assert_clean(v: &serde_json::Value) {
     assert_eq!(v["exceptions"], json!([]), "JavaScript errors: {v}");
     assert_eq!(v["console_errors"], json!([]), "console errors: {v}");
@@ -65,12 +78,23 @@ fn dashboard_loads_offline_and_shows_the_report_numbers() {
             out.flame_alloc = document.querySelector('#flamegraph title').textContent;
             document.getElementById('fw-leak').click();
             out.flame_leak = document.querySelector('#flamegraph title').textContent;
+            document.getElementById('fw-calls').click();
+            out.flame_calls = document.querySelector('#flamegraph title').textContent;
             // The call-site table: first section table with a filter box.
             const sites = [...document.querySelectorAll('section')].find((s) => s.querySelector('h2').textContent === 'Call sites');
             const rows = () => [...sites.querySelectorAll('tbody tr')];
             out.site_rows = rows().length;
             out.first_site = rows()[0].children[0].textContent;
             out.first_site_bytes = rows()[0].children[2].textContent;
+            out.first_site_avg = rows()[0].children[6].textContent;
+            out.site_columns = [...sites.querySelectorAll('th')].map((th) => th.textContent);
+            // Highlight the top site's frame in the flamegraph (weight: bytes allocated).
+            document.getElementById('fw-alloc').click();
+            const find = document.getElementById('flame-search');
+            find.value = out.first_site;
+            find.dispatchEvent(new Event('input'));
+            out.flame_matches = document.querySelectorAll('#flamegraph rect.match').length;
+            out.flame_matched = Number(document.getElementById('flame-info').dataset.matched);
             // Sort by calls (descending), then read the column.
             sites.querySelectorAll('th')[1].click();
             out.calls_sorted = rows().map((r) => Number(r.children[1].textContent.replace(/,/g, '')));
@@ -152,6 +176,12 @@ fn dashboard_loads_offline_and_shows_the_report_numbers() {
         alloc.starts_with(&format!("all — {}", bytes(u(s, "bytes_allocated")))),
         "{alloc}"
     );
+    let calls = r["flame_calls"].as_str().unwrap();
+    let n_calls = u(s, "allocations") + u(s, "reallocations") - u(s, "failed_allocations");
+    assert!(
+        calls.starts_with(&format!("all — {} calls", with_commas(n_calls))),
+        "{calls}"
+    );
     let leak = r["flame_leak"].as_str().unwrap();
     assert!(
         leak.starts_with(&format!("all — {}", bytes(u(s, "leaked_bytes")))),
@@ -161,6 +191,19 @@ fn dashboard_loads_offline_and_shows_the_report_numbers() {
     let top = &rep["hot_sites"]["by_bytes"][0];
     assert_eq!(r["first_site"], top["location"]);
     assert_eq!(r["first_site_bytes"], bytes(u(top, "bytes")));
+    assert_eq!(
+        r["first_site_avg"],
+        bytes((u(top, "bytes") as f64 / u(top, "count") as f64).round() as u64)
+    );
+    let cols: Vec<String> = serde_json::from_value(r["site_columns"].clone()).unwrap();
+    assert!(
+        cols.iter().any(|c| c.starts_with("blocks at peak"))
+            && cols.iter().any(|c| c.starts_with("avg lifetime")),
+        "{cols:?}"
+    );
+    // Searching the flamegraph for the top site's frame finds its bytes, all of them.
+    assert!(u(r, "flame_matches") >= 1, "{r}");
+    assert_eq!(u(r, "flame_matched"), u(top, "bytes"));
     assert!(u(r, "site_rows") > 10);
     let calls: Vec<u64> = serde_json::from_value(r["calls_sorted"].clone()).unwrap();
     assert!(calls.windows(2).all(|w| w[0] >= w[1]), "{calls:?}");

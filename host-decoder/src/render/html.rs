@@ -24,7 +24,7 @@ pub const MAX_TABLE_SITES: usize = 5000;
 
 /// The call tree, column-wise: node `i` has parent `parent[i]` (node 0 is
 /// the root) and frame label `name[i]`; `alloc`, `peak`, `leak` are bytes
-/// including the node's callees.
+/// and `calls` allocation calls, each including the node's callees.
 #[derive(Serialize, Default)]
 struct Tree {
     parent: Vec<u32>,
@@ -32,10 +32,13 @@ struct Tree {
     alloc: Vec<u64>,
     peak: Vec<u64>,
     leak: Vec<u64>,
+    calls: Vec<u64>,
 }
 
-/// A site row: `[site, calls, bytes, peak, leaked, most live, [frame labels, innermost first]]`.
-type SiteRow = (u32, u64, u64, u64, u64, u64, Vec<u32>);
+/// A site row: `[site, calls, bytes, peak, leaked, most live, [frame labels,
+/// innermost first], blocks at the peak, blocks leaked, blocks freed, sum of
+/// the freed blocks' lifetimes (ticks)]`.
+type SiteRow = (u32, u64, u64, u64, u64, u64, Vec<u32>, u64, u64, u64, u64);
 
 #[derive(Serialize)]
 struct Data<'a> {
@@ -43,7 +46,7 @@ struct Data<'a> {
     /// Frame labels, shared by the tree and the site table.
     frames: Vec<String>,
     tree: Tree,
-    /// `[site, calls, bytes, peak, leaked, max_size, [frame labels, innermost first]]`.
+    /// See [`SiteRow`].
     sites: Vec<SiteRow>,
     /// Sites with allocations in all.
     sites_total: usize,
@@ -86,12 +89,14 @@ fn build_tree(p: &Profile, stacks: &[Vec<u32>], labels: &mut Labels) -> Tree {
     t.alloc.push(0);
     t.peak.push(0);
     t.leak.push(0);
+    t.calls.push(0);
     let mut kids: HashMap<(u32, u32), u32> = HashMap::new();
     let total = |f: fn(&SiteProfile) -> u64| p.sites.iter().map(f).fold(0u64, u64::saturating_add);
     let min = [
         total(|s| s.bytes) / 100_000,
         total(|s| s.peak_bytes) / 100_000,
         total(|s| s.leaked_bytes) / 100_000,
+        total(|s| s.allocs + s.reallocs) / 100_000,
     ];
     // Visit big sites first so small ones mostly fold into existing nodes.
     let mut order: Vec<usize> = (0..p.sites.len()).collect();
@@ -101,13 +106,14 @@ fn build_tree(p: &Profile, stacks: &[Vec<u32>], labels: &mut Labels) -> Tree {
     });
     for i in order {
         let (s, stack) = (&p.sites[i], &stacks[i]);
-        let w = [s.bytes, s.peak_bytes, s.leaked_bytes];
+        let w = [s.bytes, s.peak_bytes, s.leaked_bytes, s.allocs + s.reallocs];
         let mut node = 0u32;
         let add = |t: &mut Tree, n: u32| {
             let n = n as usize;
             t.alloc[n] = t.alloc[n].saturating_add(w[0]);
             t.peak[n] = t.peak[n].saturating_add(w[1]);
             t.leak[n] = t.leak[n].saturating_add(w[2]);
+            t.calls[n] = t.calls[n].saturating_add(w[3]);
         };
         add(&mut t, 0);
         for &label in stack.iter().rev() {
@@ -115,7 +121,7 @@ fn build_tree(p: &Profile, stacks: &[Vec<u32>], labels: &mut Labels) -> Tree {
                 Some(&n) => n,
                 None => {
                     // Too small to ever be drawn: it stays in its parent.
-                    if w[0] <= min[0] && w[1] <= min[1] && w[2] <= min[2] {
+                    if w.iter().zip(min).all(|(&w, m)| w <= m) {
                         break;
                     }
                     let n = t.parent.len() as u32;
@@ -124,6 +130,7 @@ fn build_tree(p: &Profile, stacks: &[Vec<u32>], labels: &mut Labels) -> Tree {
                     t.alloc.push(0);
                     t.peak.push(0);
                     t.leak.push(0);
+                    t.calls.push(0);
                     kids.insert((node, label), n);
                     n
                 }
@@ -165,6 +172,10 @@ fn data_json(report: &Report, p: &Profile) -> io::Result<String> {
                 s.leaked_bytes,
                 s.max_live_bytes,
                 stacks[i].clone(),
+                s.peak_blocks,
+                s.leaked_blocks,
+                s.freed,
+                s.lifetime_sum,
             )
         })
         .collect();

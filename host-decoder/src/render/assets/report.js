@@ -249,16 +249,22 @@
   {
     const ctl = el("div", { class: "controls" });
     let weight = "alloc";
-    const labels = { alloc: "allocated (whole trace)", peak: "live at the peak", leak: "leaked (live at the end)" };
-    for (const k of ["alloc", "peak", "leak"]) {
+    const labels = { alloc: "allocated (whole trace)", peak: "live at the peak", leak: "leaked (live at the end)", calls: "allocation calls" };
+    const amount = (n) => weight === "calls" ? num(n) + " calls" : bytes(n);
+    for (const k of ["alloc", "peak", "leak", "calls"]) {
       const r = el("input", { type: "radio", name: "flame-weight", value: k, id: "fw-" + k });
       if (k === weight) r.checked = true;
       r.addEventListener("change", () => { weight = k; focus = 0; drawFlame(); });
       ctl.append(r, el("label", { for: "fw-" + k, text: labels[k] }));
     }
     const resetF = el("button", { text: "reset zoom" });
-    ctl.append(resetF);
-    const info = el("span", { class: "note" });
+    // Search, as in inferno's flamegraphs: matching frames turn magenta and
+    // the note says what share of the weight runs through them.
+    const find = el("input", { type: "search", placeholder: "highlight frames…", "aria-label": "highlight frames", id: "flame-search" });
+    let needle = "";
+    find.addEventListener("input", () => { needle = find.value.toLowerCase(); drawFlame(); });
+    ctl.append(resetF, find);
+    const info = el("span", { class: "note", id: "flame-info" });
     ctl.append(info);
     fl.append(ctl);
     const kids = T.parent.map(() => []);
@@ -298,8 +304,9 @@
         const name = D.frames[T.name[n]];
         const g = sv("g");
         const hue = 20 + (T.name[n] * 37) % 40;
-        g.append(sv("rect", { x, y: d * RH, width, height: RH - 1, fill: `hsl(${hue},85%,${n === focus ? 55 : 68}%)` }));
-        g.append(sv("title", {}, name + " — " + bytes(w[n]) + (w[0] ? " (" + (100 * w[n] / w[0]).toFixed(1) + "%)" : "")));
+        const hit = needle && name.toLowerCase().includes(needle);
+        g.append(sv("rect", { x, y: d * RH, width, height: RH - 1, fill: hit ? "#e040c0" : `hsl(${hue},85%,${n === focus ? 55 : 68}%)`, class: hit ? "match" : "" }));
+        g.append(sv("title", {}, name + " — " + amount(w[n]) + (w[0] ? " (" + (100 * w[n] / w[0]).toFixed(1) + "%)" : "")));
         if (width > 40) {
           const t = sv("text", { x: x + 3, y: d * RH + 12 }, name.length > width / 6.5 ? name.slice(0, Math.max(0, Math.floor(width / 6.5) - 1)) + "…" : name);
           g.append(t);
@@ -308,10 +315,27 @@
         svg.append(g);
       }
       holder.replaceChildren(svg);
-      info.textContent = bytes(w[0]) + " in all · " + num(T.parent.length) + " nodes · click a frame to zoom";
+      let matched = "";
+      if (needle) {
+        // Weight through matching frames, each counted once: a match below a match adds nothing.
+        let m = 0;
+        const walk = [0];
+        while (walk.length) {
+          const n = walk.pop();
+          if (n !== 0 && D.frames[T.name[n]].toLowerCase().includes(needle)) { m += w[n]; continue; }
+          for (const k of kids[n]) walk.push(k);
+        }
+        matched = " · matched " + amount(m) + (w[0] ? " (" + (100 * m / w[0]).toFixed(1) + "%)" : "");
+        info.setAttribute("data-matched", String(m));
+      } else info.removeAttribute("data-matched");
+      info.textContent = amount(w[0]) + " in all · " + num(T.parent.length) + " nodes · click a frame to zoom" + matched;
     }
     drawFlame();
   }
+
+  // Ticks → a readable time (ticks when the trace has no clock).
+  const TPS = R.histograms.ticks_per_second;
+  const duration = (t) => !TPS ? Math.round(t) + " ticks" : t / TPS < 1e-3 ? (t / TPS * 1e6).toPrecision(3) + " µs" : (t / TPS).toPrecision(3) + " s";
 
   // Call sites.
   const cs = section("Call sites", true);
@@ -328,6 +352,9 @@
     { k: "live at peak", n: 1, f: (r) => r[3], show: (r) => bytes(r[3]) },
     { k: "leaked", n: 1, f: (r) => r[4], show: (r) => bytes(r[4]) },
     { k: "most live at once", n: 1, f: (r) => r[5], show: (r) => bytes(r[5]) },
+    { k: "avg size", n: 1, f: (r) => r[1] ? r[2] / r[1] : 0, show: (r) => r[1] ? bytes(Math.round(r[2] / r[1])) : "" },
+    { k: "blocks at peak", n: 1, f: (r) => r[7], show: (r) => num(r[7]) },
+    { k: R.temporaries.lifetime_bound === "lower" ? "avg lifetime (freed; lower bound)" : "avg lifetime (freed)", n: 1, f: (r) => r[9] ? r[10] / r[9] : -1, show: (r) => r[9] ? duration(r[10] / r[9]) : "none freed" },
   ], D.sites, { expand: stackView, search: (r) => r[6].map((f) => D.frames[f]).join(" "), note: D.sites_total > D.sites.length ? "the " + D.sites.length + " largest of " + num(D.sites_total) + " sites" : "all " + num(D.sites_total) + " sites" });
 
   // Histograms.
@@ -351,8 +378,7 @@
     return s;
   }
   histogram("Allocation sizes", R.histograms.sizes, bytes);
-  const tps = R.histograms.ticks_per_second;
-  const lt = histogram("Lifetimes of freed blocks", R.histograms.lifetimes, (t) => tps ? (t / tps < 1e-3 ? (t / tps * 1e6).toPrecision(3) + " µs" : (t / tps).toPrecision(3) + " s") : t + " ticks");
+  const lt = histogram("Lifetimes of freed blocks", R.histograms.lifetimes, duration);
   lt.append(el("p", { class: "note", text: R.temporaries.lifetime_bound === "lower" ? "Lifetimes are lower bounds: most frees carry the previous event's timestamp." : "Lifetimes are exact." }));
 
   // Leaks.
