@@ -106,6 +106,20 @@ fn dashboard_loads_offline_and_shows_the_report_numbers() {
             // Expand its stack.
             rows()[0].click();
             out.stack = sites.querySelector('.stack') ? sites.querySelector('.stack').textContent : null;
+            // The other site lists: peak, leaks, temporaries, growth, cross-thread frees.
+            const sec = (title) => [...document.querySelectorAll('section')].find((s) => s.querySelector('h2').textContent === title);
+            const dv = (id) => Number(document.getElementById(id).dataset.value);
+            out.peak_total = dv('peak-total');
+            out.peak_rows = sec('Live at the peak').querySelectorAll('tbody tr').length;
+            out.first_peak_site = sec('Live at the peak').querySelector('tbody tr td').textContent;
+            const leakRow = sec('Leaks (live at the end)').querySelector('tbody tr');
+            leakRow.click();
+            out.leak_stack = sec('Leaks (live at the end)').querySelector('.stack').textContent;
+            out.temporaries = dv('temporaries-total');
+            out.temporary_rows = sec('Temporary allocations').querySelectorAll('tbody tr').length;
+            out.growth_rows = sec('Realloc growth').querySelectorAll('tbody tr').length;
+            out.cross_thread = dv('cross-thread-total');
+            out.cross_thread_rows = sec('Cross-thread frees').querySelectorAll('tbody tr').length;
             return out;
         })()"#,
     }));
@@ -209,6 +223,25 @@ fn dashboard_loads_offline_and_shows_the_report_numbers() {
     assert!(calls.windows(2).all(|w| w[0] >= w[1]), "{calls:?}");
     assert_eq!(u(r, "filtered_rows"), 1);
     assert!(r["stack"].as_str().unwrap().contains("called from"), "{r}");
+    let len = |v: &serde_json::Value| v.as_array().unwrap().len() as u64;
+    assert_eq!(u(r, "peak_total"), u(s, "peak_bytes"));
+    assert_eq!(u(r, "peak_rows"), len(&rep["peak"]["sites"]));
+    assert_eq!(r["first_peak_site"], rep["peak"]["sites"][0]["location"]);
+    // A leak's stack starts at its location.
+    let leak_stack = r["leak_stack"].as_str().unwrap();
+    assert!(
+        leak_stack.starts_with(rep["leaks"]["sites"][0]["location"].as_str().unwrap())
+            && leak_stack.contains("called from"),
+        "{leak_stack}"
+    );
+    assert_eq!(u(r, "temporaries"), u(&rep["temporaries"], "count"));
+    assert_eq!(u(r, "temporary_rows"), len(&rep["temporaries"]["sites"]));
+    assert_eq!(u(r, "growth_rows"), len(&rep["growth"]).min(300));
+    assert_eq!(u(r, "cross_thread"), u(&rep["cross_thread_frees"], "count"));
+    assert_eq!(
+        u(r, "cross_thread_rows"),
+        len(&rep["cross_thread_frees"]["pairs"]).min(300)
+    );
     let png = std::fs::read(&shot).unwrap();
     assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000);
     let _ = std::fs::remove_dir_all(&dir);

@@ -381,14 +381,66 @@
   const lt = histogram("Lifetimes of freed blocks", R.histograms.lifetimes, duration);
   lt.append(el("p", { class: "note", text: R.temporaries.lifetime_bound === "lower" ? "Lifetimes are lower bounds: most frees carry the previous event's timestamp." : "Lifetimes are exact." }));
 
+  // A site's recorded stack from the report, first user frame first.
+  const siteStack = (r) => {
+    const st = R.stacks[r.site];
+    const d = el("div", { class: "stack" });
+    d.textContent = st ? st.frames.slice(st.first_user_frame).map((f, i) => (i ? "  called from " : "") + (f.function || "0x" + f.addr.toString(16)) + (f.file ? " (" + f.file + (f.line ? ":" + f.line : "") + ")" : "")).join("\n") : "no stack recorded";
+    return d;
+  };
+
+  // Live at the peak (DHAT's "at t-gmax").
+  const pk = section("Live at the peak");
+  pk.append(el("p", {}, el("span", { id: "peak-total", "data-value": String(R.peak.bytes), text: bytes(R.peak.bytes) }), " in " + num(R.peak.blocks) + " blocks" + (R.peak.seconds != null ? ", " + R.peak.seconds.toPrecision(4) + " s after the first allocation" : "") + " · exact (" + R.peak.method + ")"));
+  table(pk, [
+    { k: "site (click for its stack)", f: (r) => r.location },
+    { k: "bytes", n: 1, f: (r) => r.bytes, show: (r) => bytes(r.bytes), sort: 1 },
+    { k: "blocks", n: 1, f: (r) => r.count, show: (r) => num(r.count) },
+  ], R.peak.sites, { expand: siteStack, note: R.peak.sites_omitted ? R.peak.sites_omitted + " more sites (--top)" : "" });
+
   // Leaks.
   const lk = section("Leaks (live at the end)");
   lk.append(el("p", {}, el("span", { id: "leak-total", "data-value": String(R.leaks.bytes), text: bytes(R.leaks.bytes) }), " in " + num(R.leaks.blocks) + " blocks"));
   table(lk, [
-    { k: "site", f: (r) => r.location },
+    { k: "site (click for its stack)", f: (r) => r.location },
     { k: "bytes", n: 1, f: (r) => r.bytes, show: (r) => bytes(r.bytes), sort: 1 },
     { k: "blocks", n: 1, f: (r) => r.count, show: (r) => num(r.count) },
-  ], R.leaks.sites, { note: R.leaks.sites_omitted ? R.leaks.sites_omitted + " more sites" : "" });
+  ], R.leaks.sites, { expand: siteStack, note: R.leaks.sites_omitted ? R.leaks.sites_omitted + " more sites (--top)" : "" });
+
+  // Temporary allocations (heaptrack's: freed before their thread allocated anything else).
+  const T2 = R.temporaries;
+  const tmp = section("Temporary allocations");
+  tmp.append(el("p", {}, el("span", { id: "temporaries-total", "data-value": String(T2.count), text: num(T2.count) }),
+    " blocks (" + bytes(T2.bytes) + ") were freed before their thread allocated anything else" +
+    (T2.short_lived != null ? "; " + num(T2.short_lived) + " lived less than " + duration(T2.short_lived_threshold_ticks) : "") +
+    (T2.lifetime_bound === "lower" ? " (lifetimes are lower bounds)" : "") + "."));
+  table(tmp, [
+    { k: "site (click for its stack)", f: (r) => r.location },
+    { k: "temporaries", n: 1, f: (r) => r.count, show: (r) => num(r.count), sort: 1 },
+  ], T2.sites, { expand: siteStack });
+
+  // Realloc growth.
+  const gr = section("Realloc growth");
+  table(gr, [
+    { k: "first allocated at", f: (r) => r.location },
+    { k: "chains", n: 1, f: (r) => r.chains, show: (r) => num(r.chains) },
+    { k: "reallocs", n: 1, f: (r) => r.reallocs, show: (r) => num(r.reallocs), sort: 1 },
+    { k: "longest chain", n: 1, f: (r) => r.max_chain, show: (r) => num(r.max_chain) + " (" + bytes(r.max_chain_sizes[0]) + " → " + bytes(r.max_chain_sizes[1]) + ")" },
+    { k: "moved", n: 1, f: (r) => r.moved, show: (r) => num(r.moved) },
+    { k: "bytes copied", n: 1, f: (r) => r.copied_bytes, show: (r) => bytes(r.copied_bytes) },
+  ], R.growth, { expand: siteStack, note: "a realloc that moves copies its block: reserve capacity up front where a chain is long" });
+
+  // Frees on another thread than the allocation's.
+  const X = R.cross_thread_frees;
+  const xt = section("Cross-thread frees");
+  xt.append(el("p", {}, el("span", { id: "cross-thread-total", "data-value": String(X.count), text: num(X.count) }), " blocks (" + bytes(X.bytes) + ") were freed by another thread than the one that allocated them."));
+  const streamName = (id) => { const t = R.threads.find((t) => t.stream === id); return t && t.name ? t.name + " (" + id + ")" : "stream " + id; };
+  table(xt, [
+    { k: "allocated by", f: (r) => streamName(r[0]) },
+    { k: "freed by", f: (r) => streamName(r[1]) },
+    { k: "blocks", n: 1, f: (r) => r[2], show: (r) => num(r[2]), sort: 1 },
+    { k: "bytes", n: 1, f: (r) => r[3], show: (r) => bytes(r[3]) },
+  ], X.pairs, { filter: false });
 
   // Breakdowns.
   const th = section("Threads");
