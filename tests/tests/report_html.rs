@@ -95,6 +95,15 @@ fn dashboard_loads_offline_and_shows_the_report_numbers() {
             find.dispatchEvent(new Event('input'));
             out.flame_matches = document.querySelectorAll('#flamegraph rect.match').length;
             out.flame_matched = Number(document.getElementById('flame-info').dataset.matched);
+            // Bottom-up: the allocating frames under the root, the widest first.
+            const dir = document.getElementById('flame-direction');
+            dir.value = 'bottom';
+            dir.dispatchEvent(new Event('change'));
+            out.bottom_root = document.querySelector('#flamegraph title').textContent;
+            const level1 = [...document.querySelectorAll('#flamegraph g')].filter((g) => g.querySelector('rect').getAttribute('y') === '17');
+            level1.sort((a, b) => Number(b.querySelector('rect').getAttribute('width')) - Number(a.querySelector('rect').getAttribute('width')));
+            out.bottom_widest = level1.length ? level1[0].querySelector('title').textContent : null;
+            out.bottom_matched = Number(document.getElementById('flame-info').dataset.matched);
             // Sort by calls (descending), then read the column.
             sites.querySelectorAll('th')[1].click();
             out.calls_sorted = rows().map((r) => Number(r.children[1].textContent.replace(/,/g, '')));
@@ -218,6 +227,23 @@ fn dashboard_loads_offline_and_shows_the_report_numbers() {
     // Searching the flamegraph for the top site's frame finds its bytes, all of them.
     assert!(u(r, "flame_matches") >= 1, "{r}");
     assert_eq!(u(r, "flame_matched"), u(top, "bytes"));
+    // Bottom-up holds the same bytes, and its widest allocating frame is the top site's.
+    assert!(
+        r["bottom_root"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("all — {}", bytes(u(s, "bytes_allocated")))),
+        "{r}"
+    );
+    assert!(
+        r["bottom_widest"].as_str().unwrap().starts_with(&format!(
+            "{} — {}",
+            top["location"].as_str().unwrap(),
+            bytes(u(top, "bytes"))
+        )),
+        "{r}"
+    );
+    assert_eq!(u(r, "bottom_matched"), u(top, "bytes"));
     assert!(u(r, "site_rows") > 10);
     let calls: Vec<u64> = serde_json::from_value(r["calls_sorted"].clone()).unwrap();
     assert!(calls.windows(2).all(|w| w[0] >= w[1]), "{calls:?}");

@@ -7,8 +7,9 @@
 //! the page's script puts names into the page with `textContent` only.
 //!
 //! To stay responsive with 10^5 call sites the flamegraph is aggregated
-//! here into a call tree whose nodes below 1/100000 of every weight fold
-//! into their parent, and the site table carries the top sites only.
+//! here into call trees (top-down, and bottom-up from the allocating
+//! frames) whose nodes below 1/100000 (bottom-up: 1/10000) of every weight
+//! fold into their parent, and the site table carries the top sites only.
 
 use crate::render::profile::{Profile, SiteProfile};
 use crate::report::{describe_frame, Report};
@@ -46,6 +47,8 @@ struct Data<'a> {
     /// Frame labels, shared by the tree and the site table.
     frames: Vec<String>,
     tree: Tree,
+    /// The same weights with the allocating frames at the top.
+    tree_bottom_up: Tree,
     /// See [`SiteRow`].
     sites: Vec<SiteRow>,
     /// Sites with allocations in all.
@@ -81,7 +84,26 @@ fn user_labels(s: &SiteProfile, labels: &mut Labels) -> Vec<u32> {
         .collect()
 }
 
-fn build_tree(p: &Profile, stacks: &[Vec<u32>], labels: &mut Labels) -> Tree {
+/// Which way a call tree grows from its root.
+#[derive(Clone, Copy, PartialEq)]
+enum Direction {
+    /// Callers first: `main` at the root, allocating frames at the leaves.
+    TopDown,
+    /// Allocating frames first (heaptrack's bottom-up view): the first user
+    /// frame at the root's children, its callers below.
+    BottomUp,
+}
+
+/// The call tree of every site. Nodes whose every weight is at most
+/// `1/fold` of the total stay folded into their parent: never drawn
+/// unless zoomed in `fold / 2000` times (at 1000 px, half a pixel each).
+fn build_tree(
+    p: &Profile,
+    stacks: &[Vec<u32>],
+    labels: &mut Labels,
+    direction: Direction,
+    fold: u64,
+) -> Tree {
     let mut t = Tree::default();
     let root = labels.id("all".to_owned());
     t.parent.push(0);
@@ -93,10 +115,10 @@ fn build_tree(p: &Profile, stacks: &[Vec<u32>], labels: &mut Labels) -> Tree {
     let mut kids: HashMap<(u32, u32), u32> = HashMap::new();
     let total = |f: fn(&SiteProfile) -> u64| p.sites.iter().map(f).fold(0u64, u64::saturating_add);
     let min = [
-        total(|s| s.bytes) / 100_000,
-        total(|s| s.peak_bytes) / 100_000,
-        total(|s| s.leaked_bytes) / 100_000,
-        total(|s| s.allocs + s.reallocs) / 100_000,
+        total(|s| s.bytes) / fold,
+        total(|s| s.peak_bytes) / fold,
+        total(|s| s.leaked_bytes) / fold,
+        total(|s| s.allocs + s.reallocs) / fold,
     ];
     // Visit big sites first so small ones mostly fold into existing nodes.
     let mut order: Vec<usize> = (0..p.sites.len()).collect();
@@ -116,7 +138,11 @@ fn build_tree(p: &Profile, stacks: &[Vec<u32>], labels: &mut Labels) -> Tree {
             t.calls[n] = t.calls[n].saturating_add(w[3]);
         };
         add(&mut t, 0);
-        for &label in stack.iter().rev() {
+        let frames: Box<dyn Iterator<Item = &u32>> = match direction {
+            Direction::TopDown => Box::new(stack.iter().rev()),
+            Direction::BottomUp => Box::new(stack.iter()),
+        };
+        for &label in frames {
             let next = match kids.get(&(node, label)) {
                 Some(&n) => n,
                 None => {
@@ -153,7 +179,10 @@ fn data_json(report: &Report, p: &Profile) -> io::Result<String> {
         .iter()
         .map(|s| user_labels(s, &mut labels))
         .collect();
-    let tree = build_tree(p, &stacks, &mut labels);
+    let tree = build_tree(p, &stacks, &mut labels, Direction::TopDown, 100_000);
+    // Bottom-up trees fan out at the root (one child per allocating frame),
+    // so they fold ten times sooner to keep the page small.
+    let tree_bottom_up = build_tree(p, &stacks, &mut labels, Direction::BottomUp, 10_000);
     let mut order: Vec<usize> = (0..p.sites.len()).collect();
     order.sort_by_key(|&i| {
         let s = &p.sites[i];
@@ -183,6 +212,7 @@ fn data_json(report: &Report, p: &Profile) -> io::Result<String> {
         report,
         frames: labels.table,
         tree,
+        tree_bottom_up,
         sites,
         sites_total: p.sites.len(),
         peak_known: p.peak_known,

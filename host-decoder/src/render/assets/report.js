@@ -243,8 +243,9 @@
     });
   }
 
-  // Flamegraph (icicle): callers on top, callees below.
-  const T = D.tree;
+  // Flamegraph (icicle): callers on top, callees below; or bottom-up, the
+  // allocating frames on top and their callers below (heaptrack's view).
+  let T = D.tree;
   const fl = section("Flamegraph of bytes", true);
   {
     const ctl = el("div", { class: "controls" });
@@ -257,6 +258,10 @@
       r.addEventListener("change", () => { weight = k; focus = 0; drawFlame(); });
       ctl.append(r, el("label", { for: "fw-" + k, text: labels[k] }));
     }
+    const dir = el("select", { id: "flame-direction", "aria-label": "direction" },
+      el("option", { value: "top", text: "top-down (callers first)" }), el("option", { value: "bottom", text: "bottom-up (allocating frames first)" }));
+    dir.addEventListener("change", () => { T = dir.value === "bottom" ? D.tree_bottom_up : D.tree; kids = kidsOf(T); focus = 0; drawFlame(); });
+    ctl.append(dir);
     const resetF = el("button", { text: "reset zoom" });
     // Search, as in inferno's flamegraphs: matching frames turn magenta and
     // the note says what share of the weight runs through them.
@@ -267,8 +272,8 @@
     const info = el("span", { class: "note", id: "flame-info" });
     ctl.append(info);
     fl.append(ctl);
-    const kids = T.parent.map(() => []);
-    for (let i = 1; i < T.parent.length; i++) kids[T.parent[i]].push(i);
+    const kidsOf = (t) => { const k = t.parent.map(() => []); for (let i = 1; i < t.parent.length; i++) k[t.parent[i]].push(i); return k; };
+    let kids = kidsOf(T);
     let focus = 0;
     resetF.addEventListener("click", () => { focus = 0; drawFlame(); });
     const holder = el("div", { class: "flame" });
