@@ -54,27 +54,28 @@ pub fn write_svg(p: &Profile, w: Weight, program: &str, out: impl Write) -> io::
     let lines = lines(p, w);
     let mut opts = inferno::flamegraph::Options::default();
     opts.title = format!(
-        "{} — bytes {}",
+        "{} — {}",
         if program.is_empty() {
             "memscope"
         } else {
             program
         },
         match w {
-            Weight::Allocated => "allocated",
-            Weight::Peak => "live at the peak",
-            Weight::Leaked => "leaked (live at the end)",
+            Weight::Allocated => "bytes allocated",
+            Weight::Peak => "bytes live at the peak",
+            Weight::Leaked => "bytes leaked (live at the end)",
+            Weight::Calls => "allocation calls",
         }
     );
-    opts.count_name = "bytes".to_owned();
+    opts.count_name = if w == Weight::Calls { "calls" } else { "bytes" }.to_owned();
     opts.colors =
         inferno::flamegraph::color::Palette::Basic(inferno::flamegraph::color::BasicPalette::Mem);
     if lines.is_empty() {
         // inferno refuses an empty profile; say so in the picture instead.
-        opts.subtitle = Some("no bytes for this weight".to_owned());
+        opts.subtitle = Some("nothing has this weight".to_owned());
         return inferno::flamegraph::from_lines(
             &mut opts,
-            ["[no bytes with this weight] 1"].iter().copied(),
+            ["[nothing with this weight] 1"].iter().copied(),
             out,
         )
         .map_err(io::Error::other);

@@ -50,6 +50,8 @@ pub enum Weight {
     Peak,
     /// Bytes live at the end.
     Leaked,
+    /// Allocation calls (alloc and realloc) over the whole trace: churn.
+    Calls,
 }
 
 impl Weight {
@@ -59,6 +61,7 @@ impl Weight {
             Weight::Allocated => s.bytes,
             Weight::Peak => s.peak_bytes,
             Weight::Leaked => s.leaked_bytes,
+            Weight::Calls => s.allocs + s.reallocs,
         }
     }
 }
