@@ -64,8 +64,9 @@ function finish(code) {
   try { chrome.kill("SIGKILL"); } catch (_) {}
   if (server) server.close();
   try { rmSync(profile, { recursive: true, force: true }); } catch (_) {}
-  process.stdout.write(JSON.stringify(out) + "\n");
-  process.exit(code);
+  // Exit only once stdout has taken everything: on a pipe, process.exit
+  // right after write() cuts the output at 64 KiB.
+  process.stdout.write(JSON.stringify(out) + "\n", () => process.exit(code));
 }
 setTimeout(() => { out.timed_out = true; finish(2); }, timeout).unref();
 
