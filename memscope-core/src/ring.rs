@@ -114,12 +114,21 @@ impl<const N: usize> Ring<N> {
     }
 
     /// Bytes committed and not yet released. Exact only from the producer or
-    /// consumer side; a third party sees a value that was true a moment ago.
+    /// consumer side; a third party sees a value between 0 and the capacity
+    /// that was true a moment ago.
     pub fn len(&self) -> usize {
-        // Relaxed: a statistic, ordered with nothing.
-        self.head
-            .load(Ordering::Relaxed)
-            .wrapping_sub(self.tail.load(Ordering::Relaxed))
+        // Acquire: pairs with the consumer's Release of `tail`, which follows
+        // its Acquire load of a `head` at least as large; the load of `head`
+        // below then sees that head or a later one (read-read coherence), so
+        // the difference never wraps below zero. (Loading `head` first, a third
+        // party could see the consumer release bytes pushed after its look at
+        // `head`: tests/loom_ring.rs found a length of 2^64 - 2.)
+        let tail = self.tail.load(Ordering::Acquire);
+        // Relaxed: ordered after the load of `tail` by its Acquire.
+        let head = self.head.load(Ordering::Relaxed);
+        // The producer may have pushed (into space released after our look at
+        // `tail`) more than the capacity past it.
+        head.wrapping_sub(tail).min(N)
     }
 
     /// Whether nothing is waiting to be read.

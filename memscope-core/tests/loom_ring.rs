@@ -297,3 +297,47 @@ fn decode(bytes: &[u8]) -> (u64, u64) {
     }
     (events, lost)
 }
+
+/// Three actors on one ring: a producer, a consumer, and a third party that
+/// only asks how full it is (`len`), as a live view of a `RingSink` or a
+/// statistics reader does. Whatever it sees must be a length the ring could
+/// have: never more than its capacity. (This model found `len` loading
+/// `head` before `tail` and returning 2^64 - 2.) About 270 000 interleavings.
+#[test]
+fn a_third_party_sees_a_length_within_capacity() {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(3);
+    builder.check(|| {
+        let ring = Arc::new(Ring::<4>::new());
+        let producer = {
+            let ring = ring.clone();
+            thread::spawn(move || {
+                for seq in 0..3u8 {
+                    // SAFETY: this thread is the only producer.
+                    unsafe { ring.push(&[&[seq, seq]]) };
+                }
+            })
+        };
+        let consumer = {
+            let ring = ring.clone();
+            thread::spawn(move || {
+                for _ in 0..2 {
+                    // SAFETY: this thread is the only consumer.
+                    unsafe { ring.read(|a, b| a.len() + b.len()) };
+                }
+            })
+        };
+        let observer = {
+            let ring = ring.clone();
+            thread::spawn(move || {
+                for _ in 0..2 {
+                    let len = ring.len();
+                    assert!(len <= ring.capacity(), "a third party saw length {len}");
+                }
+            })
+        };
+        observer.join().unwrap();
+        producer.join().unwrap();
+        consumer.join().unwrap();
+    });
+}
