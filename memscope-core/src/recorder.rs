@@ -312,7 +312,9 @@ impl<S: Sink, C: Clock, K: StackSource> Stream<S, C, K> {
 
     /// [`write`](Self::write) for a heap event: no extension-record encoder.
     fn write_event(&self, st: &mut StreamState<K>, rec: &Record<'_>) -> bool {
-        let mut buf = [0u8; MAX_HEAD_LEN + wire::MAX_EVENT_LEN];
+        // `EVENT_ROOM`, not `MAX_EVENT_LEN`: the encoder then writes in place
+        // instead of through a buffer of its own.
+        let mut buf = [0u8; wire::EVENT_ROOM];
         let Ok(p) = st.enc.prepare_event(rec, &mut buf) else {
             return false;
         };

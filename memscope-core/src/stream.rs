@@ -1,6 +1,6 @@
 //! The producer side of one stream: delta base, pending loss count, syncs.
 
-use crate::wire::{Delta, EncodeError, Record};
+use crate::wire::{self, Delta, EncodeError, Record};
 
 /// Records between two [`Record::Sync`]s. A reader that lost a frame to
 /// damage cannot resolve deltas until the next sync; 256 records cost about
@@ -42,6 +42,7 @@ impl StreamEncoder {
 
     /// The timestamp of the last committed record: what a free without its own
     /// clock reading carries.
+    #[inline(always)]
     pub fn last_ts(&self) -> u64 {
         self.delta.ts
     }
@@ -60,9 +61,33 @@ impl StreamEncoder {
     /// [`prepare`](Self::prepare) for a heap event (alloc, dealloc, realloc):
     /// encodes with [`Record::encode_event`], so a recorder that prepares
     /// every event this way links no extension-record serializer for it.
-    #[inline]
+    /// Fastest when `out` has at least [`EVENT_ROOM`](crate::wire::EVENT_ROOM)
+    /// bytes (no length check per byte).
+    #[inline(always)]
     pub fn prepare_event(&self, rec: &Record<'_>, out: &mut [u8]) -> Result<Prepared, EncodeError> {
-        self.prepare_with(out, |delta, rest| rec.encode_event(delta, rest))
+        let lost = self.lost;
+        let synced = self.since_sync >= SYNC_INTERVAL;
+        // Inlined into the recorder: the event's fields go straight to bytes.
+        let (len, delta) = wire::with_event_room(
+            out,
+            #[inline(always)]
+            |o| {
+                if lost > 0 {
+                    Record::Lost { count: lost }.encode_event_into(self.delta, o)?;
+                }
+                let mut delta = self.delta;
+                if synced {
+                    delta = Record::Sync(delta).encode_event_into(delta, o)?;
+                }
+                rec.encode_event_into(delta, o)
+            },
+        )?;
+        Ok(Prepared {
+            len,
+            delta,
+            synced,
+            lost,
+        })
     }
 
     #[inline(always)]
@@ -96,7 +121,7 @@ impl StreamEncoder {
     }
 
     /// The prepared bytes are in the stream.
-    #[inline]
+    #[inline(always)]
     pub fn commit(&mut self, p: Prepared) {
         self.delta = p.delta;
         self.lost -= p.lost;

@@ -550,18 +550,20 @@ impl<'a> In<'a> {
     }
 }
 
-#[inline]
+#[inline(always)]
 fn align_code(align: u64) -> u8 {
-    if align.is_power_of_two() && align < (1 << ALIGN_EXPLICIT) {
+    // `align & (align - 1)` rather than `is_power_of_two`, which is a
+    // popcount: a long bit-twiddling sequence on CPUs without one.
+    if align != 0 && align & (align - 1) == 0 && align < (1 << ALIGN_EXPLICIT) {
         align.trailing_zeros() as u8
     } else {
         ALIGN_EXPLICIT
     }
 }
 
-#[inline]
-fn heap_tag(kind: u8, align: u64, stack: Option<u32>, flag: u8) -> u8 {
-    let mut tag = kind | (align_code(align) << ALIGN_SHIFT) | flag;
+#[inline(always)]
+fn heap_tag(kind: u8, code: u8, stack: Option<u32>, flag: u8) -> u8 {
+    let mut tag = kind | (code << ALIGN_SHIFT) | flag;
     if stack.is_some() {
         tag |= FLAG_STACK;
     }
@@ -628,12 +630,26 @@ impl Record<'_> {
     /// with them); any other kind is [`EncodeError::Unrepresentable`]. Holds
     /// the code of these kinds only, so a recorder that calls it for every
     /// event links no serializer it does not need.
+    ///
+    /// Fastest when `out` has at least [`EVENT_ROOM`] bytes: the record is
+    /// then written in place without a length check per byte.
+    #[inline]
     pub fn encode_event(
         &self,
         delta: Delta,
         out: &mut [u8],
     ) -> Result<(usize, Delta), EncodeError> {
-        let mut o = Out { buf: out, pos: 0 };
+        with_event_room(out, |w| self.encode_event_into(delta, w))
+    }
+
+    /// Appends the heap-event record to `w`; returns the base for the next
+    /// record.
+    #[inline(always)]
+    pub(crate) fn encode_event_into(
+        &self,
+        delta: Delta,
+        o: &mut EventOut<'_>,
+    ) -> Result<Delta, EncodeError> {
         let mut next = delta;
         match *self {
             Record::Alloc(a) => {
@@ -642,85 +658,193 @@ impl Record<'_> {
                 } else {
                     kind::ALLOC
                 };
+                let code = align_code(a.align);
                 o.byte(heap_tag(
                     kind,
-                    a.align,
+                    code,
                     a.stack,
                     flag_if(a.addr.is_none(), FLAG_FAILED),
-                ))?;
+                ));
                 if let Some(s) = a.stack {
-                    o.u64(s.into())?;
+                    o.u64(s.into());
                 }
-                o.u64(a.ts.wrapping_sub(delta.ts))?;
+                o.u64(a.ts.wrapping_sub(delta.ts));
                 next.ts = a.ts;
                 if let Some(addr) = a.addr {
-                    o.addr(addr, delta.addr)?;
+                    o.addr(addr, delta.addr);
                     next.addr = addr;
                 }
-                o.u64(a.size)?;
-                if align_code(a.align) == ALIGN_EXPLICIT {
-                    o.u64(a.align)?;
+                o.u64(a.size);
+                if code == ALIGN_EXPLICIT {
+                    o.u64(a.align);
                 }
             }
             Record::Dealloc(d) => {
+                let code = align_code(d.align);
                 o.byte(heap_tag(
                     kind::DEALLOC,
-                    d.align,
+                    code,
                     d.stack,
                     flag_if(d.ts_exact, FLAG_TS),
-                ))?;
+                ));
                 if let Some(s) = d.stack {
-                    o.u64(s.into())?;
+                    o.u64(s.into());
                 }
                 if d.ts_exact {
-                    o.u64(d.ts.wrapping_sub(delta.ts))?;
+                    o.u64(d.ts.wrapping_sub(delta.ts));
                     next.ts = d.ts;
                 }
-                o.addr(d.addr, delta.addr)?;
+                o.addr(d.addr, delta.addr);
                 next.addr = d.addr;
-                o.u64(d.size)?;
-                if align_code(d.align) == ALIGN_EXPLICIT {
-                    o.u64(d.align)?;
+                o.u64(d.size);
+                if code == ALIGN_EXPLICIT {
+                    o.u64(d.align);
                 }
             }
             Record::Realloc(r) => {
+                let code = align_code(r.align);
                 o.byte(heap_tag(
                     kind::REALLOC,
-                    r.align,
+                    code,
                     r.stack,
                     flag_if(r.new_addr.is_none(), FLAG_FAILED),
-                ))?;
+                ));
                 if let Some(s) = r.stack {
-                    o.u64(s.into())?;
+                    o.u64(s.into());
                 }
-                o.u64(r.ts.wrapping_sub(delta.ts))?;
+                o.u64(r.ts.wrapping_sub(delta.ts));
                 next.ts = r.ts;
-                o.addr(r.old_addr, delta.addr)?;
-                o.u64(r.old_size)?;
+                o.addr(r.old_addr, delta.addr);
+                o.u64(r.old_size);
                 next.addr = r.old_addr;
                 if let Some(new) = r.new_addr {
-                    o.addr(new, r.old_addr)?;
+                    o.addr(new, r.old_addr);
                     next.addr = new;
                 }
-                o.u64(r.new_size)?;
-                if align_code(r.align) == ALIGN_EXPLICIT {
-                    o.u64(r.align)?;
+                o.u64(r.new_size);
+                if code == ALIGN_EXPLICIT {
+                    o.u64(r.align);
                 }
             }
             Record::Sync(d) => {
-                o.byte(kind::SYNC)?;
-                o.u64(d.ts)?;
-                o.u64(d.addr)?;
+                o.byte(kind::SYNC);
+                o.u64(d.ts);
+                o.u64(d.addr);
                 next = d;
             }
             Record::Lost { count } => {
-                o.byte(kind::LOST)?;
-                o.u64(count)?;
+                o.byte(kind::LOST);
+                o.u64(count);
             }
             _ => return Err(EncodeError::Unrepresentable),
         }
-        Ok((o.pos, next))
+        Ok(next)
     }
+}
+
+/// Bytes the heap-event encoder works in: at least [`MAX_EVENT_LEN`] (an
+/// event with its lost and sync records), rounded up to a power of two so
+/// that a position can be masked into range instead of checked.
+pub const EVENT_ROOM: usize = 128;
+const _: () = assert!(MAX_EVENT_LEN <= EVENT_ROOM && EVENT_ROOM.is_power_of_two());
+
+/// Writes heap-event records into [`EVENT_ROOM`] bytes. Every position is
+/// masked into the array, so a write has no length check and no panic
+/// branch; the records written through it together never exceed
+/// [`MAX_EVENT_LEN`] bytes (each field's largest encoding is counted there),
+/// so the mask never changes a position.
+pub(crate) struct EventOut<'b> {
+    buf: &'b mut [u8; EVENT_ROOM],
+    pos: usize,
+}
+
+impl EventOut<'_> {
+    #[inline(always)]
+    fn byte(&mut self, b: u8) {
+        self.buf[self.pos % EVENT_ROOM] = b;
+        self.pos += 1;
+    }
+
+    /// Varints of up to three bytes (deltas of neighbouring events, sizes,
+    /// most address distances) inline, each byte at a known offset; longer
+    /// ones out of line. On 32-bit cores, where flash is small, out of line.
+    #[cfg_attr(target_pointer_width = "32", inline(never))]
+    #[cfg_attr(not(target_pointer_width = "32"), inline(always))]
+    fn u64(&mut self, v: u64) {
+        let p = self.pos;
+        if v < 1 << 7 {
+            self.buf[p % EVENT_ROOM] = v as u8;
+            self.pos = p + 1;
+        } else if v < 1 << 14 {
+            self.buf[p % EVENT_ROOM] = v as u8 | 0x80;
+            self.buf[(p + 1) % EVENT_ROOM] = (v >> 7) as u8;
+            self.pos = p + 2;
+        } else if v < 1 << 21 {
+            self.buf[p % EVENT_ROOM] = v as u8 | 0x80;
+            self.buf[(p + 1) % EVENT_ROOM] = (v >> 7) as u8 | 0x80;
+            self.buf[(p + 2) % EVENT_ROOM] = (v >> 14) as u8;
+            self.pos = p + 3;
+        } else {
+            self.pos = u64_long(self.buf, p, v);
+        }
+    }
+
+    #[inline(always)]
+    fn addr(&mut self, addr: u64, base: u64) {
+        self.u64(varint::zigzag(addr.wrapping_sub(base) as i64))
+    }
+}
+
+/// A varint of four bytes or more at `pos`; returns the position after it.
+/// Takes and returns the position by value so that the caller's
+/// [`EventOut`] stays in registers.
+#[inline(never)]
+fn u64_long(buf: &mut [u8; EVENT_ROOM], mut pos: usize, mut v: u64) -> usize {
+    while v >= 0x80 {
+        buf[pos % EVENT_ROOM] = v as u8 | 0x80;
+        pos += 1;
+        v >>= 7;
+    }
+    buf[pos % EVENT_ROOM] = v as u8;
+    pos + 1
+}
+
+/// Runs `f` on an [`EventOut`] over `out`'s first [`EVENT_ROOM`] bytes, or,
+/// when `out` is shorter, over a local buffer copied into `out` afterwards
+/// ([`EncodeError::NoSpace`] if the bytes do not fit). Returns the length
+/// written and `f`'s value.
+#[inline(always)]
+pub(crate) fn with_event_room<T>(
+    out: &mut [u8],
+    f: impl FnOnce(&mut EventOut<'_>) -> Result<T, EncodeError>,
+) -> Result<(usize, T), EncodeError> {
+    match out.first_chunk_mut::<EVENT_ROOM>() {
+        Some(buf) => {
+            let mut o = EventOut { buf, pos: 0 };
+            let v = f(&mut o)?;
+            Ok((o.pos, v))
+        }
+        None => via_local_room(out, f),
+    }
+}
+
+/// [`with_event_room`] for an `out` shorter than [`EVENT_ROOM`].
+#[inline(never)]
+fn via_local_room<T>(
+    out: &mut [u8],
+    f: impl FnOnce(&mut EventOut<'_>) -> Result<T, EncodeError>,
+) -> Result<(usize, T), EncodeError> {
+    let mut tmp = [0u8; EVENT_ROOM];
+    let mut o = EventOut {
+        buf: &mut tmp,
+        pos: 0,
+    };
+    let v = f(&mut o)?;
+    let n = o.pos;
+    out.get_mut(..n)
+        .ok_or(EncodeError::NoSpace)?
+        .copy_from_slice(tmp.get(..n).ok_or(EncodeError::NoSpace)?);
+    Ok((n, v))
 }
 
 /// Writes an extension record whose body `body` writes, with its length as a
