@@ -6,43 +6,42 @@
 //! The rule a trace must keep: per address, a free is never ordered after the
 //! allocation that reused the address, and never before the allocation of the
 //! block it frees. Timestamps come from one clock that is monotonic across
-//! threads, read on the thread making the call:
+//! threads; each thread's stream is in that thread's order, and the decoder
+//! merges the streams.
 //!
 //! - An allocation (or realloc) reads the clock **after** the inner allocator
-//!   returned: an upper bound of the moment the block came to exist.
-//! - A free reads the clock **before** the inner free: a lower bound of the
-//!   moment the block went away.
-//! - If thread A frees block X and thread B's allocator then hands X out:
-//!   `ts(free) <= A's inner free < B's inner alloc returns <= ts(alloc)`.
-//!   If thread A allocates X and thread B frees it (X crossed threads through
-//!   some synchronisation): `ts(alloc)` was read before A published X and
-//!   `ts(free)` after B received it, so the alloc sorts first. With equal
-//!   ticks readers put frees first. `lfence` before `rdtsc` keeps the read
-//!   from executing before the inner call's loads (rdtsc alone may run ahead
-//!   of a cache miss, exactly the cross-core case).
-//! - A realloc has one timestamp (after the call). Readers order the release
-//!   of its old block at the thread's previous timestamp (memscope-core's
-//!   wire rule). If that old block was allocated on another thread after this
-//!   thread's previous event, the release sorts before the allocation; a
-//!   reader resolves it by taking the realloc as the later event (nothing can
-//!   realloc a block before it exists).
+//!   returned, with a plain `rdtsc`: an upper bound of the moment the block
+//!   came to exist, give or take how early the unfenced read executed (at
+//!   most the latency of the inner call's slowest load still in flight; far
+//!   below a microsecond). A stream's timestamps never decrease: a reading
+//!   below the stream's previous one is raised to it.
+//! - A free reads **no clock**: it carries the stream's previous timestamp
+//!   (`ts_exact = false` on the wire, and no bytes for it), a lower bound of
+//!   its moment, since that reading was taken before the free began. Its upper
+//!   bound is the stream's next timestamp.
+//! - A realloc's release of its old block is ordered at the stream's previous
+//!   timestamp (memscope-core's wire rule), its new block at its own.
 //!
-//! Cost: one clock read per event: `lfence; rdtsc` for an allocation (10-35
-//! ns on the VMs measured here), a plain `rdtsc` for a free (its reading must
-//! only be a lower bound, and an unfenced read is one, see
-//! [`now_lower_bound`]). The cheaper scheme the wire format allows — a free carrying
-//! its thread's previous timestamp, no read — keeps the reuse order but not
-//! the other one: a block freed on another thread than it was allocated on
-//! can sort before its own allocation (seen in the desktop example's channel
-//! hand-offs), unless a reader treats each such free as the interval up to
-//! the thread's next event. memscope-std pays for the read.
+//! Readers get what the rule needs from these bounds: if thread A frees X and
+//! B's allocator then returns X, `ts(free) <= A's previous reading < B's
+//! reading`, up to how early B's read executed. If A allocates X and hands it
+//! to B, which frees it, B's free carries B's previous timestamp, which may be
+//! earlier than A's allocation; B's *next* timestamp is not. memscope-decode's
+//! merge holds such an event (a free of a block not yet allocated in the
+//! merged order, an allocation over a block not yet freed) until the other
+//! stream delivers the matching event or passes the event's bound plus a
+//! slack of 4 us. docs/ARCHITECTURE.md has the whole argument and the
+//! measurements behind it.
+//!
+//! Cost: one unfenced `rdtsc` per allocation or realloc, none per free. On
+//! the VM measured here `rdtsc` costs about 12 ns and `lfence; rdtsc` 23 ns,
+//! against about 14 ns for a whole System alloc/free pair of 64 bytes.
 //!
 //! # The clock
 //!
 //! On x86_64 with an invariant TSC (`constant_tsc` and `nonstop_tsc` in
 //! /proc/cpuinfo, true on current CPUs and VMs) a tick is the TSC shifted right
-//! by [`TSC_SHIFT`] (about 6 ns at 2.5 GHz), read with `lfence; rdtsc` so the
-//! read cannot move before the inner allocator's loads. The invariant TSC is
+//! by [`TSC_SHIFT`] (about 6 ns at 2.5 GHz). The invariant TSC is
 //! synchronised across cores, so timestamps of different threads compare.
 //! The frequency goes into the trace header: the writer measures it against
 //! `Instant` over its first 10 ms before writing the header (frames are held
@@ -52,7 +51,7 @@
 //! Everywhere else (and without an invariant TSC) a tick is 16 ns of
 //! `Instant` (CLOCK_MONOTONIC) since the recording started.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -62,6 +61,8 @@ pub const TSC_SHIFT: u32 = 4;
 pub const INSTANT_SHIFT: u32 = 4;
 
 static USE_TSC: AtomicBool = AtomicBool::new(false);
+/// A reading the writer thread takes every cycle (a few ms): see [`recent`].
+static RECENT: AtomicU64 = AtomicU64::new(0);
 static EPOCH: OnceLock<Instant> = OnceLock::new();
 
 /// A pair of readings to measure the tick rate against.
@@ -78,40 +79,17 @@ pub(crate) fn init() -> Calibration {
     // Relaxed: read-mostly flag; the recording start that follows publishes
     // it with a Release store of the mode.
     USE_TSC.store(tsc_is_invariant(), Ordering::Relaxed);
+    publish_recent();
     Calibration {
         instant,
         ticks: now(),
     }
 }
 
-/// Now, in ticks.
+/// Now, in ticks. Unfenced: the read may execute before earlier loads
+/// complete (see the module docs for why that is enough).
 #[inline(always)]
 pub(crate) fn now() -> u64 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        // Relaxed: set once before recording starts.
-        if USE_TSC.load(Ordering::Relaxed) {
-            // SAFETY: lfence and rdtsc exist on every x86_64 CPU.
-            return unsafe {
-                core::arch::x86_64::_mm_lfence();
-                core::arch::x86_64::_rdtsc()
-            } >> TSC_SHIFT;
-        }
-    }
-    instant_ticks()
-}
-
-/// Now, in ticks, as a *lower bound* of the moment the caller's next
-/// instructions take effect: what a free reads before its inner call.
-///
-/// No `lfence` here: `rdtsc` alone may execute early (before earlier loads
-/// complete), which only makes the reading smaller — still a lower bound. It
-/// cannot read late: it executes before it retires, and the inner free's
-/// stores (the ones that let another thread reuse the block) become visible
-/// only after they retire, in program order, after `rdtsc`. Saves the fence's
-/// pipeline drain on every free.
-#[inline(always)]
-pub(crate) fn now_lower_bound() -> u64 {
     #[cfg(target_arch = "x86_64")]
     {
         // Relaxed: set once before recording starts.
@@ -121,6 +99,25 @@ pub(crate) fn now_lower_bound() -> u64 {
         }
     }
     instant_ticks()
+}
+
+/// Takes a reading for [`recent`] (the writer thread, every cycle).
+pub(crate) fn publish_recent() {
+    // Relaxed: whoever loads this value loads it after the store, so after
+    // the reading was taken; no other ordering is needed (see `recent`).
+    RECENT.fetch_max(now(), Ordering::Relaxed);
+}
+
+/// A reading another thread took a few milliseconds ago at most (while the
+/// writer keeps up): a lower bound of *now* that costs a load instead of a
+/// clock read. It is a lower bound whatever the memory ordering: a load
+/// returns a value only after the store that wrote it, and that store came
+/// after the reading it stores. A free uses it so that a thread that was
+/// idle for long does not carry its stale previous timestamp.
+#[inline(always)]
+pub(crate) fn recent() -> u64 {
+    // Relaxed: see above.
+    RECENT.load(Ordering::Relaxed)
 }
 
 #[inline]

@@ -13,8 +13,6 @@ pub(crate) enum Event {
         ptr: *mut u8,
         size: usize,
         align: usize,
-        /// Clock read before the inner call, when recording.
-        ts: Option<u64>,
     },
     Realloc {
         old: *mut u8,

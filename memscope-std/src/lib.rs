@@ -156,8 +156,8 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for MemScope<A> {
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // Read before the inner call: a lower bound of the free (see `clock`).
-        let ts = session::recording().then(clock::now_lower_bound);
+        // No clock read: a free carries its thread's previous timestamp (see
+        // `clock`).
         // SAFETY: the caller guarantees `ptr` came from us with `layout`.
         unsafe { self.inner.dealloc(ptr, layout) };
         local::on_event(
@@ -167,7 +167,6 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for MemScope<A> {
                 ptr,
                 size: layout.size(),
                 align: layout.align(),
-                ts,
             },
         );
     }

@@ -18,6 +18,7 @@ use crate::slot::{Buffers, Scratch, Slot, RING_BYTES};
 use crate::stacks::{self, Lookup, MAX_DEPTH};
 use core::alloc::GlobalAlloc;
 use core::sync::atomic::{fence, Ordering};
+use memscope_core::ring::Reserved;
 use memscope_core::stream::StreamEncoder;
 use memscope_core::wire::{self, Alloc, Dealloc, Delta, Frames, Realloc, Record, Stack, Thread};
 
@@ -40,6 +41,17 @@ pub(crate) fn event(inner: &dyn GlobalAlloc, l: &Local, s: &Slot, fp: usize, ev:
     }
     // SAFETY: the buffers are never freed once allocated.
     let b = unsafe { &*bufs };
+    // One copy of the path per kind: with the kind known, the encoder's
+    // choices (fields, flags, clock read) fold away.
+    match ev {
+        Event::Alloc { .. } => record_kind(l, s, b, fp, ev),
+        Event::Dealloc { .. } => record_kind(l, s, b, fp, ev),
+        Event::Realloc { .. } => record_kind(l, s, b, fp, ev),
+    }
+}
+
+#[inline(always)]
+fn record_kind(l: &Local, s: &Slot, b: &Buffers, fp: usize, ev: Event) {
     // Nothing below allocates (tests/reentrancy.rs checks it); should that
     // ever change, the guard turns the allocation into a pass-through instead
     // of a recursion.
@@ -48,19 +60,32 @@ pub(crate) fn event(inner: &dyn GlobalAlloc, l: &Local, s: &Slot, fp: usize, ev:
     // SAFETY: this thread owns the slot, so it is the only user of the encoder.
     let enc = unsafe { &mut *s.enc.get() };
     let ts = match ev {
-        // Read before the inner free (see `clock`); when the recording
-        // started during the call, the thread's previous timestamp. Never
-        // below the previous one: the free's unfenced read may execute
-        // before the previous event's fenced one, and the thread's previous
-        // reading is still a lower bound of this free (it was taken before
-        // this call began).
-        Event::Dealloc { ts, .. } => ts.map_or(enc.last_ts(), |t| t.max(enc.last_ts())),
-        _ => crate::clock::now(),
+        // A free reads no clock: it carries the stream's previous timestamp,
+        // a lower bound of its moment, or the writer's recent reading when
+        // that is later (a thread idle for long; see `clock`).
+        Event::Dealloc { .. } => crate::clock::recent().max(enc.last_ts()),
+        // Never below the previous one: the unfenced read may execute a
+        // little early (see `clock`), and deltas only go forward.
+        _ => crate::clock::now().max(enc.last_ts()),
     };
-    // SAFETY: the owner is the only user of its scratch space.
-    let Scratch { bytes, frames } = unsafe { &mut *b.scratch.get() };
-    let (stack, new_stack) = stack_of(l, b, fp, frames);
-    let rec = to_record(ev, ts, stack);
+    // A free's timestamp goes on the wire only when it is not the previous one.
+    let exact = ts != enc.last_ts();
+    let depth = session::stack_depth();
+    if depth == 0 {
+        let rec = to_record(ev, ts, exact, None);
+        record_without_stack(s, b, enc, &rec);
+    } else {
+        record_with_stack(l, s, b, enc, fp, depth, ev, ts, exact);
+    }
+    count(s, ev);
+    leave(s, seq);
+    l.busy.set(false);
+}
+
+/// Counts the event in the stream's totals (inside the seqlock window, with
+/// the ring push: see `Slot::seq`).
+#[inline(always)]
+fn count(s: &Slot, ev: Event) {
     let counts = &s.counts;
     match ev {
         Event::Alloc { .. } => counts.allocs.add(1),
@@ -70,10 +95,47 @@ pub(crate) fn event(inner: &dyn GlobalAlloc, l: &Local, s: &Slot, fp: usize, ev:
     if ev.failed() {
         counts.failed.add(1);
     }
-    // SAFETY: `pushed` is the owner's; we are the owner.
-    let at = unsafe { *s.pushed.get() };
-    // Encoded straight into the ring's free space (into `bytes` only when
-    // the entry might wrap around the ring's end).
+}
+
+/// The common case: the event alone, encoded straight into the ring.
+#[inline(always)]
+fn record_without_stack(s: &Slot, b: &Buffers, enc: &mut StreamEncoder, rec: &Record<'_>) {
+    // SAFETY: the owner is the only user of its scratch space.
+    let Scratch { bytes, .. } = unsafe { &mut *b.scratch.get() };
+    // SAFETY: the owner is the ring's only producer, and nothing pushes to
+    // the ring before the commit below.
+    let res = unsafe { b.ring.reserve(bytes) };
+    let pushed = match enc.prepare_event(rec, res.buf) {
+        // SAFETY: as above; `res` is this ring's latest reservation.
+        Ok(p) => publish(s, b, res, p.len, || enc.commit(p)),
+        Err(_) => false,
+    };
+    if pushed {
+        wake_if_filling(s, b);
+    } else {
+        lose(s, enc);
+    }
+}
+
+/// With a call stack: a stack seen for the first time goes into the ring
+/// before the event, in the same entry.
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn record_with_stack(
+    l: &Local,
+    s: &Slot,
+    b: &Buffers,
+    enc: &mut StreamEncoder,
+    fp: usize,
+    depth: usize,
+    ev: Event,
+    ts: u64,
+    exact: bool,
+) {
+    // SAFETY: the owner is the only user of its scratch space.
+    let Scratch { bytes, frames } = unsafe { &mut *b.scratch.get() };
+    let (stack, new_stack) = stack_of(l, b, fp, depth, frames);
+    let rec = to_record(ev, ts, exact, stack);
     // SAFETY: the owner is the ring's only producer, and nothing pushes to
     // the ring before the commit below.
     let res = unsafe { b.ring.reserve(bytes) };
@@ -93,36 +155,51 @@ pub(crate) fn event(inner: &dyn GlobalAlloc, l: &Local, s: &Slot, fp: usize, ev:
         None => None,
     };
     let pushed = match prepared {
-        Some(p) => {
-            let end = at.wrapping_add(len + p.len);
-            // Before the ring publishes the entry (see `Slot::mark`).
-            s.mark(at, end);
-            // SAFETY: as above; `res` is this ring's latest reservation.
-            if unsafe { b.ring.commit(res, len + p.len) } {
-                enc.commit(p);
-                // SAFETY: `pushed` is the owner's; we are the owner.
-                unsafe { *s.pushed.get() = end };
-                if let Some(new) = new_stack {
-                    // SAFETY: the owner is the only user of its stack table.
-                    unsafe { (*b.stacks.get()).insert(new.id, new.key, new.at) };
-                }
-                true
-            } else {
-                s.unmark(at, end);
-                false
+        Some(p) => publish(s, b, res, len + p.len, || {
+            enc.commit(p);
+            if let Some(new) = new_stack {
+                // SAFETY: the owner is the only user of its stack table.
+                unsafe { (*b.stacks.get()).insert(new.id, new.key, new.at) };
             }
-        }
+        }),
         None => false,
     };
-    if !pushed {
-        enc.lose();
-        counts.lost.add(1);
-    }
-    leave(s, seq);
     if pushed {
         wake_if_filling(s, b);
+    } else {
+        lose(s, enc);
     }
-    l.busy.set(false);
+}
+
+/// Commits the `len` bytes encoded in `res` to the ring with their
+/// record-boundary mark; runs `committed` once they are in. Returns whether
+/// they fit.
+#[inline(always)]
+fn publish(s: &Slot, b: &Buffers, res: Reserved<'_>, len: usize, committed: impl FnOnce()) -> bool {
+    // SAFETY: `pushed` is the owner's; we are the owner.
+    let at = unsafe { *s.pushed.get() };
+    let end = at.wrapping_add(len);
+    // Before the ring publishes the entry (see `Slot::mark`).
+    s.mark(at, end);
+    // SAFETY: the owner is the ring's only producer; `res` is its latest
+    // reservation (the callers' contract).
+    if unsafe { b.ring.commit(res, len) } {
+        committed();
+        // SAFETY: `pushed` is the owner's; we are the owner.
+        unsafe { *s.pushed.get() = end };
+        true
+    } else {
+        s.unmark(at, end);
+        false
+    }
+}
+
+/// The event did not fit: counted, and reported by the stream's next record.
+#[cold]
+#[inline(never)]
+fn lose(s: &Slot, enc: &mut StreamEncoder) {
+    enc.lose();
+    s.counts.lost.add(1);
 }
 
 /// Opens the seqlock window: returns the even value to close it with.
@@ -195,12 +272,9 @@ fn stack_of(
     l: &Local,
     b: &Buffers,
     fp: usize,
+    depth: usize,
     frames: &mut [u64; MAX_DEPTH],
 ) -> (Option<u32>, Option<NewStack>) {
-    let depth = session::stack_depth();
-    if depth == 0 {
-        return (None, None);
-    }
     let n = stacks::capture(l.stack_top.get(), fp, &mut frames[..depth]);
     if n == 0 {
         return (None, None);
@@ -220,8 +294,9 @@ fn stack_of(
     }
 }
 
+/// `exact`: a free's `ts` is its own (not the stream's previous one).
 #[inline(always)]
-fn to_record(ev: Event, ts: u64, stack: Option<u32>) -> Record<'static> {
+fn to_record(ev: Event, ts: u64, exact: bool, stack: Option<u32>) -> Record<'static> {
     let addr = |p: *mut u8| (!p.is_null()).then_some(p as usize as u64);
     match ev {
         Event::Alloc {
@@ -237,14 +312,9 @@ fn to_record(ev: Event, ts: u64, stack: Option<u32>) -> Record<'static> {
             zeroed,
             stack,
         }),
-        Event::Dealloc {
-            ptr,
-            size,
-            align,
-            ts: own,
-        } => Record::Dealloc(Dealloc {
+        Event::Dealloc { ptr, size, align } => Record::Dealloc(Dealloc {
             ts,
-            ts_exact: own.is_some(),
+            ts_exact: exact,
             addr: ptr as usize as u64,
             size: size as u64,
             align: align as u64,

@@ -184,6 +184,7 @@ pub(crate) fn finish() -> io::Result<()> {
 
 impl Writer {
     fn cycle(&mut self) {
+        clock::publish_recent();
         self.drain_all(false);
         self.cycles += 1;
         if self.cycles % MODULE_CHECK_CYCLES == 1 {
