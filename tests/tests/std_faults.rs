@@ -393,3 +393,92 @@ fn allocation_from_a_signal_handler_neither_deadlocks_nor_corrupts_the_trace() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Builds `std_faults_abort` with `panic = "abort"` for memscope-std as well
+/// (so its `cfg!(panic = "abort")` holds), as a cargo project of its own in
+/// this test's scratch target directory, offline, with the workspace's
+/// lock file. The first build takes about a minute; later ones are no-ops.
+fn build_with_panic_abort() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("panic-abort");
+    std::fs::create_dir_all(&dir).unwrap();
+    let manifest = format!(
+        r#"[package]
+name = "std-faults-abort"
+version = "0.0.0"
+edition = "2021"
+publish = false
+
+[[bin]]
+name = "std_faults_abort"
+path = "{bin}"
+
+[dependencies]
+memscope-std = {{ path = "{std}" }}
+
+[profile.dev]
+panic = "abort"
+
+[workspace]
+"#,
+        bin = root.join("tests/src/bin/std_faults_abort.rs").display(),
+        std = root.join("memscope-std").display(),
+    );
+    let path = dir.join("Cargo.toml");
+    if std::fs::read_to_string(&path).ok().as_deref() != Some(manifest.as_str()) {
+        std::fs::write(&path, manifest).unwrap();
+        std::fs::copy(root.join("Cargo.lock"), dir.join("Cargo.lock")).unwrap();
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let target = dir.join("target");
+    let o = Command::new(cargo)
+        .args(["build", "--offline", "--quiet", "--bin", "std_faults_abort"])
+        .current_dir(&dir)
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "building std_faults_abort with panic = \"abort\" failed:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    target.join("debug/std_faults_abort")
+}
+
+/// A panic in a program built with `panic = "abort"`: no `atexit` handler
+/// runs, so memscope's panic hook ends the trace. Every stream is complete:
+/// the worker that exited before, main, and a thread still allocating
+/// during the panic (cut consistently).
+#[test]
+fn a_panic_with_panic_abort_still_ends_the_trace() {
+    let bin = build_with_panic_abort();
+    let dir = scratch_dir("faults-panic-abort");
+    let r = run(bin.to_str().unwrap(), &["panic-abort"], &dir);
+    assert_eq!(r.status.signal(), Some(libc::SIGABRT), "{:?}", r.status);
+    assert!(r.stdout.contains("panic = abort"), "{}", r.stdout);
+    let t = &r.trace;
+    t.assert_complete();
+    for name in ["worker", "main", "running"] {
+        let s = t.stream(name);
+        assert!(s.end.is_some() && s.recorded() > 0, "{name}: {s:?}");
+    }
+    assert!(t.stream("worker").recorded() >= 10_000);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The same program built as usual (`panic = "unwind"`): the panic unwinds
+/// out of `main`, `atexit` ends the trace.
+#[test]
+fn the_same_panic_with_panic_unwind_ends_the_trace_too() {
+    let dir = scratch_dir("faults-panic-unwind");
+    let r = run(
+        env!("CARGO_BIN_EXE_std_faults_abort"),
+        &["panic-unwind"],
+        &dir,
+    );
+    assert_eq!(r.status.code(), Some(101), "{:?}", r.status);
+    assert!(r.stdout.contains("panic = unwind"), "{}", r.stdout);
+    r.trace.assert_complete();
+    assert!(r.trace.stream("running").end.is_some());
+    let _ = std::fs::remove_dir_all(&dir);
+}

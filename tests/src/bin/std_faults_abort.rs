@@ -1,0 +1,51 @@
+//! A traced program that panics, for tests/std_faults.rs, which builds it a
+//! second time with `panic = "abort"` (a small cargo project of its own, so
+//! that memscope-std is compiled with that strategy too): no `atexit` handler
+//! runs after the abort, so memscope's panic hook must end the trace itself.
+//! Uses nothing but memscope-std, so it builds outside this workspace.
+//!
+//! A worker exits before the panic, another is still allocating during it.
+//!
+//! Usage: `std_faults_abort`
+
+use std::hint::black_box;
+use std::time::Duration;
+
+#[global_allocator]
+static GLOBAL: memscope_std::MemScope = memscope_std::MemScope::system();
+
+fn churn(n: u64) -> u64 {
+    (0..n).map(|i| black_box(Box::new([i; 4]))[0]).sum()
+}
+
+fn main() {
+    let worker = std::thread::Builder::new()
+        .name("worker".into())
+        .spawn(|| churn(5000))
+        .unwrap();
+    black_box(worker.join().unwrap());
+    let (started, wait) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("running".into())
+        .spawn(move || {
+            black_box(churn(10));
+            started.send(()).unwrap();
+            loop {
+                black_box(churn(100));
+            }
+        })
+        .unwrap();
+    wait.recv().unwrap();
+    black_box(churn(100));
+    // memscope's writer thread installs its panic hook when it starts.
+    std::thread::sleep(Duration::from_millis(300));
+    println!(
+        "panic = {}",
+        if cfg!(panic = "abort") {
+            "abort"
+        } else {
+            "unwind"
+        }
+    );
+    panic!("deliberate panic");
+}
