@@ -360,9 +360,19 @@ fn a_hundred_thousand_sites_are_aggregated() {
         "timeout_ms": 120000,
         "eval": r#"(() => {
             const sites = [...document.querySelectorAll('section')].find((s) => s.querySelector('h2').textContent === 'Call sites');
-            return {ms: Number(document.body.dataset.renderMs), note: sites.querySelector('.controls .note').textContent,
+            const out = {ms: Number(document.body.dataset.renderMs), note: sites.querySelector('.controls .note').textContent,
                     rects: document.querySelectorAll('#flamegraph rect').length,
                     flame: document.querySelector('#flamegraph title').textContent};
+            // How long the interactions take on this page (printed, not asserted).
+            const time = (f) => { const t = performance.now(); f(); return Math.round(performance.now() - t); };
+            out.weight_ms = time(() => document.getElementById('fw-leak').click());
+            out.bottom_up_ms = time(() => { const d = document.getElementById('flame-direction'); d.value = 'bottom'; d.dispatchEvent(new Event('change')); });
+            out.search_ms = time(() => { const f = document.getElementById('flame-search'); f.value = '0x9'; f.dispatchEvent(new Event('input')); });
+            out.sort_ms = time(() => sites.querySelectorAll('th')[1].click());
+            const typeIn = (v) => time(() => { const i = sites.querySelector('input[type=search]'); i.value = v; i.dispatchEvent(new Event('input')); });
+            out.filter_ms = typeIn('0x1');
+            out.filter_again_ms = typeIn('0x10');
+            return out;
         })()"#,
     }));
     assert_clean(&v);
@@ -379,10 +389,18 @@ fn a_hundred_thousand_sites_are_aggregated() {
         "{r}"
     );
     eprintln!(
-        "10^5 sites: report.html {} KiB, drawn in {} ms, {} flamegraph rectangles",
+        "10^5 sites: report.html {} KiB, drawn in {} ms, {} flamegraph rectangles; \
+         flamegraph weight switch {} ms, bottom-up {} ms, frame search {} ms; \
+         call-site table sort {} ms, filter {} ms (next keystroke {} ms)",
         size / 1024,
         r["ms"],
-        r["rects"]
+        r["rects"],
+        r["weight_ms"],
+        r["bottom_up_ms"],
+        r["search_ms"],
+        r["sort_ms"],
+        r["filter_ms"],
+        r["filter_again_ms"]
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
