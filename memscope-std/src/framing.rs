@@ -5,7 +5,8 @@
 //! program it spends most of its time here. memscope-core's encoder is built
 //! for microcontrollers (byte-at-a-time COBS, a 256-entry CRC table); this one
 //! trades memory for speed on a desktop: a slicing-by-16 CRC table (8 KiB) and
-//! a COBS loop that moves eight bytes at a time between zero bytes. The output
+//! a COBS loop that finds each run between zero bytes eight bytes at a time
+//! and copies it whole. The output
 //! is byte-identical (docs/FORMAT.md's frame), which the tests check against
 //! memscope-core's encoder on random and adversarial payloads.
 
@@ -15,13 +16,9 @@ use memscope_core::frame::{max_frame_len, MAX_HEAD_LEN};
 const CRC16: crc::Crc<u16, crc::Table<16>> =
     crc::Crc::<u16, crc::Table<16>>::new(&crc::CRC_16_IBM_SDLC);
 
-/// Slack the COBS loop needs after the frame: it stores eight bytes at a time
-/// and overwrites what lies beyond the frame's end later (or never uses it).
-const SLACK: usize = 8;
-
 /// Output bytes needed to frame `payload` bytes of records.
 pub(crate) const fn out_len(payload: usize) -> usize {
-    max_frame_len(MAX_HEAD_LEN + payload + 2) + SLACK
+    max_frame_len(MAX_HEAD_LEN + payload + 2)
 }
 
 /// Encodes one checked frame of stream `stream` whose records are the
@@ -62,6 +59,24 @@ fn varint(buf: &mut [u8; MAX_HEAD_LEN], mut v: u64) -> &[u8] {
     &buf[..=n]
 }
 
+/// Index of the first zero byte of `b` (`b.len()` when none), eight bytes
+/// at a time.
+#[inline]
+fn first_zero(b: &[u8]) -> usize {
+    let mut j = 0;
+    while let Some(chunk) = b[j..].first_chunk::<8>() {
+        let x = u64::from_le_bytes(*chunk);
+        // The lowest 0x80 bit marks the first zero byte exactly (borrows
+        // only produce false marks above a true zero).
+        let zeros = x.wrapping_sub(0x0101_0101_0101_0101) & !x & 0x8080_8080_8080_8080;
+        if zeros != 0 {
+            return j + (zeros.trailing_zeros() / 8) as usize;
+        }
+        j += 8;
+    }
+    j + b[j..].iter().position(|&x| x == 0).unwrap_or(b.len() - j)
+}
+
 /// COBS, matching the `cobs` crate's encoder exactly, including its one
 /// special case: a message whose last block is a full 254-byte run ends
 /// without the `0x01` code byte other encoders append.
@@ -78,7 +93,7 @@ struct Cobs<'o> {
 }
 
 impl<'o> Cobs<'o> {
-    /// `out` must hold the encoding plus `SLACK` bytes (checked by the caller).
+    /// `out` must hold the encoding (checked by the caller).
     fn new(out: &'o mut [u8]) -> Self {
         Cobs {
             out,
@@ -98,47 +113,30 @@ impl<'o> Cobs<'o> {
     }
 
     fn push(&mut self, data: &[u8]) {
+        // Records hold few zero bytes (a varint ends in a nonzero byte unless
+        // it is 0), so blocks are long: find where the current one ends (a
+        // zero, or the block's 254-byte limit) and copy the run in one go.
         let mut i = 0;
-        // Eight bytes at a time: copy them all, keep those before the first
-        // zero (or until the block is full), then handle that zero.
-        while i + 8 <= data.len() {
-            let chunk: [u8; 8] = data[i..i + 8].try_into().unwrap_or([0; 8]);
-            let x = u64::from_le_bytes(chunk);
-            // The lowest 0x80 bit marks the first zero byte exactly (borrows
-            // only produce false marks above a true zero).
-            let zeros = x.wrapping_sub(0x0101_0101_0101_0101) & !x & 0x8080_8080_8080_8080;
-            let k = (zeros.trailing_zeros() / 8) as usize; // 8 when none
+        while i < data.len() {
+            // At least 1: a block is closed as soon as it is full.
             let room = usize::from(0xFF - self.code);
-            let take = k.min(room);
-            self.out[self.w..self.w + 8].copy_from_slice(&chunk);
-            self.w += take;
-            self.code += take as u8;
-            i += take;
+            let run = &data[i..i + room.min(data.len() - i)];
+            let k = first_zero(run);
+            self.out[self.w..self.w + k].copy_from_slice(&run[..k]);
+            self.w += k;
+            self.code += k as u8;
+            i += k;
+            if k > 0 {
+                self.full_closed = false;
+            }
             if self.code == 0xFF {
                 self.close_block();
                 self.full_closed = true;
-            } else if take == k && k < 8 {
+            } else if k < run.len() {
                 // data[i] is a zero: it ends the block.
                 self.close_block();
                 self.full_closed = false;
                 i += 1;
-            } else if take > 0 {
-                self.full_closed = false;
-            }
-        }
-        for &b in &data[i..] {
-            if b == 0 {
-                self.close_block();
-                self.full_closed = false;
-            } else {
-                self.out[self.w] = b;
-                self.w += 1;
-                self.code += 1;
-                self.full_closed = false;
-                if self.code == 0xFF {
-                    self.close_block();
-                    self.full_closed = true;
-                }
             }
         }
     }
