@@ -9,40 +9,175 @@
 //! timestamp for the same reason).
 //!
 //! A writer drains per-thread rings in turns, so the file holds stretches of
-//! each thread. The merge buffers events per stream and releases the earliest
-//! head once no open stream could still deliver an earlier one: a stream with
-//! nothing buffered can only continue at or after the last timestamp it
-//! delivered. A stream that stays silent without ending would hold everything
-//! back, so the buffer is bounded ([`MAX_BUFFERED`]); past it the earliest
-//! event is released anyway, and an event that later turns out to be earlier
-//! than one already released is counted in [`Merger::late`]. A stream seen for
-//! the first time cannot be waited for; [`HOLD_BACK`] events stay buffered so
-//! that a new thread's first events still sort in.
+//! each thread. The merge buffers events per stream (a lane) and releases the
+//! earliest head once no stream could still deliver an earlier one. With a
+//! clock ([`Window::Ticks`]) that is decided by time: an event goes once some
+//! lane has delivered one [`HOLD_BACK_NS`] later in trace time (a writer
+//! drains every ring every few milliseconds, so anything earlier has arrived
+//! by then), whatever the idle or not yet seen streams do. Without a clock
+//! ([`Window::Events`]) a count of events stays buffered and an open stream
+//! with nothing buffered holds back whatever is later than its last event.
+//! Either way at most [`MAX_BUFFERED`] events wait; past that the earliest
+//! goes anyway. An event released after a later one is counted in
+//! [`Merger::late`].
+//!
+//! # Holds: frees whose timestamp is only a lower bound
+//!
+//! A free that did not read the clock carries its stream's previous
+//! timestamp, possibly long before the free. When a block crosses threads (A
+//! allocates X at 100, B — idle since 50 — frees it, carrying 50), that free
+//! sorts before its allocation. So when an event reaches the head of the
+//! merged order out of step with the live set — an inexact free (or a
+//! realloc's release) of an address not live, an allocation over a live
+//! address — its lane is *held*: that event and the rest of its lane wait
+//! while the other lanes go on, until the event it waits for is merged (the
+//! held one then follows right after it) or the merge passes the held
+//! event's upper bound (for a free: the next clock-reading event of its lane;
+//! for an allocation: its own timestamp; each plus the clock's slack), or the
+//! session ends. Only then does it go out as it is, and the analyses report
+//! the error. The contract with the producer is in docs/FORMAT.md's
+//! timestamp rules; [`Target`] answers the live-set questions.
 //!
 //! Memory: bounded by [`MAX_BUFFERED`] events, whatever the trace's length.
 
-use crate::records::Event;
+use crate::records::{Event, Op};
 use rustc_hash::FxHashMap;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 
 /// Most events buffered before the earliest is released regardless.
 pub const MAX_BUFFERED: usize = 1 << 20;
-/// Events kept buffered while input keeps coming, so that a stream seen for
-/// the first time still sorts in. A writer that drains many busy threads can
-/// put a new thread's first frame thousands of events after records that are
-/// later in time (4096 was measured too small on a 4-thread trace: its late
-/// events showed as spurious unknown frees); 2^18 events is about 16 MiB.
+/// Without a clock: events kept buffered while input keeps coming, so that a
+/// stream seen for the first time still sorts in (4096 was measured too
+/// small on a 4-thread trace).
 pub const HOLD_BACK: usize = 1 << 18;
+/// With a clock: how long (trace time) an event waits for other streams'
+/// earlier events. memscope-std's writer drains every ring every 2 ms; the
+/// rest is room for a producer descheduled between its clock read and its
+/// commit, and for a loaded writer.
+pub const HOLD_BACK_NS: u64 = 50_000_000;
+/// With a clock, this many events stay buffered besides: on a loaded machine
+/// a producer descheduled between its clock read and its commit can deliver
+/// an event well past the time window (seen: 66 ms on a 2-core machine with
+/// a load average of 15). 4 MiB of events; a short trace is merged whole.
+pub const MIN_BUFFERED: usize = 1 << 16;
+/// How early an allocation's clock reading may be (an unfenced read can run
+/// ahead of the inner call's last loads); holds wait this much past a bound.
+pub const SLACK_NS: u64 = 4_000;
 /// How far ahead [`Merger::drain_ahead`] shows an event: far enough that a
 /// prefetch started now lands before the event is applied.
 pub const LOOKAHEAD: usize = 8;
+
+/// How long the merge waits for streams that have not delivered yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Window {
+    /// Release an event once some stream delivered one `hold` ticks later;
+    /// holds wait `slack` ticks past their bound.
+    Ticks {
+        /// Hold-back in ticks.
+        hold: u64,
+        /// Clock slack in ticks.
+        slack: u64,
+    },
+    /// No clock: keep this many events buffered.
+    Events(usize),
+}
+
+impl Default for Window {
+    fn default() -> Self {
+        Window::Events(HOLD_BACK)
+    }
+}
+
+impl Window {
+    /// The window for a trace whose header gives `ticks_per_second` (0: no
+    /// clock, timestamps only order events).
+    pub fn for_clock(ticks_per_second: u64) -> Window {
+        if ticks_per_second == 0 {
+            return Window::Events(HOLD_BACK);
+        }
+        let ticks = |ns: u64| {
+            let t = u128::from(ticks_per_second) * u128::from(ns) / 1_000_000_000;
+            u64::try_from(t).unwrap_or(u64::MAX).max(1)
+        };
+        Window::Ticks {
+            hold: ticks(HOLD_BACK_NS),
+            slack: ticks(SLACK_NS),
+        }
+    }
+
+    fn slack(self) -> u64 {
+        match self {
+            Window::Ticks { slack, .. } => slack,
+            Window::Events(_) => 0,
+        }
+    }
+}
+
+/// Where merged events go, and what the merge may ask of the live set.
+pub trait Target {
+    /// The size of the block live at `addr` now (`Some(None)`: none is);
+    /// `None` when the live set is not tracked (no event is then held).
+    fn live_size(&self, addr: u64) -> Option<Option<u64>>;
+    /// Takes the next event of the merged order; `ahead` is an event likely
+    /// released soon (to prefetch its lookup).
+    fn apply(&mut self, ev: &Event, ahead: Option<&Event>);
+}
+
+/// A closure as a [`Target`] that holds nothing.
+struct Each<F>(F);
+
+impl<F: FnMut(&Event, Option<&Event>)> Target for Each<F> {
+    fn live_size(&self, _: u64) -> Option<Option<u64>> {
+        None
+    }
+    #[inline]
+    fn apply(&mut self, ev: &Event, ahead: Option<&Event>) {
+        (self.0)(ev, ahead)
+    }
+}
+
+/// What an event needs of its address to be in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Want {
+    /// A free: a live block of this size (the layout a free passes is the
+    /// allocation's; a block of another size there is most likely a later
+    /// one at a reused address).
+    Live(u64),
+    /// An allocation: no live block.
+    Free,
+}
+
+impl Want {
+    #[inline]
+    fn met(self, live_size: Option<u64>) -> bool {
+        match self {
+            Want::Live(size) => live_size == Some(size),
+            Want::Free => live_size.is_none(),
+        }
+    }
+}
+
+/// Why a lane's head waits.
+#[derive(Clone, Copy, Debug)]
+struct Hold {
+    addr: u64,
+    want: Want,
+    /// Once known: the merge may release the head past this timestamp.
+    upper: Option<u64>,
+}
 
 struct Lane {
     queue: VecDeque<Event>,
     /// Ended streams cannot deliver more.
     closed: bool,
     last_ts: u64,
+    hold: Option<Hold>,
+    /// The head was held and may now go without a check.
+    pass: bool,
+    /// The merge had reached this timestamp when the lane's last hold ended:
+    /// its events before it were delayed by the hold, not released late.
+    held_until: u64,
 }
 
 /// Key of a lane's head in the heap: timestamp, frees first, stream order.
@@ -53,13 +188,29 @@ type HeadKey = Reverse<(u64, u8, u32)>;
 pub struct Merger {
     lanes: Vec<Lane>,
     lane_of: FxHashMap<u32, u32>,
+    /// Heads of lanes that have events and are not held.
     heads: BinaryHeap<HeadKey>,
+    /// Lanes whose head is held.
+    held: Vec<u32>,
     buffered: usize,
-    /// Events that arrived earlier than one already released.
+    /// Events that arrived later than the merge could wait: a clock reading
+    /// (alloc, realloc, exact free) released after an event more than the
+    /// clock's slack later. (A free's or a realloc release's timestamp is
+    /// only a lower bound, so releasing it after later events is no fault.)
     pub late: u64,
+    /// Events released by a hold's expiry (reported as they are).
+    pub holds_expired: u64,
+    /// Holds ended because the live set changed (the event is then checked
+    /// again: it may be held anew).
+    pub holds_resolved: u64,
     /// The last stream pushed and its lane: a frame's events share a stream.
     last: Option<(u32, u32)>,
     released_ts: u64,
+    /// Largest timestamp pushed.
+    newest: u64,
+    window: Window,
+    /// The only stream is 0 (a firmware trace): nothing to wait for.
+    solo: bool,
 }
 
 /// Asks the CPU to load the buffered event `e` (both cache lines it may
@@ -86,10 +237,49 @@ fn key(ev: &Event, lane: u32) -> HeadKey {
     Reverse((ev.ts, u8::from(!ev.op.is_release()), lane))
 }
 
+/// What `ev` needs of the live set to be in order: its block live (a free
+/// whose timestamp is a lower bound) or its address free (an allocation).
+#[inline]
+fn needs(ev: &Event) -> Option<(u64, Want)> {
+    match ev.op {
+        Op::Dealloc {
+            addr,
+            size,
+            ts_exact: false,
+            ..
+        } => Some((addr, Want::Live(size))),
+        Op::ReallocRelease {
+            old_addr, old_size, ..
+        } => Some((old_addr, Want::Live(old_size))),
+        Op::Alloc { addr, .. } => Some((addr, Want::Free)),
+        Op::Realloc { new_addr, .. } => Some((new_addr, Want::Free)),
+        _ => None,
+    }
+}
+
+/// Whether `ev` read the clock when it happened (its timestamp is then an
+/// upper bound of everything before it in its stream, up to the slack).
+#[inline]
+fn reads_clock(ev: &Event) -> bool {
+    matches!(
+        ev.op,
+        Op::Alloc { .. }
+            | Op::AllocFailed { .. }
+            | Op::Realloc { .. }
+            | Op::ReallocFailed { .. }
+            | Op::Dealloc { ts_exact: true, .. }
+    )
+}
+
 impl Merger {
-    /// An empty merger.
+    /// An empty merger (no clock: [`Window::Events`]).
     pub fn new() -> Self {
         Merger::default()
+    }
+
+    /// Sets how long to wait for other streams (from the session's header).
+    pub fn set_window(&mut self, window: Window) {
+        self.window = window;
     }
 
     #[inline]
@@ -108,8 +298,12 @@ impl Merger {
             queue: VecDeque::new(),
             closed: false,
             last_ts: 0,
+            hold: None,
+            pass: false,
+            held_until: 0,
         });
         self.lane_of.insert(stream, l);
+        self.solo = self.lanes.len() == 1 && stream == 0;
         l
     }
 
@@ -119,12 +313,19 @@ impl Merger {
         self.buffered == 0
     }
 
+    /// Events buffered now.
+    #[inline]
+    pub fn buffered(&self) -> usize {
+        self.buffered
+    }
+
     /// Adds an event of its stream, in stream order.
     #[inline]
     pub fn push(&mut self, ev: Event) {
         let l = self.lane(ev.stream);
         let lane = &mut self.lanes[l as usize];
         lane.last_ts = lane.last_ts.max(ev.ts);
+        self.newest = self.newest.max(ev.ts);
         if lane.queue.is_empty() {
             self.heads.push(key(&ev, l));
         }
@@ -141,49 +342,142 @@ impl Merger {
     /// Releases, in merged order, every event that can no longer be preceded
     /// by one still to come.
     pub fn drain(&mut self, mut each: impl FnMut(&Event)) {
-        self.drain_ahead(|e, _| each(e));
+        self.drain_into(&mut Each(|e: &Event, _: Option<&Event>| each(e)));
     }
 
     /// [`drain`](Self::drain), also showing each event's successor
     /// [`LOOKAHEAD`] places on in its stream (likely released soon), so that
     /// its lookup can be prefetched.
-    pub fn drain_ahead(&mut self, mut each: impl FnMut(&Event, Option<&Event>)) {
-        if self.buffered <= HOLD_BACK {
-            return;
+    pub fn drain_ahead(&mut self, each: impl FnMut(&Event, Option<&Event>)) {
+        self.drain_into(&mut Each(each));
+    }
+
+    /// Releases what can go into `target`, holding lanes whose head is out of
+    /// step with its live set (see the module docs).
+    pub fn drain_into(&mut self, target: &mut impl Target) {
+        self.release(target, false);
+    }
+
+    /// Releases everything (end of input, or a session reset).
+    pub fn flush(&mut self, mut each: impl FnMut(&Event)) {
+        self.flush_into(&mut Each(|e: &Event, _: Option<&Event>| each(e)));
+    }
+
+    /// Releases everything into `target`; holds last only until the other
+    /// lanes are empty.
+    pub fn flush_into(&mut self, target: &mut impl Target) {
+        self.release(target, true);
+        debug_assert_eq!(self.buffered, 0);
+        self.lanes.clear();
+        self.lane_of.clear();
+        self.held.clear();
+        self.heads.clear();
+        self.last = None;
+        self.released_ts = 0;
+        self.newest = 0;
+        self.solo = false;
+    }
+
+    /// The lowest timestamp an open lane with nothing buffered may still
+    /// deliver (no-clock mode only).
+    fn idle_bound(&self) -> u64 {
+        match self.window {
+            Window::Events(_) => self
+                .lanes
+                .iter()
+                .filter(|x| x.queue.is_empty() && !x.closed)
+                .map(|x| x.last_ts)
+                .min()
+                .unwrap_or(u64::MAX),
+            Window::Ticks { .. } => u64::MAX,
         }
+    }
+
+    /// Whether the event with key `k` may go now.
+    #[inline]
+    fn releasable(&self, k: &(u64, u8, u32), bound: u64) -> bool {
+        if self.solo || self.buffered > MAX_BUFFERED {
+            return true;
+        }
+        match self.window {
+            Window::Ticks { hold, .. } => {
+                self.buffered > MIN_BUFFERED && k.0.saturating_add(hold) <= self.newest
+            }
+            // An open stream with nothing buffered may still deliver an event
+            // at `bound`; frees sort before allocations at equal timestamps.
+            Window::Events(n) => self.buffered > n && (k.0 < bound || (k.0 == bound && k.1 == 0)),
+        }
+    }
+
+    /// The timestamp up to which nothing more can arrive (holds expire below it).
+    fn frontier(&self, end: bool) -> u64 {
+        match self.window {
+            _ if end => u64::MAX,
+            Window::Ticks { hold, .. } => self.newest.saturating_sub(hold),
+            Window::Events(_) => 0,
+        }
+    }
+
+    fn release(&mut self, target: &mut impl Target, end: bool) {
         // Computed once per call: during the loop a lane only ever becomes
         // empty (its last timestamp then lowers the bound, below).
-        let mut bound = self
-            .lanes
-            .iter()
-            .filter(|x| x.queue.is_empty() && !x.closed)
-            .map(|x| x.last_ts)
-            .min()
-            .unwrap_or(u64::MAX);
-        // An open stream with nothing buffered may still deliver an event at
-        // `bound`; frees sort before allocations at equal timestamps.
-        let blocked = |k: &(u64, u8, u32), bound: u64, buffered: usize| {
-            buffered <= MAX_BUFFERED && (k.0 > bound || (k.0 == bound && k.1 != 0))
-        };
-        // The earliest lane releases a run of events while its head stays
-        // ahead of the runner-up (the heap's next top): a writer drains each
-        // thread in stretches, so most events leave without touching the heap.
-        // Keys are unique (they end with the lane), so the order is exactly
-        // that of releasing one heap top at a time.
-        while self.buffered > HOLD_BACK {
-            let Some(Reverse(k)) = self.heads.pop() else {
+        let mut bound = if end { u64::MAX } else { self.idle_bound() };
+        let slack = self.window.slack();
+        loop {
+            let Some(&Reverse(k)) = self.heads.peek() else {
+                // Nothing in order: held lanes whose bound the merge passed
+                // (all of them at the end) go as they are.
+                if !self.held.is_empty() && self.expire_holds(self.frontier(end), end) {
+                    continue;
+                }
                 return;
             };
-            if blocked(&k, bound, self.buffered) {
-                self.heads.push(Reverse(k));
+            if !end && !self.releasable(&k, bound) {
+                if !self.held.is_empty() && self.expire_holds(self.frontier(false), false) {
+                    continue;
+                }
                 return;
             }
+            if !self.held.is_empty() && self.expire_holds(k.0, false) {
+                continue;
+            }
+            self.heads.pop();
             let l = k.2;
             let runner_up = self.heads.peek().map(|r| r.0);
-            let lane = &mut self.lanes[l as usize];
-            while let Some(ev) = lane.queue.pop_front() {
+            // The earliest lane releases a run of events while its head stays
+            // ahead of the runner-up (the heap's next top): a writer drains
+            // each thread in stretches, so most events leave without touching
+            // the heap. Keys are unique (they end with the lane), so the order
+            // is exactly that of releasing one heap top at a time.
+            loop {
+                let lane = &mut self.lanes[l as usize];
+                let Some(&ev) = lane.queue.front() else {
+                    break;
+                };
+                let passed = std::mem::take(&mut lane.pass);
+                if !passed {
+                    if let Some((addr, want)) = needs(&ev) {
+                        if target.live_size(addr).is_some_and(|size| !want.met(size)) {
+                            lane.hold = Some(Hold {
+                                addr,
+                                want,
+                                upper: None,
+                            });
+                            self.held.push(l);
+                            break;
+                        }
+                    }
+                }
+                lane.queue.pop_front();
                 self.buffered -= 1;
-                if ev.ts < self.released_ts {
+                // Only a clock reading can be late: other timestamps are lower
+                // bounds. A reading may be early by the slack, and a lane that
+                // was held lags by design.
+                if !passed
+                    && ev.ts.saturating_add(slack) < self.released_ts
+                    && ev.ts >= lane.held_until
+                    && reads_clock(&ev)
+                {
                     self.late += 1;
                 }
                 self.released_ts = self.released_ts.max(ev.ts);
@@ -191,17 +485,22 @@ impl Merger {
                 // left the cache: fetch the ones a lookahead further on, so
                 // that the lookahead's own read (next call) finds them.
                 prefetch_event(lane.queue.get(2 * LOOKAHEAD));
-                each(&ev, lane.queue.get(LOOKAHEAD));
+                target.apply(&ev, lane.queue.get(LOOKAHEAD));
+                // A lane that stopped being held re-entered the heap after the
+                // runner-up was read: leave the run.
+                let resolved = !self.held.is_empty() && self.resolve_holds(target);
+                let lane = &self.lanes[l as usize];
                 let Some(next) = lane.queue.front() else {
-                    if !lane.closed {
+                    if !lane.closed && !end {
                         bound = bound.min(lane.last_ts);
                     }
                     break;
                 };
                 let Reverse(nk) = key(next, l);
-                if self.buffered <= HOLD_BACK
+                if resolved
+                    || !self.held.is_empty()
                     || runner_up.is_some_and(|r| nk > r)
-                    || blocked(&nk, bound, self.buffered)
+                    || (!end && !self.releasable(&nk, bound))
                 {
                     self.heads.push(Reverse(nk));
                     break;
@@ -210,28 +509,82 @@ impl Merger {
         }
     }
 
-    /// Releases everything (end of input, or a session reset).
-    pub fn flush(&mut self, mut each: impl FnMut(&Event)) {
-        while let Some(Reverse((_, _, l))) = self.heads.pop() {
+    /// Held lanes whose wait is over (their conflicting event was merged)
+    /// go back into the order, first. Returns whether any did.
+    fn resolve_holds(&mut self, target: &impl Target) -> bool {
+        let mut any = false;
+        let mut i = 0;
+        while i < self.held.len() {
+            let l = self.held[i];
             let lane = &mut self.lanes[l as usize];
-            let Some(ev) = lane.queue.pop_front() else {
+            let Some(h) = lane.hold else {
+                self.held.swap_remove(i);
                 continue;
             };
-            self.buffered -= 1;
-            if let Some(next) = lane.queue.front() {
-                let k = key(next, l);
-                self.heads.push(k);
+            if target
+                .live_size(h.addr)
+                .is_some_and(|size| h.want.met(size))
+            {
+                // Checked again when it comes out: two lanes may have waited
+                // for the same address (two threads' first frees of blocks
+                // the main thread allocated at one address in turn).
+                lane.hold = None;
+                lane.held_until = self.released_ts;
+                self.holds_resolved += 1;
+                if let Some(head) = lane.queue.front() {
+                    self.heads.push(key(head, l));
+                }
+                self.held.swap_remove(i);
+                any = true;
+            } else {
+                i += 1;
             }
-            if ev.ts < self.released_ts {
-                self.late += 1;
-            }
-            self.released_ts = self.released_ts.max(ev.ts);
-            each(&ev);
         }
-        self.lanes.clear();
-        self.lane_of.clear();
-        self.last = None;
-        self.released_ts = 0;
+        any
+    }
+
+    /// Releases held lanes whose upper bound lies before `ts` (every lane
+    /// when `all`). Returns whether any was.
+    fn expire_holds(&mut self, ts: u64, all: bool) -> bool {
+        let slack = self.window.slack();
+        let mut any = false;
+        let mut i = 0;
+        while i < self.held.len() {
+            let l = self.held[i];
+            let lane = &mut self.lanes[l as usize];
+            let Some(mut h) = lane.hold else {
+                self.held.swap_remove(i);
+                continue;
+            };
+            if h.upper.is_none() {
+                h.upper = if h.want != Want::Free {
+                    // A free happened before the next event of its stream
+                    // that read the clock.
+                    lane.queue
+                        .iter()
+                        .skip(1)
+                        .find(|e| reads_clock(e))
+                        .map(|e| e.ts.saturating_add(slack))
+                } else {
+                    lane.queue.front().map(|e| e.ts.saturating_add(slack))
+                };
+                lane.hold = Some(h);
+            }
+            if all || h.upper.is_some_and(|u| u < ts) {
+                lane.hold = None;
+                lane.pass = true;
+                lane.held_until = self.released_ts;
+                self.holds_expired += 1;
+                if let Some(head) = lane.queue.front() {
+                    self.heads.push(key(head, l));
+                }
+                self.held.swap_remove(i);
+                any = true;
+            } else {
+                i += 1;
+            }
+        }
+        any
     }
 }
 
@@ -325,5 +678,283 @@ mod tests {
         let mut rest = 0;
         m.flush(|_| rest += 1);
         assert_eq!(n + rest, 2 + MAX_BUFFERED);
+    }
+
+    /// A live set that records what reached it, and which events found it
+    /// out of step (what the analyses would report as errors).
+    #[derive(Default)]
+    struct LiveSet {
+        live: std::collections::HashMap<u64, u64>,
+        out: Vec<(u32, u64, &'static str, u64)>,
+        errors: Vec<(u32, u64)>,
+    }
+
+    impl Target for LiveSet {
+        fn live_size(&self, addr: u64) -> Option<Option<u64>> {
+            Some(self.live.get(&addr).copied())
+        }
+        fn apply(&mut self, e: &Event, _: Option<&Event>) {
+            let (what, addr) = match e.op {
+                Op::Alloc { addr, size, .. } => {
+                    if self.live.insert(addr, size).is_some() {
+                        self.errors.push((e.stream, addr));
+                    }
+                    ("alloc", addr)
+                }
+                Op::Dealloc { addr, size, .. } => {
+                    if self.live.remove(&addr) != Some(size) {
+                        self.errors.push((e.stream, addr));
+                    }
+                    ("free", addr)
+                }
+                _ => ("other", 0),
+            };
+            self.out.push((e.stream, e.ts, what, addr));
+        }
+    }
+
+    fn alloc(stream: u32, ts: u64, addr: u64) -> Event {
+        sized(alloc_of, stream, ts, addr, 8)
+    }
+
+    fn free(stream: u32, ts: u64, addr: u64) -> Event {
+        sized(free_of, stream, ts, addr, 8)
+    }
+
+    fn sized(op: fn(u64, u64) -> Op, stream: u32, ts: u64, addr: u64, size: u64) -> Event {
+        Event {
+            ts,
+            stream,
+            stack: NO_STACK,
+            op: op(addr, size),
+        }
+    }
+
+    fn alloc_of(addr: u64, size: u64) -> Op {
+        Op::Alloc {
+            addr,
+            size,
+            align: 8,
+            zeroed: false,
+        }
+    }
+
+    fn free_of(addr: u64, size: u64) -> Op {
+        Op::Dealloc {
+            addr,
+            size,
+            align: 8,
+            ts_exact: false,
+        }
+    }
+
+    /// The events a clocked merge keeps buffered whatever their time
+    /// ([`MIN_BUFFERED`]), on stream 9 from `ts` on.
+    fn filler(m: &mut Merger, ts: u64) {
+        for i in 0..MIN_BUFFERED as u64 {
+            m.push(alloc(9, ts + i, 0x1_0000_0000 + i));
+        }
+    }
+
+    /// 1 tick = 1 ns: a 50 ms hold-back, 4 µs of slack.
+    fn clocked() -> Merger {
+        let mut m = Merger::new();
+        m.set_window(Window::for_clock(1_000_000_000));
+        m
+    }
+
+    /// The channel hand-off: thread A allocates X at 100 and sends it;
+    /// thread B, whose last clock reading was at 50, frees X without reading
+    /// the clock, so the free carries 50 and sorts before the allocation. B's
+    /// lane is held at the free until A's allocation is merged; nothing is
+    /// reported, and B's later events keep their order.
+    #[test]
+    fn a_handed_off_free_waits_for_its_allocation() {
+        const X: u64 = 0x1000;
+        let mut m = clocked();
+        let mut t = LiveSet::default();
+        // The writer happened to drain B's ring first.
+        m.push(alloc(2, 50, 0x2000));
+        m.push(free(2, 50, X));
+        m.push(alloc(2, 160, 0x3000));
+        m.push(alloc(1, 100, X));
+        m.push(alloc(1, 170, 0x4000));
+        m.drain_into(&mut t);
+        assert!(t.out.is_empty(), "all within the hold-back window");
+        m.flush_into(&mut t);
+        assert_eq!(t.errors, vec![], "the hand-off is not an error");
+        assert_eq!(
+            t.out,
+            vec![
+                (2, 50, "alloc", 0x2000),
+                (1, 100, "alloc", X),
+                (2, 50, "free", X),
+                (2, 160, "alloc", 0x3000),
+                (1, 170, "alloc", 0x4000),
+            ]
+        );
+        assert_eq!((m.holds_resolved, m.holds_expired, m.late), (1, 0, 0));
+
+        // The same with the window doing the releasing (not the flush): A's
+        // later events move the merge 50 ms on.
+        let mut m = clocked();
+        let mut t = LiveSet::default();
+        m.push(alloc(2, 50, 0x2000));
+        m.push(free(2, 50, X));
+        m.push(alloc(2, 160, 0x3000));
+        m.push(alloc(1, 100, X));
+        m.push(alloc(1, 100_000_000, 0x4000));
+        filler(&mut m, 100_000_000);
+        m.drain_into(&mut t);
+        assert_eq!(t.errors, vec![]);
+        assert_eq!(
+            t.out.iter().map(|o| (o.0, o.2, o.3)).collect::<Vec<_>>(),
+            vec![
+                (2, "alloc", 0x2000),
+                (1, "alloc", X),
+                (2, "free", X),
+                (2, "alloc", 0x3000),
+            ]
+        );
+    }
+
+    /// A free of an address nobody allocates waits only until the merge
+    /// passes the next clock reading of its lane plus the slack (1000 + 4000
+    /// ticks): an event at exactly the bound still goes first; the free then
+    /// goes as it is, reported, with the rest of its lane, before the events
+    /// past the bound.
+    #[test]
+    fn a_free_of_an_unknown_address_is_released_past_its_bound() {
+        let mut m = clocked();
+        let mut t = LiveSet::default();
+        m.push(free(2, 50, 0xdead));
+        m.push(alloc(2, 1_000, 0x3000));
+        m.push(alloc(1, 900, 0x2000));
+        m.push(alloc(1, 1_000 + 4_000, 0x4000));
+        m.push(alloc(1, 1_000 + 4_001, 0x5000));
+        m.push(alloc(1, 200_000_000, 0x6000));
+        filler(&mut m, 200_000_000);
+        m.drain_into(&mut t);
+        assert_eq!(t.errors, vec![(2, 0xdead)]);
+        let order: Vec<u64> = t.out.iter().map(|o| o.1).collect();
+        assert_eq!(order, vec![900, 5_000, 50, 1_000, 5_001]);
+        assert_eq!(m.holds_expired, 1);
+    }
+
+    /// An allocation whose (early, unfenced) reading sorts it before the
+    /// free of the same address on another thread waits for that free.
+    #[test]
+    fn an_allocation_over_a_live_block_waits_for_its_free() {
+        const X: u64 = 0x1000;
+        let mut m = clocked();
+        let mut t = LiveSet::default();
+        m.push(alloc(1, 10, X));
+        m.push(alloc(1, 97, 0x2000));
+        m.push(free(1, 97, X));
+        m.push(alloc(2, 95, X));
+        m.flush_into(&mut t);
+        assert_eq!(t.errors, vec![]);
+        let order: Vec<(u32, &str)> = t.out.iter().map(|o| (o.0, o.2)).collect();
+        assert_eq!(
+            order,
+            vec![(1, "alloc"), (1, "alloc"), (1, "free"), (2, "alloc")]
+        );
+        assert_eq!(m.holds_resolved, 1);
+    }
+
+    /// A firmware trace (stream 0 only) has nothing to wait for.
+    #[test]
+    fn a_single_firmware_stream_flows_at_once() {
+        let mut m = clocked();
+        let mut t = LiveSet::default();
+        m.push(alloc(0, 5, 0x10));
+        m.push(free(0, 5, 0x10));
+        m.drain_into(&mut t);
+        assert_eq!(t.out.len(), 2);
+        assert!(m.is_empty());
+    }
+
+    /// An allocation that arrives after the merge passed it is counted late;
+    /// a free, whose timestamp is only a lower bound, is not.
+    #[test]
+    fn late_means_a_clock_reading_released_out_of_order() {
+        let mut m = clocked();
+        let mut t = LiveSet::default();
+        m.push(alloc(1, 10, 0x10));
+        filler(&mut m, 60_000_000);
+        m.push(alloc(1, 120_000_000, 0x30));
+        m.drain_into(&mut t);
+        // Down to the events kept whatever their time.
+        assert_eq!(t.out.len(), 2);
+        m.push(alloc(2, 20, 0x40));
+        m.push(free(2, 20, 0x10));
+        m.flush_into(&mut t);
+        assert_eq!(m.late, 1);
+        assert_eq!(t.errors, vec![]);
+    }
+
+    /// Two spawned threads each free, as their first event (carrying
+    /// timestamp 0), a block the main thread allocated for them at the same
+    /// address in turn: each free waits for its own allocation.
+    #[test]
+    fn two_holds_on_one_address_take_turns() {
+        const X: u64 = 0x1000;
+        let mut m = clocked();
+        let mut t = LiveSet::default();
+        m.push(free(3, 0, X));
+        m.push(alloc(3, 300, 0x3000));
+        m.push(free(4, 0, X));
+        m.push(alloc(4, 400, 0x4000));
+        m.push(alloc(1, 100, X));
+        m.push(alloc(1, 200, X));
+        m.flush_into(&mut t);
+        assert_eq!(t.errors, vec![]);
+        let order: Vec<(u32, &str)> = t.out.iter().map(|o| (o.0, o.2)).collect();
+        assert_eq!(
+            order,
+            vec![
+                (1, "alloc"),
+                (3, "free"),
+                (1, "alloc"),
+                (4, "free"),
+                (3, "alloc"),
+                (4, "alloc")
+            ]
+        );
+    }
+
+    /// What memscope-std records when threads are spawned: the main thread
+    /// allocates a 24-byte block at X for thread 3, which frees it as its
+    /// first event (carrying timestamp 0), then allocates and frees an
+    /// 8-byte block at X itself; main then allocates X again for thread 4,
+    /// which does the same. Thread 4's first free must wait for *its* block:
+    /// the 8-byte block live at X in between is not the one it frees.
+    #[test]
+    fn a_held_free_waits_for_a_block_of_its_size() {
+        const X: u64 = 0x1000;
+        let mut m = clocked();
+        let mut t = LiveSet::default();
+        m.push(sized(free_of, 3, 0, X, 24));
+        m.push(sized(alloc_of, 3, 300, X, 8));
+        m.push(sized(free_of, 3, 300, X, 8));
+        m.push(sized(free_of, 4, 0, X, 24));
+        m.push(sized(alloc_of, 4, 600, X, 8));
+        m.push(sized(alloc_of, 1, 100, X, 24));
+        m.push(sized(alloc_of, 1, 500, X, 24));
+        m.flush_into(&mut t);
+        assert_eq!(t.errors, vec![]);
+        let order: Vec<(u32, &str)> = t.out.iter().map(|o| (o.0, o.2)).collect();
+        assert_eq!(
+            order,
+            vec![
+                (1, "alloc"),
+                (3, "free"),
+                (3, "alloc"),
+                (3, "free"),
+                (1, "alloc"),
+                (4, "free"),
+                (4, "alloc"),
+            ]
+        );
     }
 }

@@ -7,7 +7,7 @@ use crate::analysis::Analyses;
 use crate::error::Error;
 use crate::frames::{read_frames, DamagedSpan, Flow, Piece};
 use crate::live_view::{Figures, LiveView};
-use crate::merge::Merger;
+use crate::merge::{Merger, Target, Window};
 use crate::records::{Decoder, Event, FrameOutcome, Session};
 use crate::source::Source;
 use crate::state::State;
@@ -143,6 +143,15 @@ impl SessionRun {
         false
     }
 
+    /// The size of the block live at `addr` (in the pass's own live set).
+    #[inline]
+    fn live_size(&self, addr: u64) -> Option<u64> {
+        match &self.replay {
+            Some(r) => r.live.get(&addr).map(|b| b.1),
+            None => self.state.live.get(&addr).map(|b| b.size),
+        }
+    }
+
     fn for_pass(
         incremental: bool,
         start_offset: u64,
@@ -155,6 +164,25 @@ impl SessionRun {
             s.replay = Some(Default::default());
         }
         s
+    }
+}
+
+/// The merge's output going into a session: `stop` is set once the second
+/// pass captured what it came for.
+struct Feed<'a> {
+    run: &'a mut SessionRun,
+    stop: &'a mut bool,
+}
+
+impl Target for Feed<'_> {
+    #[inline]
+    fn live_size(&self, addr: u64) -> Option<Option<u64>> {
+        Some(self.run.live_size(addr))
+    }
+
+    #[inline]
+    fn apply(&mut self, ev: &Event, ahead: Option<&Event>) {
+        *self.stop |= self.run.apply_ahead(ev, ahead);
     }
 }
 
@@ -300,8 +328,9 @@ impl Pass<'_> {
                             match outcome {
                                 FrameOutcome::Done => break,
                                 FrameOutcome::Reset(pos) => {
-                                    merger.flush(|e| {
-                                        stop |= cur.apply(e);
+                                    merger.flush_into(&mut Feed {
+                                        run: &mut cur,
+                                        stop: &mut stop,
                                     });
                                     cur.late_events += merger.late;
                                     merger.late = 0;
@@ -333,6 +362,7 @@ impl Pass<'_> {
                             if let Some(h) = &dec.session.header {
                                 cur.analyses
                                     .set_clock(h.ticks_per_second, self.opts.short_lived_ns);
+                                merger.set_window(Window::for_clock(h.ticks_per_second));
                                 cur.clock_set = true;
                             }
                         }
@@ -342,8 +372,9 @@ impl Pass<'_> {
                         if cur.regions.len() != dec.session.regions.len() {
                             cur.regions.clone_from(&dec.session.regions);
                         }
-                        merger.drain_ahead(|e, ahead| {
-                            stop |= cur.apply_ahead(e, ahead);
+                        merger.drain_into(&mut Feed {
+                            run: &mut cur,
+                            stop: &mut stop,
                         });
                         if view.is_active() {
                             let now = Instant::now();
@@ -383,8 +414,10 @@ impl Pass<'_> {
             cause,
         })?;
         if !stop {
-            merger.flush(|e| {
-                cur.apply(e);
+            let mut ignored = false;
+            merger.flush_into(&mut Feed {
+                run: &mut cur,
+                stop: &mut ignored,
             });
         }
         cur.late_events += merger.late;
