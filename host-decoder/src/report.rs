@@ -480,6 +480,16 @@ pub struct ErrorsOut {
     /// Frees of unknown addresses are expected when events were lost or the
     /// trace started late: this says whether that applies.
     pub unknown_frees_explained_by_loss: bool,
+    /// Events lost in this session (0: none). When not 0, every error may be
+    /// an artefact of the loss (a lost free shows as an allocation over a
+    /// live block, a lost allocation as a free of an unknown address), and
+    /// each example's message says so.
+    pub lost_events: u64,
+    /// Bytes of damaged input skipped in this session (the same caveat).
+    pub damaged_bytes: u64,
+    /// The caveat in words ("possibly caused by N lost events"), or `None`
+    /// when nothing was lost or damaged.
+    pub caveat: Option<String>,
 }
 
 /// A region at one moment.
@@ -949,6 +959,7 @@ fn build_session(
             counts.insert(kind_name(k).to_owned(), c);
         }
     }
+    let caveat = error_caveat(lost_events, s.damage.bytes);
     let examples = an
         .errors
         .examples
@@ -963,7 +974,10 @@ fn build_session(
             }
             ErrorRow {
                 kind: e.kind,
-                message: error_message(e),
+                message: match &caveat {
+                    Some(c) => format!("{} ({c})", error_message(e)),
+                    None => error_message(e),
+                },
                 addr: format!("{:#x}", e.addr),
                 ts: e.ts,
                 stream: e.stream,
@@ -980,6 +994,9 @@ fn build_session(
         unknown_frees_explained_by_loss: lost_events > 0
             || s.damage.spans > 0
             || sess.header.is_none(),
+        lost_events,
+        damaged_bytes: s.damage.bytes,
+        caveat,
     };
 
     let mut fragmentation = Vec::new();
@@ -1196,6 +1213,34 @@ pub fn kind_name(k: ErrorKind) -> &'static str {
     }
 }
 
+/// What qualifies every heap error of a session whose events were lost or
+/// whose input was damaged.
+fn error_caveat(lost_events: u64, damaged_bytes: u64) -> Option<String> {
+    let plural = |n: u64, one: &str, many: &str| {
+        if n == 1 {
+            format!("{n} {one}")
+        } else {
+            format!("{n} {many}")
+        }
+    };
+    match (lost_events, damaged_bytes) {
+        (0, 0) => None,
+        (l, 0) => Some(format!(
+            "possibly caused by {}",
+            plural(l, "lost event", "lost events")
+        )),
+        (0, d) => Some(format!(
+            "possibly caused by {} of damaged input",
+            plural(d, "byte", "bytes")
+        )),
+        (l, d) => Some(format!(
+            "possibly caused by {} and {} of damaged input",
+            plural(l, "lost event", "lost events"),
+            plural(d, "byte", "bytes")
+        )),
+    }
+}
+
 fn error_message(e: &crate::analysis::errors::HeapError) -> String {
     let (size, align) = e.layout;
     match (e.kind, e.block) {
@@ -1225,4 +1270,75 @@ pub fn all_sessions(r: &Report) -> Vec<&Report> {
     let mut v: Vec<&Report> = r.previous_sessions.iter().collect();
     v.push(r);
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline;
+    use crate::source::Source;
+    use crate::synth::TraceBuilder;
+    use memscope_core::wire::Header;
+
+    fn report(bytes: Vec<u8>) -> Report {
+        let mut src = Source::live("t", Box::new(std::io::Cursor::new(bytes)));
+        let run = pipeline::run(&mut src, &pipeline::Options::default()).unwrap();
+        let mut syms: Vec<Symbolizer> = run.sessions.iter().map(|_| Symbolizer::none()).collect();
+        build(&run, &mut syms, &Options::default())
+    }
+
+    /// A firmware trace whose free of 0x2000_0000 was lost: the second
+    /// allocation at that address is an error, qualified by the loss.
+    fn trace(lose: bool) -> Vec<u8> {
+        let mut b = TraceBuilder::new(Vec::new());
+        b.header(Header::new(4, 1_000_000, "fw"), None).unwrap();
+        b.alloc(0, 1, 0x2000_0000, 16, 8, None).unwrap();
+        if lose {
+            b.lose(0, 'd');
+        } else {
+            b.dealloc(0, Some(2), 0x2000_0100, 16, 8, None).unwrap();
+        }
+        b.alloc(0, 3, 0x2000_0000, 16, 8, None).unwrap();
+        b.end(0, 1).unwrap();
+        b.finish().unwrap()
+    }
+
+    #[test]
+    fn errors_found_with_lost_events_say_they_may_come_from_the_loss() {
+        let r = report(trace(true));
+        assert_eq!(r.errors.total, 1);
+        assert_eq!(r.errors.lost_events, 1);
+        assert_eq!(
+            r.errors.caveat.as_deref(),
+            Some("possibly caused by 1 lost event")
+        );
+        assert!(
+            r.errors.examples[0]
+                .message
+                .ends_with("(possibly caused by 1 lost event)"),
+            "{}",
+            r.errors.examples[0].message
+        );
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["errors"]["caveat"], "possibly caused by 1 lost event");
+
+        // Without a loss the same kind of error stands unqualified.
+        let r = report(trace(false));
+        assert_eq!(r.errors.total, 2, "{:?}", r.errors.counts);
+        assert_eq!(r.errors.caveat, None);
+        assert!(!r.errors.examples[0].message.contains("possibly"));
+    }
+
+    #[test]
+    fn the_caveat_counts_lost_events_and_damaged_bytes() {
+        assert_eq!(error_caveat(0, 0), None);
+        assert_eq!(
+            error_caveat(480_580, 0).as_deref(),
+            Some("possibly caused by 480580 lost events")
+        );
+        assert_eq!(
+            error_caveat(2, 37).as_deref(),
+            Some("possibly caused by 2 lost events and 37 bytes of damaged input")
+        );
+    }
 }
