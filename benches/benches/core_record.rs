@@ -20,14 +20,17 @@
 //! other processes' time to the code under test.
 
 use core::alloc::{GlobalAlloc, Layout};
-use criterion::measurement::{Measurement, ValueFormatter};
-use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use memscope_core::frame::{encode_frame, max_frame_len, MAX_HEAD_LEN};
 use memscope_core::wire::{Alloc, Dealloc, Record, MAX_EVENT_LEN};
 use memscope_core::{
     NoClock, Ring, RingSink, StatsOnly, Stream, StreamEncoder, StreamInfo, TrackingAllocator,
 };
 use std::alloc::System;
+
+#[path = "shared/thread_cpu.rs"]
+mod thread_cpu;
+use thread_cpu::ThreadCpu;
 
 /// Addresses and sizes as a heap hands them out: 1024 blocks at 16-byte
 /// granularity within 4 MiB of a base, sizes 8 B – 4 KiB (xorshift, fixed seed).
@@ -174,70 +177,6 @@ fn tracking_allocator(c: &mut Criterion<ThreadCpu>) {
         0,
         "the bench drains before the ring fills"
     );
-}
-
-/// Criterion measurement: CPU time of the calling thread, in nanoseconds.
-struct ThreadCpu;
-
-fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid out-pointer; the clock id is a Linux/POSIX constant.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-impl Measurement for ThreadCpu {
-    type Intermediate = u64;
-    type Value = u64;
-    fn start(&self) -> u64 {
-        thread_cpu_ns()
-    }
-    fn end(&self, start: u64) -> u64 {
-        thread_cpu_ns() - start
-    }
-    fn add(&self, a: &u64, b: &u64) -> u64 {
-        a + b
-    }
-    fn zero(&self) -> u64 {
-        0
-    }
-    fn to_f64(&self, v: &u64) -> f64 {
-        *v as f64
-    }
-    fn formatter(&self) -> &dyn ValueFormatter {
-        &CpuNanos
-    }
-}
-
-struct CpuNanos;
-
-impl ValueFormatter for CpuNanos {
-    fn scale_values(&self, typical: f64, values: &mut [f64]) -> &'static str {
-        let (div, unit) = match typical {
-            t if t < 1e3 => (1.0, "ns cpu"),
-            t if t < 1e6 => (1e3, "µs cpu"),
-            t if t < 1e9 => (1e6, "ms cpu"),
-            _ => (1e9, "s cpu"),
-        };
-        values.iter_mut().for_each(|v| *v /= div);
-        unit
-    }
-    fn scale_throughputs(&self, _typical: f64, t: &Throughput, values: &mut [f64]) -> &'static str {
-        let n = match t {
-            Throughput::Bytes(n) | Throughput::BytesDecimal(n) | Throughput::Elements(n) => {
-                *n as f64
-            }
-        };
-        values.iter_mut().for_each(|v| *v = n * 1e9 / *v);
-        "per cpu-second"
-    }
-    fn scale_for_machines(&self, _values: &mut [f64]) -> &'static str {
-        "ns"
-    }
 }
 
 fn config() -> Criterion<ThreadCpu> {
