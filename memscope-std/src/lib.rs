@@ -33,7 +33,7 @@
 //! (also with `panic = "abort"`) and for threads still running at exit. See
 //! [`clock`] for the timestamp scheme and [`stacks`] for call stacks.
 //!
-//! Each recording thread holds a 512 KiB ring and a 48 KiB stack table
+//! Each recording thread holds a 2 MiB ring and a 48 KiB stack table
 //! ([`RING_BYTES`]), taken from the inner allocator and reused by the next
 //! thread once it exits. Frames carry at most [`FRAME_PAYLOAD_MAX`] bytes of
 //! records (readers need a frame buffer of about 33 KiB).

@@ -24,13 +24,16 @@ use core::sync::atomic::{
 };
 use memscope_core::{Ring, StreamEncoder};
 
-/// Bytes of each thread's ring: at three to five bytes an event, about 100 000
-/// events, or 10-50 ms of a thread that does nothing but allocate. The owner
+/// Bytes of each thread's ring: at five to seven bytes an event, about 350 000
+/// events, or 15-30 ms of a thread that does nothing but allocate. The owner
 /// wakes the writer when the ring is a quarter full; the ring absorbs the
-/// writer thread being descheduled on a busy machine meanwhile. Allocated from
-/// the inner allocator when a thread first records (plus 48 KiB for its stack
-/// table), kept for the next thread when it exits.
-pub const RING_BYTES: usize = 512 * 1024;
+/// writer thread being descheduled on a busy machine meanwhile (512 KiB lost
+/// 5 % of the events of a 2-thread churn on 2 loaded cores: a scheduler time
+/// slice is several milliseconds). Allocated zeroed from the inner allocator
+/// when a thread first records (plus 48 KiB for its stack table), so only the
+/// pages a thread's events reach become resident; kept for the next thread
+/// when it exits.
+pub const RING_BYTES: usize = 2 * 1024 * 1024;
 
 /// The writer cuts a thread's bytes into frames of at most this many payload
 /// bytes (at a record boundary), so a damaged frame costs little and readers
