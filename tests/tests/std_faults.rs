@@ -198,6 +198,11 @@ fn a_burst_that_overflows_the_ring_is_accounted_for_exactly() {
         // Reported in `Lost` records or (thread exited with a full ring) only
         // in the end record.
         assert!(s.lost_reported <= lost);
+        println!(
+            "{name}: counted {c:?}, recorded {}, lost {lost} ({} in Lost records)",
+            s.recorded(),
+            s.lost_reported
+        );
     }
     t.assert_accounts_for(&counted);
     assert!(

@@ -6,8 +6,17 @@ use memscope_tests::trace;
 use memscope_tests::{parse_counted, scratch_dir};
 use std::process::Command;
 
-const THREADS: usize = 8;
-const BLOCKS: usize = 20_000;
+/// Threads and blocks per thread; `MEMSCOPE_STRESS=THREADS,BLOCKS` for a
+/// longer run (docs/RELIABILITY.md gives one).
+fn size() -> (usize, usize) {
+    match std::env::var("MEMSCOPE_STRESS") {
+        Ok(v) => {
+            let (t, b) = v.split_once(',').expect("MEMSCOPE_STRESS=THREADS,BLOCKS");
+            (t.parse().unwrap(), b.parse().unwrap())
+        }
+        Err(_) => (8, 20_000),
+    }
+}
 
 /// Block sizes the child's workers use, and nothing else in it.
 fn is_block(size: u64) -> bool {
@@ -16,10 +25,11 @@ fn is_block(size: u64) -> bool {
 
 #[test]
 fn threads_freeing_each_others_blocks_add_up_exactly() {
+    let (threads, blocks_each) = size();
     let dir = scratch_dir("stress");
     let out = dir.join("stress.bin");
     let o = Command::new(env!("CARGO_BIN_EXE_std_stress_child"))
-        .args([THREADS.to_string(), BLOCKS.to_string()])
+        .args([threads.to_string(), blocks_each.to_string()])
         .env("MEMSCOPE_OUT", &out)
         .env("MEMSCOPE_STACKS", "8")
         .output()
@@ -29,7 +39,7 @@ fn threads_freeing_each_others_blocks_add_up_exactly() {
     let t = trace::decode(&std::fs::read(&out).unwrap());
     t.assert_complete();
     let counted = parse_counted(&stdout);
-    assert_eq!(counted.len(), THREADS);
+    assert_eq!(counted.len(), threads);
     // Every call of every worker: recorded, lost, or untracked. Exact.
     t.assert_accounts_for(&counted);
 
@@ -47,12 +57,12 @@ fn threads_freeing_each_others_blocks_add_up_exactly() {
         blocks += a;
         if lost == 0 {
             // Each worker allocates its M blocks and frees its neighbour's M.
-            assert_eq!((a, f), (BLOCKS as u64, BLOCKS as u64), "{name}");
+            assert_eq!((a, f), (blocks_each as u64, blocks_each as u64), "{name}");
         }
         println!("{name}: recorded {}, lost {lost}", s.recorded());
     }
     if !lost_any {
-        assert_eq!(blocks, (THREADS * BLOCKS) as u64);
+        assert_eq!(blocks, (threads * blocks_each) as u64);
         // Every block was freed, on another stream than its own.
         for (size, balance) in &t.balance_by_size {
             if is_block(*size) {
