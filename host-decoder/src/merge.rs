@@ -23,12 +23,13 @@
 //!
 //! # Holds: frees whose timestamp is only a lower bound
 //!
-//! A free that did not read the clock carries its stream's previous
-//! timestamp, possibly long before the free. When a block crosses threads (A
+//! A free's timestamp is only a lower bound: one that did not read the clock
+//! carries its stream's previous timestamp (or a recent reading published by
+//! memscope-std's writer), possibly long before the free. When a block crosses threads (A
 //! allocates X at 100, B — idle since 50 — frees it, carrying 50), that free
 //! sorts before its allocation. So when an event reaches the head of the
-//! merged order out of step with the live set — an inexact free (or a
-//! realloc's release) of an address not live, an allocation over a live
+//! merged order out of step with the live set — a free (or a realloc's
+//! release) of a block not live with its size, an allocation over a live
 //! address — its lane is *held*: that event and the rest of its lane wait
 //! while the other lanes go on, until the event it waits for is merged (the
 //! held one then follows right after it) or the merge passes the held
@@ -194,7 +195,7 @@ pub struct Merger {
     held: Vec<u32>,
     buffered: usize,
     /// Events that arrived later than the merge could wait: a clock reading
-    /// (alloc, realloc, exact free) released after an event more than the
+    /// (alloc, realloc) released after an event more than the
     /// clock's slack later. (A free's or a realloc release's timestamp is
     /// only a lower bound, so releasing it after later events is no fault.)
     pub late: u64,
@@ -242,12 +243,7 @@ fn key(ev: &Event, lane: u32) -> HeadKey {
 #[inline]
 fn needs(ev: &Event) -> Option<(u64, Want)> {
     match ev.op {
-        Op::Dealloc {
-            addr,
-            size,
-            ts_exact: false,
-            ..
-        } => Some((addr, Want::Live(size))),
+        Op::Dealloc { addr, size, .. } => Some((addr, Want::Live(size))),
         Op::ReallocRelease {
             old_addr, old_size, ..
         } => Some((old_addr, Want::Live(old_size))),
@@ -257,17 +253,16 @@ fn needs(ev: &Event) -> Option<(u64, Want)> {
     }
 }
 
-/// Whether `ev` read the clock when it happened (its timestamp is then an
-/// upper bound of everything before it in its stream, up to the slack).
+/// Whether `ev` read the clock after it happened (its timestamp is then an
+/// upper bound of everything before it in its stream, up to the slack). A
+/// free's timestamp, `ts_exact` or not, is only a lower bound: memscope-std
+/// gives a free the writer's latest published reading when that is newer
+/// than its thread's previous one.
 #[inline]
 fn reads_clock(ev: &Event) -> bool {
     matches!(
         ev.op,
-        Op::Alloc { .. }
-            | Op::AllocFailed { .. }
-            | Op::Realloc { .. }
-            | Op::ReallocFailed { .. }
-            | Op::Dealloc { ts_exact: true, .. }
+        Op::Alloc { .. } | Op::AllocFailed { .. } | Op::Realloc { .. } | Op::ReallocFailed { .. }
     )
 }
 
@@ -442,6 +437,7 @@ impl Merger {
                 continue;
             }
             self.heads.pop();
+            let k = self.prefer_tied_free(k);
             let l = k.2;
             let runner_up = self.heads.peek().map(|r| r.0);
             // The earliest lane releases a run of events while its head stays
@@ -499,7 +495,7 @@ impl Merger {
                 let Reverse(nk) = key(next, l);
                 if resolved
                     || !self.held.is_empty()
-                    || runner_up.is_some_and(|r| nk > r)
+                    || runner_up.is_some_and(|r| nk > r || (nk.0 == r.0 && nk.1 == 0 && r.1 == 0))
                     || (!end && !self.releasable(&nk, bound))
                 {
                     self.heads.push(Reverse(nk));
@@ -507,6 +503,66 @@ impl Merger {
                 }
             }
         }
+    }
+
+    /// Two frees at the same timestamp (both lower bounds: memscope-std
+    /// gives frees of several threads the same published reading) of the
+    /// same block: the one whose thread read the clock again first is the
+    /// earlier free. Returns the key to release; the other goes back.
+    fn prefer_tied_free(&mut self, k: (u64, u8, u32)) -> (u64, u8, u32) {
+        if k.1 != 0
+            || !self
+                .heads
+                .peek()
+                .is_some_and(|r| r.0 .0 == k.0 && r.0 .1 == 0)
+        {
+            return k;
+        }
+        let block = |l: u32| match self.lanes[l as usize].queue.front().map(|e| e.op) {
+            Some(Op::Dealloc { addr, size, .. }) => Some((addr, size)),
+            Some(Op::ReallocRelease {
+                old_addr, old_size, ..
+            }) => Some((old_addr, old_size)),
+            _ => None,
+        };
+        let upper = |l: u32| {
+            self.lanes[l as usize]
+                .queue
+                .iter()
+                .skip(1)
+                .find(|e| reads_clock(e))
+                .map_or(u64::MAX, |e| e.ts)
+        };
+        let Some(mine) = block(k.2) else {
+            return k;
+        };
+        // Every free tied with this one (few: threads that freed within one
+        // writer cycle without reading the clock since).
+        let mut tied = Vec::new();
+        while let Some(&Reverse(r)) = self.heads.peek() {
+            if r.0 != k.0 || r.1 != 0 || tied.len() == 64 {
+                break;
+            }
+            self.heads.pop();
+            tied.push(r);
+        }
+        let mut best = k;
+        let mut best_upper = upper(k.2);
+        for r in &tied {
+            if block(r.2) == Some(mine) {
+                let u = upper(r.2);
+                if u < best_upper {
+                    best = *r;
+                    best_upper = u;
+                }
+            }
+        }
+        for r in tied.into_iter().chain(std::iter::once(k)) {
+            if r != best {
+                self.heads.push(Reverse(r));
+            }
+        }
+        best
     }
 
     /// Held lanes whose wait is over (their conflicting event was merged)
@@ -954,6 +1010,66 @@ mod tests {
                 (1, "alloc"),
                 (4, "free"),
                 (4, "alloc"),
+            ]
+        );
+    }
+
+    /// memscope-std gives a free a reading the writer published when that is
+    /// newer than its thread's previous one, and marks it exact: still only a
+    /// lower bound. A thread's first free of the block main allocated for it
+    /// can carry a reading from before that allocation; it waits likewise.
+    #[test]
+    fn an_exact_free_is_only_a_lower_bound_too() {
+        const X: u64 = 0x1000;
+        let mut m = clocked();
+        let mut t = LiveSet::default();
+        let mut exact = free(3, 90, X);
+        if let Op::Dealloc { ts_exact, .. } = &mut exact.op {
+            *ts_exact = true;
+        }
+        m.push(exact);
+        m.push(alloc(3, 300, 0x3000));
+        m.push(alloc(1, 100, X));
+        m.flush_into(&mut t);
+        assert_eq!(t.errors, vec![]);
+        let order: Vec<(u32, &str)> = t.out.iter().map(|o| (o.0, o.2)).collect();
+        assert_eq!(order, vec![(1, "alloc"), (3, "free"), (3, "alloc")]);
+    }
+
+    /// Threads spawned in one writer cycle free their spawn blocks with the
+    /// same published reading; main allocated those blocks at one address in
+    /// turn. The free whose thread read the clock again first takes the
+    /// first block; the other waits for the second.
+    #[test]
+    fn tied_frees_of_one_block_go_earliest_bound_first() {
+        const X: u64 = 0x1000;
+        let mut m = clocked();
+        let mut t = LiveSet::default();
+        m.push(alloc(1, 100, X));
+        m.push(alloc(1, 120, 0x9000));
+        m.push(free(4, 150, X));
+        m.push(alloc(4, 900, 0x4000));
+        // A third thread tied with them, on another block.
+        m.push(free(3, 150, 0x9000));
+        m.push(alloc(3, 200, 0x3000));
+        m.push(free(2, 150, X));
+        m.push(alloc(2, 300, 0x2000));
+        m.push(alloc(1, 500, X));
+        m.flush_into(&mut t);
+        assert_eq!(t.errors, vec![]);
+        let order: Vec<(u32, u64, &str)> = t.out.iter().map(|o| (o.0, o.1, o.2)).collect();
+        assert_eq!(
+            order,
+            vec![
+                (1, 100, "alloc"),
+                (1, 120, "alloc"),
+                (2, 150, "free"),
+                (3, 150, "free"),
+                (3, 200, "alloc"),
+                (2, 300, "alloc"),
+                (1, 500, "alloc"),
+                (4, 150, "free"),
+                (4, 900, "alloc"),
             ]
         );
     }
