@@ -282,7 +282,276 @@ pub fn run(src: &mut Source, opts: &Options) -> Result<Run, Error> {
     })
 }
 
+/// Events handed from the decoding side to the analysing side at once, when
+/// the two run on their own threads (a file). Large enough that the channel
+/// costs little per event, small enough to stay in the last-level cache.
+const BATCH_EVENTS: usize = 8192;
+/// Batches in flight between the two threads.
+const BATCHES_IN_FLIGHT: usize = 4;
+
+/// What the decoding side found besides heap events, placed between them.
+enum Mark {
+    /// The stream's End was read: it delivers nothing more.
+    Close(u32),
+    /// The session's header gave its clock.
+    Clock(u64),
+    /// The session's heap regions so far.
+    Regions(Vec<(u64, u64)>),
+    /// Bytes that did not decode.
+    Damaged(DamagedSpan),
+    /// A target reset in the frame at this offset: the session decoded so
+    /// far is complete.
+    Reset(u64, Box<Session>),
+    /// Events the producers reported lost so far in the session.
+    Lost(u64),
+}
+
+/// Heap events in input order, with marks at the event index they follow.
+#[derive(Default)]
+struct Batch {
+    events: Vec<Event>,
+    marks: Vec<(usize, Mark)>,
+}
+
+impl Batch {
+    fn clear(&mut self) {
+        self.events.clear();
+        self.marks.clear();
+    }
+
+    fn is_empty(&self) -> bool {
+        self.events.is_empty() && self.marks.is_empty()
+    }
+}
+
+/// The decoding side: frames → records → batches of events.
+struct Decoding<'a> {
+    input: &'a str,
+    dec: Decoder,
+    frames_ok: u64,
+    clock_sent: bool,
+    regions_sent: usize,
+    lost_sent: u64,
+}
+
+impl Decoding<'_> {
+    fn mark(batch: &mut Batch, mark: Mark) {
+        batch.marks.push((batch.events.len(), mark));
+    }
+
+    fn frame(
+        &mut self,
+        stream: u32,
+        records: &[u8],
+        offset: u64,
+        batch: &mut Batch,
+    ) -> Result<(), Error> {
+        self.frames_ok += 1;
+        let mut from = 0;
+        loop {
+            let events = &mut batch.events;
+            let outcome = self
+                .dec
+                .decode_frame(stream, records, offset, from, &mut |ev| events.push(ev));
+            match outcome {
+                FrameOutcome::Done => break,
+                FrameOutcome::Reset(pos) => {
+                    let finished = self.dec.start_session();
+                    Self::mark(batch, Mark::Reset(offset, Box::new(finished)));
+                    self.clock_sent = false;
+                    self.regions_sent = 0;
+                    self.lost_sent = 0;
+                    from = pos;
+                }
+                FrameOutcome::UnsupportedVersion(v) => {
+                    return Err(Error::NotATrace {
+                        input: self.input.to_owned(),
+                        offset,
+                        reason: format!(
+                            "trace format version {v} is newer than this decoder reads (up to {}); update memscope-decode",
+                            memscope_core::wire::FORMAT_VERSION
+                        ),
+                    });
+                }
+            }
+        }
+        let session = &self.dec.session;
+        if !self.clock_sent {
+            if let Some(h) = &session.header {
+                Self::mark(batch, Mark::Clock(h.ticks_per_second));
+                self.clock_sent = true;
+            }
+        }
+        if self.dec.frame_ended {
+            Self::mark(batch, Mark::Close(stream));
+        }
+        if self.regions_sent != session.regions.len() {
+            Self::mark(batch, Mark::Regions(session.regions.clone()));
+            self.regions_sent = session.regions.len();
+        }
+        let lost = session.streams.get(&stream).map_or(0, |s| s.counts.lost);
+        if lost != 0 {
+            let total = session
+                .streams
+                .values()
+                .map(|s| s.counts.lost)
+                .fold(0, u64::saturating_add);
+            if total != self.lost_sent {
+                Self::mark(batch, Mark::Lost(total));
+                self.lost_sent = total;
+            }
+        }
+        Ok(())
+    }
+
+    fn damaged(&mut self, span: DamagedSpan, batch: &mut Batch) -> Result<(), Error> {
+        self.dec.damage();
+        Self::mark(batch, Mark::Damaged(span));
+        if self.frames_ok == 0 && span.offset + span.len >= NO_FRAME_LIMIT {
+            return Err(not_a_trace(self.input, span.offset + span.len));
+        }
+        Ok(())
+    }
+
+    /// Reads `reader` to its end, handing a batch to `ship` whenever it holds
+    /// `ship_at` events (1: after every frame) and at the end. `ship` says
+    /// whether to go on.
+    fn read(
+        &mut self,
+        reader: Box<dyn Read + Send>,
+        progress: &indicatif::ProgressBar,
+        ship_at: usize,
+        batch: &mut Batch,
+        ship: &mut dyn FnMut(&mut Batch) -> bool,
+    ) -> Result<u64, Error> {
+        let mut fatal = None;
+        let result = read_frames(
+            reader,
+            |off| progress.set_position(off),
+            |piece| {
+                let r = match piece {
+                    Piece::Frame(stream, records, offset) => {
+                        self.frame(stream, records, offset, batch)
+                    }
+                    Piece::Damaged(span) => self.damaged(span, batch),
+                };
+                if let Err(e) = r {
+                    fatal = Some(e);
+                    return Flow::Stop;
+                }
+                if batch.events.len() >= ship_at && !ship(batch) {
+                    return Flow::Stop;
+                }
+                Flow::Continue
+            },
+        );
+        if let Some(e) = fatal {
+            return Err(e);
+        }
+        let bytes = result.map_err(|(offset, cause)| Error::Unreadable {
+            input: self.input.to_owned(),
+            offset: Some(offset),
+            cause,
+        })?;
+        if !batch.is_empty() {
+            ship(batch);
+        }
+        Ok(bytes)
+    }
+}
+
+/// The analysing side: batches → merge → sessions' state and analyses.
+struct Analysing<'a> {
+    pass: &'a Pass<'a>,
+    merger: Merger,
+    cur: SessionRun,
+    done: Vec<SessionRun>,
+    /// The second pass captured what it came for.
+    stop: bool,
+    view: LiveView<std::io::Stderr>,
+    lost: u64,
+}
+
+impl Analysing<'_> {
+    /// Takes one batch; returns whether to go on.
+    fn take(&mut self, batch: &mut Batch) -> bool {
+        let Batch { events, marks } = batch;
+        let mut at = 0;
+        for (pos, mark) in marks.drain(..) {
+            for ev in &events[at..pos] {
+                self.merger.push(*ev);
+            }
+            at = pos;
+            self.mark(mark);
+        }
+        for ev in &events[at..] {
+            self.merger.push(*ev);
+        }
+        self.merger.drain_into(&mut Feed {
+            run: &mut self.cur,
+            stop: &mut self.stop,
+        });
+        if self.view.is_active() {
+            let now = Instant::now();
+            if self.view.due(now) {
+                let f = figures(&self.cur, self.lost, self.done.len() + 1);
+                self.view.update(now, &f);
+            }
+        }
+        let targets = self.pass.targets.as_ref();
+        !(self.stop && targets.is_some_and(|t| t.len() <= self.done.len() + 1))
+    }
+
+    fn mark(&mut self, mark: Mark) {
+        match mark {
+            Mark::Close(stream) => self.merger.close(stream),
+            Mark::Clock(tps) => {
+                self.cur
+                    .analyses
+                    .set_clock(tps, self.pass.opts.short_lived_ns);
+                self.cur.clock_set = true;
+                self.merger.set_window(Window::for_clock(tps));
+            }
+            Mark::Regions(r) => self.cur.regions = r,
+            Mark::Damaged(span) => {
+                let d = &mut self.cur.damage;
+                d.spans += 1;
+                d.bytes += span.len;
+                if d.examples.len() < MAX_DAMAGE_EXAMPLES {
+                    d.examples.push(span);
+                }
+            }
+            Mark::Lost(n) => self.lost = n,
+            Mark::Reset(offset, session) => {
+                self.merger.flush_into(&mut Feed {
+                    run: &mut self.cur,
+                    stop: &mut self.stop,
+                });
+                self.cur.late_events += std::mem::take(&mut self.merger.late);
+                let target = self
+                    .pass
+                    .targets
+                    .as_ref()
+                    .and_then(|t| t.get(self.done.len() + 1).copied().flatten());
+                let next = SessionRun::for_pass(
+                    self.pass.incremental,
+                    offset,
+                    target,
+                    self.pass.targets.is_some(),
+                );
+                let finished = std::mem::replace(&mut self.cur, next);
+                self.done.push(finish(finished, *session));
+                self.lost = 0;
+            }
+        }
+    }
+}
+
 impl Pass<'_> {
+    /// Runs the pass. A file is decoded on a thread of its own while this
+    /// one merges and analyses (the two halves cost about the same); a live
+    /// source is handled frame by frame on this thread, so that what it
+    /// shows is never a batch behind.
     fn run(
         &self,
         reader: Box<dyn Read + Send>,
@@ -294,125 +563,52 @@ impl Pass<'_> {
             self.opts.progress && self.targets.is_none() && !self.incremental,
             len,
         );
-        let mut view =
-            LiveView::stderr(self.opts.progress && self.targets.is_none() && self.incremental);
-        let mut dec = Decoder::new();
-        let mut merger = Merger::new();
-        let mut done: Vec<SessionRun> = Vec::new();
-        let second = self.targets.is_some();
-        let mut cur = SessionRun::for_pass(
-            self.incremental,
-            0,
-            self.targets
-                .as_ref()
-                .and_then(|t| t.first().copied().flatten()),
-            second,
-        );
-        let mut frames_ok = 0u64;
-        let mut fatal: Option<Error> = None;
-        let mut stop = false;
-        let targets = self.targets.as_ref();
-        let result = read_frames(
-            reader,
-            |off| progress.set_position(off),
-            |piece| {
-                match piece {
-                    Piece::Frame(stream, records, offset) => {
-                        frames_ok += 1;
-                        let mut from = 0;
-                        loop {
-                            let outcome =
-                                dec.decode_frame(stream, records, offset, from, &mut |ev| {
-                                    merger.push(ev)
-                                });
-                            match outcome {
-                                FrameOutcome::Done => break,
-                                FrameOutcome::Reset(pos) => {
-                                    merger.flush_into(&mut Feed {
-                                        run: &mut cur,
-                                        stop: &mut stop,
-                                    });
-                                    cur.late_events += merger.late;
-                                    merger.late = 0;
-                                    let next = SessionRun::for_pass(
-                                        self.incremental,
-                                        offset,
-                                        targets
-                                            .and_then(|t| t.get(done.len() + 1).copied().flatten()),
-                                        second,
-                                    );
-                                    let finished = std::mem::replace(&mut cur, next);
-                                    done.push(finish(finished, dec.start_session()));
-                                    from = pos;
-                                }
-                                FrameOutcome::UnsupportedVersion(v) => {
-                                    fatal = Some(Error::NotATrace {
-                                        input: self.input.to_owned(),
-                                        offset,
-                                        reason: format!(
-                                            "trace format version {v} is newer than this decoder reads (up to {}); update memscope-decode",
-                                            memscope_core::wire::FORMAT_VERSION
-                                        ),
-                                    });
-                                    return Flow::Stop;
-                                }
-                            }
-                        }
-                        if !cur.clock_set {
-                            if let Some(h) = &dec.session.header {
-                                cur.analyses
-                                    .set_clock(h.ticks_per_second, self.opts.short_lived_ns);
-                                merger.set_window(Window::for_clock(h.ticks_per_second));
-                                cur.clock_set = true;
-                            }
-                        }
-                        if dec.frame_ended {
-                            merger.close(stream);
-                        }
-                        if cur.regions.len() != dec.session.regions.len() {
-                            cur.regions.clone_from(&dec.session.regions);
-                        }
-                        merger.drain_into(&mut Feed {
-                            run: &mut cur,
-                            stop: &mut stop,
-                        });
-                        if view.is_active() {
-                            let now = Instant::now();
-                            if view.due(now) {
-                                view.update(now, &figures(&cur, &dec.session, done.len() + 1));
-                            }
-                        }
-                    }
-                    Piece::Damaged(span) => {
-                        dec.damage();
-                        cur.damage.spans += 1;
-                        cur.damage.bytes += span.len;
-                        if cur.damage.examples.len() < MAX_DAMAGE_EXAMPLES {
-                            cur.damage.examples.push(span);
-                        }
-                        if frames_ok == 0 && span.offset + span.len >= NO_FRAME_LIMIT {
-                            fatal = Some(not_a_trace(self.input, span.offset + span.len));
-                            return Flow::Stop;
-                        }
-                    }
-                }
-                if stop && targets.is_some_and(|t| t.len() <= done.len() + 1) {
-                    Flow::Stop
-                } else {
-                    Flow::Continue
-                }
-            },
-        );
+        let mut decoding = Decoding {
+            input: self.input,
+            dec: Decoder::new(),
+            frames_ok: 0,
+            clock_sent: false,
+            regions_sent: 0,
+            lost_sent: 0,
+        };
+        let mut an = Analysing {
+            pass: self,
+            merger: Merger::new(),
+            cur: SessionRun::for_pass(
+                self.incremental,
+                0,
+                self.targets
+                    .as_ref()
+                    .and_then(|t| t.first().copied().flatten()),
+                self.targets.is_some(),
+            ),
+            done: Vec::new(),
+            stop: false,
+            view: LiveView::stderr(
+                self.opts.progress && self.targets.is_none() && self.incremental,
+            ),
+            lost: 0,
+        };
+        let bytes = if self.incremental {
+            let mut batch = Batch::default();
+            decoding.read(reader, &progress, 1, &mut batch, &mut |b| {
+                let go_on = an.take(b);
+                b.clear();
+                go_on
+            })
+        } else {
+            self.run_threaded(reader, &progress, &mut decoding, &mut an)
+        };
         progress.finish_and_clear();
-        view.finish();
-        if let Some(e) = fatal {
-            return Err(e);
-        }
-        let bytes = result.map_err(|(offset, cause)| Error::Unreadable {
-            input: self.input.to_owned(),
-            offset: Some(offset),
-            cause,
-        })?;
+        an.view.finish();
+        let bytes = bytes?;
+        let Analysing {
+            mut merger,
+            mut cur,
+            mut done,
+            stop,
+            ..
+        } = an;
         if !stop {
             let mut ignored = false;
             merger.flush_into(&mut Feed {
@@ -421,27 +617,67 @@ impl Pass<'_> {
             });
         }
         cur.late_events += merger.late;
-        done.push(finish(cur, dec.start_session()));
+        done.push(finish(cur, decoding.dec.start_session()));
         if self.targets.is_none() {
-            check_is_trace(self.input, bytes, frames_ok, &done)?;
+            check_is_trace(self.input, bytes, decoding.frames_ok, &done)?;
         }
         Ok((done, bytes))
+    }
+
+    /// Decoding on a scoped thread, batches over a bounded channel (and back
+    /// again, emptied, to be reused), analysis on this thread.
+    fn run_threaded(
+        &self,
+        reader: Box<dyn Read + Send>,
+        progress: &indicatif::ProgressBar,
+        decoding: &mut Decoding<'_>,
+        an: &mut Analysing<'_>,
+    ) -> Result<u64, Error> {
+        use std::sync::mpsc::sync_channel;
+        let (full_tx, full_rx) = sync_channel::<Batch>(BATCHES_IN_FLIGHT);
+        let (empty_tx, empty_rx) = sync_channel::<Batch>(BATCHES_IN_FLIGHT + 2);
+        std::thread::scope(|scope| {
+            let producer = scope.spawn(move || {
+                let mut batch = Batch::default();
+                batch.events.reserve(BATCH_EVENTS + 1024);
+                decoding.read(reader, progress, BATCH_EVENTS, &mut batch, &mut |b| {
+                    let mut next = empty_rx.try_recv().unwrap_or_else(|_| {
+                        let mut n = Batch::default();
+                        n.events.reserve(BATCH_EVENTS + 1024);
+                        n
+                    });
+                    std::mem::swap(b, &mut next);
+                    // A closed channel: the analysing side has what it needs.
+                    full_tx.send(next).is_ok()
+                })
+            });
+            for mut batch in full_rx.iter() {
+                let go_on = an.take(&mut batch);
+                batch.clear();
+                let _ = empty_tx.try_send(batch);
+                if !go_on {
+                    break;
+                }
+            }
+            // Dropping the receivers ends a producer that is still reading.
+            drop(full_rx);
+            drop(empty_tx);
+            producer
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p))
+        })
     }
 }
 
 /// What the live view shows of the session being read.
-fn figures(cur: &SessionRun, session: &Session, number: usize) -> Figures {
+fn figures(cur: &SessionRun, lost: u64, number: usize) -> Figures {
     let a = &cur.analyses;
     Figures {
         current_bytes: a.peak.current_bytes,
         current_blocks: a.peak.current_blocks,
         peak_bytes: a.peak.peak_bytes,
         allocations: a.totals.allocations + a.totals.reallocations,
-        lost: session
-            .streams
-            .values()
-            .map(|s| s.counts.lost)
-            .fold(0, u64::saturating_add),
+        lost,
         session: number,
     }
 }
