@@ -206,21 +206,27 @@ impl StackTable {
 }
 
 /// A stream's stack ids → session stack ids. Producers number their stacks
-/// from 0 up, so small ids index a vector (every heap event looks one up);
-/// larger ones (only a damaged unchecked frame would send one) go to a map.
+/// from 0 up, so ids that continue that count index a vector (every heap
+/// event looks one up); an id far past it (only a damaged unchecked frame or
+/// a hostile trace sends one) goes to a map, so that a claimed id costs no
+/// more memory than the record that claims it.
 #[derive(Debug, Default)]
 struct LocalStacks {
     dense: Vec<u32>,
     sparse: FxHashMap<u32, u32>,
 }
 
-/// Local ids below this are stored densely (4 MiB per stream at most).
+/// Local ids below this may be stored densely (4 MiB per stream at most).
 const DENSE_STACK_IDS: u32 = 1 << 20;
+
+/// How far past the dense table's end an id may be and still extend it: a
+/// 16 KiB step, so 20 000 hostile streams cannot each claim 4 MiB.
+const DENSE_GROWTH: usize = 4096;
 
 impl LocalStacks {
     fn insert(&mut self, local: u32, global: u32) {
-        if local < DENSE_STACK_IDS {
-            let i = local as usize;
+        let i = local as usize;
+        if local < DENSE_STACK_IDS && i < self.dense.len() + DENSE_GROWTH {
             if i >= self.dense.len() {
                 self.dense.resize(i + 1, NO_STACK);
             }
@@ -232,13 +238,10 @@ impl LocalStacks {
 
     #[inline]
     fn get(&self, local: u32) -> Option<u32> {
-        if local < DENSE_STACK_IDS {
-            self.dense
-                .get(local as usize)
-                .copied()
-                .filter(|&g| g != NO_STACK)
-        } else {
-            self.sparse.get(&local).copied()
+        match self.dense.get(local as usize) {
+            Some(&g) if g != NO_STACK => Some(g),
+            _ if self.sparse.is_empty() => None,
+            _ => self.sparse.get(&local).copied(),
         }
     }
 }

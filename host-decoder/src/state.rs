@@ -112,7 +112,7 @@ impl State {
         // addresses that are not live, and the next free overwrites it.
         let old = self.live.insert(addr, block);
         if let Some(o) = &old {
-            self.live_bytes -= o.size;
+            self.live_bytes = self.live_bytes.saturating_sub(o.size);
         }
         old
     }
@@ -121,7 +121,7 @@ impl State {
     #[inline]
     pub fn remove(&mut self, addr: u64, free_stack: u32, free_stream: u32) -> Option<Block> {
         let block = self.live.remove(&addr)?;
-        self.live_bytes -= block.size;
+        self.live_bytes = self.live_bytes.saturating_sub(block.size);
         if self.freed.is_empty() {
             self.freed.resize(FREED_MEMORY, Freed::default());
         }
@@ -140,7 +140,7 @@ impl State {
     #[inline]
     pub fn take(&mut self, addr: u64) -> Option<Block> {
         let block = self.live.remove(&addr)?;
-        self.live_bytes -= block.size;
+        self.live_bytes = self.live_bytes.saturating_sub(block.size);
         Some(block)
     }
 
