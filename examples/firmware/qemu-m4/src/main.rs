@@ -10,23 +10,18 @@
 //!
 //! prints memscope's statistics and the heap's `used()` over semihosting. To
 //! watch the trace, start QEMU with `-gdb tcp::3333 -S` and run
-//! `memscope-decode gdb localhost:3333 --elf <this ELF>`.
+//! `memscope-decode gdb localhost:3333 --elf <this ELF>`. The body of `main`
+//! after the setup below is `workload::qemu`, shared with `qemu-m0`.
 #![no_std]
 #![no_main]
 
-extern crate alloc;
-
 use core::mem::MaybeUninit;
-use cortex_m::peripheral::SCB;
 use cortex_m_rt::{entry, exception};
-use embedded_alloc::LlffHeap;
 use panic_semihosting as _;
 
 #[cfg(feature = "tracking")]
 mod tracked {
-    use embedded_alloc::LlffHeap;
     use memscope_core::cortex_m::DwtClock;
-    #[cfg(feature = "stacks")]
     #[cfg(feature = "stacks")]
     use memscope_core::cortex_m::FrameChain;
     use memscope_core::rtt::RttSink;
@@ -49,11 +44,11 @@ mod tracked {
     #[cfg(not(feature = "stacks"))]
     const STACKS: Stacks = memscope_core::NoStacks;
 
-    pub type Heap = TrackingAllocator<LlffHeap, Stream<RttSink, DwtClock, Stacks>>;
+    pub type Heap = workload::qemu::Tracked<DwtClock, Stacks>;
 
     pub const fn heap() -> Heap {
         TrackingAllocator::new(
-            LlffHeap::empty(),
+            embedded_alloc::LlffHeap::empty(),
             Stream::with_stacks(
                 RttSink::new(),
                 DwtClock::new(CORE_HZ),
@@ -70,7 +65,7 @@ static HEAP: tracked::Heap = tracked::heap();
 
 #[cfg(not(feature = "tracking"))]
 #[global_allocator]
-static HEAP: LlffHeap = LlffHeap::empty();
+static HEAP: embedded_alloc::LlffHeap = embedded_alloc::LlffHeap::empty();
 
 /// The memscope RTT channel's buffer; none without tracking, so size
 /// comparisons show what memscope adds.
@@ -78,29 +73,10 @@ const MEMSCOPE_CHANNEL: usize = if cfg!(feature = "tracking") { 16384 } else { 0
 
 const HEAP_SIZE: usize = 16 * 1024;
 
-/// How often the workload runs: 1, or MEMSCOPE_WORKLOAD_RUNS at build time.
-const WORKLOAD_RUNS: u32 = match option_env!("MEMSCOPE_WORKLOAD_RUNS") {
-    Some(n) => match u32::from_str_radix(n, 10) {
-        Ok(n) => n,
-        Err(_) => panic!("MEMSCOPE_WORKLOAD_RUNS must be a number"),
-    },
-    None => 1,
-};
-
-fn inner_heap() -> &'static LlffHeap {
-    #[cfg(feature = "tracking")]
-    return HEAP.inner();
-    #[cfg(not(feature = "tracking"))]
-    return &HEAP;
-}
-
 #[entry]
 fn main() -> ! {
     static mut HEAP_MEM: [MaybeUninit<u8>; HEAP_SIZE] = [MaybeUninit::uninit(); HEAP_SIZE];
-    let heap_start = HEAP_MEM.as_ptr() as usize;
 
-    #[cfg_attr(not(feature = "tracking"), allow(unused_mut, unused_variables))]
-    let mut p = cortex_m::Peripherals::take().unwrap();
     let channels = rtt_target::rtt_init! {
         up: {
             0: { size: 1024, mode: rtt_target::ChannelMode::NoBlockSkip, name: "defmt" }
@@ -111,46 +87,15 @@ fn main() -> ! {
 
     #[cfg(feature = "tracking")]
     {
+        let mut p = cortex_m::Peripherals::take().unwrap();
         let counting = HEAP.recorder().clock().start(&mut p.DCB, &mut p.DWT);
         defmt::info!("DWT cycle counter runs: {=bool}", counting);
-        HEAP.recorder().sink().attach(channels.up.1);
-        HEAP.recorder().set_heap(heap_start, HEAP_SIZE);
+        workload::qemu::tracked(&HEAP, channels.up.1, HEAP_MEM, 2_000_000)
     }
     #[cfg(not(feature = "tracking"))]
-    drop(channels.up.1);
-
-    // SAFETY: called once, before the first allocation, with memory that is
-    // ours alone from here on.
-    unsafe { inner_heap().init(heap_start, HEAP_SIZE) };
-    defmt::info!("heap at {=usize:#x}, {=usize} bytes", heap_start, HEAP_SIZE);
-
-    // The measurement script (examples/firmware/measure.py) builds with
-    // MEMSCOPE_WORKLOAD_RUNS=2 to tell per-event costs from one-time ones.
-    for _ in 0..WORKLOAD_RUNS {
-        workload::run(SCB::set_pendst);
-    }
-
-    let heap = Some((inner_heap().used(), inner_heap().free()));
-    #[cfg(feature = "tracking")]
     {
-        HEAP.recorder().finish();
-        // Without a host attached this gives up after a bounded wait;
-        // MEMSCOPE_NO_WAIT (measurement builds) skips it.
-        let spins = if option_env!("MEMSCOPE_NO_WAIT").is_some() {
-            0
-        } else {
-            2_000_000
-        };
-        let drained = workload::wait_for_host(|| HEAP.recorder().sink().is_drained(), spins);
-        defmt::info!("trace drained: {=bool}", drained);
-        workload::print_stats(&HEAP.stats(), heap);
-    }
-    #[cfg(not(feature = "tracking"))]
-    workload::print_stats(&Default::default(), heap);
-
-    cortex_m_semihosting::debug::exit(cortex_m_semihosting::debug::EXIT_SUCCESS);
-    loop {
-        cortex_m::asm::wfi();
+        drop(channels.up.1);
+        workload::qemu::bare(&HEAP, HEAP_MEM)
     }
 }
 
