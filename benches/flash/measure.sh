@@ -33,6 +33,54 @@ for profile in release release-z; do
     done
 done
 done
+# What the stream image adds over none, symbol by symbol (release profile):
+# the code to look at first when the record path's flash cost must come down.
+if command -v llvm-nm >/dev/null && command -v python3 >/dev/null; then
+    for target in $targets; do
+        dir="$target_dir/$target/release"
+        echo "$target, release: stream minus none by symbol (llvm-nm -S, changes over 40 B):"
+        python3 - "$dir/none" "$dir/stream" <<'PY'
+import collections, re, subprocess, sys
+
+def demangle(sym):
+    """Legacy Rust mangling (_ZN<len><part>...E) to a::b::c, without the hash."""
+    if not sym.startswith("_ZN"):
+        return sym
+    parts, i = [], 3
+    while i < len(sym) and sym[i].isdigit():
+        j = i
+        while sym[j].isdigit():
+            j += 1
+        n = int(sym[i:j])
+        parts.append(sym[j:j + n])
+        i = j + n
+    if parts and re.fullmatch(r"h[0-9a-f]{16}", parts[-1]):
+        parts.pop()
+    name = "::".join(parts)
+    for code, text in (("$LT$", "<"), ("$GT$", ">"), ("$u20$", " "), ("$C$", ","),
+                       ("$RF$", "&"), ("..", "::"), ("$u7b$", "{"), ("$u7d$", "}")):
+        name = name.replace(code, text)
+    return name
+
+def symbols(elf):
+    out = subprocess.run(["llvm-nm", "-S", "--defined-only", elf],
+                         capture_output=True, text=True, check=True).stdout
+    sizes = collections.Counter()
+    for line in out.splitlines():
+        p = line.split()
+        if len(p) == 4 and p[2] in "tTrR":
+            sizes[demangle(p[3])] += int(p[1], 16)
+    return sizes
+
+none, stream = symbols(sys.argv[1]), symbols(sys.argv[2])
+diff = sorted(((stream[k] - none[k], k) for k in set(none) | set(stream)), reverse=True)
+for d, k in diff:
+    if abs(d) > 40:
+        print(f"  {d:+6d}  {k}")
+print(f"  {sum(d for d, _ in diff):+6d}  all symbols")
+PY
+    done
+fi
 # Whether the record path keeps any panic branch (it must never take one).
 if command -v llvm-nm >/dev/null; then
     for target in $targets; do

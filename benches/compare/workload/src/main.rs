@@ -2,10 +2,11 @@
 //! (one cargo feature each; none = the System baseline) by the comparison
 //! harness (`cargo run --release -p memscope-benches --bin compare`).
 //!
-//! Usage: `workload [THREADS]` (default 1). Every thread runs the same churn:
-//! 2M alloc/free of mixed sizes (8 B - 4 KiB) with a 1000-slot live window,
-//! a 200k-entry `BTreeMap<u64, String>` built and dropped, 20k `Vec<u32>`
-//! grown to 1000 elements by push. The harness times the whole process from
+//! Usage: `workload [THREADS] [DIVISOR]` (defaults 1 and 1). Every thread runs
+//! the same churn: 2M alloc/free of mixed sizes (8 B - 4 KiB) with a 1000-slot
+//! live window, a 200k-entry `BTreeMap<u64, String>` built and dropped, 20k
+//! `Vec<u32>` grown to 1000 elements by push; each count divided by DIVISOR
+//! (the harness's callgrind runs use 10, to stay short under the emulation). The harness times the whole process from
 //! outside (wait4), so start-up and each tracker's exit work count too.
 
 #[cfg(feature = "memscope")]
@@ -60,7 +61,7 @@ mod counting_tracker {
     }
 }
 
-fn churn(seed: u64) -> u64 {
+fn churn(seed: u64, divisor: u64) -> u64 {
     let mut x = seed | 1;
     let mut rnd = move || {
         x ^= x << 13;
@@ -70,7 +71,7 @@ fn churn(seed: u64) -> u64 {
     };
     let mut window: Vec<Option<Vec<u8>>> = (0..1000).map(|_| None).collect();
     let mut sum = 0u64;
-    for _ in 0..2_000_000 {
+    for _ in 0..2_000_000 / divisor {
         let size = 8usize << (rnd() % 10); // 8 B .. 4 KiB
         let slot = (rnd() % 1000) as usize;
         let v = Vec::with_capacity(size);
@@ -79,12 +80,12 @@ fn churn(seed: u64) -> u64 {
     }
     drop(window);
     let mut map = std::collections::BTreeMap::new();
-    for i in 0..200_000u64 {
+    for i in 0..200_000 / divisor {
         map.insert(rnd(), format!("{i}"));
     }
     sum += map.len() as u64;
     drop(map);
-    for _ in 0..20_000 {
+    for _ in 0..20_000 / divisor {
         let mut v: Vec<u32> = Vec::new();
         for j in 0..1000 {
             v.push(j);
@@ -110,8 +111,13 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(1);
+    let divisor: u64 = std::env::args()
+        .nth(2)
+        .and_then(|a| a.parse().ok())
+        .filter(|&d| d > 0)
+        .unwrap_or(1);
     let handles: Vec<_> = (0..threads)
-        .map(|i| std::thread::spawn(move || std::hint::black_box(churn(i as u64 + 1))))
+        .map(|i| std::thread::spawn(move || std::hint::black_box(churn(i as u64 + 1, divisor))))
         .collect();
     let mut sum = 0u64;
     for h in handles {

@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod callgrind;
 mod measure;
 mod profile_summary;
 mod report;
@@ -115,6 +116,7 @@ struct Args {
     out: PathBuf,
     firmware: bool,
     profile: bool,
+    callgrind: bool,
     timeout: Duration,
 }
 
@@ -125,6 +127,7 @@ fn parse_args(root: &Path) -> Result<Args, String> {
         out: root.join("BENCHMARKS.md"),
         firmware: true,
         profile: true,
+        callgrind: true,
         timeout: Duration::from_secs(90),
     };
     let mut it = std::env::args().skip(1);
@@ -148,11 +151,12 @@ fn parse_args(root: &Path) -> Result<Args, String> {
             }
             "--no-firmware" => a.firmware = false,
             "--no-profile" => a.profile = false,
+            "--no-callgrind" => a.callgrind = false,
             "-h" | "--help" => {
                 println!(
                     "compare: memscope vs System and other heap trackers -> BENCHMARKS.md\n\n\
                      options: --reps N (3)  --threads 1,2  --out PATH (repo's BENCHMARKS.md)\n\
-                     \x20        --timeout SECS per run (90)  --no-firmware  --no-profile"
+                     \x20        --timeout SECS per run (90)  --no-firmware  --no-profile  --no-callgrind"
                 );
                 std::process::exit(0);
             }
@@ -368,8 +372,15 @@ fn run(root: &Path, args: &Args) -> Result<(), String> {
             Err(e) => vec![("memscope".into(), Err(e))],
         };
     }
+    if args.callgrind {
+        md.callgrind = Some(match (which("valgrind"), which("callgrind_annotate")) {
+            (Some(v), Some(a)) => callgrind::measure(&v, &a, binary, &traces, root),
+            _ => Err("valgrind (with callgrind_annotate) is not installed".into()),
+        });
+    }
     if args.firmware {
         md.firmware = Some(firmware(root));
+        md.flash = Some(flash(root));
     }
     md.load_end = report::loadavg();
     md.duration = started.elapsed();
@@ -605,11 +616,11 @@ fn firmware(root: &Path) -> Result<String, String> {
     eprintln!("compare: running examples/firmware/measure.py");
     let mut cmd = Command::new("python3");
     cmd.arg(&script).current_dir(root.join("examples/firmware"));
-    // The firmware is its own workspace; give it its own target directory.
-    cmd.env(
-        "CARGO_TARGET_DIR",
-        target_dir(root).join("compare/firmware"),
-    );
+    // The firmware is its own workspace; give it its own target directory
+    // (measure.py builds into MEMSCOPE_MEASURE_TARGET_DIR).
+    let fw_target = target_dir(root).join("compare/firmware");
+    cmd.env("CARGO_TARGET_DIR", &fw_target)
+        .env("MEMSCOPE_MEASURE_TARGET_DIR", &fw_target);
     let o = cmd.output().map_err(|e| format!("python3: {e}"))?;
     let mut s = String::from_utf8_lossy(&o.stdout).into_owned();
     if !o.status.success() {
@@ -622,6 +633,32 @@ fn firmware(root: &Path) -> Result<String, String> {
     }
     if s.ends_with('\n') {
         s.pop();
+    }
+    Ok(s)
+}
+
+/// The record path's own flash cost (benches/flash/measure.sh: a tiny image
+/// with and without the Stream recorder, and what it adds symbol by symbol).
+fn flash(root: &Path) -> Result<String, String> {
+    if which("llvm-size").is_none() && which("rust-size").is_none() {
+        return Err("llvm-size is not installed (Debian: llvm): flash not measured".into());
+    }
+    eprintln!("compare: running benches/flash/measure.sh");
+    let o = Command::new("bash")
+        .arg(root.join("benches/flash/measure.sh"))
+        .current_dir(root.join("benches/flash"))
+        .env("CARGO_TARGET_DIR", target_dir(root).join("compare/flash"))
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .output()
+        .map_err(|e| format!("bash: {e}"))?;
+    let s = String::from_utf8_lossy(&o.stdout).trim_end().to_string();
+    if !o.status.success() {
+        return Err(format!(
+            "measure.sh failed ({}):\n{s}\n{}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr)
+        ));
     }
     Ok(s)
 }

@@ -56,7 +56,9 @@ pub struct Doc {
     pub load_end: String,
     pub tables: Vec<(usize, Vec<ConfigRuns>)>,
     pub profiles: Vec<(String, Result<String, String>)>,
+    pub callgrind: Option<Result<super::callgrind::Report, String>>,
     pub firmware: Option<Result<String, String>>,
+    pub flash: Option<Result<String, String>>,
     pub unit_costs: Vec<(&'static str, f64)>,
     pub duration: Duration,
 }
@@ -137,7 +139,9 @@ impl Doc {
             load_end: String::new(),
             tables: Vec::new(),
             profiles: Vec::new(),
+            callgrind: None,
             firmware: None,
+            flash: None,
             unit_costs: Vec::new(),
             duration: Duration::ZERO,
         }
@@ -200,6 +204,26 @@ impl Doc {
             }
             Some(Err(e)) => {
                 let _ = writeln!(w, "Not measured: {e}\n");
+            }
+        }
+        if let Some(flash) = &self.flash {
+            let _ = writeln!(
+                w,
+                "### The record path's flash (benches/flash/measure.sh)\n"
+            );
+            let _ = writeln!(
+                w,
+                "A tiny image with a bump allocator, built without tracking (`none`), with \
+                 `StatsOnly`, with the `Stream` recorder into a RAM ring, and with a drain; \
+                 then what `stream` adds over `none`, symbol by symbol.\n"
+            );
+            match flash {
+                Ok(out) => {
+                    let _ = writeln!(w, "```text\n{out}\n```\n");
+                }
+                Err(e) => {
+                    let _ = writeln!(w, "Not measured: {e}\n");
+                }
             }
         }
         s
@@ -370,9 +394,13 @@ impl Doc {
              interning (`memscope_std::stacks::capture`, only with stacks), and the writer \
              thread (COBS framing and CRC-16 of the drained rings, `memscope-writer` below). \
              The writer runs on the other core: it adds CPU time, and wall time only when no \
-             core is idle. The profiles below show each part's share of the samples; the \
-             clock-read line says how much of memscope's own symbols sits on `rdtsc`.\n"
+             core is idle. The instruction counts below (callgrind) split the added work \
+             into these parts independently of the machine's load; the perf profiles after \
+             them show each part's share of the time, and their clock-read line how much of \
+             memscope's own time sits on `rdtsc` (one instruction, but about as slow as the \
+             rest of the record).\n"
         );
+        self.render_callgrind(w);
         if self.profiles.is_empty() {
             return;
         }
@@ -398,6 +426,30 @@ impl Doc {
                 Err(e) => {
                     let _ = writeln!(w, "Not profiled: {e}\n");
                 }
+            }
+        }
+    }
+}
+
+impl Doc {
+    fn render_callgrind(&self, w: &mut String) {
+        let Some(cg) = &self.callgrind else { return };
+        let _ = writeln!(w, "## Instructions per heap event (callgrind, 1 thread)\n");
+        match cg {
+            Ok(report) => {
+                let _ = writeln!(
+                    w,
+                    "`valgrind --tool=callgrind` of each build running the workload on one thread \
+                     with its loop counts divided by {} (`workload 1 {}`), split by \
+                     `callgrind_annotate --inclusive=no`. Heap events are those memscope's \
+                     build counts; every figure is (this configuration - System) / events.\n",
+                    super::callgrind::DIVISOR,
+                    super::callgrind::DIVISOR
+                );
+                report.render(w);
+            }
+            Err(e) => {
+                let _ = writeln!(w, "Not measured: {e}\n");
             }
         }
     }
