@@ -83,7 +83,9 @@ pub fn measure(
             .and_then(|r| r.split_whitespace().next())
             .and_then(|n| n.parse().ok());
         let text = Command::new(annotate)
-            .args(["--inclusive=no", "--threshold=100"])
+            // --auto=no: no annotated source after the table (its lines
+            // look like the table's and would be counted twice).
+            .args(["--auto=no", "--inclusive=no", "--threshold=100"])
             .arg(&out)
             .stderr(Stdio::null())
             .output()
