@@ -132,7 +132,10 @@ fn live(reg: &Registry) {
 #[test]
 fn threads_claim_publish_release_and_reuse_slots_while_the_writer_drains() {
     let mut builder = loom::model::Builder::new();
-    builder.preemption_bound = Some(2);
+    // `LOOM_MAX_PREEMPTIONS` set (read by `Builder::new`) wins, for longer runs.
+    if std::env::var_os("LOOM_MAX_PREEMPTIONS").is_none() {
+        builder.preemption_bound = Some(2);
+    }
     builder.check(|| {
         let reg = Arc::new(Registry::new());
         let first = {
