@@ -18,6 +18,20 @@ fn churn(n: u64) -> u64 {
     (0..n).map(|i| black_box(Box::new([i; 4]))[0]).sum()
 }
 
+/// Waits until memscope's writer thread wrote the trace's first bytes: it
+/// installs its panic hook before its first write, so the hook is in place.
+fn wait_for_the_writer() {
+    let out = std::env::var_os("MEMSCOPE_OUT").expect("MEMSCOPE_OUT");
+    let give_up = std::time::Instant::now() + Duration::from_secs(30);
+    while std::fs::metadata(&out).map_or(0, |m| m.len()) == 0 {
+        assert!(
+            std::time::Instant::now() < give_up,
+            "the writer never wrote"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 fn main() {
     let worker = std::thread::Builder::new()
         .name("worker".into())
@@ -37,8 +51,7 @@ fn main() {
         .unwrap();
     wait.recv().unwrap();
     black_box(churn(100));
-    // memscope's writer thread installs its panic hook when it starts.
-    std::thread::sleep(Duration::from_millis(300));
+    wait_for_the_writer();
     println!(
         "panic = {}",
         if cfg!(panic = "abort") {

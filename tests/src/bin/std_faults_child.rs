@@ -94,6 +94,20 @@ fn exit_mid_burst() {
     unreachable!("the exiter ends the process");
 }
 
+/// Waits until memscope's writer thread wrote the trace's first bytes: it
+/// installs its panic hook before its first write, so the hook is in place.
+fn wait_for_the_writer() {
+    let out = std::env::var_os("MEMSCOPE_OUT").expect("MEMSCOPE_OUT");
+    let give_up = std::time::Instant::now() + Duration::from_secs(30);
+    while std::fs::metadata(&out).map_or(0, |m| m.len()) == 0 {
+        assert!(
+            std::time::Instant::now() < give_up,
+            "the writer never wrote"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// A hook that aborts after the previous hooks ran (memscope's among them,
 /// installed by its writer thread): the process dies without `atexit`.
 fn abort_in_hook() {
@@ -101,8 +115,7 @@ fn abort_in_hook() {
     black_box(worker.join().unwrap());
     counting::print("worker", 1);
     black_box(churn(100));
-    // memscope's writer thread installs its hook when it starts: let it.
-    std::thread::sleep(Duration::from_millis(300));
+    wait_for_the_writer();
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         previous(info);
