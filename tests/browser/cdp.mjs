@@ -14,6 +14,7 @@
 //          "ready": "JS expression, truthy when done",                    (optional)
 //          "eval": "JS expression whose JSON value is reported",          (optional)
 //          "screenshot": "out.png", "full_page": true, "timeout_ms": 30000,
+//          "width": 1280, "height": 900,  (viewport; full_page grows the height to the page's, 4000 at most)
 //          "serve": {"/": "DIR", "/trace/": "DIR2"}}                      (optional)
 // With "serve", the driver serves those directories over HTTP on 127.0.0.1
 // (a free port) and a "url" starting with "/" is resolved against it: pages
@@ -27,6 +28,8 @@ import { extname, join, normalize } from "node:path";
 
 const cfg = JSON.parse(readFileSync(process.argv[2], "utf8"));
 const timeout = cfg.timeout_ms || 30000;
+const width = cfg.width || 1280;
+const height = cfg.height || 900;
 
 const TYPES = { ".html": "text/html", ".js": "text/javascript", ".mjs": "text/javascript", ".css": "text/css",
   ".json": "application/json", ".wasm": "application/wasm", ".png": "image/png", ".woff2": "font/woff2" };
@@ -127,7 +130,7 @@ try {
   const { targetId } = await send("Target.createTarget", { url: "about:blank" });
   ({ sessionId: session } = await send("Target.attachToTarget", { targetId, flatten: true }));
   for (const d of ["Page", "Runtime", "Network", "Log", "DOM"]) await send(d + ".enable", {}, session);
-  await send("Emulation.setDeviceMetricsOverride", { width: 1280, height: 900, deviceScaleFactor: 1, mobile: false }, session);
+  await send("Emulation.setDeviceMetricsOverride", { width, height, deviceScaleFactor: 1, mobile: false }, session);
   const loaded = waitFor("Page.loadEventFired");
   await send("Page.navigate", { url: cfg.url }, session);
   await loaded;
@@ -148,8 +151,8 @@ try {
   await new Promise((r) => setTimeout(r, 300));
   if (cfg.eval) out.result = await evaluate(cfg.eval);
   if (cfg.screenshot) {
-    const h = cfg.full_page === false ? 900 : await evaluate("Math.min(4000, document.documentElement.scrollHeight)");
-    await send("Emulation.setDeviceMetricsOverride", { width: 1280, height: h || 900, deviceScaleFactor: 1, mobile: false }, session);
+    const h = cfg.full_page === false ? height : await evaluate("Math.min(4000, document.documentElement.scrollHeight)");
+    await send("Emulation.setDeviceMetricsOverride", { width, height: h || height, deviceScaleFactor: 1, mobile: false }, session);
     const { data } = await send("Page.captureScreenshot", { format: "png" }, session);
     writeFileSync(cfg.screenshot, Buffer.from(data, "base64"));
   }

@@ -115,9 +115,15 @@
   }
 
   // Header.
+  // The title names the program by its file name: a recorded program's full
+  // path says where it was built (a home or build directory), which a page
+  // that gets shared or screenshotted need not show; it stays one hover away.
   const h = R.header;
+  const fullName = h && h.program ? h.program : R.input.name;
+  const shortName = fullName.split(/[\\/]/).filter((p) => p !== "").pop() || fullName;
+  document.title = "memscope — " + shortName;
   app.append(el("header", {},
-    el("h1", { text: "memscope — " + (h && h.program ? h.program : R.input.name) }),
+    el("h1", { id: "title", title: fullName, text: "memscope — " + shortName }),
     el("div", { class: "sub", text: [R.input.name, h ? h.target : "no header", "session " + R.session + " of " + R.sessions, R.tool.name + " " + R.tool.version].join(" · ") })));
   if (R.sessions > 1) app.append(el("div", { class: "sessions", id: "sessions-note", text: "This trace holds " + R.sessions + " sessions (the target was reset); this page shows session " + R.session + ", from byte " + num(R.session_offset) + ". memscope-decode --session N --html … draws another." }));
   const main = el("main");
