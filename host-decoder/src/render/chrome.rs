@@ -37,12 +37,12 @@ pub fn document(r: &Report) -> Value {
         "args": {"name": if clocked { format!("{program} heap") } else { format!("{program} heap (x = event number: no clock)") }}
     })];
     for (i, b) in tl.buckets.iter().enumerate() {
-        let x = us(i as u64 * tl.bucket_width);
+        let x = us((i as u64).saturating_mul(tl.bucket_width));
         // Two points per bucket draw the bucket's spike and where it settled.
         ev.push(json!({"name": "live heap", "ph": "C", "pid": 1, "tid": 0, "ts": x, "args": {"bytes": b.max}}));
         ev.push(
             json!({"name": "live heap", "ph": "C", "pid": 1, "tid": 0,
-            "ts": us(i as u64 * tl.bucket_width + tl.bucket_width / 2), "args": {"bytes": b.last}}),
+            "ts": us((i as u64).saturating_mul(tl.bucket_width).saturating_add(tl.bucket_width / 2)), "args": {"bytes": b.last}}),
         );
     }
     if let Some(p) = tl.peak_offset {
@@ -64,15 +64,24 @@ pub fn document(r: &Report) -> Value {
             .and_then(|t| t.name.clone())
             .unwrap_or_else(|| format!("stream {}", th.stream));
         let track = format!("live heap: {name}");
-        let at = |i: u64| us((th.start + i * th.bucket_width).saturating_sub(tl.start));
+        // Saturating: a hostile trace's timestamps can sit near u64::MAX.
+        let at = |i: u64, within: u64| {
+            us(th
+                .start
+                .saturating_add(i.saturating_mul(th.bucket_width))
+                .saturating_add(within)
+                .saturating_sub(tl.start))
+        };
         for (i, b) in th.buckets.iter().enumerate() {
             let i = i as u64;
-            ev.push(json!({"name": track, "ph": "C", "pid": 1, "tid": th.stream + 1, "ts": at(i), "args": {"bytes": b.max}}));
-            ev.push(json!({"name": track, "ph": "C", "pid": 1, "tid": th.stream + 1,
-                "ts": us((th.start + i * th.bucket_width + th.bucket_width / 2).saturating_sub(tl.start)), "args": {"bytes": b.last}}));
+            ev.push(json!({"name": track, "ph": "C", "pid": 1, "tid": th.stream + 1, "ts": at(i, 0), "args": {"bytes": b.max}}));
+            ev.push(
+                json!({"name": track, "ph": "C", "pid": 1, "tid": th.stream + 1,
+                "ts": at(i, th.bucket_width / 2), "args": {"bytes": b.last}}),
+            );
         }
     }
-    let end = us(tl.buckets.len() as u64 * tl.bucket_width);
+    let end = us((tl.buckets.len() as u64).saturating_mul(tl.bucket_width));
     for t in &r.threads {
         let tid = t.stream + 1;
         let name = t

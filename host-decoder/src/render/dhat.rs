@@ -16,7 +16,7 @@
 //! such a stream (firmware, other systems, a main thread that never
 //! allocated) `pid` is 0 and `cmd` says that it is unknown.
 
-use crate::render::profile::{Profile, SiteProfile};
+use crate::render::profile::{Profile, SiteProfile, NO_STACK_RECORDED};
 use crate::symbolize::FrameInfo;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -51,12 +51,9 @@ fn frame_text(f: &FrameInfo) -> String {
 
 fn frames_of(s: &SiteProfile) -> Vec<String> {
     if s.frames.is_empty() {
-        return vec!["0x0: [no stack recorded]".to_owned()];
+        return vec![format!("0x0: {NO_STACK_RECORDED}")];
     }
-    s.frames[s.first_user.min(s.frames.len() - 1)..]
-        .iter()
-        .map(frame_text)
-        .collect()
+    s.user_frames().iter().map(frame_text).collect()
 }
 
 /// The traced process's id, when the report can tell it: the OS id of the

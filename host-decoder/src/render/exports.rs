@@ -148,11 +148,24 @@ pub fn write_all(
         }
     };
     let report = if index + 1 == n {
-        report
+        Some(report)
     } else {
-        &report.previous_sessions[index]
+        report.previous_sessions.get(index)
     };
-    let (s, sym) = (&run.sessions[index], &mut syms[index]);
+    // The report, the run and the symbolizers come from one analysis and
+    // hold the same sessions; should they ever disagree, say so rather than
+    // panic or describe another session.
+    let (Some(report), Some(s), Some(sym)) = (report, run.sessions.get(index), syms.get_mut(index))
+    else {
+        let path = x.first_path().unwrap_or(Path::new("-"));
+        return Err(Error::Output {
+            path: path.display().to_string(),
+            cause: std::io::Error::other(format!(
+                "session {} of {n}: the report, the decoded sessions and the symbol tables disagree (a memscope-decode bug)",
+                index + 1
+            )),
+        });
+    };
     let p: Profile = profile::build(s, sym);
     let program = report
         .header

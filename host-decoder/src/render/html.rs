@@ -11,7 +11,7 @@
 //! frames) whose nodes below 1/100000 (bottom-up: 1/10000) of every weight
 //! fold into their parent, and the site table carries the top sites only.
 
-use crate::render::profile::{Profile, SiteProfile};
+use crate::render::profile::{Profile, SiteProfile, NO_STACK_RECORDED};
 use crate::report::{describe_frame, Report};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -57,6 +57,20 @@ struct Data<'a> {
     peak_known: bool,
 }
 
+impl Tree {
+    /// Adds a node with no weight yet; returns its index.
+    fn push(&mut self, parent: u32, name: u32) -> u32 {
+        let n = self.parent.len() as u32;
+        self.parent.push(parent);
+        self.name.push(name);
+        self.alloc.push(0);
+        self.peak.push(0);
+        self.leak.push(0);
+        self.calls.push(0);
+        n
+    }
+}
+
 struct Labels {
     table: Vec<String>,
     index: HashMap<String, u32>,
@@ -76,9 +90,9 @@ impl Labels {
 
 fn user_labels(s: &SiteProfile, labels: &mut Labels) -> Vec<u32> {
     if s.frames.is_empty() {
-        return vec![labels.id("[no stack recorded]".to_owned())];
+        return vec![labels.id(NO_STACK_RECORDED.to_owned())];
     }
-    s.frames[s.first_user.min(s.frames.len() - 1)..]
+    s.user_frames()
         .iter()
         .map(|f| labels.id(describe_frame(f)))
         .collect()
@@ -106,12 +120,7 @@ fn build_tree(
 ) -> Tree {
     let mut t = Tree::default();
     let root = labels.id("all".to_owned());
-    t.parent.push(0);
-    t.name.push(root);
-    t.alloc.push(0);
-    t.peak.push(0);
-    t.leak.push(0);
-    t.calls.push(0);
+    t.push(0, root);
     let mut kids: HashMap<(u32, u32), u32> = HashMap::new();
     let total = |f: fn(&SiteProfile) -> u64| p.sites.iter().map(f).fold(0u64, u64::saturating_add);
     let min = [
@@ -150,13 +159,7 @@ fn build_tree(
                     if w.iter().zip(min).all(|(&w, m)| w <= m) {
                         break;
                     }
-                    let n = t.parent.len() as u32;
-                    t.parent.push(node);
-                    t.name.push(label);
-                    t.alloc.push(0);
-                    t.peak.push(0);
-                    t.leak.push(0);
-                    t.calls.push(0);
+                    let n = t.push(node, label);
                     kids.insert((node, label), n);
                     n
                 }

@@ -12,7 +12,7 @@
 //! Stacks start at the first user frame; inlined frames share their
 //! caller's location, as pprof expects.
 
-use crate::render::profile::{frame_name, Profile};
+use crate::render::profile::{frame_name, Profile, NO_STACK_RECORDED};
 use flate2::{write::GzEncoder, Compression};
 use std::collections::HashMap;
 use std::io::{self, Write};
@@ -67,6 +67,32 @@ impl Strings {
     }
 }
 
+/// `Function` messages, one per (name, file), with ids from 1.
+#[derive(Default)]
+struct Functions {
+    ids: HashMap<(String, String), u64>,
+    msgs: Vec<Msg>,
+}
+
+impl Functions {
+    fn id(&mut self, name: &str, file: &str, strings: &mut Strings) -> u64 {
+        let key = (name.to_owned(), file.to_owned());
+        if let Some(&id) = self.ids.get(&key) {
+            return id;
+        }
+        let id = self.msgs.len() as u64 + 1;
+        let mut m = Msg::default();
+        m.uint(1, id);
+        m.uint(2, strings.id(name));
+        m.uint(3, strings.id(name));
+        // The empty file is string 0, which `uint` leaves out: no file.
+        m.uint(4, strings.id(file));
+        self.msgs.push(m);
+        self.ids.insert(key, id);
+        id
+    }
+}
+
 /// The uncompressed `Profile` message.
 pub fn encode(p: &Profile) -> Vec<u8> {
     let mut strings = Strings::default();
@@ -85,9 +111,8 @@ pub fn encode(p: &Profile) -> Vec<u8> {
         vt.uint(2, strings.id(unit));
         out.bytes(1, &vt.0);
     }
-    // (function name, file) → function id; (address, its frames) → location id.
-    let mut functions: HashMap<(String, String), u64> = HashMap::new();
-    let mut function_msgs: Vec<Msg> = Vec::new();
+    let mut functions = Functions::default();
+    // (address, its frames) → location id.
     let mut locations: HashMap<(u64, Vec<(u64, i64)>), u64> = HashMap::new();
     let mut location_msgs: Vec<Msg> = Vec::new();
     let mut samples: Vec<Msg> = Vec::new();
@@ -95,26 +120,10 @@ pub fn encode(p: &Profile) -> Vec<u8> {
         // Groups of frames sharing an address: inlined ones, then their caller.
         let mut groups: Vec<(u64, Vec<(u64, i64)>)> = Vec::new();
         let mut cur: Vec<(u64, i64)> = Vec::new();
-        let frames = if s.frames.is_empty() {
-            &[][..]
-        } else {
-            &s.frames[s.first_user.min(s.frames.len() - 1)..]
-        };
+        let frames = s.user_frames();
         for f in frames {
             let name = frame_name(f);
-            let file = f.file.clone().unwrap_or_default();
-            let fid = *functions
-                .entry((name.clone(), file.clone()))
-                .or_insert_with(|| {
-                    let id = function_msgs.len() as u64 + 1;
-                    let mut m = Msg::default();
-                    m.uint(1, id);
-                    m.uint(2, strings.id(&name));
-                    m.uint(3, strings.id(&name));
-                    m.uint(4, strings.id(&file));
-                    function_msgs.push(m);
-                    id
-                });
+            let fid = functions.id(&name, f.file.as_deref().unwrap_or(""), &mut strings);
             cur.push((fid, i64::from(f.line.unwrap_or(0))));
             if !f.inlined {
                 groups.push((f.addr, std::mem::take(&mut cur)));
@@ -125,18 +134,7 @@ pub fn encode(p: &Profile) -> Vec<u8> {
             groups.push((addr, cur));
         }
         if groups.is_empty() {
-            let name = "[no stack recorded]".to_owned();
-            let fid = *functions
-                .entry((name.clone(), String::new()))
-                .or_insert_with(|| {
-                    let id = function_msgs.len() as u64 + 1;
-                    let mut m = Msg::default();
-                    m.uint(1, id);
-                    m.uint(2, strings.id(&name));
-                    m.uint(3, strings.id(&name));
-                    function_msgs.push(m);
-                    id
-                });
+            let fid = functions.id(NO_STACK_RECORDED, "", &mut strings);
             groups.push((0, vec![(fid, 0)]));
         }
         let mut ids = Vec::with_capacity(groups.len());
@@ -178,7 +176,7 @@ pub fn encode(p: &Profile) -> Vec<u8> {
     for l in location_msgs {
         out.bytes(4, &l.0);
     }
-    for f in function_msgs {
+    for f in functions.msgs {
         out.bytes(5, &f.0);
     }
     // period_type / period: one sample per call site, no sampling.
@@ -198,7 +196,12 @@ pub fn encode(p: &Profile) -> Vec<u8> {
         "alloc_*: every allocation of the trace; inuse_*: live at the end of the trace (leaked); peak_*: live at the exact peak".to_owned(),
     ];
     if p.peak_known {
-        let total: u64 = p.sites.iter().map(|s| s.peak_bytes).sum();
+        // Saturating: a hostile trace's sizes can sum past u64::MAX.
+        let total = p
+            .sites
+            .iter()
+            .map(|s| s.peak_bytes)
+            .fold(0u64, u64::saturating_add);
         comments.push(format!("peak: {total} bytes live"));
     } else {
         comments.push(

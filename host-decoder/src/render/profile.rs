@@ -40,6 +40,19 @@ pub struct SiteProfile {
     pub lifetime_sum: u64,
 }
 
+/// The label every export gives a site whose allocations carried no stack.
+pub const NO_STACK_RECORDED: &str = "[no stack recorded]";
+
+impl SiteProfile {
+    /// The frames from the first user frame outward (the allocator's own
+    /// frames left out; all of them when no user frame was found), innermost
+    /// first; empty when no stack was recorded.
+    pub fn user_frames(&self) -> &[FrameInfo] {
+        let from = self.first_user.min(self.frames.len().saturating_sub(1));
+        &self.frames[from..]
+    }
+}
+
 /// Which number a flamegraph or folded file weighs stacks by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Default)]
 pub enum Weight {
@@ -106,7 +119,7 @@ pub fn build(s: &SessionRun, sym: &mut Symbolizer) -> Profile {
             sym.stack(s.session.stacks.get(id))
         };
         let first_user = first_user_frame(&frames);
-        let (pb, pk) = peak[id as usize];
+        let (pb, pk) = peak.get(id as usize).copied().unwrap_or_default();
         sites.push(SiteProfile {
             site: id,
             frames,
@@ -159,11 +172,7 @@ pub fn frame_name(f: &FrameInfo) -> String {
 /// placeholder when no stack was recorded.
 pub fn user_frames_outermost_first(s: &SiteProfile) -> Vec<String> {
     if s.frames.is_empty() {
-        return vec!["[no stack recorded]".to_owned()];
+        return vec![NO_STACK_RECORDED.to_owned()];
     }
-    s.frames[s.first_user.min(s.frames.len() - 1)..]
-        .iter()
-        .rev()
-        .map(frame_name)
-        .collect()
+    s.user_frames().iter().rev().map(frame_name).collect()
 }
