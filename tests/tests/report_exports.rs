@@ -10,18 +10,6 @@ use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::process::Command;
 
-fn with_commas(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 #[test]
 fn the_report_timeline_is_bounded_and_holds_the_peak() {
     let dir = work_dir("timeline");
@@ -44,12 +32,7 @@ fn the_report_timeline_is_bounded_and_holds_the_peak() {
 
 #[test]
 fn dh_view_opens_our_dhat_file() {
-    let dir = work_dir("dhat");
-    let rep = decode(
-        &dir,
-        &workload_trace(100_000, 3),
-        &["--dhat", "dhat-heap.json"],
-    );
+    let (dir, rep) = decode_workload("dhat", &["--dhat", "dhat-heap.json"]);
     let d: Value =
         serde_json::from_slice(&std::fs::read(dir.join("dhat-heap.json")).unwrap()).unwrap();
     assert_eq!(d["dhatFileVersion"], 2);
@@ -105,29 +88,32 @@ fn dh_view_opens_our_dhat_file() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The function of the first row of `go tool pprof -top`.
-fn pprof_top(file: &std::path::Path, sample_index: &str) -> String {
+/// What `go tool pprof ARGS FILE` prints (it must succeed), run with a
+/// home and temporary directory of its own.
+fn go_pprof(args: &[&str], file: &std::path::Path) -> String {
     let go = tool("go", "golang-go");
     let home = work_dir("gohome");
     let o = Command::new(go)
-        .args([
-            "tool",
-            "pprof",
-            "-top",
-            &format!("-sample_index={sample_index}"),
-        ])
+        .args(["tool", "pprof"])
+        .args(args)
         .arg(file)
         .env("HOME", &home)
         .env("PPROF_TMPDIR", &home)
         .output()
         .unwrap();
     let _ = std::fs::remove_dir_all(&home);
-    let out = String::from_utf8_lossy(&o.stdout);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(
         o.status.success(),
-        "pprof: {out}\n{}",
+        "go tool pprof {args:?}: {out}\n{}",
         String::from_utf8_lossy(&o.stderr)
     );
+    out
+}
+
+/// The function of the first row of `go tool pprof -top`.
+fn pprof_top(file: &std::path::Path, sample_index: &str) -> String {
+    let out = go_pprof(&["-top", &format!("-sample_index={sample_index}")], file);
     let mut lines = out
         .lines()
         .skip_while(|l| !l.trim_start().starts_with("flat"));
@@ -139,12 +125,7 @@ fn pprof_top(file: &std::path::Path, sample_index: &str) -> String {
 
 #[test]
 fn go_pprof_reads_our_profile_and_agrees_on_the_top_site() {
-    let dir = work_dir("pprof");
-    let rep = decode(
-        &dir,
-        &workload_trace(100_000, 3),
-        &["--pprof", "heap.pb.gz"],
-    );
+    let (dir, rep) = decode_workload("pprof", &["--pprof", "heap.pb.gz"]);
     let f = dir.join("heap.pb.gz");
     assert_eq!(
         pprof_top(&f, "alloc_space"),
@@ -186,18 +167,7 @@ fn go_pprof_reads_our_profile_and_agrees_on_the_top_site() {
 
 /// The sum of every sample type, from `go tool pprof -raw`.
 fn pprof_raw_totals(file: &std::path::Path) -> std::collections::BTreeMap<String, u64> {
-    let go = tool("go", "golang-go");
-    let home = work_dir("gohome");
-    let o = Command::new(go)
-        .args(["tool", "pprof", "-raw"])
-        .arg(file)
-        .env("HOME", &home)
-        .env("PPROF_TMPDIR", &home)
-        .output()
-        .unwrap();
-    let _ = std::fs::remove_dir_all(&home);
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "pprof -raw: {out}");
+    let out = go_pprof(&["-raw"], file);
     // "Samples:" then a header of `type/unit` names, then one line per sample:
     // its values, then ": " and its location ids.
     let mut lines = out.lines().skip_while(|l| !l.starts_with("Samples:"));
@@ -223,7 +193,7 @@ fn pprof_raw_totals(file: &std::path::Path) -> std::collections::BTreeMap<String
 #[test]
 fn folded_stacks_add_up_and_the_flamegraph_is_well_formed_svg() {
     let dir = work_dir("folded");
-    let trace = workload_trace(100_000, 3);
+    let trace = standard_workload();
     let mut rep = Value::Null;
     for (weight, key) in [
         ("calls", "calls"),
@@ -233,7 +203,7 @@ fn folded_stacks_add_up_and_the_flamegraph_is_well_formed_svg() {
     ] {
         rep = decode(
             &dir,
-            &trace,
+            trace,
             &[
                 "--folded",
                 "out.folded",
@@ -295,12 +265,7 @@ fn folded_stacks_add_up_and_the_flamegraph_is_well_formed_svg() {
 
 #[test]
 fn chrome_trace_is_json_with_heap_counters_and_threads() {
-    let dir = work_dir("chrome");
-    let rep = decode(
-        &dir,
-        &workload_trace(100_000, 3),
-        &["--chrome-trace", "trace.json"],
-    );
+    let (dir, rep) = decode_workload("chrome", &["--chrome-trace", "trace.json"]);
     let t: Value = serde_json::from_slice(&std::fs::read(dir.join("trace.json")).unwrap()).unwrap();
     let ev = t["traceEvents"].as_array().unwrap();
     let counters: Vec<u64> = ev
@@ -314,10 +279,7 @@ fn chrome_trace_is_json_with_heap_counters_and_threads() {
     assert!(counters.len() > 10);
     // One counter track per thread, ending at what the thread leaked.
     for t in rep["threads"].as_array().unwrap() {
-        let name = t["name"]
-            .as_str()
-            .map(str::to_owned)
-            .unwrap_or_else(|| format!("stream {}", t["stream"]));
+        let name = thread_label(t);
         let track: Vec<u64> = ev
             .iter()
             .filter(|e| e["ph"] == "C" && e["name"] == format!("live heap: {name}"))
@@ -363,10 +325,7 @@ fn expected_counters(rep: &Value) -> Vec<(String, u64, u64, u64)> {
             .iter()
             .find(|t| t["stream"] == th["stream"])
             .unwrap();
-        let name = row["name"]
-            .as_str()
-            .map(str::to_owned)
-            .unwrap_or_else(|| format!("stream {}", row["stream"]));
+        let name = thread_label(row);
         let bs = th["buckets"].as_array().unwrap();
         out.push((
             format!("live heap: {name}"),
@@ -385,15 +344,7 @@ fn expected_threads(rep: &Value) -> Vec<(u64, String)> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|t| {
-            (
-                u(t, "stream") + 1,
-                t["name"]
-                    .as_str()
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| format!("stream {}", t["stream"])),
-            )
-        })
+        .map(|t| (u(t, "stream") + 1, thread_label(t)))
         .collect();
     v.sort();
     v
@@ -414,12 +365,7 @@ fn expected_threads(rep: &Value) -> Vec<(u64, String)> {
 /// and no import error or warning.
 #[test]
 fn perfetto_and_the_catapult_viewer_load_our_chrome_trace() {
-    let dir = work_dir("chrome-consumers");
-    let rep = decode(
-        &dir,
-        &workload_trace(100_000, 3),
-        &["--chrome-trace", "trace.json"],
-    );
+    let (dir, rep) = decode_workload("chrome-consumers", &["--chrome-trace", "trace.json"]);
     let counters = expected_counters(&rep);
     let threads = expected_threads(&rep);
     let program = rep["header"]["program"].as_str().unwrap().to_owned();
@@ -606,8 +552,14 @@ fn one_session(program: &str, blocks: u64, size: u64, leaked: u64) -> Vec<u8> {
 #[test]
 fn exports_describe_the_session_asked_for() {
     let dir = work_dir("sessions");
-    let mut trace = one_session("first-boot", 40, 100, 5);
-    trace.extend(one_session("second-boot", 7, 1000, 2));
+    // (blocks, size, leaked) of each session. Every block is allocated
+    // before the first free, so what each session allocated is also its
+    // peak, and its leak is the blocks never freed.
+    let (one, two) = ((40, 100, 5), (7, 1000, 2));
+    let expect =
+        |(blocks, size, leaked): (u64, u64, u64)| (blocks * size, blocks * size, leaked * size);
+    let mut trace = one_session("first-boot", one.0, one.1, one.2);
+    trace.extend(one_session("second-boot", two.0, two.1, two.2));
     let dhat_totals = |dir: &std::path::Path| -> (u64, u64, u64) {
         let d: Value =
             serde_json::from_slice(&std::fs::read(dir.join("dhat-heap.json")).unwrap()).unwrap();
@@ -630,12 +582,12 @@ fn exports_describe_the_session_asked_for() {
     assert_eq!(u(&rep, "sessions"), 2);
     let last = summary(&rep["summary"]);
     let first = summary(&rep["previous_sessions"][0]["summary"]);
-    assert_eq!(last, (7000, 7000, 2000));
-    assert_eq!(first, (4000, 4000, 500));
+    assert_eq!(last, expect(two));
+    assert_eq!(first, expect(one));
     assert_eq!(dhat_totals(&dir), last, "default: the last session");
     assert_eq!(
         pprof_raw_totals(&dir.join("heap.pb.gz"))["alloc_space"],
-        7000
+        last.0
     );
     // The warning that goes to stderr names the session left out.
     let t = dir.join("trace.bin");
@@ -696,7 +648,7 @@ fn exports_describe_the_session_asked_for() {
     assert_eq!(d["pid"], 4242);
     assert_eq!(
         pprof_raw_totals(&dir.join("heap.pb.gz"))["alloc_space"],
-        4000
+        first.0
     );
 
     // No third session.
@@ -713,5 +665,149 @@ fn exports_describe_the_session_asked_for() {
         ]));
     assert_eq!(code, memscope_decode::error::exit::OUTPUT);
     assert!(!out.exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The elements of an SVG by name, with the text it shows unescaped (it
+/// must be well-formed XML).
+fn svg_elements_and_text(svg: &str) -> (std::collections::BTreeMap<String, usize>, String) {
+    use quick_xml::events::Event;
+    let mut r = quick_xml::Reader::from_str(svg);
+    let (mut names, mut text) = (std::collections::BTreeMap::new(), String::new());
+    loop {
+        match r.read_event() {
+            Ok(Event::Eof) => break,
+            Ok(Event::Start(e) | Event::Empty(e)) => {
+                let name = String::from_utf8_lossy(e.name().as_ref()).into_owned();
+                *names.entry(name).or_insert(0) += 1;
+            }
+            Ok(Event::Text(t)) => text.push_str(&t.decode().unwrap()),
+            Ok(Event::GeneralRef(e)) => {
+                if let Ok(Some(c)) = e.resolve_char_ref() {
+                    text.push(c);
+                    continue;
+                }
+                let name = String::from_utf8_lossy(&e).into_owned();
+                text.push_str(match name.as_str() {
+                    "lt" => "<",
+                    "gt" => ">",
+                    "amp" => "&",
+                    "quot" => "\"",
+                    "apos" => "'",
+                    other => panic!("entity &{other}; in the SVG"),
+                });
+            }
+            Ok(_) => {}
+            Err(e) => panic!("SVG not well-formed at {}: {e}", r.buffer_position()),
+        }
+    }
+    (names, text)
+}
+
+/// Names that are markup (`</script>…`, `"><img …>`) in the program,
+/// thread, frame and module names stay data in every export: the SVG is
+/// well-formed with no element they would add (compared with the SVG of
+/// a trace with plain names) and shows them as text; DHAT and the Chrome
+/// trace are JSON that holds them as strings; each folded line still ends
+/// in its weight.
+#[test]
+fn hostile_names_stay_text_in_every_export() {
+    let dir = work_dir("hostile-exports");
+    let args = [
+        "--flamegraph",
+        "flame.svg",
+        "--folded",
+        "stacks.folded",
+        "--dhat",
+        "dhat.json",
+        "--chrome-trace",
+        "chrome.json",
+    ];
+    decode(&dir, &workload_trace(10_000, 2), &args);
+    let (plain, _) =
+        svg_elements_and_text(&std::fs::read_to_string(dir.join("flame.svg")).unwrap());
+    let rep = decode(&dir, &hostile_host_trace(), &args);
+    assert_eq!(rep["header"]["program"], EVIL);
+
+    let (names, text) =
+        svg_elements_and_text(&std::fs::read_to_string(dir.join("flame.svg")).unwrap());
+    assert_eq!(names.get("script"), plain.get("script"), "{names:?}");
+    assert_eq!(names.get("img"), None, "{names:?}");
+    assert!(text.contains(EVIL), "the program name as text: {text}");
+
+    for l in std::fs::read_to_string(dir.join("stacks.folded"))
+        .unwrap()
+        .lines()
+    {
+        let (_, w) = l.rsplit_once(' ').unwrap();
+        assert!(w.parse::<u64>().is_ok(), "{l}");
+    }
+    let d: Value = serde_json::from_slice(&std::fs::read(dir.join("dhat.json")).unwrap()).unwrap();
+    assert!(d["cmd"].as_str().unwrap().starts_with(EVIL), "{}", d["cmd"]);
+    let t: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("chrome.json")).unwrap()).unwrap();
+    let names: Vec<&str> = t["traceEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["ph"] == "M" && e["name"] == "thread_name")
+        .map(|e| e["args"]["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&EVIL) && names.contains(&EVIL_IMG),
+        "{names:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The terminal report prints strings from the trace (here the program
+/// name and a module path) with their control
+/// characters (an escape sequence would drive the reader's terminal) and
+/// bidirectional overrides written as visible `\u{..}` escapes, and
+/// still shows the rest of each.
+#[test]
+fn the_terminal_report_prints_no_control_character_from_the_trace() {
+    const ANSI: &str = "prog\u{1b}]0;pwned\u{7}\u{1b}[2J";
+    const BIDI: &str = "/lib\u{202e}os.exe";
+    let mut b = memscope_decode::synth::TraceBuilder::new(Vec::new());
+    b.simple_header(ANSI, 1_000_000_000).unwrap();
+    // A module that cannot be found: the report notes its path.
+    b.record(
+        0,
+        &memscope_core::wire::Record::Module(memscope_core::wire::Module {
+            base: 0x1000,
+            size: 0x10_0000,
+            path: BIDI,
+            build_id: &[1, 2, 3, 4],
+        }),
+    )
+    .unwrap();
+    b.thread(1, 11, "main").unwrap();
+    b.stack(1, 1, &[0x1000, 0x2000]).unwrap();
+    b.alloc(1, 1000, 0x10_0000, 64, 8, Some(1)).unwrap();
+    b.end(1, 0).unwrap();
+    b.end(0, 1).unwrap();
+    let dir = work_dir("terminal");
+    let t = dir.join("trace.bin");
+    std::fs::write(&t, b.finish().unwrap()).unwrap();
+    let cli = <memscope_decode::cli::Cli as clap::Parser>::parse_from([
+        "memscope-decode".to_owned(),
+        t.display().to_string(),
+        "--no-progress".to_owned(),
+    ]);
+    let (_, r, _) = memscope_decode::cli::analyse(
+        memscope_decode::source::Source::open(&t).unwrap(),
+        &cli.report.common,
+    )
+    .unwrap();
+    assert_eq!(r.header.as_ref().unwrap().program, ANSI);
+    let text = memscope_decode::render::terminal::render(&r);
+    let raw: Vec<char> = text
+        .chars()
+        .filter(|&c| (c.is_control() && c != '\n') || ('\u{202a}'..='\u{202e}').contains(&c))
+        .collect();
+    assert!(raw.is_empty(), "raw {raw:?} in:\n{text}");
+    assert!(text.contains(r"prog\u{1b}]0;pwned\u{7}\u{1b}[2J"), "{text}");
+    assert!(text.contains(r"/lib\u{202e}os.exe"), "{text}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -9,19 +9,6 @@ use common::*;
 use memscope_decode::render::bytes;
 use serde_json::json;
 
-/// `1234567` → `1,234,567`, as the page's `toLocaleString("en-US")` writes it.
-fn with_commas(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 fn assert_clean(v: &serde_json::Value) {
     assert_eq!(v["exceptions"], json!([]), "JavaScript errors: {v}");
     assert_eq!(v["console_errors"], json!([]), "console errors: {v}");
@@ -31,12 +18,7 @@ fn assert_clean(v: &serde_json::Value) {
 
 #[test]
 fn dashboard_loads_offline_and_shows_the_report_numbers() {
-    let dir = work_dir("html");
-    let rep = decode(
-        &dir,
-        &workload_trace(100_000, 3),
-        &["--html", "report.html"],
-    );
+    let (dir, rep) = decode_workload("html", &["--html", "report.html"]);
     let shot = out_dir().join("dashboard.png");
     let _ = std::fs::remove_file(&shot);
     let v = browser(json!({
@@ -401,6 +383,50 @@ fn a_hundred_thousand_sites_are_aggregated() {
         r["sort_ms"],
         r["filter_ms"],
         r["filter_again_ms"]
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The page's title names the program by its file name, so a shared page or
+/// a screenshot does not show the directory it was built in; the full path
+/// is the title's tooltip and appears nowhere else in the page's text.
+#[test]
+fn the_title_names_the_program_by_its_file_name() {
+    use memscope_decode::synth::TraceBuilder;
+    const PROGRAM: &str = "/opt/builds/project/target/release/my-app";
+    let mut b = TraceBuilder::new(Vec::new());
+    b.simple_header(PROGRAM, 1_000_000_000).unwrap();
+    b.thread(1, 7, "main").unwrap();
+    b.alloc(1, 1000, 0x10_0000, 64, 8, None).unwrap();
+    b.end(1, 0).unwrap();
+    b.end(0, 1).unwrap();
+    let dir = work_dir("title");
+    let rep = decode(&dir, &b.finish().unwrap(), &["--html", "report.html"]);
+    assert_eq!(rep["header"]["program"], PROGRAM);
+    let v = browser(json!({
+        "url": file_url(&dir.join("report.html")),
+        "ready": "document.body.getAttribute('data-ready') === '1'",
+        "eval": "({h1: document.getElementById('title').textContent, tooltip: document.getElementById('title').title, title: document.title, text: document.body.innerText})",
+    }));
+    assert_clean(&v);
+    let r = &v["result"];
+    let file_name = std::path::Path::new(PROGRAM)
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap();
+    assert_eq!(r["h1"], format!("memscope — {file_name}"));
+    assert_eq!(r["title"], format!("memscope — {file_name}"));
+    assert_eq!(r["tooltip"], PROGRAM);
+    let text = r["text"].as_str().unwrap();
+    let dir_part = std::path::Path::new(PROGRAM)
+        .parent()
+        .unwrap()
+        .to_str()
+        .unwrap();
+    assert!(
+        !text.contains(dir_part),
+        "the program's directory shows: {text}"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

