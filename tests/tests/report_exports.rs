@@ -591,16 +591,7 @@ fn exports_describe_the_session_asked_for() {
     );
     // The warning that goes to stderr names the session left out.
     let t = dir.join("trace.bin");
-    let cli = <memscope_decode::cli::Cli as clap::Parser>::parse_from([
-        "memscope-decode".to_owned(),
-        t.display().to_string(),
-        "--no-progress".to_owned(),
-    ]);
-    let (_, r, _) = memscope_decode::cli::analyse(
-        memscope_decode::source::Source::open(&t).unwrap(),
-        &cli.report.common,
-    )
-    .unwrap();
+    let r = analyse_file(&t);
     let w = memscope_decode::render::exports::session_warning(&r).unwrap();
     assert!(
         w.contains("holds 2 sessions")
@@ -790,16 +781,7 @@ fn the_terminal_report_prints_no_control_character_from_the_trace() {
     let dir = work_dir("terminal");
     let t = dir.join("trace.bin");
     std::fs::write(&t, b.finish().unwrap()).unwrap();
-    let cli = <memscope_decode::cli::Cli as clap::Parser>::parse_from([
-        "memscope-decode".to_owned(),
-        t.display().to_string(),
-        "--no-progress".to_owned(),
-    ]);
-    let (_, r, _) = memscope_decode::cli::analyse(
-        memscope_decode::source::Source::open(&t).unwrap(),
-        &cli.report.common,
-    )
-    .unwrap();
+    let r = analyse_file(&t);
     assert_eq!(r.header.as_ref().unwrap().program, ANSI);
     let text = memscope_decode::render::terminal::render(&r);
     let raw: Vec<char> = text

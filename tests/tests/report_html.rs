@@ -16,6 +16,19 @@ fn assert_clean(v: &serde_json::Value) {
     assert_eq!(v["dialogs"], json!([]), "dialogs opened: {v}");
 }
 
+/// Opens `dir/report.html`, waits until it has drawn itself, and returns
+/// what the driver saw (no error, request or dialog: checked) with the value
+/// of `eval` in `result`.
+fn dashboard_eval(dir: &std::path::Path, eval: &str) -> serde_json::Value {
+    let v = browser(json!({
+        "url": file_url(&dir.join("report.html")),
+        "ready": "document.body.getAttribute('data-ready') === '1'",
+        "eval": eval,
+    }));
+    assert_clean(&v);
+    v
+}
+
 #[test]
 fn dashboard_loads_offline_and_shows_the_report_numbers() {
     let (dir, rep) = decode_workload("html", &["--html", "report.html"]);
@@ -266,12 +279,7 @@ fn names_from_the_trace_run_nothing_and_read_as_text() {
         "raw markup in the page"
     );
     assert!(!html.contains("<img"), "raw markup in the page");
-    let v = browser(json!({
-        "url": file_url(&dir.join("report.html")),
-        "ready": "document.body.getAttribute('data-ready') === '1'",
-        "eval": "({text: document.body.textContent, scripts: document.scripts.length, imgs: document.images.length})",
-    }));
-    assert_clean(&v);
+    let v = dashboard_eval(&dir, "({text: document.body.textContent, scripts: document.scripts.length, imgs: document.images.length})");
     let r = &v["result"];
     assert_eq!(u(r, "scripts"), 2, "a script element was injected");
     assert_eq!(u(r, "imgs"), 0, "an image element was injected");
@@ -292,12 +300,7 @@ fn firmware_dashboard_draws_the_heap_map() {
     let rep = decode(&dir, &firmware_trace(), &["--html", "report.html"]);
     let frag = rep["fragmentation"].as_array().unwrap();
     assert_eq!(frag.len(), 2, "{rep}");
-    let v = browser(json!({
-        "url": file_url(&dir.join("report.html")),
-        "ready": "document.body.getAttribute('data-ready') === '1'",
-        "eval": "[...document.querySelectorAll('.heapmap')].map((m) => ({at: m.dataset.at, used: [...m.children].filter((c) => c.title.startsWith('block')).length}))",
-    }));
-    assert_clean(&v);
+    let v = dashboard_eval(&dir, "[...document.querySelectorAll('.heapmap')].map((m) => ({at: m.dataset.at, used: [...m.children].filter((c) => c.title.startsWith('block')).length}))");
     let maps = v["result"].as_array().unwrap();
     assert_eq!(maps.len(), 2);
     for (m, f) in maps.iter().zip(frag) {
@@ -403,12 +406,7 @@ fn the_title_names_the_program_by_its_file_name() {
     let dir = work_dir("title");
     let rep = decode(&dir, &b.finish().unwrap(), &["--html", "report.html"]);
     assert_eq!(rep["header"]["program"], PROGRAM);
-    let v = browser(json!({
-        "url": file_url(&dir.join("report.html")),
-        "ready": "document.body.getAttribute('data-ready') === '1'",
-        "eval": "({h1: document.getElementById('title').textContent, tooltip: document.getElementById('title').title, title: document.title, text: document.body.innerText})",
-    }));
-    assert_clean(&v);
+    let v = dashboard_eval(&dir, "({h1: document.getElementById('title').textContent, tooltip: document.getElementById('title').title, title: document.title, text: document.body.innerText})");
     let r = &v["result"];
     let file_name = std::path::Path::new(PROGRAM)
         .file_name()

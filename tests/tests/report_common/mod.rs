@@ -188,6 +188,22 @@ pub fn decode(dir: &Path, trace: &[u8], args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap()
 }
 
+/// The report model of the trace file `t`, analysed as `memscope-decode
+/// t` does (for what the command line prints rather than writes).
+pub fn analyse_file(t: &Path) -> memscope_decode::report::Report {
+    let cli = Cli::parse_from([
+        "memscope-decode".to_owned(),
+        t.display().to_string(),
+        "--no-progress".to_owned(),
+    ]);
+    let (_, r, _) = memscope_decode::cli::analyse(
+        memscope_decode::source::Source::open(t).unwrap(),
+        &cli.report.common,
+    )
+    .unwrap();
+    r
+}
+
 /// Loads `cfg["url"]` in headless Chromium (see tests/browser/cdp.mjs) and returns what happened.
 pub fn browser(mut cfg: serde_json::Value) -> serde_json::Value {
     let chromium = tool("chromium", "chromium");
