@@ -10,6 +10,8 @@
 //! - `cargo xtask format-example` prints the worked example of
 //!   docs/FORMAT.md, encoded by memscope-core; a test keeps the two equal.
 //! - `cargo xtask setup` does only the set-up part of `test`.
+//! - `cargo xtask fuzz [SECONDS]` runs the cargo-fuzz targets of `fuzz/`
+//!   (seeded from real traces by `cargo xtask fuzz-seeds`).
 //!
 //! This crate depends on memscope-core alone, so it builds while the rest of
 //! the workspace is being changed; every other crate is driven through cargo.
@@ -18,6 +20,7 @@ mod command;
 mod demo;
 mod failure;
 mod format_example;
+mod fuzz;
 mod setup;
 mod test_plan;
 mod workspace;
@@ -40,6 +43,12 @@ Commands:
   format-example [--update-doc]
         Print the worked example of docs/FORMAT.md as memscope-core encodes it;
         --update-doc rewrites that section of docs/FORMAT.md.
+  fuzz [SECONDS]
+        Write the seed corpus, then run each cargo-fuzz target of fuzz/ for
+        SECONDS (default 40; nightly and cargo-fuzz needed: `cargo xtask setup
+        --only fuzz` installs them).
+  fuzz-seeds
+        Only write the seed corpus (fuzz/corpus/<target>/seed-*) from real traces.
   help  This text.
 ";
 
@@ -76,6 +85,24 @@ fn run(args: &[String]) -> Result<(), Failure> {
                 "format-example takes only --update-doc, not {rest:?}"
             ))),
         },
+        "fuzz" => {
+            let seconds = match rest {
+                [] => fuzz::CI_SECONDS,
+                [s] => s.parse().map_err(|_| {
+                    Failure::usage(format!("fuzz takes a number of seconds, not `{s}`"))
+                })?,
+                _ => {
+                    return Err(Failure::usage(format!(
+                        "fuzz takes one number, not {rest:?}"
+                    )))
+                }
+            };
+            fuzz::run_all(seconds)
+        }
+        "fuzz-seeds" => {
+            no_options(command, rest)?;
+            fuzz::seeds().map(|_| ())
+        }
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(())

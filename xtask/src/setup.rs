@@ -8,6 +8,7 @@
 //!   `rustup component add`);
 //! - cargo-nextest (`cargo install --locked`; without it the tests run under
 //!   `cargo test`, which says so);
+//! - cargo-fuzz (`cargo install --locked`) and the nightly toolchain it builds with;
 //! - Debian packages ([`DEBIAN_TOOLS`]: QEMU, Chromium, Node.js, Go, Valgrind)
 //!   through apt-get, only when running as root on Debian. Anywhere else a
 //!   missing one stops the run with its name.
@@ -82,6 +83,8 @@ pub enum Need {
     DebianTools,
     /// Nightly with Miri and rust-src.
     Miri,
+    /// Nightly and cargo-fuzz.
+    Fuzz,
 }
 
 /// What set-up found, for the steps that adapt to it.
@@ -102,6 +105,7 @@ pub fn prepare(needs: &BTreeSet<Need>) -> Result<Toolbox, Failure> {
             Need::Nextest => toolbox.nextest = nextest(),
             Need::DebianTools => debian_tools()?,
             Need::Miri => miri()?,
+            Need::Fuzz => cargo_fuzz()?,
         }
     }
     Ok(toolbox)
@@ -190,6 +194,43 @@ fn nextest() -> bool {
             false
         }
     }
+}
+
+/// cargo-fuzz and the nightly toolchain its sanitizer flags need.
+fn cargo_fuzz() -> Result<(), Failure> {
+    nightly("cargo-fuzz")?;
+    if Cmd::new("cargo")
+        .args([&format!("+{NIGHTLY}"), "fuzz", "--version"])
+        .succeeds()
+    {
+        say("cargo-fuzz: present");
+        return Ok(());
+    }
+    say("cargo-fuzz: installing with `cargo install cargo-fuzz --locked`");
+    Cmd::new("cargo")
+        .args(["install", "cargo-fuzz", "--locked"])
+        .run()
+        .map_err(|e| Failure::new(format!("could not install cargo-fuzz: {e}")))
+}
+
+/// The nightly toolchain, installed (profile minimal) when missing.
+fn nightly(why: &str) -> Result<(), Failure> {
+    rustup()?;
+    if Cmd::new("rustup")
+        .args(["run", NIGHTLY, "rustc", "--version"])
+        .succeeds()
+    {
+        return Ok(());
+    }
+    say("nightly toolchain: installing (profile minimal)");
+    Cmd::new("rustup")
+        .args(["toolchain", "install", NIGHTLY, "--profile", "minimal"])
+        .run()
+        .map_err(|e| {
+            Failure::new(format!(
+                "{why} needs the nightly toolchain, which could not be installed: {e}"
+            ))
+        })
 }
 
 fn miri() -> Result<(), Failure> {

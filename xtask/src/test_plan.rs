@@ -108,6 +108,12 @@ const STEPS: &[Step] = &[
         plan: loom,
     },
     Step {
+        name: "fuzz",
+        what: "each cargo-fuzz target (fuzz/) for a short while, seeded from real traces",
+        needs: &[Need::Fuzz],
+        plan: fuzz,
+    },
+    Step {
         name: "miri",
         what: "memscope-core's tests under Miri (undefined behaviour in unsafe code)",
         needs: &[Need::Miri],
@@ -153,6 +159,17 @@ fn miri(_: &Context) -> Plan {
         ])
         .env("MIRIFLAGS", env_or("MIRIFLAGS", "-Zmiri-disable-isolation"))
         .env("PROPTEST_CASES", env_or("PROPTEST_CASES", "8"))])
+}
+
+/// `cargo xtask fuzz`, through this very program (it writes the seeds itself).
+fn fuzz(cx: &Context) -> Plan {
+    if !cx.root.join("fuzz/Cargo.toml").is_file() {
+        return Plan::Skip("fuzz/Cargo.toml does not exist".into());
+    }
+    let me = std::env::current_exe().unwrap_or_else(|_| "cargo-xtask".into());
+    Plan::Run(vec![Cmd::new(me)
+        .args(["fuzz", &crate::fuzz::CI_SECONDS.to_string()])
+        .dir(&cx.root)])
 }
 
 /// The firmware packages of `examples/firmware` and the target each builds for.
