@@ -70,10 +70,28 @@ struct ElfFacts {
     thumb: bool,
 }
 
+/// Reads what symbolization needs to know of `path` before using it: its
+/// build id, first segment address and architecture.
+///
+/// `path` may come from the trace (a module's recorded path), so it is
+/// hostile input: only a regular file is opened (never a FIFO, which would
+/// block, or a device such as `/dev/zero`, which never ends), and the file is
+/// parsed through a read cache that reads only the headers and notes it
+/// needs, so a huge file costs no more memory than a small one.
 fn elf_facts(path: &Path) -> Result<ElfFacts, String> {
-    let data = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
+    if !meta.is_file() {
+        return Err("not a regular file; not opened".into());
+    }
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
+    // The path may have been swapped between the two calls: check the file opened.
+    let opened = file.metadata().map_err(|e| format!("cannot read: {e}"))?;
+    if !opened.is_file() {
+        return Err("not a regular file; not read".into());
+    }
+    let cache = object::ReadCache::new(file);
     let file =
-        object::File::parse(&*data).map_err(|e| format!("not an ELF or object file: {e}"))?;
+        object::File::parse(&cache).map_err(|e| format!("not an ELF or object file: {e}"))?;
     let build_id = file.build_id().ok().flatten().map(<[u8]>::to_vec);
     let min_vaddr = file.segments().map(|s| s.address()).min().unwrap_or(0);
     let thumb = matches!(file.architecture(), object::Architecture::Arm);
@@ -179,10 +197,18 @@ impl Symbolizer {
                     elf_used = true;
                 }
             }
+            // Why the recorded path itself was not used, for the warning.
+            let mut refused: Option<String> = None;
             if chosen.is_none() {
                 for cand in candidates(&m.path, &m.build_id, &opts.debug_dirs) {
-                    let Ok(facts) = elf_facts(&cand) else {
-                        continue;
+                    let facts = match elf_facts(&cand) {
+                        Ok(f) => f,
+                        Err(e) => {
+                            if cand == Path::new(&m.path) && cand.exists() {
+                                refused = Some(e);
+                            }
+                            continue;
+                        }
                     };
                     let id = facts.build_id.clone().unwrap_or_default();
                     if m.build_id.is_empty() || id == m.build_id {
@@ -213,9 +239,10 @@ impl Symbolizer {
                 // The vDSO and other pseudo-modules have no file to look for.
                 None if !m.path.starts_with('/') => {}
                 None => s.warnings.push(format!(
-                    "{}: no file with build id {} found; its frames stay addresses (use --elf or --debug-dir)",
+                    "{}: no file with build id {} found{}; its frames stay addresses (use --elf or --debug-dir)",
                     m.path,
-                    hex(&m.build_id)
+                    hex(&m.build_id),
+                    refused.map(|e| format!(" (the recorded path: {e})")).unwrap_or_default()
                 )),
             }
         }
@@ -519,6 +546,7 @@ pub fn first_user_frame(frames: &[FrameInfo]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::records::{HeaderInfo, ModuleInfo};
 
     fn frame(f: &str) -> FrameInfo {
         FrameInfo {
@@ -587,5 +615,95 @@ mod tests {
         let stack = [frames[1].clone(), fmt.clone(), user.clone()];
         assert_eq!(first_user_frame(&stack), 2);
         assert_eq!(first_user_frame(&[frames[1].clone(), fmt]), 1);
+    }
+
+    fn module(path: &Path, build_id: &[u8]) -> ModuleInfo {
+        ModuleInfo {
+            base: 0x10_0000,
+            size: 0x1000,
+            path: path.display().to_string(),
+            build_id: build_id.to_vec(),
+        }
+    }
+
+    /// A trace names the files the decoder opens: only regular files are
+    /// opened, only one whose build id is the recorded one is used, and the
+    /// report says which file was used and why each other one was not.
+    #[test]
+    fn only_regular_files_with_the_recorded_build_id_are_used() {
+        let me = std::env::current_exe().unwrap();
+        let id = elf_facts(&me)
+            .unwrap()
+            .build_id
+            .expect("the test executable carries a GNU build id");
+        let dir = std::env::temp_dir().join(format!("memscope-sym-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let text = dir.join("notes.txt");
+        std::fs::write(&text, "not an ELF").unwrap();
+        let fifo = dir.join("fifo");
+        // A FIFO would block a reader forever; /dev/zero never ends.
+        let have_fifo = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .is_ok_and(|s| s.success());
+        let mut session = Session::default();
+        let refused: Vec<PathBuf> = [
+            Some(PathBuf::from("/dev/zero")),
+            have_fifo.then(|| fifo.clone()),
+            Some(dir.clone()),
+            Some(text.clone()),
+            Some(dir.join("missing")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        for p in &refused {
+            session.modules.push(module(p, &id));
+        }
+        session.modules.push(module(&me, &[1, 2, 3, 4]));
+        session.modules.push(module(&me, &id));
+        let s = Symbolizer::new(&session, &Options::default()).unwrap();
+        assert_eq!(s.loaded, vec![me.display().to_string()]);
+        for p in &refused {
+            let p = p.display().to_string();
+            assert!(
+                s.warnings.iter().any(|w| w.starts_with(&p)),
+                "no warning names {p}: {:?}",
+                s.warnings
+            );
+        }
+        assert!(s
+            .warnings
+            .iter()
+            .any(|w| w.contains("/dev/zero") && w.contains("not a regular file")));
+        assert!(s
+            .warnings
+            .iter()
+            .any(|w| w.contains("differs from the recorded 01020304")));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Without a module map, the header's program path is used only when the
+    /// file there has the trace's build id.
+    #[test]
+    fn the_program_named_in_the_header_is_used_only_with_its_build_id() {
+        let me = std::env::current_exe().unwrap();
+        let id = elf_facts(&me).unwrap().build_id.unwrap();
+        let mut session = Session::default();
+        session.header = Some(HeaderInfo {
+            program: me.display().to_string(),
+            build_id: vec![9, 9, 9, 9],
+            ..HeaderInfo::default()
+        });
+        let s = Symbolizer::new(&session, &Options::default()).unwrap();
+        assert!(s.loaded.is_empty());
+        assert!(s.warnings[0].contains("does not match"), "{:?}", s.warnings);
+        session.header.as_mut().unwrap().build_id = id;
+        let s = Symbolizer::new(&session, &Options::default()).unwrap();
+        assert_eq!(s.loaded, vec![me.display().to_string()]);
+        // A header naming a device is never opened.
+        session.header.as_mut().unwrap().program = "/dev/zero".into();
+        let s = Symbolizer::new(&session, &Options::default()).unwrap();
+        assert!(s.loaded.is_empty());
     }
 }
