@@ -48,7 +48,9 @@ pub fn read_frames(
     mut each: impl FnMut(Piece<'_>) -> Flow,
 ) -> Result<u64, (u64, io::Error)> {
     let mut frame_buf = vec![0u8; MAX_FRAME];
-    let mut deframer = Deframer::new(&mut frame_buf);
+    // One producer checks all its frames or none: after a checked frame, one
+    // without a CRC is a flipped "checked" bit, not a frame to trust.
+    let mut deframer = Deframer::new(&mut frame_buf).sticky_checksums();
     let mut chunk = vec![0u8; 1 << 20];
     loop {
         let n = match input.read(&mut chunk) {

@@ -158,6 +158,10 @@ pub struct Deframer<'b> {
     frame_len: u64,
     /// Offset of the next input byte.
     offset: u64,
+    /// See [`Deframer::sticky_checksums`].
+    sticky: bool,
+    /// A frame with a CRC was read.
+    crc_seen: bool,
 }
 
 impl<'b> Deframer<'b> {
@@ -168,7 +172,20 @@ impl<'b> Deframer<'b> {
             fill: 0,
             frame_len: 0,
             offset: 0,
+            sticky: false,
+            crc_seen: false,
         }
+    }
+
+    /// Once a frame with a CRC has been read, treats a frame without one as
+    /// damaged ([`Damage::Checksum`]). A producer checks all its frames or
+    /// none (memscope-std all, a microcontroller's `Stream` none), while one
+    /// flipped bit can clear a frame's "checked" bit, or a split can make a
+    /// piece start with a head whose bit is clear: such a frame would pass
+    /// unverified. Readers of a single producer's output should turn this on.
+    pub fn sticky_checksums(mut self) -> Self {
+        self.sticky = true;
+        self
     }
 
     /// Offset of the next byte [`push`](Self::push) will read.
@@ -199,7 +216,11 @@ impl<'b> Deframer<'b> {
         let fill = self.fill;
         self.fill = 0;
         self.frame_len = 0;
-        (consumed, Self::close(&mut self.buf[..fill], start, len))
+        let need_crc = self.sticky && self.crc_seen;
+        let mut checked = false;
+        let ev = Self::close(&mut self.buf[..fill], start, len, need_crc, &mut checked);
+        self.crc_seen |= checked;
+        (consumed, ev)
     }
 
     /// Ends the input: bytes after the last delimiter are a truncated frame.
@@ -214,7 +235,15 @@ impl<'b> Deframer<'b> {
         })
     }
 
-    fn close(buf: &mut [u8], offset: u64, len: u64) -> Option<FrameEvent<'_>> {
+    /// `need_crc`: a frame without a CRC is damage. Sets `checked` when the
+    /// frame was intact and carried a CRC.
+    fn close<'a>(
+        buf: &'a mut [u8],
+        offset: u64,
+        len: u64,
+        need_crc: bool,
+        checked: &mut bool,
+    ) -> Option<FrameEvent<'a>> {
         if len == 0 {
             // Back-to-back delimiters separate nothing; writers may pad with them.
             return None;
@@ -248,7 +277,10 @@ impl<'b> Deframer<'b> {
             if CRC16.checksum(body).to_le_bytes() != crc {
                 return damaged(Damage::Checksum);
             }
+            *checked = true;
             &body[head_len..]
+        } else if need_crc {
+            return damaged(Damage::Checksum);
         } else {
             &payload[head_len..]
         };
@@ -344,6 +376,36 @@ mod tests {
         let n = encode_frame(2, false, &[b"abcdef"], &mut out).unwrap();
         let got = frames(&out[..n - 3], 32);
         assert_eq!(got, std::vec![(None, 0, (n - 3) as u64)]);
+    }
+
+    #[test]
+    fn sticky_checksums_refuse_a_frame_whose_checked_bit_was_cleared() {
+        let mut wire = Vec::new();
+        for _ in 0..2 {
+            let mut out = [0u8; 64];
+            let n = encode_frame(3, true, &[b"\x05\x01\x02"], &mut out).unwrap();
+            wire.extend_from_slice(&out[..n]);
+        }
+        let second = wire.iter().position(|&b| b == 0).unwrap() + 1;
+        // The head 3 << 1 | 1 = 7 sits after the COBS code byte: clear bit 0.
+        wire[second + 1] ^= 1;
+        let mut buf = [0u8; 64];
+        let mut d = Deframer::new(&mut buf).sticky_checksums();
+        let (n, ev) = d.push(&wire);
+        assert!(matches!(ev, Some(FrameEvent::Frame { stream: 3, .. })));
+        let (_, ev) = d.push(&wire[n..]);
+        assert_eq!(
+            ev,
+            Some(FrameEvent::Damaged {
+                offset: second as u64,
+                len: (wire.len() - second - 1) as u64,
+                reason: Damage::Checksum
+            })
+        );
+        // Without the option the flipped frame passes, unverified, with its
+        // CRC bytes read as records.
+        let got = frames(&wire, 64);
+        assert_eq!(got[1].0.as_ref().map(|f| f.1.len()), Some(5));
     }
 
     #[test]
