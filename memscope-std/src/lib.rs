@@ -23,8 +23,9 @@
 //!
 //! # How it records
 //!
-//! Each thread encodes its events (about five bytes each, see memscope-core's
-//! `wire`) into its own lock-free ring, allocated from the inner allocator; a
+//! Each thread encodes its events (about six bytes each on a churn of mixed
+//! sizes, seven with call stacks; see memscope-core's `wire`) into its own
+//! lock-free ring, allocated from the inner allocator; a
 //! writer thread drains the rings into the file every few milliseconds. The
 //! allocation path never allocates, locks, waits or panics: when a ring is
 //! full the event is counted as lost and the trace says so. Every stream ends
