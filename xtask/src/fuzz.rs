@@ -44,7 +44,7 @@ fn max_len(target: &str) -> usize {
 }
 
 /// Seconds each target runs in `cargo xtask test`.
-pub const CI_SECONDS: u32 = 40;
+pub const CI_SECONDS: u32 = 30;
 
 /// Longest seed, in bytes.
 pub const MAX_SEED: usize = 64 * 1024;

@@ -45,7 +45,7 @@ Commands:
         --update-doc rewrites that section of docs/FORMAT.md.
   fuzz [SECONDS]
         Write the seed corpus, then run each cargo-fuzz target of fuzz/ for
-        SECONDS (default 40; nightly and cargo-fuzz needed: `cargo xtask setup
+        SECONDS (default 30; nightly and cargo-fuzz needed: `cargo xtask setup
         --only fuzz` installs them).
   fuzz-seeds
         Only write the seed corpus (fuzz/corpus/<target>/seed-*) from real traces.
