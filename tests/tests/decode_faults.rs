@@ -975,3 +975,23 @@ fn collect_strings(v: &serde_json::Value, out: &mut Vec<String>) {
         _ => {}
     }
 }
+
+/// Each heap region gets a map of the blocks in it (at the peak and at the
+/// end), so a trace declaring many regions over many live blocks must not
+/// cost memory or time per region without bound.
+#[test]
+fn many_heap_regions_over_many_blocks_cost_little() {
+    let mut b = TraceBuilder::new(Vec::new()).checked(true).batched(4096);
+    b.simple_header("regions", 0).unwrap();
+    // 50 000 regions (about 350 KiB of trace), each the whole address space.
+    for _ in 0..50_000u32 {
+        b.raw_frame(0, &region(0, u64::MAX)).unwrap();
+    }
+    // 2 000 live blocks with gaps between them: 512 map spans per region.
+    for i in 0..2_000u64 {
+        b.alloc(1, i, 0x10_0000 + i * 64, 32, 8, None).unwrap();
+    }
+    let bytes = b.finish().unwrap();
+    let (code, stderr) = decode_limited(&bytes, "regions");
+    assert_eq!(code, 0, "{stderr}");
+}
