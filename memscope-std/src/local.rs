@@ -10,7 +10,17 @@
 //! to the inner allocator and counted in [`stats`](crate::stats()) but **not
 //! recorded**: memscope's own allocations are not part of the trace. The
 //! recording path itself allocates nothing (a test checks it), so nothing of
-//! the program is lost to this.
+//! the program is lost to this — except a signal handler that allocates:
+//!
+//! `busy` has two set values. [`OWN_CODE`] (1) marks memscope's own code
+//! above. [`RECORDING`] (2) marks the record path (`record::record_kind`, a
+//! metadata push), which the program's code can only enter through a signal
+//! handler interrupting it: such a call cannot be recorded (the stream's
+//! encoder is mid-record) and is counted as untracked in the control
+//! stream's end record, so the trace says it happened. A handler call that
+//! interrupts [`OWN_CODE`] (a stream opening, the final flush) is still only
+//! counted in `stats()`. Every check of `busy` on the hot path is "nonzero",
+//! as cheap as the `bool` it was.
 //!
 //! # What is recorded
 //!
@@ -32,8 +42,15 @@ use core::alloc::GlobalAlloc;
 use core::cell::Cell;
 use core::ptr;
 
+/// `Local::busy` while memscope's own code runs (see the module doc).
+pub(crate) const OWN_CODE: u8 = 1;
+/// Inside the record path (`record::record_kind`, a metadata push).
+pub(crate) const RECORDING: u8 = 2;
+
 pub(crate) struct Local {
-    pub busy: Cell<bool>,
+    /// 0: the program's code; [`OWN_CODE`] or [`RECORDING`]: memscope's own
+    /// (nonzero: pass allocations through).
+    pub busy: Cell<u8>,
     pub slot: Cell<*const Slot>,
     /// This thread's memscope destructor ran: no slot any more.
     pub exited: Cell<bool>,
@@ -48,7 +65,7 @@ pub(crate) struct Local {
 impl Local {
     const fn new() -> Self {
         Local {
-            busy: Cell::new(false),
+            busy: Cell::new(0),
             slot: Cell::new(ptr::null()),
             exited: Cell::new(false),
             stream: Cell::new(0),
@@ -61,7 +78,7 @@ impl Local {
     /// Runs `f` with `busy` set (memscope's own code: its allocations are
     /// passed through), restoring the previous value.
     pub(crate) fn busy<R>(&self, f: impl FnOnce() -> R) -> R {
-        let was = self.busy.replace(true);
+        let was = self.busy.replace(OWN_CODE);
         let r = f();
         self.busy.set(was);
         r
@@ -82,7 +99,7 @@ pub(crate) fn with<R>(f: impl FnOnce(&Local) -> R) -> R {
 
 /// Marks this thread as memscope's own for the rest of its life.
 pub(crate) fn become_busy_forever() {
-    with(|l| l.busy.set(true));
+    with(|l| l.busy.set(OWN_CODE));
 }
 
 /// The allocation path: `ev` already happened in the inner allocator.
@@ -97,7 +114,7 @@ pub(crate) fn on_event(inner: &dyn GlobalAlloc, fp: usize, ev: Event) {
     // thread, which outlives this call.
     let l = unsafe { &*l };
     let s = l.slot.get();
-    if s.is_null() || l.busy.get() {
+    if s.is_null() || l.busy.get() != 0 {
         return on_event_cold(inner, l, fp, ev);
     }
     // SAFETY: slots are never freed, and this thread owns `s`.
@@ -115,11 +132,20 @@ pub(crate) fn on_event(inner: &dyn GlobalAlloc, fp: usize, ev: Event) {
 #[inline(never)]
 fn on_event_cold(inner: &dyn GlobalAlloc, l: &Local, fp: usize, ev: Event) {
     let s = l.slot.get();
-    if l.busy.get() {
+    let busy = l.busy.get();
+    if busy != 0 {
         // memscope's own allocation: counted, not recorded.
+        // SAFETY: slots are never freed.
         match unsafe { s.as_ref() } {
             Some(s) => stats::count(&s.stats, ev),
             None => stats::count_orphan(ev),
+        }
+        // Not memscope's own but the program's, interrupting the record path
+        // (a signal handler): it cannot be recorded (the stream's encoder is
+        // mid-record), so the control stream's end record counts it as
+        // untracked and the trace does not claim to be complete.
+        if busy == RECORDING && session::recording() {
+            session::count_untracked(ev);
         }
         return;
     }

@@ -54,8 +54,9 @@ pub(crate) fn event(inner: &dyn GlobalAlloc, l: &Local, s: &Slot, fp: usize, ev:
 fn record_kind(l: &Local, s: &Slot, b: &Buffers, fp: usize, ev: Event) {
     // Nothing below allocates (tests/reentrancy.rs checks it); should that
     // ever change, the guard turns the allocation into a pass-through instead
-    // of a recursion.
-    l.busy.set(true);
+    // of a recursion. `RECORDING`: a signal handler's call that lands here
+    // is counted as untracked (see `local`).
+    l.busy.set(crate::local::RECORDING);
     let seq = enter(s);
     // SAFETY: this thread owns the slot, so it is the only user of the encoder.
     let enc = unsafe { &mut *s.enc.get() };
@@ -79,7 +80,7 @@ fn record_kind(l: &Local, s: &Slot, b: &Buffers, fp: usize, ev: Event) {
     }
     count(s, ev);
     leave(s, seq);
-    l.busy.set(false);
+    l.busy.set(0);
 }
 
 /// Counts the event in the stream's totals (inside the seqlock window, with
@@ -429,7 +430,7 @@ pub(crate) fn meta(rec: &Record<'_>) -> bool {
         let done = crate::local::with(|l| {
             let s = l.slot.get();
             let bufs = l.buffers.get();
-            if s.is_null() || bufs.is_null() || l.busy.get() {
+            if s.is_null() || bufs.is_null() || l.busy.get() != 0 {
                 return None;
             }
             // SAFETY: never freed; this thread owns them.
@@ -438,9 +439,13 @@ pub(crate) fn meta(rec: &Record<'_>) -> bool {
             let Ok((len, _)) = rec.encode(Delta::default(), &mut buf) else {
                 return Some(false);
             };
+            // A signal handler's call landing in the push must not record
+            // into the ring mid-push: it is counted as untracked (see `local`).
+            l.busy.set(crate::local::RECORDING);
             let seq = enter(s);
             let ok = push(s, b, &buf[..len]);
             leave(s, seq);
+            l.busy.set(0);
             Some(ok)
         });
         match done {

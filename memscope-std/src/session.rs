@@ -299,7 +299,7 @@ fn begin(config: Config) -> io::Result<()> {
 /// safe to call from `atexit`, a panic hook or a guard's drop.
 pub(crate) fn finish() -> io::Result<()> {
     local::with(|l| {
-        if l.busy.get() {
+        if l.busy.get() != 0 {
             // memscope's own code (the writer thread, say) panicked with
             // `panic = "abort"`: it may hold the writer's lock. Do not wait.
             return Ok(());
@@ -333,7 +333,7 @@ pub(crate) fn flush() {
     if recording() {
         local::with(|l| {
             // Not from memscope's own code (it may hold the writer's lock).
-            if !l.busy.get() {
+            if l.busy.get() == 0 {
                 l.busy(writer::flush);
             }
         });
