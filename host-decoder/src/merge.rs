@@ -166,6 +166,8 @@ struct Hold {
     want: Want,
     /// Once known: the merge may release the head past this timestamp.
     upper: Option<u64>,
+    /// Events of the lane already searched for that bound.
+    scanned: usize,
 }
 
 struct Lane {
@@ -212,6 +214,10 @@ pub struct Merger {
     window: Window,
     /// The only stream is 0 (a firmware trace): nothing to wait for.
     solo: bool,
+    /// While lanes are held: the lowest upper bound known among them (0
+    /// until computed): a run of one lane stops past it, so that an expired
+    /// hold goes in order.
+    hold_floor: u64,
 }
 
 /// Asks the CPU to load the buffered event `e` (both cache lines it may
@@ -231,6 +237,17 @@ fn prefetch_event(e: Option<&Event>) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = e;
+}
+
+/// The address whose liveness `ev` changes.
+#[inline]
+fn touched(ev: &Event) -> Option<u64> {
+    match ev.op {
+        Op::Alloc { addr, .. } | Op::Dealloc { addr, .. } => Some(addr),
+        Op::ReallocRelease { old_addr, .. } => Some(old_addr),
+        Op::Realloc { new_addr, .. } => Some(new_addr),
+        _ => None,
+    }
 }
 
 #[inline]
@@ -458,8 +475,11 @@ impl Merger {
                                 addr,
                                 want,
                                 upper: None,
+                                scanned: 1,
                             });
                             self.held.push(l);
+                            // Until expire_holds() knows the new bound.
+                            self.hold_floor = 0;
                             break;
                         }
                     }
@@ -484,7 +504,9 @@ impl Merger {
                 target.apply(&ev, lane.queue.get(LOOKAHEAD));
                 // A lane that stopped being held re-entered the heap after the
                 // runner-up was read: leave the run.
-                let resolved = !self.held.is_empty() && self.resolve_holds(target);
+                let resolved = !self.held.is_empty()
+                    && touched(&ev).is_some_and(|a| self.is_held_addr(a))
+                    && self.resolve_holds(target);
                 let lane = &self.lanes[l as usize];
                 let Some(next) = lane.queue.front() else {
                     if !lane.closed && !end {
@@ -494,7 +516,7 @@ impl Merger {
                 };
                 let Reverse(nk) = key(next, l);
                 if resolved
-                    || !self.held.is_empty()
+                    || (!self.held.is_empty() && nk.0 > self.hold_floor)
                     || runner_up.is_some_and(|r| nk > r || (nk.0 == r.0 && nk.1 == 0 && r.1 == 0))
                     || (!end && !self.releasable(&nk, bound))
                 {
@@ -565,6 +587,14 @@ impl Merger {
         best
     }
 
+    /// Whether a held lane waits on `addr`.
+    #[inline]
+    fn is_held_addr(&self, addr: u64) -> bool {
+        self.held
+            .iter()
+            .any(|&l| self.lanes[l as usize].hold.is_some_and(|h| h.addr == addr))
+    }
+
     /// Held lanes whose wait is over (their conflicting event was merged)
     /// go back into the order, first. Returns whether any did.
     fn resolve_holds(&mut self, target: &impl Target) -> bool {
@@ -616,11 +646,14 @@ impl Merger {
                 h.upper = if h.want != Want::Free {
                     // A free happened before the next event of its stream
                     // that read the clock.
-                    lane.queue
+                    let found = lane
+                        .queue
                         .iter()
-                        .skip(1)
+                        .skip(h.scanned)
                         .find(|e| reads_clock(e))
-                        .map(|e| e.ts.saturating_add(slack))
+                        .map(|e| e.ts.saturating_add(slack));
+                    h.scanned = lane.queue.len();
+                    found
                 } else {
                     lane.queue.front().map(|e| e.ts.saturating_add(slack))
                 };
@@ -640,6 +673,12 @@ impl Merger {
                 i += 1;
             }
         }
+        self.hold_floor = self
+            .held
+            .iter()
+            .filter_map(|&l| self.lanes[l as usize].hold.and_then(|h| h.upper))
+            .min()
+            .unwrap_or(u64::MAX);
         any
     }
 }
