@@ -13,6 +13,7 @@ use memscope_tests::counting::{self, Counted};
 use std::alloc::System;
 use std::hint::black_box;
 use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 #[global_allocator]
@@ -168,13 +169,29 @@ const LATE_SIZE: usize = 4241;
 const EARLY_SIZE: usize = 4243;
 const DTOR_ALLOCS: usize = 10;
 
+/// (allocations, frees) the destructors made, by block size: the test
+/// compares the trace with these, not with constants of its own.
+static DTOR_CALLS: [[AtomicU64; 2]; 2] = [
+    [AtomicU64::new(0), AtomicU64::new(0)],
+    [AtomicU64::new(0), AtomicU64::new(0)],
+];
+
+fn dtor_calls(size: usize) -> &'static [AtomicU64; 2] {
+    &DTOR_CALLS[usize::from(size == EARLY_SIZE)]
+}
+
 struct AllocatesOnDrop(usize);
 
 impl Drop for AllocatesOnDrop {
     fn drop(&mut self) {
+        let calls = dtor_calls(self.0);
         for i in 0..DTOR_ALLOCS {
             let v = black_box(vec![i as u8; self.0]);
+            // Relaxed: read after the thread was joined.
+            calls[0].fetch_add(1, Ordering::Relaxed);
             drop(v);
+            // Relaxed: as above.
+            calls[1].fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -233,6 +250,13 @@ fn tls_dtor() {
     black_box(late.join().unwrap());
     counting::print("early-tls", 1);
     counting::print("late-tls", 2);
+    for (name, size) in [("early", EARLY_SIZE), ("late", LATE_SIZE)] {
+        // Relaxed: both threads were joined.
+        let [a, f] = dtor_calls(size)
+            .each_ref()
+            .map(|c| c.load(Ordering::Relaxed));
+        say(&format!("dtor-{name} {size} {a} {f}"));
+    }
     say("done");
 }
 
