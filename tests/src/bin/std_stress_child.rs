@@ -4,9 +4,12 @@
 //! one thread's stream and freed on another's, while all threads allocate,
 //! free and wake the writer at once.
 //!
-//! Block sizes are `3001 + (7 * thread + k) % 64` bytes (sizes nothing else
-//! in the program uses). Prints a `counted` line per thread (see
-//! memscope_tests::counting), then `blocks <total> bytes <total>`.
+//! Block sizes are `3001 + 64 * thread + k % 64` bytes: sizes nothing else in
+//! the program uses, and a block's size says which thread allocated it, so
+//! the test can check from the trace alone that each block was freed on the
+//! next thread's stream. Prints a `counted` line per thread (see
+//! memscope_tests::counting), a `sizes <thread> <smallest> <largest>` line per
+//! thread (the sizes it used), then `blocks <total> bytes <total>`.
 //!
 //! Usage: `std_stress_child N M`
 
@@ -19,8 +22,11 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendE
 static GLOBAL: Counted<memscope_std::MemScope<System>> =
     Counted(memscope_std::MemScope::new(System));
 
+/// Distinct sizes per thread.
+const SIZES: usize = 64;
+
 pub fn block_size(thread: usize, k: usize) -> usize {
-    3001 + (7 * thread + k) % 64
+    3001 + SIZES * thread + k % SIZES
 }
 
 /// Frees whatever arrived; returns whether the sender is gone.
@@ -86,6 +92,11 @@ fn main() {
     let freed: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
     for i in 0..n {
         counting::print(&format!("stress-{i}"), i + 1);
+    }
+    for i in 0..n {
+        let sizes = (0..m).map(|k| block_size(i, k));
+        let (lo, hi) = (sizes.clone().min().unwrap_or(0), sizes.max().unwrap_or(0));
+        println!("sizes stress-{i} {lo} {hi}");
     }
     let bytes: u64 = (0..n)
         .flat_map(|i| (0..m).map(move |k| block_size(i, k) as u64))
