@@ -51,11 +51,17 @@
 //! - calls a thread makes after its memscope thread-local destructor ran (only
 //!   destructors registered before memscope's, which is normally the first);
 //!   the control stream's end record counts those as lost;
-//! - anything in a process created by `fork` (the child stops recording).
+//! - anything in a process created by `fork` (the child stops recording);
+//! - a signal handler's call that interrupts memscope's record path on its
+//!   thread (it cannot be recorded mid-record): counted as untracked in the
+//!   control stream's end record, like the destructors' calls above. One that
+//!   interrupts memscope's other own code (opening a stream, the final flush)
+//!   is counted in `stats()` only.
 //!
 //! Signals that kill the process end the file without end records, which the
-//! decoder reports as an incomplete trace. Allocations from signal handlers
-//! are not supported (no allocator supports them).
+//! decoder reports as an incomplete trace. Allocating from a signal handler
+//! needs an async-signal-safe inner allocator (glibc's malloc is not); with
+//! one, memscope neither deadlocks nor corrupts the trace (tests/std_faults.rs).
 //!
 //! Linux on x86_64 and aarch64 is what this crate is built and tested for;
 //! elsewhere statistics and traces work, call stacks and module maps are empty.
