@@ -35,6 +35,9 @@ pub struct FrameInfo {
     pub module: Option<String>,
 }
 
+/// Recorded modules looked at for symbols; the ones after are left as addresses.
+pub const MAX_MODULES: usize = 1024;
+
 /// Where to find debug information.
 #[derive(Clone, Debug, Default)]
 pub struct Options {
@@ -182,7 +185,16 @@ impl Symbolizer {
             }
             return Ok(s);
         }
-        for m in &session.modules {
+        // Each module used holds a loader (a mapping and parsed debug
+        // information); a process maps a few hundred at most, a hostile
+        // trace could list the same library a million times.
+        if session.modules.len() > MAX_MODULES {
+            s.warnings.push(format!(
+                "the trace records {} modules; only the first {MAX_MODULES} are symbolized",
+                session.modules.len()
+            ));
+        }
+        for m in session.modules.iter().take(MAX_MODULES) {
             let mut chosen: Option<(PathBuf, ElfFacts)> = None;
             if let Some((p, facts)) = &elf {
                 let id = facts.build_id.clone().unwrap_or_default();
@@ -680,6 +692,28 @@ mod tests {
             .warnings
             .iter()
             .any(|w| w.contains("differs from the recorded 01020304")));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A trace can list any number of modules; the symbolizer looks at the
+    /// first MAX_MODULES only (each one looked at costs file reads, and a
+    /// loader when used), and says so.
+    #[test]
+    fn a_trace_listing_too_many_modules_is_symbolized_for_the_first_ones_only() {
+        let dir = std::env::temp_dir().join(format!("memscope-sym-many-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let text = dir.join("not-an-elf");
+        std::fs::write(&text, "text").unwrap();
+        let mut session = Session::default();
+        for i in 0..(MAX_MODULES as u64 + 500) {
+            let mut m = module(&text, &[1, 2]);
+            m.base = i << 32;
+            session.modules.push(m);
+        }
+        let s = Symbolizer::new(&session, &Options::default()).unwrap();
+        assert!(s.warnings[0].contains("only the first 1024"), "{:?}", s.warnings[0]);
+        // One warning per module looked at, none for the others.
+        assert_eq!(s.warnings.len(), 1 + MAX_MODULES);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
