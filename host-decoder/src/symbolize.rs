@@ -711,7 +711,11 @@ mod tests {
             session.modules.push(m);
         }
         let s = Symbolizer::new(&session, &Options::default()).unwrap();
-        assert!(s.warnings[0].contains("only the first 1024"), "{:?}", s.warnings[0]);
+        assert!(
+            s.warnings[0].contains("only the first 1024"),
+            "{:?}",
+            s.warnings[0]
+        );
         // One warning per module looked at, none for the others.
         assert_eq!(s.warnings.len(), 1 + MAX_MODULES);
         let _ = std::fs::remove_dir_all(&dir);
