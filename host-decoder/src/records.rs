@@ -368,6 +368,9 @@ pub enum FrameOutcome {
     UnsupportedVersion(u16),
 }
 
+/// Heap regions a session may declare; more are record errors.
+pub const MAX_HEAP_REGIONS: usize = 64;
+
 /// How many record errors are kept as examples.
 const MAX_EXAMPLES: usize = 20;
 
@@ -569,7 +572,28 @@ impl Decoder {
                         offset: frame_offset,
                     });
                 }
-                Record::HeapRegion(r) => regions.push((r.start, r.len)),
+                Record::HeapRegion(r) => {
+                    // Every region gets a block map at the peak and at the
+                    // end: a target has a few heaps, a hostile trace could
+                    // declare one per record. The same region again is
+                    // harmless; more than MAX_HEAP_REGIONS is an error.
+                    let region = (r.start, r.len);
+                    let known = regions.contains(&region);
+                    if !known && regions.len() < MAX_HEAP_REGIONS {
+                        regions.push(region);
+                    } else if !known {
+                        *record_errors += 1;
+                        if record_error_examples.len() < MAX_EXAMPLES {
+                            record_error_examples.push(RecordError {
+                                stream,
+                                frame_offset,
+                                position: pos,
+                                bytes_lost: 0,
+                                error: DecodeError::OutOfRange,
+                            });
+                        }
+                    }
+                }
                 Record::End(e) => {
                     st.end = Some(e);
                     self.frame_ended = true;
