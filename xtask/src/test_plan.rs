@@ -103,7 +103,7 @@ const STEPS: &[Step] = &[
     },
     Step {
         name: "loom",
-        what: "loom model of memscope-core's ring (every interleaving)",
+        what: "loom models of the ring, the slot registry and the consistent cut (every interleaving, bounded)",
         needs: &[],
         plan: loom,
     },
@@ -115,7 +115,7 @@ const STEPS: &[Step] = &[
     },
     Step {
         name: "miri",
-        what: "memscope-core's tests under Miri (undefined behaviour in unsafe code)",
+        what: "memscope-core's tests and memscope-std's unsafe parts under Miri (undefined behaviour)",
         needs: &[Need::Miri],
         plan: miri,
     },
@@ -130,17 +130,27 @@ fn loom(cx: &Context) -> Plan {
     }
     // `--cfg loom` changes every crate's build: a target directory of its own
     // keeps the main build from being invalidated.
-    Plan::Run(vec![Cmd::cargo()
-        .args([
-            "test",
-            "-p",
-            "memscope-core",
-            "--release",
+    // The models with three actors (ring + observer, memscope-std's slot
+    // registry and its consistent cut), then ring.rs's own model. `--lib`
+    // is filtered: stack.rs's unit tests use a ring outside any loom model.
+    let loom_cmd = |args: &[&str]| {
+        Cmd::cargo()
+            .args(["test", "-p", "memscope-core", "--release"])
+            .args(args)
+            .env("RUSTFLAGS", "--cfg loom")
+            .env("CARGO_TARGET_DIR", cx.target_dir.join("loom"))
+    };
+    Plan::Run(vec![
+        loom_cmd(&[
             "--test",
             "loom_ring",
-        ])
-        .env("RUSTFLAGS", "--cfg loom")
-        .env("CARGO_TARGET_DIR", cx.target_dir.join("loom"))])
+            "--test",
+            "loom_slot_registry",
+            "--test",
+            "loom_consistent_cut",
+        ]),
+        loom_cmd(&["--lib", "ring::loom_tests"]),
+    ])
 }
 
 fn miri(_: &Context) -> Plan {
@@ -149,16 +159,32 @@ fn miri(_: &Context) -> Plan {
     // the native run already covers the value space. Isolation is off because
     // proptest looks up the working directory for its regression files.
     // MIRIFLAGS and PROPTEST_CASES set by the caller win.
-    Plan::Run(vec![Cmd::cargo()
-        .args([
-            format!("+{NIGHTLY}").as_str(),
-            "miri",
-            "test",
+    //
+    // memscope-std: the real slot registry, thread exit and counters
+    // (threads_and_slots) and the unit tests of its unsafe parts that Miri
+    // can run — not the whole lib: the frame walk and module scan use inline
+    // assembly and dl_iterate_phdr, and framing's byte-identity tests take
+    // longer than 15 minutes under Miri.
+    let miri_cmd = |args: &[&str]| {
+        Cmd::cargo()
+            .args([format!("+{NIGHTLY}").as_str(), "miri", "test"])
+            .args(args)
+            .env("MIRIFLAGS", env_or("MIRIFLAGS", "-Zmiri-disable-isolation"))
+            .env("PROPTEST_CASES", env_or("PROPTEST_CASES", "8"))
+    };
+    Plan::Run(vec![
+        miri_cmd(&["-p", "memscope-core"]),
+        miri_cmd(&["-p", "memscope-std", "--test", "threads_and_slots"]),
+        miri_cmd(&[
             "-p",
-            "memscope-core",
-        ])
-        .env("MIRIFLAGS", env_or("MIRIFLAGS", "-Zmiri-disable-isolation"))
-        .env("PROPTEST_CASES", env_or("PROPTEST_CASES", "8"))])
+            "memscope-std",
+            "--lib",
+            "--",
+            "slot::",
+            "stacks::tests::table",
+            "framing::tests::short",
+        ]),
+    ])
 }
 
 /// `cargo xtask fuzz`, through this very program (it writes the seeds itself).
