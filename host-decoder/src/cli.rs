@@ -260,12 +260,26 @@ pub fn report_source(src: Source, c: &Common) -> Result<i32, Error> {
     crate::render::exports::write_all(&run, &rep, &mut syms, &c.exports)?;
     let json_to_stdout = c.json.as_deref().is_some_and(|p| p.as_os_str() == "-");
     if !json_to_stdout {
-        print!("{}", crate::render::terminal::render(&rep));
+        say(&crate::render::terminal::render(&rep));
     }
     if let Some(p) = &c.json {
         write_json(&rep, p)?;
     }
     Ok(exit::OK)
+}
+
+/// Writes text for the terminal on stdout. Names in it come from the trace
+/// and the symbol tables it points at, so control and bidi characters are
+/// shown escaped (see [`crate::render::terminal::inert`]). A reader that went
+/// away (`memscope-decode trace.bin | head`) ends the output quietly instead
+/// of a panic; other write errors are ignored likewise: the exit code says
+/// what the analysis found, and the JSON file, if any, is written separately.
+fn say(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out
+        .write_all(crate::render::terminal::inert(text).as_bytes())
+        .and_then(|()| out.flush());
 }
 
 fn check(a: CheckArgs) -> Result<i32, Error> {
@@ -286,8 +300,8 @@ fn check(a: CheckArgs) -> Result<i32, Error> {
     let failures = budget::check(&rep, &b);
     let name = a.trace.display();
     if failures.is_empty() {
-        println!(
-            "{name}: ok — peak {}, {} leaked, {} allocations{}",
+        say(&format!(
+            "{name}: ok — peak {}, {} leaked, {} allocations{}\n",
             crate::render::bytes(rep.summary.peak_bytes),
             crate::render::bytes(rep.summary.leaked_bytes),
             rep.summary.allocations,
@@ -296,11 +310,11 @@ fn check(a: CheckArgs) -> Result<i32, Error> {
             } else {
                 " (trace incomplete: see the report)"
             }
-        );
+        ));
         Ok(exit::OK)
     } else {
         for f in &failures {
-            println!("{name}: FAILED: {f}");
+            say(&format!("{name}: FAILED: {f}\n"));
         }
         Ok(exit::CHECK_FAILED)
     }
@@ -320,14 +334,11 @@ fn diff(a: DiffArgs) -> Result<i32, Error> {
         new_run.sessions[ni].analyses.peak.peak_bytes,
         a.common.top,
     );
-    print!(
-        "{}",
-        crate::diff::render(
-            &d,
-            &a.old.display().to_string(),
-            &a.new.display().to_string()
-        )
-    );
+    say(&crate::diff::render(
+        &d,
+        &a.old.display().to_string(),
+        &a.new.display().to_string(),
+    ));
     if let Some(p) = &a.common.json {
         let err = |cause| Error::Output {
             path: p.display().to_string(),

@@ -103,6 +103,27 @@ fn stdin_is_a_source() {
     assert_eq!(v["input"]["name"], "<stdin>");
 }
 
+/// `memscope-decode trace.bin | head`: the reader closes the pipe before the
+/// report is written; the decoder ends quietly (exit 0, no panic message).
+#[test]
+fn a_closed_stdout_ends_the_report_quietly() {
+    let path = write_temp("pipe", &trace(64, 3));
+    let mut child = bin()
+        .arg(&path)
+        .arg("--no-progress")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Closing our end of the pipe before the child writes makes its first
+    // write fail with EPIPE (Rust ignores SIGPIPE, so the write returns it).
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "stderr: {err}");
+    assert!(!err.contains("panicked"), "stderr: {err}");
+}
+
 #[test]
 fn check_exit_codes() {
     let p = write_temp("check", &trace(70_000, 5));
