@@ -27,6 +27,9 @@ pub enum Piece<'a> {
     Frame(u32, &'a [u8], u64),
     /// Skipped bytes.
     Damaged(DamagedSpan),
+    /// Sent once, after the first frame whose CRC checked out: the input is
+    /// a memscope stream, however much of it is damaged.
+    Verified,
 }
 
 /// Whether to go on reading.
@@ -52,6 +55,7 @@ pub fn read_frames(
     // without a CRC is a flipped "checked" bit, not a frame to trust.
     let mut deframer = Deframer::new(&mut frame_buf).sticky_checksums();
     let mut chunk = vec![0u8; 1 << 20];
+    let mut verified = false;
     loop {
         let n = match input.read(&mut chunk) {
             Ok(0) => break,
@@ -82,6 +86,12 @@ pub fn read_frames(
             };
             if flow == Flow::Stop {
                 return Ok(deframer.offset());
+            }
+            if !verified && deframer.checksums_seen() {
+                verified = true;
+                if each(Piece::Verified) == Flow::Stop {
+                    return Ok(deframer.offset());
+                }
             }
         }
         progress(deframer.offset());

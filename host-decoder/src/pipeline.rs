@@ -329,6 +329,8 @@ struct Decoding<'a> {
     input: &'a str,
     dec: Decoder,
     frames_ok: u64,
+    /// A frame's CRC checked out (see [`Piece::Verified`]).
+    verified: bool,
     clock_sent: bool,
     regions_sent: usize,
     lost_sent: u64,
@@ -434,6 +436,10 @@ impl Decoding<'_> {
                         self.frame(stream, records, offset, batch)
                     }
                     Piece::Damaged(span) => self.damaged(span, batch),
+                    Piece::Verified => {
+                        self.verified = true;
+                        Ok(())
+                    }
                 };
                 if let Err(e) = r {
                     fatal = Some(e);
@@ -567,6 +573,7 @@ impl Pass<'_> {
             input: self.input,
             dec: Decoder::new(),
             frames_ok: 0,
+            verified: false,
             clock_sent: false,
             regions_sent: 0,
             lost_sent: 0,
@@ -619,7 +626,13 @@ impl Pass<'_> {
         cur.late_events += merger.late;
         done.push(finish(cur, decoding.dec.start_session()));
         if self.targets.is_none() {
-            check_is_trace(self.input, bytes, decoding.frames_ok, &done)?;
+            check_is_trace(
+                self.input,
+                bytes,
+                decoding.frames_ok,
+                decoding.verified,
+                &done,
+            )?;
         }
         Ok((done, bytes))
     }
@@ -710,6 +723,7 @@ fn check_is_trace(
     input: &str,
     bytes: u64,
     frames_ok: u64,
+    verified: bool,
     sessions: &[SessionRun],
 ) -> Result<(), Error> {
     if bytes == 0 {
@@ -724,7 +738,10 @@ fn check_is_trace(
     }
     let has_header = sessions.iter().any(|s| s.session.header.is_some());
     let damaged: u64 = sessions.iter().map(|s| s.damage.bytes).sum();
-    if !has_header && damaged * 2 > bytes {
+    // Mostly damage and no header looks like some other file — unless a
+    // frame's CRC checked out: then it is a trace whose header was hit, and
+    // every intact frame is kept.
+    if !has_header && !verified && damaged * 2 > bytes {
         let first = sessions
             .iter()
             .flat_map(|s| s.damage.examples.first())
