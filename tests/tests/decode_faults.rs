@@ -32,23 +32,36 @@ use std::time::{Duration, Instant};
 
 // ---------------------------------------------------------------- the trace
 
-/// A real trace: `std_child sequential 3` recorded by memscope-std.
+/// A real trace: `std_child sequential 3` recorded by memscope-std. Small
+/// (about 16 KB) so that truncation at every byte stays cheap; how many
+/// frames a thread's stream takes depends on when the writer drains.
 fn real_trace() -> &'static [u8] {
     static TRACE: OnceLock<Vec<u8>> = OnceLock::new();
-    TRACE.get_or_init(|| {
-        let dir = scratch_dir("real");
-        let out = dir.join("trace.bin");
-        let o = Command::new(env!("CARGO_BIN_EXE_std_child"))
-            .args(["sequential", "3"])
-            .env("MEMSCOPE_OUT", &out)
-            .current_dir(&dir)
-            .output()
-            .expect("std_child runs");
-        assert!(o.status.success(), "std_child failed: {o:?}");
-        let bytes = std::fs::read(&out).expect("std_child wrote its trace");
-        assert!(bytes.len() > 4096, "a real trace of some size");
-        bytes
-    })
+    TRACE.get_or_init(|| record_sequential("real", &["sequential", "3"]))
+}
+
+/// A real trace in which every thread's stream spans several frames,
+/// whatever the writer's timing: each of two threads records far more than
+/// two frames' worth (`FRAME_PAYLOAD_MAX` is 32 KiB), so frame-level edits
+/// always find a frame with another of its stream after it.
+fn framed_trace() -> &'static [u8] {
+    static TRACE: OnceLock<Vec<u8>> = OnceLock::new();
+    TRACE.get_or_init(|| record_sequential("framed", &["sequential", "2", "3000"]))
+}
+
+fn record_sequential(tag: &str, args: &[&str]) -> Vec<u8> {
+    let dir = scratch_dir(tag);
+    let out = dir.join("trace.bin");
+    let o = Command::new(env!("CARGO_BIN_EXE_std_child"))
+        .args(args)
+        .env("MEMSCOPE_OUT", &out)
+        .current_dir(&dir)
+        .output()
+        .expect("std_child runs");
+    assert!(o.status.success(), "std_child failed: {o:?}");
+    let bytes = std::fs::read(&out).expect("std_child wrote its trace");
+    assert!(bytes.len() > 4096, "a real trace of some size");
+    bytes
 }
 
 fn scratch_dir(tag: &str) -> PathBuf {
@@ -361,12 +374,17 @@ fn middle_event_frame(frames: &[FrameSpan]) -> usize {
                 .any(|g| g.stream == frames[i].stream && g.heap_records > 0)
         })
         .collect();
+    assert!(
+        !candidates.is_empty(),
+        "no stream has two frames with heap records ({} frames)",
+        frames.len()
+    );
     candidates[candidates.len() / 2]
 }
 
 #[test]
 fn a_duplicated_frame_is_not_passed_off_as_complete() {
-    let trace = real_trace();
+    let trace = framed_trace();
     let frames = frames_of(trace);
     let k = middle_event_frame(&frames);
     let mut order: Vec<&FrameSpan> = frames.iter().collect();
@@ -394,7 +412,7 @@ fn a_duplicated_frame_is_not_passed_off_as_complete() {
 /// the next Sync), which nothing in the bytes can reveal.
 #[test]
 fn a_dropped_frame_is_only_seen_in_the_end_totals_weakness() {
-    let trace = real_trace();
+    let trace = framed_trace();
     let frames = frames_of(trace);
     let k = middle_event_frame(&frames);
     let order: Vec<&FrameSpan> = frames
@@ -459,7 +477,7 @@ fn frames_of_different_threads_in_another_order_decode_the_same() {
 /// errors, never as a clean trace with other totals.
 #[test]
 fn frames_of_one_thread_swapped_show_as_errors_weakness() {
-    let trace = real_trace();
+    let trace = framed_trace();
     let frames = frames_of(trace);
     let k = middle_event_frame(&frames);
     let j = (k + 1..frames.len())
@@ -490,7 +508,7 @@ fn frames_of_one_thread_swapped_show_as_errors_weakness() {
 /// that frame is damage, reported at its offset, and nothing of it is used.
 #[test]
 fn a_cleared_checksum_bit_is_damage_not_unverified_records() {
-    let trace = real_trace();
+    let trace = framed_trace();
     let frames = frames_of(trace);
     let k = middle_event_frame(&frames);
     let mut bytes = trace.to_vec();
@@ -549,7 +567,7 @@ fn a_target_reset_starts_a_second_session_with_the_same_analysis() {
 /// session's events counted as skipped until a Sync, never mixed in silently).
 #[test]
 fn a_reset_in_the_middle_of_a_frame_loses_that_frame_only() {
-    let trace = real_trace();
+    let trace = framed_trace();
     let frames = frames_of(trace);
     let k = middle_event_frame(&frames);
     let cut = (frames[k].start + frames[k].end) / 2;
@@ -586,7 +604,7 @@ fn a_reset_in_the_middle_of_a_frame_loses_that_frame_only() {
 
 #[test]
 fn an_unknown_extension_record_in_a_real_frame_is_skipped_and_counted() {
-    let trace = real_trace();
+    let trace = framed_trace();
     let frames = frames_of(trace);
     let k = middle_event_frame(&frames);
     // Extension kind 200 (unknown), 5-byte body, before the frame's records.
@@ -611,7 +629,7 @@ fn an_unknown_extension_record_in_a_real_frame_is_skipped_and_counted() {
 
 #[test]
 fn a_reserved_hot_record_kind_loses_the_rest_of_its_frame_with_its_position() {
-    let trace = real_trace();
+    let trace = framed_trace();
     let frames = frames_of(trace);
     let k = middle_event_frame(&frames);
     // Kind 7 is reserved: record lengths are implicit, so the rest of the

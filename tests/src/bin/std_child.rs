@@ -134,11 +134,13 @@ fn main() {
         Some("sequential") => {
             // One thread after another: each exits before the next starts,
             // so their slots (and rings) are reused.
+            // `sequential N [ROUNDS]`: ROUNDS of work per thread (50 unless given).
             let n: usize = args[2].parse().unwrap();
+            let rounds: usize = args.get(3).map_or(50, |r| r.parse().unwrap());
             for i in 0..n {
                 std::thread::Builder::new()
                     .name(format!("seq-{i}"))
-                    .spawn(move || measured(&format!("seq-{i}"), || work(i as u64 + 11, 50)))
+                    .spawn(move || measured(&format!("seq-{i}"), || work(i as u64 + 11, rounds)))
                     .unwrap()
                     .join()
                     .unwrap();
