@@ -257,6 +257,7 @@ fn write_json(rep: &Report, path: &Path) -> Result<(), Error> {
 /// stdout) and the JSON file.
 pub fn report_source(src: Source, c: &Common) -> Result<i32, Error> {
     let (run, rep, mut syms) = analyse(src, c)?;
+    check_session_arg(&run, c.exports.session)?;
     crate::render::exports::write_all(&run, &rep, &mut syms, &c.exports)?;
     let json_to_stdout = c.json.as_deref().is_some_and(|p| p.as_os_str() == "-");
     if !json_to_stdout {
@@ -266,6 +267,23 @@ pub fn report_source(src: Source, c: &Common) -> Result<i32, Error> {
         write_json(&rep, p)?;
     }
     Ok(exit::OK)
+}
+
+/// `--session N` must name a session of the input (1 = the first): how
+/// many there are is known only once it is read, so this is checked then,
+/// and a wrong number is a usage error (exit 2), not an output failure.
+fn check_session_arg(run: &Run, session: Option<u64>) -> Result<(), Error> {
+    let n = run.sessions.len() as u64;
+    match session {
+        Some(k) if k == 0 || k > n => Err(Error::Usage {
+            input: run.input.clone(),
+            reason: format!(
+                "--session {k}: the input holds {n} session{} (choose 1 to {n})",
+                if n == 1 { "" } else { "s" }
+            ),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Writes text for the terminal on stdout. Names in it come from the trace
@@ -284,6 +302,7 @@ fn say(text: &str) {
 
 fn check(a: CheckArgs) -> Result<i32, Error> {
     let (run, rep, mut syms) = analyse(open(&a.trace)?, &a.common)?;
+    check_session_arg(&run, a.common.exports.session)?;
     crate::render::exports::write_all(&run, &rep, &mut syms, &a.common.exports)?;
     if let Some(p) = &a.common.json {
         write_json(&rep, p)?;
@@ -432,5 +451,45 @@ impl std::io::Read for SaveCopy {
         let n = self.inner.read(buf)?;
         self.file.write_all(&buf[..n])?;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    /// `--session N` past the sessions the input holds is a usage error
+    /// (exit 2) naming the count; a session that exists decodes (exit 0).
+    /// (0 is refused by the argument parser, also with exit 2.)
+    #[test]
+    fn a_session_number_past_the_input_is_a_usage_error() {
+        let dir = std::env::temp_dir().join(format!("memscope-cli-session-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let trace = dir.join("one-session.bin");
+        let f = std::fs::File::create(&trace).unwrap();
+        crate::synth::workload(std::io::BufWriter::new(f), 2000, 2, 50).unwrap();
+        let run = |session: &str| {
+            main_with(Cli::parse_from([
+                "memscope-decode".to_owned(),
+                trace.display().to_string(),
+                "--no-progress".to_owned(),
+                "--json".to_owned(),
+                dir.join("r.json").display().to_string(),
+                "--session".to_owned(),
+                session.to_owned(),
+            ]))
+        };
+        assert_eq!(run("2"), exit::USAGE);
+        assert_eq!(run("1"), exit::OK);
+        let src = Source::open(&trace).unwrap();
+        let (r, _, _) = analyse(src, &Common::default()).unwrap();
+        let e = check_session_arg(&r, Some(2)).unwrap_err();
+        assert_eq!(e.exit_code(), exit::USAGE);
+        assert!(
+            e.to_string().contains("holds 1 session (choose 1 to 1)"),
+            "{e}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -4,7 +4,7 @@
 //! |---|---|
 //! | 0 | decoded (damage found in the input is reported, not fatal) |
 //! | 1 | `check`: a budget was exceeded |
-//! | 2 | usage error (bad arguments) |
+//! | 2 | usage error (bad arguments, including `--session N` past the input's sessions) |
 //! | 3 | the input cannot be read (missing file, permission, I/O error) |
 //! | 4 | the input is not a memscope trace, or of a newer format version |
 //! | 5 | an ELF or debug file given with `--elf` is missing, unreadable or does not match the trace |
@@ -58,6 +58,15 @@ pub enum Error {
         /// What is wrong and what to do.
         reason: String,
     },
+    /// An argument names something the input does not have (e.g.
+    /// `--session 5` of a trace with two sessions): a usage error, found
+    /// only once the input was read.
+    Usage {
+        /// Input name.
+        input: String,
+        /// What is wrong and what to do.
+        reason: String,
+    },
     /// An output cannot be written.
     Output {
         /// The file.
@@ -75,6 +84,7 @@ impl Error {
             Error::NotATrace { .. } => exit::NOT_A_TRACE,
             Error::Elf { .. } => exit::ELF,
             Error::Output { .. } => exit::OUTPUT,
+            Error::Usage { .. } => exit::USAGE,
         }
     }
 }
@@ -95,6 +105,7 @@ impl fmt::Display for Error {
             } => write!(f, "{input}: at byte {offset}: {reason}"),
             Error::Elf { path, reason } => write!(f, "{path}: {reason}"),
             Error::Output { path, cause } => write!(f, "{path}: cannot write: {cause}"),
+            Error::Usage { input, reason } => write!(f, "{input}: {reason}"),
         }
     }
 }
