@@ -92,6 +92,7 @@ pub use track::{Scope, Trackable};
 
 use core::alloc::{GlobalAlloc, Layout};
 use event::Event;
+use local::Path;
 use std::alloc::System;
 
 /// The tracking allocator: wraps `A` (the system allocator by default) and
@@ -124,75 +125,176 @@ impl<A> MemScope<A> {
 }
 
 // SAFETY: every method calls the inner allocator exactly once with the
-// caller's arguments and returns its result unchanged; the bookkeeping after it
-// never touches the block.
+// caller's arguments and returns its result unchanged; the bookkeeping before
+// or after it never touches the block.
+//
+// Each method is the statistics-only case inline (`local::counting_only`:
+// two plain counter stores around the inner call; a free's inner call is a
+// tail call) and a jump to an out-of-line method for everything else
+// (recording, testing mode, memscope's own calls, a thread's first call), so
+// the common case sets up no stack frame of its own.
 unsafe impl<A: GlobalAlloc> GlobalAlloc for MemScope<A> {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract.
-        let ptr = unsafe { self.inner.alloc(layout) };
-        local::on_event(
-            &self.inner,
-            stacks::frame_address(),
-            Event::Alloc {
-                ptr,
-                size: layout.size(),
-                align: layout.align(),
-                zeroed: false,
+        match local::path() {
+            Path::Count(s) => {
+                stats::count_alloc_ahead(&s.stats, layout.size());
+                // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract.
+                let ptr = unsafe { self.inner.alloc(layout) };
+                if ptr.is_null() {
+                    local::alloc_failed(layout.size());
+                }
+                ptr
+            }
+            // SAFETY (both): as above.
+            Path::Track(s) => unsafe {
+                self.alloc_tracked::<false>(layout, s, stacks::frame_address())
             },
-        );
-        ptr
+            Path::Other => unsafe { self.alloc_other::<false>(layout, stacks::frame_address()) },
+        }
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: as for `alloc`.
-        let ptr = unsafe { self.inner.alloc_zeroed(layout) };
-        local::on_event(
-            &self.inner,
-            stacks::frame_address(),
-            Event::Alloc {
-                ptr,
-                size: layout.size(),
-                align: layout.align(),
-                zeroed: true,
+        match local::path() {
+            Path::Count(s) => {
+                stats::count_alloc_ahead(&s.stats, layout.size());
+                // SAFETY: as for `alloc`.
+                let ptr = unsafe { self.inner.alloc_zeroed(layout) };
+                if ptr.is_null() {
+                    local::alloc_failed(layout.size());
+                }
+                ptr
+            }
+            // SAFETY (both): as for `alloc`.
+            Path::Track(s) => unsafe {
+                self.alloc_tracked::<true>(layout, s, stacks::frame_address())
             },
-        );
-        ptr
+            Path::Other => unsafe { self.alloc_other::<true>(layout, stacks::frame_address()) },
+        }
     }
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // No clock read: a free carries its thread's previous timestamp (see
-        // `clock`).
-        // SAFETY: the caller guarantees `ptr` came from us with `layout`.
-        unsafe { self.inner.dealloc(ptr, layout) };
-        local::on_event(
-            &self.inner,
-            stacks::frame_address(),
-            Event::Dealloc {
-                ptr,
-                size: layout.size(),
-                align: layout.align(),
+        match local::path() {
+            Path::Count(s) => {
+                stats::count_dealloc(&s.stats, layout.size());
+                // SAFETY: the caller guarantees `ptr` came from us with `layout`.
+                unsafe { self.inner.dealloc(ptr, layout) }
+            }
+            // SAFETY (both): as above.
+            Path::Track(s) => unsafe {
+                self.dealloc_tracked(ptr, layout, s, stacks::frame_address())
             },
-        );
+            Path::Other => unsafe { self.dealloc_other(ptr, layout, stacks::frame_address()) },
+        }
     }
 
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: the caller upholds `GlobalAlloc::realloc`'s contract.
-        let new = unsafe { self.inner.realloc(ptr, layout, new_size) };
-        local::on_event(
-            &self.inner,
-            stacks::frame_address(),
-            Event::Realloc {
+        match local::path() {
+            Path::Count(s) => {
+                // SAFETY: the caller upholds `GlobalAlloc::realloc`'s contract.
+                let new = unsafe { self.inner.realloc(ptr, layout, new_size) };
+                stats::count_realloc(&s.stats, layout.size(), new_size, new.is_null());
+                new
+            }
+            // SAFETY (both): as above.
+            Path::Track(s) => unsafe {
+                self.realloc_tracked(ptr, layout, new_size, s, stacks::frame_address())
+            },
+            Path::Other => unsafe {
+                self.realloc_other(ptr, layout, new_size, stacks::frame_address())
+            },
+        }
+    }
+}
+
+/// The out-of-line halves of the `GlobalAlloc` methods: the inner call,
+/// then the bookkeeping ([`local::on_tracked`] with the slot for a
+/// [`Path::Track`] call, [`local::on_event`] for [`Path::Other`]). `fp` is the frame address of the
+/// `GlobalAlloc` method (where call stacks start): when that method ends in
+/// a jump here, this method's frame takes the same place with the same
+/// contents.
+macro_rules! out_of_line {
+    ($alloc:ident, $dealloc:ident, $realloc:ident, ($($slot:ident)?), $after:path) => {
+        /// # Safety
+        /// `GlobalAlloc::alloc`'s (or `alloc_zeroed`'s) contract.
+        #[inline(never)]
+        unsafe fn $alloc<const ZEROED: bool>(&self, layout: Layout, $($slot: &slot::Slot,)? fp: usize) -> *mut u8 {
+            // SAFETY: the caller upholds the contract.
+            let ptr = unsafe {
+                if ZEROED {
+                    self.inner.alloc_zeroed(layout)
+                } else {
+                    self.inner.alloc(layout)
+                }
+            };
+            let ev = Event::Alloc {
+                ptr,
+                size: layout.size(),
+                align: layout.align(),
+                zeroed: ZEROED,
+            };
+            $after(&self.inner, $($slot,)? fp, ev);
+            ptr
+        }
+
+        /// # Safety
+        /// `GlobalAlloc::dealloc`'s contract.
+        #[inline(never)]
+        unsafe fn $dealloc(&self, ptr: *mut u8, layout: Layout, $($slot: &slot::Slot,)? fp: usize) {
+            // No clock read: a free carries its thread's previous timestamp
+            // (see `clock`).
+            // SAFETY: the caller guarantees `ptr` came from us with `layout`.
+            unsafe { self.inner.dealloc(ptr, layout) };
+            let ev = Event::Dealloc {
+                ptr,
+                size: layout.size(),
+                align: layout.align(),
+            };
+            $after(&self.inner, $($slot,)? fp, ev);
+        }
+
+        /// # Safety
+        /// `GlobalAlloc::realloc`'s contract.
+        #[inline(never)]
+        unsafe fn $realloc(
+            &self,
+            ptr: *mut u8,
+            layout: Layout,
+            new_size: usize,
+            $($slot: &slot::Slot,)?
+            fp: usize,
+        ) -> *mut u8 {
+            // SAFETY: the caller upholds the contract.
+            let new = unsafe { self.inner.realloc(ptr, layout, new_size) };
+            let ev = Event::Realloc {
                 old: ptr,
                 old_size: layout.size(),
                 new,
                 new_size,
                 align: layout.align(),
-            },
-        );
-        new
-    }
+            };
+            $after(&self.inner, $($slot,)? fp, ev);
+            new
+        }
+    };
+}
+
+impl<A: GlobalAlloc> MemScope<A> {
+    out_of_line!(
+        alloc_tracked,
+        dealloc_tracked,
+        realloc_tracked,
+        (s),
+        local::on_tracked
+    );
+    out_of_line!(
+        alloc_other,
+        dealloc_other,
+        realloc_other,
+        (),
+        local::on_event
+    );
 }

@@ -102,6 +102,75 @@ pub(crate) fn become_busy_forever() {
     with(|l| l.busy.set(OWN_CODE));
 }
 
+/// Which way an allocator call goes, decided **before** the inner call
+/// from the calling thread's state.
+pub(crate) enum Path {
+    /// Statistics only: the thread has a slot, none of memscope's own code
+    /// runs on it, no [`testing::count`](crate::testing::count) is active and
+    /// nothing is being recorded. So that `dealloc` can end in a tail call of
+    /// the inner allocator, the caller counts around the inner call itself.
+    Count(&'static Slot),
+    /// The thread has a slot and none of memscope's own code runs on it, and
+    /// a recording or a `testing::count` is on: [`on_tracked`] after the
+    /// inner call, with this slot (the thread's `Local` is found again
+    /// there: passing it too would push the arguments past the registers).
+    Track(&'static Slot),
+    /// Anything else (the thread's first call, memscope's own calls, a
+    /// thread past its destructor): [`on_event`] after the inner call.
+    Other,
+}
+
+/// See [`Path`]. A recording that starts between this check and the inner
+/// call misses that one call, like any call made while the recording starts.
+#[inline(always)]
+pub(crate) fn path() -> Path {
+    let l = LOCAL.with(|l| l as *const Local);
+    // SAFETY: `LOCAL` has no destructor, so its storage lives as long as this
+    // thread, which outlives this call.
+    let l = unsafe { &*l };
+    let s = l.slot.get();
+    if s.is_null() || l.busy.get() != 0 {
+        return Path::Other;
+    }
+    // SAFETY: slots are never freed, and this thread owns `s` until its
+    // destructor runs, which cannot happen during this call.
+    let s = unsafe { &*s };
+    if l.test.active() || session::recording() {
+        return Path::Track(s);
+    }
+    Path::Count(s)
+}
+
+/// After the inner call of a [`Path::Track`] call, with its slot. [`path`]
+/// found the slot and `busy` clear, and the inner call does not change them
+/// (only this thread's destructor takes the slot away; a signal handler that
+/// runs memscope's code restores `busy` before it returns).
+#[inline(always)]
+pub(crate) fn on_tracked(inner: &dyn GlobalAlloc, s: &Slot, fp: usize, ev: Event) {
+    let l = LOCAL.with(|l| l as *const Local);
+    // SAFETY: as in `path`.
+    let l = unsafe { &*l };
+    stats::count(&s.stats, ev);
+    if l.test.active() {
+        l.test.count(ev);
+    }
+    if session::recording() {
+        record::event_inline(inner, l, s, fp, ev);
+    }
+}
+
+/// Takes back an alloc that a [`Path::Count`] caller counted before the
+/// inner call and that returned null.
+#[cold]
+#[inline(never)]
+pub(crate) fn alloc_failed(size: usize) {
+    let s = with(|l| l.slot.get());
+    // SAFETY: as in `path` (the caller found this slot set).
+    if let Some(s) = unsafe { s.as_ref() } {
+        stats::uncount_alloc(&s.stats, size);
+    }
+}
+
 /// The allocation path: `ev` already happened in the inner allocator.
 #[inline(always)]
 /// `fp` is the frame address of the allocator method: call stacks start there.

@@ -29,9 +29,16 @@ const STACK_RECORD_MAX: usize = 16 + MAX_DEPTH * 10;
 pub(crate) const ENTRY_MAX: usize = STACK_RECORD_MAX + wire::MAX_EVENT_LEN;
 
 /// Records `ev` (the caller counted it in the thread's statistics already).
-/// Out of line: the statistics-only path stays a few instructions.
+/// Out of line: for a thread's first call and other rare paths.
 #[inline(never)]
 pub(crate) fn event(inner: &dyn GlobalAlloc, l: &Local, s: &Slot, fp: usize, ev: Event) {
+    event_inline(inner, l, s, fp, ev)
+}
+
+/// [`event`], inlined into each `GlobalAlloc` method's recording path (so
+/// the event's kind is known there and its fields stay in registers).
+#[inline(always)]
+pub(crate) fn event_inline(inner: &dyn GlobalAlloc, l: &Local, s: &Slot, fp: usize, ev: Event) {
     let mut bufs = l.buffers.get();
     if bufs.is_null() {
         bufs = open_stream(inner, l, s);

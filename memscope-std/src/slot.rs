@@ -94,18 +94,25 @@ impl Counter {
 }
 
 /// Live statistics of one thread (everything it allocated, recorded or not).
+///
+/// Only what an event must change is kept: two counters an alloc or free
+/// (the allocation path's cost is a few plain stores). The live figures are
+/// derived when read (`stats()`): `current_bytes = allocated_bytes -
+/// freed_bytes` (a realloc's growth and shrinkage are in those two) and
+/// `current_blocks = allocs - failed_allocs - deallocs`. A thread's live
+/// figures may wrap below zero (a block freed by another thread than the one
+/// that allocated it); the sum over threads is right.
 #[derive(Default)]
 pub(crate) struct ThreadStats {
     pub allocs: Counter,
     pub deallocs: Counter,
     pub reallocs: Counter,
+    /// Allocs and reallocs that returned null.
     pub failed: Counter,
+    /// Allocs (not reallocs) that returned null: they made no block.
+    pub failed_allocs: Counter,
     pub allocated_bytes: Counter,
     pub freed_bytes: Counter,
-    /// May wrap below zero: a block freed by another thread than the one that
-    /// allocated it. The sum over threads is right.
-    pub current_bytes: Counter,
-    pub current_blocks: Counter,
 }
 
 impl ThreadStats {
@@ -115,10 +122,9 @@ impl ThreadStats {
             deallocs: Counter::new(),
             reallocs: Counter::new(),
             failed: Counter::new(),
+            failed_allocs: Counter::new(),
             allocated_bytes: Counter::new(),
             freed_bytes: Counter::new(),
-            current_bytes: Counter::new(),
-            current_blocks: Counter::new(),
         }
     }
 }

@@ -1,7 +1,9 @@
 //! `stats()`: the process's live statistics, summed over per-thread counters.
 //!
 //! Each thread counts its own events in its own slot with plain stores, so the
-//! allocation path writes no shared cache line. Reading sums every slot plus
+//! allocation path writes no shared cache line: two counters an alloc or free
+//! (the live bytes and blocks are derived from them when read, see
+//! `slot::ThreadStats`). Reading sums every slot plus
 //! the totals of exited threads; a reader sees each counter as it was a moment
 //! ago (a thread retiring its slot at that instant may be counted twice or not
 //! at all for one call).
@@ -56,38 +58,68 @@ static PEAK_SEEN: AtomicU64 = AtomicU64::new(0);
 /// Counts `ev` in the calling thread's own counters.
 #[inline(always)]
 pub(crate) fn count(s: &ThreadStats, ev: Event) {
-    let failed = ev.failed();
     match ev {
-        Event::Alloc { size, .. } => {
-            s.allocs.add(1);
-            if failed {
-                s.failed.add(1);
-            } else {
-                s.allocated_bytes.add(size as u64);
-                s.current_bytes.add(size as u64);
-                s.current_blocks.add(1);
-            }
-        }
-        Event::Dealloc { size, .. } => {
-            s.deallocs.add(1);
-            s.freed_bytes.add(size as u64);
-            s.current_bytes.sub(size as u64);
-            s.current_blocks.sub(1);
-        }
+        Event::Alloc { ptr, size, .. } => count_alloc(s, size, ptr.is_null()),
+        Event::Dealloc { size, .. } => count_dealloc(s, size),
         Event::Realloc {
-            old_size, new_size, ..
-        } => {
-            s.reallocs.add(1);
-            if failed {
-                s.failed.add(1);
-            } else if new_size >= old_size {
-                s.allocated_bytes.add((new_size - old_size) as u64);
-                s.current_bytes.add((new_size - old_size) as u64);
-            } else {
-                s.freed_bytes.add((old_size - new_size) as u64);
-                s.current_bytes.sub((old_size - new_size) as u64);
-            }
-        }
+            old_size,
+            new,
+            new_size,
+            ..
+        } => count_realloc(s, old_size, new_size, new.is_null()),
+    }
+}
+
+/// An alloc or alloc_zeroed of `size` bytes (`failed`: it returned null).
+#[inline(always)]
+pub(crate) fn count_alloc(s: &ThreadStats, size: usize, failed: bool) {
+    s.allocs.add(1);
+    if failed {
+        count_failed_alloc(s);
+    } else {
+        s.allocated_bytes.add(size as u64);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn count_failed_alloc(s: &ThreadStats) {
+    s.failed.add(1);
+    s.failed_allocs.add(1);
+}
+
+/// An alloc of `size` bytes counted before the inner call, as if it
+/// succeeds (see `local::counting_only`); [`uncount_alloc`] takes it back.
+#[inline(always)]
+pub(crate) fn count_alloc_ahead(s: &ThreadStats, size: usize) {
+    s.allocs.add(1);
+    s.allocated_bytes.add(size as u64);
+}
+
+/// The alloc [`count_alloc_ahead`] counted returned null.
+pub(crate) fn uncount_alloc(s: &ThreadStats, size: usize) {
+    s.allocated_bytes.sub(size as u64);
+    count_failed_alloc(s);
+}
+
+/// A dealloc of `size` bytes.
+#[inline(always)]
+pub(crate) fn count_dealloc(s: &ThreadStats, size: usize) {
+    s.deallocs.add(1);
+    s.freed_bytes.add(size as u64);
+}
+
+/// A realloc from `old_size` to `new_size` bytes (`failed`: it returned
+/// null and the old block stays).
+#[inline(always)]
+pub(crate) fn count_realloc(s: &ThreadStats, old_size: usize, new_size: usize, failed: bool) {
+    s.reallocs.add(1);
+    if failed {
+        s.failed.add(1);
+    } else if new_size >= old_size {
+        s.allocated_bytes.add((new_size - old_size) as u64);
+    } else {
+        s.freed_bytes.add((old_size - new_size) as u64);
     }
 }
 
@@ -118,15 +150,23 @@ pub(crate) fn count_orphan(ev: Event) {
 pub(crate) fn retire(s: &Slot) {
     let t = &s.stats;
     let o = &OTHERS;
-    o.allocs.fetch_add(t.allocs.take(), Relaxed);
-    o.deallocs.fetch_add(t.deallocs.take(), Relaxed);
+    let allocs = t.allocs.take();
+    let deallocs = t.deallocs.take();
+    let failed_allocs = t.failed_allocs.take();
+    let allocated = t.allocated_bytes.take();
+    let freed = t.freed_bytes.take();
+    o.allocs.fetch_add(allocs, Relaxed);
+    o.deallocs.fetch_add(deallocs, Relaxed);
     o.reallocs.fetch_add(t.reallocs.take(), Relaxed);
     o.failed.fetch_add(t.failed.take(), Relaxed);
-    o.allocated_bytes
-        .fetch_add(t.allocated_bytes.take(), Relaxed);
-    o.freed_bytes.fetch_add(t.freed_bytes.take(), Relaxed);
-    o.current_bytes.fetch_add(t.current_bytes.take(), Relaxed);
-    o.current_blocks.fetch_add(t.current_blocks.take(), Relaxed);
+    o.allocated_bytes.fetch_add(allocated, Relaxed);
+    o.freed_bytes.fetch_add(freed, Relaxed);
+    o.current_bytes
+        .fetch_add(allocated.wrapping_sub(freed), Relaxed);
+    o.current_blocks.fetch_add(
+        allocs.wrapping_sub(failed_allocs).wrapping_sub(deallocs),
+        Relaxed,
+    );
     o.lost.fetch_add(s.counts.lost.take(), Relaxed);
 }
 
@@ -162,18 +202,26 @@ pub fn stats() -> StatsSnapshot {
     ];
     for s in slot::iter() {
         let t = &s.stats;
+        // Each counter loaded once, so a slot's derived live figures agree
+        // with the totals read with them.
+        let allocs = t.allocs.get();
+        let deallocs = t.deallocs.get();
+        let allocated = t.allocated_bytes.get();
+        let freed = t.freed_bytes.get();
         for (acc, c) in v.iter_mut().zip([
-            &t.allocs,
-            &t.deallocs,
-            &t.reallocs,
-            &t.failed,
-            &s.counts.lost,
-            &t.allocated_bytes,
-            &t.freed_bytes,
-            &t.current_bytes,
-            &t.current_blocks,
+            allocs,
+            deallocs,
+            t.reallocs.get(),
+            t.failed.get(),
+            s.counts.lost.get(),
+            allocated,
+            freed,
+            allocated.wrapping_sub(freed),
+            allocs
+                .wrapping_sub(t.failed_allocs.get())
+                .wrapping_sub(deallocs),
         ]) {
-            *acc = acc.wrapping_add(c.get());
+            *acc = acc.wrapping_add(c);
         }
     }
     let current = v[7];
