@@ -29,6 +29,17 @@
 //! stops a walk that wandered into a register that only looked like a frame
 //! pointer.
 //!
+//! # What a walk costs
+//!
+//! The walk is the record path's largest part with stacks on, so each frame
+//! does the least that keeps the rules above: two loads, one range check of
+//! the return address against the executable's code (a frame elsewhere is
+//! checked against the module where this thread's last such frame was —
+//! libc, for every thread's entry frame — and only then against every
+//! module), one multiply-rotate step of the stack's hash, and the bounds
+//! check of the next frame record. The hash is computed during the walk, so
+//! the interning below never reads the addresses again.
+//!
 //! # Interning
 //!
 //! Each thread keeps a fixed table of 4096 entries of (64-bit hash of the
@@ -51,14 +62,20 @@ pub const DEFAULT_DEPTH: usize = 16;
 const TABLE: usize = 4096;
 const PROBES: usize = 4;
 
-/// The interning table. All-zero is empty (a key of 0 is never stored).
+/// The interning table, and the walk's memory of this thread's code ranges.
+/// All-zero is empty (a key of 0 is never stored).
 pub(crate) struct StackTable {
     keys: [u64; TABLE],
     ids: [u32; TABLE],
     next_id: u32,
+    /// The executable range, other than the executable's, that held the
+    /// latest return address found outside the executable, as (start,
+    /// length): usually libc's, which holds every thread's entry frame.
+    /// (0, 0) when none yet.
+    other_code: (usize, usize),
 }
 
-/// Result of [`StackTable::lookup`].
+/// Result of [`StackTable::intern`].
 pub(crate) enum Lookup {
     /// Sent before under this id.
     Known(u32),
@@ -67,9 +84,25 @@ pub(crate) enum Lookup {
 }
 
 impl StackTable {
+    /// Whether the stack of `walk` (non-empty) was sent before.
     #[inline]
+    // Transitional: record.rs switches to `capture` + `intern` (handoff).
+    #[allow(dead_code)]
+    pub(crate) fn intern(&self, walk: &Walk) -> Lookup {
+        self.find(walk.key)
+    }
+
+    /// The stack of `frames`, the way record.rs still asks for it (until it
+    /// calls [`StackTable::capture`] and [`StackTable::intern`]).
+    #[inline]
+    // Transitional: record.rs switches to `capture` + `intern` (handoff).
+    #[allow(dead_code)]
     pub(crate) fn lookup(&self, frames: &[u64]) -> Lookup {
-        let key = hash(frames);
+        self.find(key_of(frames))
+    }
+
+    #[inline(always)]
+    fn find(&self, key: u64) -> Lookup {
         let home = (key >> 52) as usize; // top 12 bits: TABLE = 4096
         let mut empty = None;
         for i in 0..PROBES {
@@ -103,65 +136,162 @@ impl StackTable {
     }
 }
 
-#[inline]
-fn hash(frames: &[u64]) -> u64 {
-    let mut h = 0x243f_6a88_85a3_08d3u64 ^ frames.len() as u64;
-    for &f in frames {
-        h = (h ^ f).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        h ^= h >> 29;
-    }
-    // 0 marks an empty table entry.
-    h | 1
+/// The hash of an empty stack; [`mix`] folds in one address at a time, so
+/// the walk hashes as it goes and never reads the addresses back.
+const SEED: u64 = 0x243f_6a88_85a3_08d3;
+
+/// One multiply and a rotate per address: the multiply carries each
+/// address's low bits (where return addresses of one module differ) into the
+/// high bits that pick the table entry, the rotate brings high bits back down
+/// so that later addresses cannot cancel earlier differences by a plain xor.
+#[inline(always)]
+fn mix(h: u64, a: u64) -> u64 {
+    (h ^ a).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29)
 }
 
-/// Writes up to `out.len()` return addresses of the call chain that starts at
-/// frame address `from` (the allocator method's frame, so memscope's own
-/// frames are not in it), innermost first; returns how many.
-/// `stack_top` is the highest address of the current thread's stack (0 when
-/// unknown: then nothing is captured).
-#[inline(never)]
-pub(crate) fn capture(stack_top: usize, from: usize, out: &mut [u64]) -> usize {
-    let Some((_, sp)) = registers() else {
-        return 0;
-    };
-    let mut fp = from;
-    if stack_top == 0 {
-        return 0;
+/// The table key of `frames`: what [`StackTable::capture`] returns for the same addresses.
+// Transitional: record.rs switches to `capture` + `intern` (handoff).
+#[allow(dead_code)]
+fn key_of(frames: &[u64]) -> u64 {
+    finish(frames.iter().fold(SEED, |h, &a| mix(h, a)), frames.len())
+}
+
+/// Folds in the depth (a stack and its prefix differ) and keeps the key
+/// nonzero (0 marks an empty table entry).
+#[inline(always)]
+fn finish(h: u64, depth: usize) -> u64 {
+    mix(h, depth as u64) | 1
+}
+
+/// A captured call stack: `out[..depth]` of [`StackTable::capture`]'s buffer, and its key
+/// for [`StackTable::intern`] (0 when `depth` is 0).
+pub(crate) struct Walk {
+    pub depth: usize,
+    pub key: u64,
+}
+
+/// The walk of `n` addresses hashed to `h`.
+#[inline(always)]
+fn walk(h: u64, n: usize) -> Walk {
+    match n {
+        0 => Walk { depth: 0, key: 0 },
+        n => Walk {
+            depth: n,
+            key: finish(h, n),
+        },
     }
-    let word = core::mem::size_of::<usize>();
-    let mut n = 0;
-    while n < out.len() {
-        // The frame record is two words at `fp`: caller's fp, return address.
-        // It must lie between our stack pointer and the stack's top.
-        if fp < sp
-            || !fp.is_multiple_of(word)
-            || fp.checked_add(2 * word).is_none_or(|e| e > stack_top)
-        {
-            break;
-        }
-        // SAFETY: `fp` is aligned and the two words lie between our own frame
-        // (the first `fp` is this function's, and each next one is checked to
-        // be higher) and the top of this thread's stack: mapped memory of our
-        // own stack. Volatile: these are other frames' bytes, not our values.
+}
+
+impl StackTable {
+    /// Writes up to `out.len()` return addresses of the call chain that
+    /// starts at frame address `from` (the allocator method's frame, so
+    /// memscope's own frames are not in it), innermost first, and hashes them
+    /// on the way. `stack_top` is the highest address of the current thread's
+    /// stack (0 when unknown: then nothing is captured).
+    ///
+    /// Per frame: two loads, a range check of the return address against the
+    /// executable's code (then, out of line, against the other module this
+    /// thread's walks passed through last, and the search over every module
+    /// only when that changes), the hash step, and the bounds check of the
+    /// next frame record.
+    #[inline]
+    // Transitional: record.rs switches to `capture` + `intern` (handoff).
+    #[allow(dead_code)]
+    pub(crate) fn capture(&mut self, stack_top: usize, from: usize, out: &mut [u64]) -> Walk {
+        walk_frames(&mut self.other_code, stack_top, from, out)
+    }
+}
+
+/// The walk of [`capture`] as record.rs still calls it (until it calls
+/// [`StackTable::capture`]): the same, without the range memory.
+#[inline(never)]
+// Transitional: record.rs switches to `capture` + `intern` (handoff).
+#[allow(dead_code)]
+pub(crate) fn capture(stack_top: usize, from: usize, out: &mut [u64]) -> usize {
+    walk_frames(&mut (0, 0), stack_top, from, out).depth
+}
+
+/// [`StackTable::capture`]; `other_code` is the table's range memory.
+#[inline(never)]
+fn walk_frames(
+    other_code: &mut (usize, usize),
+    stack_top: usize,
+    from: usize,
+    out: &mut [u64],
+) -> Walk {
+    const WORD: usize = core::mem::size_of::<usize>();
+    const RECORD: usize = 2 * WORD;
+    let none = Walk { depth: 0, key: 0 };
+    let Some((_, sp)) = registers() else {
+        return none;
+    };
+    // The highest address a frame record may start at.
+    let Some(limit) = stack_top.checked_sub(RECORD) else {
+        return none;
+    };
+    if from < sp || from > limit || !from.is_multiple_of(WORD) {
+        return none;
+    }
+    let (exe_start, exe_len) = first_code_range();
+    let mut fp = from;
+    let mut h = SEED;
+    // One pointer for the next slot and the count (the slice's iterator
+    // kept a separate index alive in the loop).
+    let first = out.as_mut_ptr();
+    let end = first.wrapping_add(out.len());
+    let mut slot = first;
+    while slot != end {
+        // SAFETY: `fp` is aligned and `sp <= fp <= limit`: the frame
+        // record's two words lie between our own frame and the top of
+        // this thread's stack, mapped memory of our own stack (the first
+        // `fp` is checked above, each next one below). Volatile: these
+        // are other frames' bytes, not our values.
         let (next, ret) = unsafe {
             (
                 core::ptr::read_volatile(fp as *const usize),
-                core::ptr::read_volatile((fp + word) as *const usize),
+                core::ptr::read_volatile((fp + WORD) as *const usize),
             )
         };
-        // A return address points into loaded code; anything else means the
-        // chain was not a frame-pointer chain (a frame without one).
-        if !is_code(ret) {
-            break;
+        // A return address points into loaded code; anything else means
+        // the chain was not a frame-pointer chain (a frame without one).
+        // Most lie in the executable; the rest are checked out of line.
+        if ret.wrapping_sub(exe_start) >= exe_len {
+            let (start, len) = *other_code;
+            if ret.wrapping_sub(start) >= len && !find_other_code(other_code, ret) {
+                break;
+            }
         }
-        out[n] = ret as u64;
-        n += 1;
-        if next <= fp {
+        // SAFETY: `first <= slot < end`: inside `out`.
+        unsafe {
+            slot.write(ret as u64);
+            slot = slot.add(1);
+        }
+        h = mix(h, ret as u64);
+        // The caller's record lies above this one (stacks grow down) and
+        // below the top. `fp <= limit`, so `fp + RECORD` cannot overflow.
+        if next < fp + RECORD || next > limit || next & (WORD - 1) != 0 {
             break;
         }
         fp = next;
     }
-    n
+    // SAFETY: both point into (or one past) `out`, `slot` not below `first`.
+    let n = unsafe { slot.offset_from(first) } as usize;
+    walk(h, n)
+}
+
+/// Whether `a` lies in a module's code outside the executable, searching all
+/// of them (`other_code`, the one found last, was not it); remembers the one
+/// found.
+#[cold]
+#[inline(never)]
+fn find_other_code(other_code: &mut (usize, usize), a: usize) -> bool {
+    match code_range_of(a) {
+        Some(r) => {
+            *other_code = r;
+            true
+        }
+        None => false,
+    }
 }
 
 /// The frame pointer register of the calling function (0 where unknown).
@@ -223,15 +353,29 @@ pub(crate) fn add_code_range(start: usize, end: usize) {
     CODE_RANGES.store(n + 1, Ordering::Release);
 }
 
-/// Whether `a` lies in the code of a loaded module. The executable comes
-/// first, so most frames take one or two comparisons.
-#[inline]
-fn is_code(a: usize) -> bool {
+/// The first executable range (the executable's: the module scan lists it
+/// first) as (start, length); (0, 0) before any is known.
+#[inline(always)]
+fn first_code_range() -> (usize, usize) {
+    // Acquire: pairs with the Release in `add_code_range`.
+    if CODE_RANGES.load(Ordering::Acquire) == 0 {
+        return (0, 0);
+    }
+    // Relaxed: ordered by the Acquire above.
+    let start = CODE_START[0].load(Ordering::Relaxed);
+    (start, CODE_END[0].load(Ordering::Relaxed) - start)
+}
+
+/// The executable range that holds `a`, as (start, length).
+#[inline(never)]
+fn code_range_of(a: usize) -> Option<(usize, usize)> {
     // Acquire: pairs with the Release in `add_code_range`.
     let n = CODE_RANGES.load(Ordering::Acquire);
-    (0..n).any(|i| {
+    (0..n.min(MAX_CODE_RANGES)).find_map(|i| {
         // Relaxed: ordered by the Acquire above.
-        a >= CODE_START[i].load(Ordering::Relaxed) && a < CODE_END[i].load(Ordering::Relaxed)
+        let start = CODE_START[i].load(Ordering::Relaxed);
+        let end = CODE_END[i].load(Ordering::Relaxed);
+        (a >= start && a < end).then(|| (start, end - start))
     })
 }
 
@@ -269,26 +413,52 @@ pub(crate) fn current_stack_top() -> usize {
 mod tests {
     use super::*;
 
-    #[test]
-    fn table_interns_and_evicts() {
-        let mut t: Box<StackTable> = Box::new(StackTable {
+    fn empty_table() -> Box<StackTable> {
+        Box::new(StackTable {
             keys: [0; TABLE],
             ids: [0; TABLE],
             next_id: 0,
-        });
-        let a = [1u64, 2, 3];
-        let Lookup::New { id, key, at } = t.lookup(&a) else {
+            other_code: (0, 0),
+        })
+    }
+
+    #[test]
+    fn table_interns_and_evicts() {
+        let mut t = empty_table();
+        let a = key_of(&[1u64, 2, 3]);
+        let Lookup::New { id, key, at } = t.find(a) else {
             panic!("empty table knows a stack")
         };
         assert_eq!(id, 0);
         t.insert(id, key, at);
-        assert!(matches!(t.lookup(&a), Lookup::Known(0)));
-        let Lookup::New { id: id2, .. } = t.lookup(&[1, 2]) else {
+        assert!(matches!(t.find(a), Lookup::Known(0)));
+        let Lookup::New { id: id2, .. } = t.find(key_of(&[1, 2])) else {
             panic!("prefix is another stack")
         };
         assert_eq!(id2, 1);
         t.clear();
-        assert!(matches!(t.lookup(&a), Lookup::New { id: 0, .. }));
+        assert!(matches!(t.find(a), Lookup::New { id: 0, .. }));
+    }
+
+    #[test]
+    fn table_keys_tell_stacks_apart() {
+        // Stacks that differ in one address, in its order, in a prefix, or
+        // only in high bits get different keys, none of them 0.
+        let base = [0x5555_0000_1234u64, 0x5555_0000_5678, 0x7f00_0000_9abc];
+        let mut keys = vec![key_of(&base), key_of(&base[..2]), key_of(&[])];
+        for i in 0..base.len() {
+            for bit in [0, 1, 4, 12, 40, 63] {
+                let mut s = base;
+                s[i] ^= 1 << bit;
+                keys.push(key_of(&s));
+            }
+        }
+        keys.push(key_of(&[base[1], base[0], base[2]]));
+        assert!(keys.iter().all(|&k| k != 0));
+        let mut sorted = keys.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), keys.len(), "two stacks share a key");
     }
 
     #[test]
@@ -300,10 +470,26 @@ mod tests {
         }
         let top = current_stack_top();
         let mut out = [0u64; MAX_DEPTH];
-        let n = capture(top, frame_address(), &mut out);
-        // Whatever the build flags, every address is non-zero and the walk ended.
-        assert!(n <= MAX_DEPTH);
-        assert!(out[..n].iter().all(|&a| a != 0));
-        assert_eq!(capture(0, 0, &mut out), 0, "no known stack top: no walk");
+        let mut t = empty_table();
+        let w = t.capture(top, frame_address(), &mut out);
+        // Whatever the build flags, every address is code and the walk ended.
+        assert!(w.depth <= MAX_DEPTH);
+        assert!(out[..w.depth]
+            .iter()
+            .all(|&a| code_range_of(a as usize).is_some()));
+        if w.depth > 0 {
+            assert_eq!(w.key, key_of(&out[..w.depth]), "hashed on the way");
+        }
+        let again = t.capture(top, frame_address(), &mut out);
+        assert_eq!(again.depth, w.depth, "the range memory changes nothing");
+        assert_eq!(again.key, w.key);
+        let short = t.capture(top, frame_address(), &mut out[..1]);
+        assert!(short.depth <= 1, "the depth limit holds");
+        let none = t.capture(0, 0, &mut out);
+        assert_eq!(
+            (none.depth, none.key),
+            (0, 0),
+            "no known stack top: no walk"
+        );
     }
 }
