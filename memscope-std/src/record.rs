@@ -14,7 +14,7 @@
 use crate::event::Event;
 use crate::local::Local;
 use crate::session;
-use crate::slot::{Buffers, Scratch, Slot, RING_BYTES};
+use crate::slot::{Buffers, Scratch, Slot, MARK_CHUNK, RING_BYTES};
 use crate::stacks::{self, Lookup, MAX_DEPTH};
 use core::alloc::GlobalAlloc;
 use core::sync::atomic::{fence, Ordering};
@@ -118,9 +118,7 @@ fn record_without_stack(s: &Slot, b: &Buffers, enc: &mut StreamEncoder, rec: &Re
         Ok(p) => publish(s, b, res, p.len, || enc.commit(p)),
         Err(_) => false,
     };
-    if pushed {
-        wake_if_filling(s, b);
-    } else {
+    if !pushed {
         lose(s, enc);
     }
 }
@@ -172,9 +170,7 @@ fn record_with_stack(
         }),
         None => false,
     };
-    if pushed {
-        wake_if_filling(s, b);
-    } else {
+    if !pushed {
         lose(s, enc);
     }
 }
@@ -195,6 +191,12 @@ fn publish(s: &Slot, b: &Buffers, res: Reserved<'_>, len: usize, committed: impl
         committed();
         // SAFETY: `pushed` is the owner's; we are the owner.
         unsafe { *s.pushed.get() = end };
+        // How full the ring is, looked at once per `MARK_CHUNK` of records
+        // (8 KiB, about 1300 events) rather than per record: it may read
+        // the writer's cache line.
+        if at / MARK_CHUNK != end / MARK_CHUNK {
+            wake_if_filling(s, b);
+        }
         true
     } else {
         s.unmark(at, end);
@@ -305,6 +307,11 @@ fn stack_of(
 /// `exact`: a free's `ts` is its own (not the stream's previous one).
 #[inline(always)]
 fn to_record(ev: Event, ts: u64, exact: bool, stack: Option<u32>) -> Record<'static> {
+    let (Event::Alloc { align, .. } | Event::Dealloc { align, .. } | Event::Realloc { align, .. }) =
+        ev;
+    // SAFETY: every event's `align` is a `Layout`'s, a power of two. Told
+    // to the compiler, the encoder's alignment code is a plain bit count.
+    unsafe { core::hint::assert_unchecked(align.is_power_of_two()) };
     let addr = |p: *mut u8| (!p.is_null()).then_some(p as usize as u64);
     match ev {
         Event::Alloc {
