@@ -285,12 +285,13 @@ fn stack_of(
     depth: usize,
     frames: &mut [u64; MAX_DEPTH],
 ) -> (Option<u32>, Option<NewStack>) {
-    let n = stacks::capture(l.stack_top.get(), fp, &mut frames[..depth]);
-    if n == 0 {
+    // SAFETY: the owner is the only user of its stack table.
+    let table = unsafe { &mut *b.stacks.get() };
+    let walk = table.capture(l.stack_top.get(), fp, &mut frames[..depth]);
+    if walk.depth == 0 {
         return (None, None);
     }
-    // SAFETY: the owner is the only user of its stack table.
-    match unsafe { (*b.stacks.get()).lookup(&frames[..n]) } {
+    match table.intern(&walk) {
         Lookup::Known(id) => (Some(id), None),
         Lookup::New { id, key, at } => (
             Some(id),
@@ -298,7 +299,7 @@ fn stack_of(
                 id,
                 key,
                 at,
-                depth: n,
+                depth: walk.depth,
             }),
         ),
     }
