@@ -1,7 +1,12 @@
 //! Frames: bytes from a source cut into frames by memscope-core's
-//! [`Deframer`], with damage reported by byte offset.
+//! [`Deframer`], with damage reported by byte offset, and numbered frames
+//! put back in their streams' order by [`sequence`] (missing, repeated and
+//! out-of-order frames reported by stream, number and offset).
+
+pub mod sequence;
 
 use memscope_core::frame::{Damage, Deframer, FrameEvent};
+use sequence::{Issue, Out, Sequencer};
 use std::io::{self, Read};
 
 /// Largest encoded frame accepted. A microcontroller writes one event per
@@ -30,6 +35,13 @@ pub enum Piece<'a> {
     /// Sent once, after the first frame whose CRC checked out: the input is
     /// a memscope stream, however much of it is damaged.
     Verified,
+    /// What the frame numbers showed (a frame missing, repeated, out of
+    /// order), before the frame it concerns.
+    Sequence(Issue),
+    /// The stream's delta base is unknown from here until its next Sync
+    /// record: frames of it are missing, or the next frame continues an
+    /// older base.
+    Desync(u32),
 }
 
 /// Whether to go on reading.
@@ -56,6 +68,8 @@ pub fn read_frames(
     let mut deframer = Deframer::new(&mut frame_buf).sticky_checksums();
     let mut chunk = vec![0u8; 1 << 20];
     let mut verified = false;
+    let mut sequencer = Sequencer::new();
+    let mut hand_on = |p: Piece<'_>| each(p) == Flow::Continue;
     loop {
         let n = match input.read(&mut chunk) {
             Ok(0) => break,
@@ -65,31 +79,37 @@ pub fn read_frames(
         };
         let mut rest = &chunk[..n];
         while !rest.is_empty() {
+            let at = deframer.offset();
             let (used, ev) = deframer.push(rest);
             rest = &rest[used..];
-            let flow = match ev {
+            let go_on = match ev {
                 Some(FrameEvent::Frame {
                     stream,
                     records,
                     offset,
-                }) => each(Piece::Frame(stream, records, offset)),
+                }) => sequencer.frame(stream, records, offset, at + used as u64, &mut |o| {
+                    hand_on(piece(o))
+                }),
                 Some(FrameEvent::Damaged {
                     offset,
                     len,
                     reason,
-                }) => each(Piece::Damaged(DamagedSpan {
-                    offset,
-                    len,
-                    reason,
-                })),
-                None => Flow::Continue,
+                }) => {
+                    sequencer.damaged();
+                    hand_on(Piece::Damaged(DamagedSpan {
+                        offset,
+                        len,
+                        reason,
+                    }))
+                }
+                None => true,
             };
-            if flow == Flow::Stop {
+            if !go_on {
                 return Ok(deframer.offset());
             }
             if !verified && deframer.checksums_seen() {
                 verified = true;
-                if each(Piece::Verified) == Flow::Stop {
+                if !hand_on(Piece::Verified) {
                     return Ok(deframer.offset());
                 }
             }
@@ -97,17 +117,30 @@ pub fn read_frames(
         progress(deframer.offset());
     }
     let end = deframer.offset();
+    // Frames still waiting for the frames before them came before the cut.
+    if !sequencer.finish(&mut |o| hand_on(piece(o))) {
+        return Ok(end);
+    }
     if let Some(FrameEvent::Damaged {
         offset,
         len,
         reason,
     }) = deframer.finish()
     {
-        each(Piece::Damaged(DamagedSpan {
+        hand_on(Piece::Damaged(DamagedSpan {
             offset,
             len,
             reason,
         }));
     }
     Ok(end)
+}
+
+/// A [`Sequencer`] output as a [`Piece`].
+fn piece(out: Out<'_>) -> Piece<'_> {
+    match out {
+        Out::Frame(stream, records, offset) => Piece::Frame(stream, records, offset),
+        Out::Issue(issue) => Piece::Sequence(issue),
+        Out::Desync(stream) => Piece::Desync(stream),
+    }
 }

@@ -25,6 +25,50 @@ pub const fn max_frame_len(payload_len: usize) -> usize {
     payload_len + payload_len / 254 + 2
 }
 
+/// Extension kind of the frame-number record (docs/FORMAT.md, "Frame
+/// numbers"), reserved as `wire::ext::FRAME_SEQ`.
+///
+/// A producer that numbers its frames writes, as the first record of every
+/// frame of a stream, `00 0b len varint(n)`: an extension record whose body is
+/// the frame's number in its stream, counted from 0 in each session. A reader
+/// that knows it takes it off with [`split_seq`] before reading the records,
+/// and so can tell a frame that is missing, repeated or out of order; an older
+/// reader skips it as an unknown extension record.
+pub const SEQ_KIND: u64 = 11;
+
+/// The most bytes a frame-number record takes: tag, kind, length, a `u64`.
+pub const MAX_SEQ_LEN: usize = 3 + 10;
+
+/// Writes the frame-number record for frame `seq` into `out`; returns its
+/// length (4 bytes below 128, 5 below 16 384, 6 below 2^21).
+pub fn encode_seq(seq: u64, out: &mut [u8; MAX_SEQ_LEN]) -> usize {
+    out[0] = 0; // tag: kind 0, extension
+    out[1] = SEQ_KIND as u8;
+    let n = varint::write_u64(&mut out[3..], seq).unwrap_or(0);
+    out[2] = n as u8;
+    3 + n
+}
+
+/// Takes the frame-number record off the front of a frame's records: the
+/// frame's number, if it carries one, and the records after it. A first record
+/// that is not a well-formed frame number is left where it is (the record
+/// reader then reports or skips it).
+pub fn split_seq(records: &[u8]) -> (Option<u64>, &[u8]) {
+    // Tag 0 and kind 11 are one byte each; the body is at most 10 bytes, so
+    // its length is one byte too. Bytes past the number are ignored: a later
+    // version may append fields to an extension body.
+    if let [0, k, len, rest @ ..] = records {
+        if u64::from(*k) == SEQ_KIND && *len < 0x80 {
+            if let Some(body) = rest.get(..usize::from(*len)) {
+                if let Ok((seq, _)) = varint::read_u64(body) {
+                    return (Some(seq), &rest[usize::from(*len)..]);
+                }
+            }
+        }
+    }
+    (None, records)
+}
+
 /// The output buffer cannot hold the frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FrameTooLarge;
@@ -413,6 +457,43 @@ mod tests {
         // CRC bytes read as records.
         let got = frames(&wire, 64);
         assert_eq!(got[1].0.as_ref().map(|f| f.1.len()), Some(5));
+    }
+
+    #[test]
+    fn frame_numbers_round_trip_and_leave_other_records_alone() {
+        for seq in [0u64, 1, 127, 128, 16_383, 16_384, u64::MAX] {
+            let mut b = [0u8; MAX_SEQ_LEN];
+            let n = encode_seq(seq, &mut b);
+            let mut rec = b[..n].to_vec();
+            rec.extend_from_slice(b"\x06\x02");
+            assert_eq!(split_seq(&rec), (Some(seq), &b"\x06\x02"[..]), "{seq}");
+            // What any reader sees: an extension record of kind 11, skipped whole.
+            let mut delta = crate::wire::Delta::default();
+            let (r, used) = crate::wire::Record::decode(&rec, &mut delta).unwrap();
+            assert_eq!(used, n);
+            assert!(matches!(
+                r,
+                crate::wire::Record::Unknown { kind: SEQ_KIND, .. }
+            ));
+        }
+        let mut b = [0u8; MAX_SEQ_LEN];
+        assert_eq!(encode_seq(5, &mut b), 4);
+        assert_eq!(&b[..4], &[0x00, 0x0b, 0x01, 0x05]);
+        // Not a frame number: another extension kind, a bad varint, too short.
+        for rec in [
+            &b"\x00\x09\x01\x05"[..],
+            b"\x00\x0b\x01\x85",
+            b"\x00\x0b\x02\x05",
+            b"\x00\x0b",
+            b"",
+        ] {
+            assert_eq!(split_seq(rec), (None, rec));
+        }
+        // A longer body (a later version's fields) still gives the number.
+        assert_eq!(
+            split_seq(b"\x00\x0b\x03\x05\x07\x07\x01"),
+            (Some(5), &b"\x01"[..])
+        );
     }
 
     #[test]

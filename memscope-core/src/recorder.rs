@@ -272,7 +272,10 @@ impl<S: Sink, C: Clock, K: StackSource> Stream<S, C, K> {
         h.target = st.info.target;
         h.build_id = st.info.build_id;
         let mut rec = [0u8; 160];
-        let mut frame = [0u8; max_frame_len(MAX_HEAD_LEN + 160)];
+        // One 0x00 goes before the header frame: after a reset in the middle
+        // of a frame, it ends the half frame, so the new session's header is
+        // read instead of lost with it (a reader skips the empty frame).
+        let mut frame = [0u8; 1 + max_frame_len(MAX_HEAD_LEN + 160)];
         let mut len = match Record::Header(h).encode(Default::default(), &mut rec) {
             Ok((n, _)) => n,
             Err(_) => return false,
@@ -290,11 +293,12 @@ impl<S: Sink, C: Clock, K: StackSource> Stream<S, C, K> {
         // and this way the record path holds no panic branch at all.
         let Some(Ok(n)) = rec
             .get(..len)
-            .map(|bytes| encode_frame(0, false, &[bytes], &mut frame))
+            .zip(frame.get_mut(1..))
+            .map(|(bytes, out)| encode_frame(0, false, &[bytes], out))
         else {
             return false;
         };
-        st.header_sent = frame.get(..n).is_some_and(|f| self.sink.write_frame(f));
+        st.header_sent = frame.get(..1 + n).is_some_and(|f| self.sink.write_frame(f));
         st.header_sent
     }
 

@@ -10,23 +10,65 @@
 //! is byte-identical (docs/FORMAT.md's frame), which the tests check against
 //! memscope-core's encoder on random and adversarial payloads.
 
-use memscope_core::frame::{max_frame_len, MAX_HEAD_LEN};
+use memscope_core::frame::{encode_seq, max_frame_len, MAX_HEAD_LEN, MAX_SEQ_LEN};
+use std::collections::HashMap;
 
 /// CRC-16/IBM-SDLC, as memscope-core's frames use, 16 bytes a step.
 const CRC16: crc::Crc<u16, crc::Table<16>> =
     crc::Crc::<u16, crc::Table<16>>::new(&crc::CRC_16_IBM_SDLC);
 
-/// Output bytes needed to frame `payload` bytes of records.
+/// Output bytes needed to frame `payload` bytes of records, frame number
+/// included.
 pub(crate) const fn out_len(payload: usize) -> usize {
-    max_frame_len(MAX_HEAD_LEN + payload + 2)
+    max_frame_len(MAX_HEAD_LEN + MAX_SEQ_LEN + payload + 2)
+}
+
+/// Numbers the frames of every stream (docs/FORMAT.md, "Frame numbers"): the
+/// first record of each frame is its number in its stream, from 0, so that a
+/// reader can say which frame of which stream is missing, repeated or out of
+/// order. The numbers live here, in the writer, because the writer is the one
+/// place frames are made, in the order they reach the file.
+#[derive(Debug, Default)]
+pub(crate) struct Numbering {
+    /// Next frame number of each open stream.
+    next: HashMap<u32, u64>,
+}
+
+impl Numbering {
+    /// Encodes the next frame of `stream` (see [`encode_checked`]): its
+    /// number, then `parts`. The number is used up only if the frame fit.
+    pub(crate) fn encode(&mut self, stream: u32, parts: &[&[u8]], out: &mut [u8]) -> Option<usize> {
+        let next = self.next.entry(stream).or_insert(0);
+        let mut seq = [0u8; MAX_SEQ_LEN];
+        let n = encode_seq(*next, &mut seq);
+        let n = match parts {
+            [] => encode_checked(stream, &[&seq[..n]], out),
+            [a] => encode_checked(stream, &[&seq[..n], a], out),
+            [a, b] => encode_checked(stream, &[&seq[..n], a, b], out),
+            _ => {
+                let mut all = Vec::with_capacity(parts.len() + 1);
+                all.push(&seq[..n]);
+                all.extend_from_slice(parts);
+                encode_checked(stream, &all, out)
+            }
+        }?;
+        *next += 1;
+        Some(n)
+    }
+
+    /// `stream` wrote its End record and gets no more frames: its counter
+    /// goes (a program that starts a million threads keeps no million counters).
+    pub(crate) fn close(&mut self, stream: u32) {
+        self.next.remove(&stream);
+    }
 }
 
 /// Encodes one checked frame of stream `stream` whose records are the
 /// concatenation of `parts` into `out`, delimiter included. Returns the bytes
-/// written, or `None` when `out` is shorter than [`out_len`] of the payload.
+/// written, or `None` when `out` is shorter than the frame may take.
 pub(crate) fn encode_checked(stream: u32, parts: &[&[u8]], out: &mut [u8]) -> Option<usize> {
     let payload: usize = parts.iter().map(|p| p.len()).sum();
-    if out.len() < out_len(payload) {
+    if out.len() < max_frame_len(MAX_HEAD_LEN + payload + 2) {
         return None;
     }
     let mut head = [0u8; MAX_HEAD_LEN];
@@ -236,6 +278,59 @@ mod tests {
         }
         assert_eq!(ours(3, &[]), reference(3, &[]));
         assert_eq!(ours(3, &[&[0, 0, 0]]), reference(3, &[&[0, 0, 0]]));
+    }
+
+    #[test]
+    fn frames_are_numbered_per_stream_from_zero() {
+        let mut numbering = Numbering::default();
+        let mut wire = Vec::new();
+        for (stream, rec) in [(1u32, &b"\x06\x01"[..]), (2, b"\x06\x02"), (1, b"\x06\x03")] {
+            let mut out = vec![0u8; out_len(rec.len())];
+            let n = numbering.encode(stream, &[rec], &mut out).expect("fits");
+            wire.extend_from_slice(&out[..n]);
+        }
+        numbering.close(1);
+        let mut out = vec![0u8; out_len(2)];
+        let n = numbering.encode(1, &[b"\x06\x04"], &mut out).expect("fits");
+        wire.extend_from_slice(&out[..n]);
+        let mut buf = vec![0u8; 256];
+        let mut d = memscope_core::frame::Deframer::new(&mut buf);
+        let mut got = Vec::new();
+        let mut rest = &wire[..];
+        while !rest.is_empty() {
+            let (n, ev) = d.push(rest);
+            rest = &rest[n..];
+            if let Some(memscope_core::frame::FrameEvent::Frame {
+                stream, records, ..
+            }) = ev
+            {
+                let (seq, recs) = memscope_core::frame::split_seq(records);
+                got.push((stream, seq, recs.to_vec()));
+            }
+        }
+        assert_eq!(
+            got,
+            vec![
+                (1, Some(0), b"\x06\x01".to_vec()),
+                (2, Some(0), b"\x06\x02".to_vec()),
+                (1, Some(1), b"\x06\x03".to_vec()),
+                // After `close` a stream id would count from 0 again; the
+                // writer closes a stream after its End and never reuses its id.
+                (1, Some(0), b"\x06\x04".to_vec()),
+            ]
+        );
+        // A frame that does not fit uses no number.
+        let mut tiny = [0u8; 4];
+        assert_eq!(numbering.encode(2, &[b"\x06\x05"], &mut tiny), None);
+        let mut out = vec![0u8; out_len(2)];
+        let n = numbering.encode(2, &[b"\x06\x05"], &mut out).unwrap();
+        let mut buf = vec![0u8; 256];
+        let mut d = memscope_core::frame::Deframer::new(&mut buf);
+        let Some(memscope_core::frame::FrameEvent::Frame { records, .. }) = d.push(&out[..n]).1
+        else {
+            panic!("a frame");
+        };
+        assert_eq!(memscope_core::frame::split_seq(records).0, Some(1));
     }
 
     #[test]
