@@ -6,11 +6,12 @@
 //! With frame pointers every function's frame starts with the caller's frame
 //! pointer and the return address (x86_64: `rbp`, aarch64: `x29`). The walk
 //! follows that chain from the allocator call upwards, taking one return
-//! address per frame, and stops at the configured depth, at a null return
-//! address, or at the first frame pointer that is not strictly above the
-//! previous one and below the top of the thread's stack. Because every frame
-//! it reads lies between the current frame and the stack top, it only reads
-//! mapped stack memory, whatever the frame pointers hold.
+//! address per frame, and stops at the configured depth, at a return address
+//! outside loaded code (null included), or at the first frame pointer that
+//! is not at least one frame record (two words) above the previous one and
+//! below the top of the thread's stack. Because every frame it reads lies
+//! between the current frame and the stack top, it only reads mapped stack
+//! memory, whatever the frame pointers hold.
 //!
 //! Build the program with frame pointers for full stacks:
 //! `RUSTFLAGS="-C force-frame-pointers=yes"`. Generic code (`Vec`, `HashMap`,
@@ -103,7 +104,19 @@ impl StackTable {
 
     #[inline(always)]
     fn find(&self, key: u64) -> Lookup {
-        let home = (key >> 52) as usize; // top 12 bits: TABLE = 4096
+        // The top 12 bits (TABLE = 4096). Most stacks are found where they
+        // were put first.
+        let home = (key >> 52) as usize;
+        if self.keys[home] == key {
+            return Lookup::Known(self.ids[home]);
+        }
+        self.probe(key, home)
+    }
+
+    /// [`find`](Self::find) past the home entry: the other probes, and where
+    /// a new stack goes.
+    #[inline(never)]
+    fn probe(&self, key: u64, home: usize) -> Lookup {
         let mut empty = None;
         for i in 0..PROBES {
             let at = (home + i) % TABLE;
@@ -229,7 +242,7 @@ fn walk_frames(
     let Some(limit) = stack_top.checked_sub(RECORD) else {
         return none;
     };
-    if from < sp || from > limit || !from.is_multiple_of(WORD) {
+    if from < sp || from > limit {
         return none;
     }
     let (exe_start, exe_len) = first_code_range();
@@ -241,15 +254,17 @@ fn walk_frames(
     let end = first.wrapping_add(out.len());
     let mut slot = first;
     while slot != end {
-        // SAFETY: `fp` is aligned and `sp <= fp <= limit`: the frame
-        // record's two words lie between our own frame and the top of
-        // this thread's stack, mapped memory of our own stack (the first
-        // `fp` is checked above, each next one below). Volatile: these
-        // are other frames' bytes, not our values.
+        // SAFETY: `sp <= fp <= limit`: the frame record's two words lie
+        // between our own frame and the top of this thread's stack, mapped
+        // memory of our own stack (the first `fp` is checked above, each next
+        // one below). Unaligned reads: a frame pointer that is not a multiple
+        // of the word size is junk, but reading it is as safe as any other
+        // address on the stack, and the return address check below ends the
+        // walk there — cheaper than testing the alignment of every frame.
         let (next, ret) = unsafe {
             (
-                core::ptr::read_volatile(fp as *const usize),
-                core::ptr::read_volatile((fp + WORD) as *const usize),
+                core::ptr::read_unaligned(fp as *const usize),
+                core::ptr::read_unaligned((fp + WORD) as *const usize),
             )
         };
         // A return address points into loaded code; anything else means
@@ -269,7 +284,7 @@ fn walk_frames(
         h = mix(h, ret as u64);
         // The caller's record lies above this one (stacks grow down) and
         // below the top. `fp <= limit`, so `fp + RECORD` cannot overflow.
-        if next < fp + RECORD || next > limit || next & (WORD - 1) != 0 {
+        if next < fp + RECORD || next > limit {
             break;
         }
         fp = next;
