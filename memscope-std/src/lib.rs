@@ -146,7 +146,10 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for MemScope<A> {
                 }
                 ptr
             }
-            // SAFETY (both): as above.
+            // SAFETY (all three): as above.
+            Path::Record(s) => unsafe {
+                self.alloc_recorded::<false>(layout, s, stacks::frame_address())
+            },
             Path::Track(s) => unsafe {
                 self.alloc_tracked::<false>(layout, s, stacks::frame_address())
             },
@@ -166,7 +169,10 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for MemScope<A> {
                 }
                 ptr
             }
-            // SAFETY (both): as for `alloc`.
+            // SAFETY (all three): as for `alloc`.
+            Path::Record(s) => unsafe {
+                self.alloc_recorded::<true>(layout, s, stacks::frame_address())
+            },
             Path::Track(s) => unsafe {
                 self.alloc_tracked::<true>(layout, s, stacks::frame_address())
             },
@@ -182,7 +188,10 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for MemScope<A> {
                 // SAFETY: the caller guarantees `ptr` came from us with `layout`.
                 unsafe { self.inner.dealloc(ptr, layout) }
             }
-            // SAFETY (both): as above.
+            // SAFETY (all three): as above.
+            Path::Record(s) => unsafe {
+                self.dealloc_recorded(ptr, layout, s, stacks::frame_address())
+            },
             Path::Track(s) => unsafe {
                 self.dealloc_tracked(ptr, layout, s, stacks::frame_address())
             },
@@ -199,7 +208,10 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for MemScope<A> {
                 stats::count_realloc(&s.stats, layout.size(), new_size, new.is_null());
                 new
             }
-            // SAFETY (both): as above.
+            // SAFETY (all three): as above.
+            Path::Record(s) => unsafe {
+                self.realloc_recorded(ptr, layout, new_size, s, stacks::frame_address())
+            },
             Path::Track(s) => unsafe {
                 self.realloc_tracked(ptr, layout, new_size, s, stacks::frame_address())
             },
@@ -211,8 +223,9 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for MemScope<A> {
 }
 
 /// The out-of-line halves of the `GlobalAlloc` methods: the inner call,
-/// then the bookkeeping ([`local::on_tracked`] with the slot for a
-/// [`Path::Track`] call, [`local::on_event`] for [`Path::Other`]). `fp` is the frame address of the
+/// then the bookkeeping ([`local::on_recorded`] or [`local::on_tracked`]
+/// with the slot for a [`Path::Record`] or [`Path::Track`] call,
+/// [`local::on_event`] for [`Path::Other`]). `fp` is the frame address of the
 /// `GlobalAlloc` method (where call stacks start): when that method ends in
 /// a jump here, this method's frame takes the same place with the same
 /// contents.
@@ -283,6 +296,13 @@ macro_rules! out_of_line {
 }
 
 impl<A: GlobalAlloc> MemScope<A> {
+    out_of_line!(
+        alloc_recorded,
+        dealloc_recorded,
+        realloc_recorded,
+        (s),
+        local::on_recorded
+    );
     out_of_line!(
         alloc_tracked,
         dealloc_tracked,

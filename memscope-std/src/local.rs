@@ -110,10 +110,12 @@ pub(crate) enum Path {
     /// nothing is being recorded. So that `dealloc` can end in a tail call of
     /// the inner allocator, the caller counts around the inner call itself.
     Count(&'static Slot),
-    /// The thread has a slot and none of memscope's own code runs on it, and
-    /// a recording or a `testing::count` is on: [`on_tracked`] after the
-    /// inner call, with this slot (the thread's `Local` is found again
-    /// there: passing it too would push the arguments past the registers).
+    /// As `Count`, but recording: [`on_recorded`] after the inner call, with
+    /// this slot (the thread's `Local` is found again there: passing it too
+    /// would push the arguments past the registers).
+    Record(&'static Slot),
+    /// The thread has a slot, none of memscope's own code runs on it, and a
+    /// `testing::count` is active: [`on_tracked`] after the inner call.
     Track(&'static Slot),
     /// Anything else (the thread's first call, memscope's own calls, a
     /// thread past its destructor): [`on_event`] after the inner call.
@@ -135,27 +137,39 @@ pub(crate) fn path() -> Path {
     // SAFETY: slots are never freed, and this thread owns `s` until its
     // destructor runs, which cannot happen during this call.
     let s = unsafe { &*s };
-    if l.test.active() || session::recording() {
-        return Path::Track(s);
+    match (session::recording(), l.test.active()) {
+        (false, false) => Path::Count(s),
+        (true, false) => Path::Record(s),
+        (_, true) => Path::Track(s),
     }
-    Path::Count(s)
 }
 
-/// After the inner call of a [`Path::Track`] call, with its slot. [`path`]
+/// After the inner call of a [`Path::Record`] call, with its slot. [`path`]
 /// found the slot and `busy` clear, and the inner call does not change them
 /// (only this thread's destructor takes the slot away; a signal handler that
-/// runs memscope's code restores `busy` before it returns).
+/// runs memscope's code restores `busy` before it returns). A recording that
+/// stops meanwhile is the race every recorded call has with the stop (the
+/// final flush takes what is in the ring).
+#[inline(always)]
+pub(crate) fn on_recorded(inner: &dyn GlobalAlloc, s: &Slot, fp: usize, ev: Event) {
+    let l = LOCAL.with(|l| l as *const Local);
+    // SAFETY: as in `path`.
+    let l = unsafe { &*l };
+    stats::count(&s.stats, ev);
+    record::event_inline(inner, l, s, fp, ev);
+}
+
+/// After the inner call of a [`Path::Track`] call (testing mode, recording
+/// or not), with its slot, as [`on_recorded`].
 #[inline(always)]
 pub(crate) fn on_tracked(inner: &dyn GlobalAlloc, s: &Slot, fp: usize, ev: Event) {
     let l = LOCAL.with(|l| l as *const Local);
     // SAFETY: as in `path`.
     let l = unsafe { &*l };
     stats::count(&s.stats, ev);
-    if l.test.active() {
-        l.test.count(ev);
-    }
+    l.test.count(ev);
     if session::recording() {
-        record::event_inline(inner, l, s, fp, ev);
+        record::event(inner, l, s, fp, ev);
     }
 }
 
