@@ -67,17 +67,31 @@ fn burst() {
 /// stream consistently.
 fn exit_mid_burst() {
     block_the_writer();
+    // Each spinner says when it recorded its first events: the test expects
+    // every spinner's stream to hold some, which must not depend on whether
+    // the scheduler ran a new thread before another spinner overflowed.
+    let (started_tx, started) = std::sync::mpsc::channel();
     for i in 0..3 {
+        let started_tx = started_tx.clone();
         std::thread::Builder::new()
             .name(format!("spinner-{i}"))
-            .spawn(|| loop {
-                black_box(churn(1000));
+            .spawn(move || {
+                black_box(churn(10));
+                started_tx.send(()).unwrap();
+                loop {
+                    black_box(churn(1000));
+                }
             })
             .unwrap();
     }
-    // Rings of 512 KiB at about eight bytes a pair: wait until they overflow.
+    for _ in 0..3 {
+        started.recv().unwrap();
+    }
+    // Rings of 512 KiB at about eight bytes a pair: wait until one overflows.
+    // That takes milliseconds of CPU; the give-up only ends a broken run
+    // (the test's watchdog is at two minutes) with a `lost 0` line.
     let before = memscope_std::stats().lost;
-    let give_up = Instant::now() + Duration::from_secs(20);
+    let give_up = Instant::now() + Duration::from_secs(90);
     while memscope_std::stats().lost == before && Instant::now() < give_up {
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -99,11 +113,13 @@ fn exit_mid_burst() {
 /// installs its panic hook before its first write, so the hook is in place.
 fn wait_for_the_writer() {
     let out = std::env::var_os("MEMSCOPE_OUT").expect("MEMSCOPE_OUT");
-    let give_up = std::time::Instant::now() + Duration::from_secs(30);
+    // Milliseconds normally; generous for a loaded machine, below the
+    // test's two-minute watchdog so that this message is what it reports.
+    let give_up = std::time::Instant::now() + Duration::from_secs(90);
     while std::fs::metadata(&out).map_or(0, |m| m.len()) == 0 {
         assert!(
             std::time::Instant::now() < give_up,
-            "the writer never wrote"
+            "memscope's writer thread wrote nothing to the trace in 90 s"
         );
         std::thread::sleep(Duration::from_millis(5));
     }

@@ -86,6 +86,9 @@ static GLOBAL: Counted<memscope_std::MemScope<ArenaRef>> =
 
 static HANDLED: AtomicU64 = AtomicU64::new(0);
 
+/// Handler runs the target waits for (tests/std_faults.rs wants over 100).
+const ENOUGH: u64 = 500;
+
 extern "C" fn on_signal(_: libc::c_int) {
     let b = black_box(vec![7u8; HANDLER_SIZE]);
     drop(b);
@@ -109,13 +112,20 @@ fn main() {
         // SAFETY: plain call.
         tid_tx.send(unsafe { libc::pthread_self() }).unwrap();
         let mut sum = 0u64;
-        for i in 0..300_000u64 {
+        // At least 300 000 rounds, and on until the handler ran often enough
+        // for the test to mean something: on a loaded machine the sender
+        // may get little CPU while this thread churns. Bounded, so the
+        // arena (about 45 bytes a round) cannot run out.
+        let mut i = 0u64;
+        // Relaxed: a statistic; only its growth matters.
+        while i < 300_000 || (HANDLED.load(Ordering::Relaxed) < ENOUGH && i < 3_000_000) {
             let b = black_box(Box::new([i; 4]));
             sum += b[0];
-            if i % 64 == 0 {
+            if i.is_multiple_of(64) {
                 let v: Vec<u64> = black_box((0..i % 100).collect());
                 sum += v.len() as u64;
             }
+            i += 1;
         }
         // Acquire/Release: none needed, the sender only polls it.
         stop.store(true, Ordering::Relaxed);
