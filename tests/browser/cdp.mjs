@@ -13,13 +13,19 @@
 //          "files": {"selector": "input[type=file]", "paths": ["…"]},   (optional)
 //          "ready": "JS expression, truthy when done",                    (optional)
 //          "eval": "JS expression whose JSON value is reported",          (optional)
-//          "screenshot": "out.png", "full_page": true, "timeout_ms": 30000,
+//          "screenshot": "out.png", "full_page": true, "timeout_ms": 180000,
 //          "width": 1280, "height": 900,  (viewport; full_page grows the height to the page's, 4000 at most)
 //          "serve": {"/": "DIR", "/trace/": "DIR2"}}                      (optional)
 // With "serve", the driver serves those directories over HTTP on 127.0.0.1
 // (a free port) and a "url" starting with "/" is resolved against it: pages
 // that need http:// (web workers, WebAssembly: the Perfetto UI) load from it.
 // Host names other than 127.0.0.1 never resolve, so no test reaches out.
+//
+// Pages see the same locale (en-US) and time zone (UTC) whatever the machine's
+// LANG and TZ: dh_view.html formats numbers with the browser's default locale.
+// The timeout only ends a run that hangs (a page whose "ready" never holds):
+// Chromium starting on a loaded two-core machine can take tens of seconds, so
+// it is minutes, and the report says which stage did not finish.
 import { spawn } from "node:child_process";
 import { createReadStream, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
@@ -27,7 +33,7 @@ import { tmpdir } from "node:os";
 import { extname, join, normalize } from "node:path";
 
 const cfg = JSON.parse(readFileSync(process.argv[2], "utf8"));
-const timeout = cfg.timeout_ms || 30000;
+const timeout = cfg.timeout_ms || 180000;
 const width = cfg.width || 1280;
 const height = cfg.height || 900;
 
@@ -57,9 +63,17 @@ const chrome = spawn(cfg.chromium || "/usr/bin/chromium", [
   "--disable-dev-shm-usage", "--allow-file-access-from-files",
   "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
   `--user-data-dir=${profile}`, "--remote-debugging-pipe", "about:blank",
-], { stdio: ["ignore", "ignore", "pipe", "pipe", "pipe"] });
+  "--lang=en-US",
+], {
+  stdio: ["ignore", "ignore", "pipe", "pipe", "pipe"],
+  // Its own home too: Chromium keeps state there (~/.pki, caches) that two
+  // tests running at once must not share, and HOME may be unset.
+  env: { ...process.env, HOME: profile, XDG_CONFIG_HOME: profile, XDG_CACHE_HOME: profile,
+    LANG: "en_US.UTF-8", LANGUAGE: "en_US", LC_ALL: "en_US.UTF-8", TZ: "UTC" },
+});
 
-const out = { exceptions: [], console_errors: [], requests: [], dialogs: [], result: null, timed_out: false };
+const out = { exceptions: [], console_errors: [], requests: [], dialogs: [], result: null, timed_out: false, stage: "starting chromium" };
+const stage = (what) => { out.stage = what; };
 let finished = false;
 function finish(code) {
   if (finished) return;
@@ -71,7 +85,11 @@ function finish(code) {
   // right after write() cuts the output at 64 KiB.
   process.stdout.write(JSON.stringify(out) + "\n", () => process.exit(code));
 }
-setTimeout(() => { out.timed_out = true; finish(2); }, timeout).unref();
+setTimeout(() => {
+  out.timed_out = true;
+  out.exceptions.push(`driver: timed out after ${timeout} ms while ${out.stage}`);
+  finish(2);
+}, timeout).unref();
 
 let stderr = "";
 chrome.stderr.on("data", (d) => { stderr = (stderr + d).slice(-4000); });
@@ -128,13 +146,18 @@ function onEvent(method, p) {
 
 try {
   const { targetId } = await send("Target.createTarget", { url: "about:blank" });
+  stage("setting up the page");
   ({ sessionId: session } = await send("Target.attachToTarget", { targetId, flatten: true }));
   for (const d of ["Page", "Runtime", "Network", "Log", "DOM"]) await send(d + ".enable", {}, session);
   await send("Emulation.setDeviceMetricsOverride", { width, height, deviceScaleFactor: 1, mobile: false }, session);
+  await send("Emulation.setLocaleOverride", { locale: "en-US" }, session);
+  await send("Emulation.setTimezoneOverride", { timezoneId: "UTC" }, session);
+  stage("loading " + cfg.url);
   const loaded = waitFor("Page.loadEventFired");
   await send("Page.navigate", { url: cfg.url }, session);
   await loaded;
   if (cfg.files) {
+    stage("giving the page its files");
     const { root } = await send("DOM.getDocument", {}, session);
     const { nodeId } = await send("DOM.querySelector", { nodeId: root.nodeId, selector: cfg.files.selector }, session);
     await send("DOM.setFileInputFiles", { nodeId, files: cfg.files.paths }, session);
@@ -145,17 +168,21 @@ try {
     return r.result.value;
   };
   if (cfg.ready) {
+    stage("waiting for the page to be ready: " + cfg.ready);
     while (!(await evaluate(cfg.ready))) await new Promise((r) => setTimeout(r, 100));
   }
   // Let late errors and requests arrive.
   await new Promise((r) => setTimeout(r, 300));
+  stage("evaluating");
   if (cfg.eval) out.result = await evaluate(cfg.eval);
   if (cfg.screenshot) {
+    stage("taking the screenshot");
     const h = cfg.full_page === false ? height : await evaluate("Math.min(4000, document.documentElement.scrollHeight)");
     await send("Emulation.setDeviceMetricsOverride", { width, height: h || height, deviceScaleFactor: 1, mobile: false }, session);
     const { data } = await send("Page.captureScreenshot", { format: "png" }, session);
     writeFileSync(cfg.screenshot, Buffer.from(data, "base64"));
   }
+  stage("done");
   finish(0);
 } catch (e) {
   out.exceptions.push("driver: " + e.message);

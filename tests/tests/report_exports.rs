@@ -381,7 +381,6 @@ fn perfetto_and_the_catapult_viewer_load_our_chrome_trace() {
         "serve": serve,
         "files": {"selector": "input.trace_file", "paths": [dir.join("trace.json").display().to_string()]},
         "ready": "typeof app !== 'undefined' && !!app.trace",
-        "timeout_ms": 120000,
         "eval": r#"(async () => {
             await waitForPerfettoIdle();
             const t = app.trace;
@@ -452,7 +451,6 @@ fn perfetto_and_the_catapult_viewer_load_our_chrome_trace() {
         "url": format!("/{version}/assets/catapult_trace_viewer.html"),
         "serve": serve,
         "ready": "typeof tr !== 'undefined' && !!tr.Model && !!tr.importer",
-        "timeout_ms": 120000,
         "eval": r#"(async () => {
             const text = await (await fetch('/trace/trace.json')).text();
             const m = new tr.Model();
@@ -654,7 +652,7 @@ fn exports_describe_the_session_asked_for() {
             "--session".to_owned(),
             "3".to_owned(),
         ]));
-    assert_eq!(code, memscope_decode::error::exit::OUTPUT);
+    assert_eq!(code, memscope_decode::error::exit::USAGE);
     assert!(!out.exists());
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -342,7 +342,6 @@ fn a_hundred_thousand_sites_are_aggregated() {
     let v = browser(json!({
         "url": file_url(&dir.join("report.html")),
         "ready": "document.body.getAttribute('data-ready') === '1'",
-        "timeout_ms": 120000,
         "eval": r#"(() => {
             const sites = [...document.querySelectorAll('section')].find((s) => s.querySelector('h2').textContent === 'Call sites');
             const out = {ms: Number(document.body.dataset.renderMs), note: sites.querySelector('.controls .note').textContent,
