@@ -9,14 +9,20 @@
 //! - every record that decodes re-encodes (`Record::encode`, against the same
 //!   base) to bytes that decode to the same record and the same next base:
 //!   encoder and decoder agree on everything the decoder accepts;
-//! - a frame written by `encode_frame` comes back from the deframer intact.
+//! - a frame written by `encode_frame` comes back from the deframer intact;
+//! - `split_seq` takes a frame number off only as a whole record: what it
+//!   leaves is a suffix of the records, and the number re-encodes
+//!   (`encode_seq`) to a record that splits the same way.
 //!
 //! Input: one control byte (chunk size, deframer buffer size, frame
 //! round-trip on/off), then the byte stream.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use memscope_core::frame::{encode_frame, max_frame_len, Deframer, FrameEvent, MAX_HEAD_LEN};
+use memscope_core::frame::{
+    encode_frame, encode_seq, max_frame_len, split_seq, Deframer, FrameEvent, MAX_HEAD_LEN,
+    MAX_SEQ_LEN,
+};
 use memscope_core::wire::{EncodeError, Record, StreamBase};
 
 const STREAMS: usize = 8;
@@ -55,6 +61,7 @@ fuzz_target!(|data: &[u8]| {
                     assert!(offset >= next_free, "frame at {offset} before {next_free}");
                     assert!(offset < input.len() as u64);
                     next_free = offset + 1;
+                    let records = check_frame_number(records);
                     check_records(&mut bases[stream as usize % STREAMS], records);
                 }
                 Some(FrameEvent::Damaged { offset, len, .. }) => {
@@ -75,6 +82,24 @@ fuzz_target!(|data: &[u8]| {
         frame_round_trip(input);
     }
 });
+
+/// Takes the frame number off (as memscope-decode does) and checks it.
+fn check_frame_number(records: &[u8]) -> &[u8] {
+    let (seq, rest) = split_seq(records);
+    assert!(records.ends_with(rest), "split_seq left something else");
+    match seq {
+        None => assert_eq!(rest.len(), records.len()),
+        Some(n) => {
+            assert!(rest.len() < records.len());
+            let mut b = [0u8; MAX_SEQ_LEN];
+            let k = encode_seq(n, &mut b);
+            let mut again = b[..k].to_vec();
+            again.extend_from_slice(rest);
+            assert_eq!(split_seq(&again), (Some(n), rest));
+        }
+    }
+    rest
+}
 
 /// Decodes a frame's records two ways and re-encodes each record.
 fn check_records(base: &mut StreamBase, records: &[u8]) {
