@@ -78,6 +78,11 @@ pub mod ext {
     pub const MARK: u64 = 9;
     /// [`HeapRegion`](super::HeapRegion).
     pub const HEAP_REGION: u64 = 10;
+    /// Frame number: read and written by [`crate::frame`]
+    /// ([`SEQ_KIND`](crate::frame::SEQ_KIND), [`split_seq`](crate::frame::split_seq)),
+    /// never a [`Record`](super::Record) of its own; a reader that does not
+    /// take it off sees [`Record::Unknown`](super::Record::Unknown).
+    pub const FRAME_SEQ: u64 = 11;
 }
 
 const KIND_MASK: u8 = 0b0000_0111;

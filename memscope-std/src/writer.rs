@@ -47,6 +47,8 @@ struct Writer {
     path: PathBuf,
     /// Frames waiting to be written.
     pending: Pending,
+    /// Each stream's next frame number.
+    numbering: framing::Numbering,
     calibration: Calibration,
     header_written: bool,
     modules: Vec<ModuleInfo>,
@@ -68,6 +70,7 @@ pub(crate) fn open(path: &Path, calibration: Calibration) -> io::Result<()> {
         file,
         path: path.to_path_buf(),
         pending: Pending::default(),
+        numbering: framing::Numbering::default(),
         calibration,
         header_written: false,
         modules: Vec::new(),
@@ -213,6 +216,7 @@ impl Writer {
                 self.drain(s, b, stream);
                 let end = counts(s);
                 self.record(stream, &Record::End(end));
+                self.numbering.close(stream);
                 local::release_slot(s);
             } else {
                 self.drain(s, b, stream);
@@ -310,7 +314,7 @@ impl Writer {
         let payload: usize = parts.iter().map(|p| p.len()).sum();
         // Encoded straight into `pending`, no intermediate copy.
         let out = self.pending.space(framing::out_len(payload));
-        let n = framing::encode_checked(stream, parts, out).unwrap_or(0);
+        let n = self.numbering.encode(stream, parts, out).unwrap_or(0);
         self.pending.advance(n);
     }
 
@@ -358,6 +362,11 @@ impl Writer {
             }
             let held = self.pending.bytes().to_vec();
             self.pending.clear();
+            // One 0x00 first: after a reset in the middle of a frame (a
+            // process writing to the same pipe again), it ends the half
+            // frame, so this header is not lost with it.
+            self.pending.space(1)[0] = 0;
+            self.pending.advance(1);
             let program = self
                 .modules
                 .first()

@@ -283,6 +283,8 @@ pub mod trace {
         let mut buf = vec![0u8; 256 * 1024];
         let mut deframer = Deframer::new(&mut buf);
         let mut deltas: HashMap<u32, Delta> = HashMap::new();
+        // memscope-std numbers each stream's frames from 0 (docs/FORMAT.md).
+        let mut next_frame: HashMap<u32, u64> = HashMap::new();
         let mut t = Trace::default();
         let mut rest = bytes;
         while !rest.is_empty() {
@@ -300,6 +302,14 @@ pub mod trace {
                     records,
                     offset,
                 }) => {
+                    let (seq, records) = memscope_core::frame::split_seq(records);
+                    let next = next_frame.entry(stream).or_default();
+                    if seq != Some(*next) {
+                        t.misplaced.push(format!(
+                            "stream {stream}: frame at {offset} numbered {seq:?}, expected {next}"
+                        ));
+                    }
+                    *next = seq.map_or(*next, |n| n + 1);
                     let delta = deltas.entry(stream).or_default();
                     for rec in Records::new(records, delta) {
                         match rec {

@@ -43,7 +43,10 @@ fn decode(bytes: &[u8]) -> Trace {
     let mut buf = vec![0u8; 256 * 1024];
     let mut deframer = Deframer::new(&mut buf);
     let mut deltas: HashMap<u32, Delta> = HashMap::new();
+    // Each stream's frames are numbered from 0, in order (docs/FORMAT.md).
+    let mut next_frame: HashMap<u32, u64> = HashMap::new();
     let mut t = Trace::default();
+    assert_eq!(bytes.first(), Some(&0), "the output starts with a 0x00");
     let mut rest = bytes;
     while !rest.is_empty() {
         let (n, ev) = deframer.push(rest);
@@ -62,6 +65,10 @@ fn decode(bytes: &[u8]) -> Trace {
                 records,
                 offset,
             }) => {
+                let (seq, records) = memscope_core::frame::split_seq(records);
+                let next = next_frame.entry(stream).or_default();
+                assert_eq!(seq, Some(*next), "stream {stream}: frame at {offset}");
+                *next += 1;
                 let delta = deltas.entry(stream).or_default();
                 for rec in memscope_core::wire::Records::new(records, delta) {
                     let rec =
