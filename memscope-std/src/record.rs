@@ -123,9 +123,11 @@ fn record_without_stack(s: &Slot, b: &Buffers, enc: &mut StreamEncoder, rec: &Re
     }
 }
 
-/// With a call stack: a stack seen for the first time goes into the ring
-/// before the event, in the same entry.
-#[inline(never)]
+/// With a call stack. A stack sent before costs only its id: the event goes
+/// down the same path as one without a stack (specialised per kind). A
+/// stack seen for the first time goes into the ring before the event, in
+/// the same entry, out of line.
+#[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn record_with_stack(
     l: &Local,
@@ -138,35 +140,62 @@ fn record_with_stack(
     ts: u64,
     exact: bool,
 ) {
+    // SAFETY: the owner is the only user of its stack table and scratch
+    // space; the walk writes the addresses into the scratch's frames.
+    let (table, frames) = unsafe { (&mut *b.stacks.get(), &mut (*b.scratch.get()).frames) };
+    let walk = table.capture(l.stack_top.get(), fp, &mut frames[..depth]);
+    let stack = match walk.depth {
+        0 => None,
+        _ => match table.intern(&walk) {
+            Lookup::Known(id) => Some(id),
+            Lookup::New { id, key, at } => {
+                let new = NewStack {
+                    id,
+                    key,
+                    at,
+                    depth: walk.depth,
+                };
+                let rec = to_record(ev, ts, exact, Some(id));
+                return record_new_stack(s, b, enc, &rec, new);
+            }
+        },
+    };
+    record_without_stack(s, b, enc, &to_record(ev, ts, exact, stack));
+}
+
+/// The first event of a stack: its Stack record, then the event, in one ring
+/// entry; the table learns the stack once the entry is in the ring.
+#[inline(never)]
+fn record_new_stack(
+    s: &Slot,
+    b: &Buffers,
+    enc: &mut StreamEncoder,
+    rec: &Record<'_>,
+    new: NewStack,
+) {
     // SAFETY: the owner is the only user of its scratch space.
     let Scratch { bytes, frames } = unsafe { &mut *b.scratch.get() };
-    let (stack, new_stack) = stack_of(l, b, fp, depth, frames);
-    let rec = to_record(ev, ts, exact, stack);
     // SAFETY: the owner is the ring's only producer, and nothing pushes to
     // the ring before the commit below.
     let res = unsafe { b.ring.reserve(bytes) };
-    let mut len = 0;
-    if let Some(new) = &new_stack {
-        let rec = Record::Stack(Stack {
-            id: new.id,
-            frames: Frames::Slice(&frames[..new.depth]),
-        });
-        // Cannot fail: `bytes` holds the longest Stack record and event.
-        if let Ok((n, _)) = rec.encode(Delta::default(), res.buf) {
-            len = n;
-        }
-    }
+    let stack = Record::Stack(Stack {
+        id: new.id,
+        frames: Frames::Slice(&frames[..new.depth]),
+    });
+    // Cannot fail: `bytes` holds the longest Stack record and event.
+    let len = match stack.encode(Delta::default(), res.buf) {
+        Ok((n, _)) => n,
+        Err(_) => 0,
+    };
     let prepared = match res.buf.get_mut(len..) {
-        Some(rest) => enc.prepare_event(&rec, rest).ok(),
+        Some(rest) => enc.prepare_event(rec, rest).ok(),
         None => None,
     };
     let pushed = match prepared {
         Some(p) => publish(s, b, res, len + p.len, || {
             enc.commit(p);
-            if let Some(new) = new_stack {
-                // SAFETY: the owner is the only user of its stack table.
-                unsafe { (*b.stacks.get()).insert(new.id, new.key, new.at) };
-            }
+            // SAFETY: the owner is the only user of its stack table.
+            unsafe { (*b.stacks.get()).insert(new.id, new.key, new.at) };
         }),
         None => false,
     };
@@ -273,36 +302,6 @@ struct NewStack {
     key: u64,
     at: usize,
     depth: usize,
-}
-
-/// Captures and interns the call stack into `frames`. Returns the id, and
-/// the stack to write and insert when it is new.
-#[inline(always)]
-fn stack_of(
-    l: &Local,
-    b: &Buffers,
-    fp: usize,
-    depth: usize,
-    frames: &mut [u64; MAX_DEPTH],
-) -> (Option<u32>, Option<NewStack>) {
-    // SAFETY: the owner is the only user of its stack table.
-    let table = unsafe { &mut *b.stacks.get() };
-    let walk = table.capture(l.stack_top.get(), fp, &mut frames[..depth]);
-    if walk.depth == 0 {
-        return (None, None);
-    }
-    match table.intern(&walk) {
-        Lookup::Known(id) => (Some(id), None),
-        Lookup::New { id, key, at } => (
-            Some(id),
-            Some(NewStack {
-                id,
-                key,
-                at,
-                depth: walk.depth,
-            }),
-        ),
-    }
 }
 
 /// `exact`: a free's `ts` is its own (not the stream's previous one).
