@@ -50,6 +50,8 @@ pub struct DamageLog {
     pub bytes: u64,
     /// The first ones.
     pub examples: Vec<DamagedSpan>,
+    /// Frames missing, repeated or out of order, by their numbers.
+    pub frames: crate::frames::sequence::FrameLog,
 }
 
 /// What the peak looked like, from the second pass.
@@ -304,6 +306,8 @@ enum Mark {
     Reset(u64, Box<Session>),
     /// Events the producers reported lost so far in the session.
     Lost(u64),
+    /// A frame missing, repeated or out of order.
+    Sequence(crate::frames::sequence::Issue),
 }
 
 /// Heap events in input order, with marks at the event index they follow.
@@ -440,6 +444,14 @@ impl Decoding<'_> {
                         self.verified = true;
                         Ok(())
                     }
+                    Piece::Sequence(issue) => {
+                        Self::mark(batch, Mark::Sequence(issue));
+                        Ok(())
+                    }
+                    Piece::Desync(stream) => {
+                        self.dec.desync_stream(stream);
+                        Ok(())
+                    }
                 };
                 if let Err(e) = r {
                     fatal = Some(e);
@@ -528,6 +540,7 @@ impl Analysing<'_> {
                 }
             }
             Mark::Lost(n) => self.lost = n,
+            Mark::Sequence(issue) => self.cur.damage.frames.add(issue),
             Mark::Reset(offset, session) => {
                 self.merger.flush_into(&mut Feed {
                     run: &mut self.cur,

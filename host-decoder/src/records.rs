@@ -408,6 +408,13 @@ impl Decoder {
         }
     }
 
+    /// Frames of `stream` are missing (its frame numbers say so): its delta
+    /// base is unknown until its next Sync, even if none of it was seen yet.
+    pub fn desync_stream(&mut self, stream: u32) {
+        let st = self.session.streams.entry(stream);
+        st.or_insert_with(|| StreamState::new(false)).synced = false;
+    }
+
     /// Decodes the records of one frame of `stream` from record position
     /// `from`, appending heap events to `out`.
     pub fn decode_frame(

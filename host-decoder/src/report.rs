@@ -243,6 +243,9 @@ pub struct Integrity {
     pub unknown_records: u64,
     /// Events that arrived after later events had been released by the merge.
     pub late_events: u64,
+    /// Frames missing, repeated or out of order by their frame numbers (the
+    /// first 50, as sentences; missing ones are also incomplete reasons).
+    pub frame_sequence: Vec<String>,
     /// Per stream.
     pub streams: Vec<StreamRow>,
 }
@@ -646,6 +649,7 @@ pub fn completeness(s: &SessionRun) -> (bool, Vec<String>) {
     if sess.record_errors > 0 {
         why.push(format!("{} records did not decode", sess.record_errors));
     }
+    why.extend(s.damage.frames.incomplete_reasons());
     let mut lost = 0;
     let mut skipped = 0;
     for (id, st) in &sess.streams {
@@ -1077,6 +1081,7 @@ fn build_session(
         unknown_stack_refs: sess.unknown_stack_refs,
         unknown_records: sess.unknown_records,
         late_events: s.late_events,
+        frame_sequence: s.damage.frames.messages(),
         streams: sess
             .streams
             .iter()
