@@ -87,19 +87,8 @@ pub(crate) enum Lookup {
 impl StackTable {
     /// Whether the stack of `walk` (non-empty) was sent before.
     #[inline]
-    // Transitional: record.rs switches to `capture` + `intern` (handoff).
-    #[allow(dead_code)]
     pub(crate) fn intern(&self, walk: &Walk) -> Lookup {
         self.find(walk.key)
-    }
-
-    /// The stack of `frames`, the way record.rs still asks for it (until it
-    /// calls [`StackTable::capture`] and [`StackTable::intern`]).
-    #[inline]
-    // Transitional: record.rs switches to `capture` + `intern` (handoff).
-    #[allow(dead_code)]
-    pub(crate) fn lookup(&self, frames: &[u64]) -> Lookup {
-        self.find(key_of(frames))
     }
 
     #[inline(always)]
@@ -163,8 +152,7 @@ fn mix(h: u64, a: u64) -> u64 {
 }
 
 /// The table key of `frames`: what [`StackTable::capture`] returns for the same addresses.
-// Transitional: record.rs switches to `capture` + `intern` (handoff).
-#[allow(dead_code)]
+#[cfg(test)]
 fn key_of(frames: &[u64]) -> u64 {
     finish(frames.iter().fold(SEED, |h, &a| mix(h, a)), frames.len())
 }
@@ -208,20 +196,9 @@ impl StackTable {
     /// only when that changes), the hash step, and the bounds check of the
     /// next frame record.
     #[inline]
-    // Transitional: record.rs switches to `capture` + `intern` (handoff).
-    #[allow(dead_code)]
     pub(crate) fn capture(&mut self, stack_top: usize, from: usize, out: &mut [u64]) -> Walk {
         walk_frames(&mut self.other_code, stack_top, from, out)
     }
-}
-
-/// The walk of [`capture`] as record.rs still calls it (until it calls
-/// [`StackTable::capture`]): the same, without the range memory.
-#[inline(never)]
-// Transitional: record.rs switches to `capture` + `intern` (handoff).
-#[allow(dead_code)]
-pub(crate) fn capture(stack_top: usize, from: usize, out: &mut [u64]) -> usize {
-    walk_frames(&mut (0, 0), stack_top, from, out).depth
 }
 
 /// [`StackTable::capture`]; `other_code` is the table's range memory.
