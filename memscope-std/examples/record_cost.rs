@@ -15,6 +15,14 @@
 //! check it is 0, lost events skip the encoder and flatter the figure).
 //! The mix resembles the churn workload's: sizes 8 B to 4 KiB, a window of
 //! 1000 live blocks replaced at random.
+//!
+//! Call stacks: build with `RUSTFLAGS="-C force-frame-pointers=yes"` (without
+//! frame pointers the walk stops early and looks cheaper than it is) and run
+//! without `MEMSCOPE_STACKS=0`. The main thread's instructions minus the
+//! stackless run's, divided by the events, is what stacks add per event;
+//! `callgrind_annotate --inclusive=yes` on `memscope_std::stacks::walk_frames`
+//! divided by the events is the walk's share (about 19 instructions a frame
+//! and 50 a walk), the rest is interning and the stack id in the record.
 
 #[global_allocator]
 static GLOBAL: memscope_std::MemScope = memscope_std::MemScope::system();
