@@ -151,6 +151,26 @@ pub mod trace {
         /// realloc counts as a free of its old size and an allocation of its
         /// new one).
         pub by_size: HashMap<u64, (u64, u64)>,
+        /// Scopes open now (`track_scope!` names, innermost last).
+        pub scopes: Vec<String>,
+        /// Per scope name: the heap events recorded and the losses reported
+        /// while a scope of that name was open (at any depth).
+        pub inside: BTreeMap<String, Inside>,
+        /// `track!` names: (variable, type, file, line).
+        pub names: Vec<(String, String, String, u32)>,
+        /// `Stack` records (distinct stacks sent).
+        pub stacks: u64,
+        /// Allocations that carry a stack id.
+        pub allocs_with_stack: u64,
+    }
+
+    /// What a stream recorded inside one scope name.
+    #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+    pub struct Inside {
+        /// Heap events: (alloc, dealloc, realloc).
+        pub events: [u64; 3],
+        /// Sum of the `Lost` records.
+        pub lost: u64,
     }
 
     impl Stream {
@@ -167,8 +187,13 @@ pub mod trace {
     /// A whole trace.
     #[derive(Debug, Default)]
     pub struct Trace {
+        /// The bytes start with a 0x00 (memscope-std's writer puts one before
+        /// the header, so a reset in the middle of a frame keeps the header).
+        pub leading_zero: bool,
         pub headers: u64,
         pub ticks_per_second: u64,
+        /// `Module` records on the control stream.
+        pub modules: u64,
         pub control_end: Option<End>,
         pub streams: BTreeMap<u32, Stream>,
         /// Recorded blocks per size: +1 per alloc (or realloc to it), -1 per
@@ -285,7 +310,10 @@ pub mod trace {
         let mut deltas: HashMap<u32, Delta> = HashMap::new();
         // memscope-std numbers each stream's frames from 0 (docs/FORMAT.md).
         let mut next_frame: HashMap<u32, u64> = HashMap::new();
-        let mut t = Trace::default();
+        let mut t = Trace {
+            leading_zero: bytes.first() == Some(&0),
+            ..Trace::default()
+        };
         let mut rest = bytes;
         while !rest.is_empty() {
             let (n, ev) = deframer.push(rest);
@@ -342,7 +370,7 @@ pub mod trace {
                         self.headers += 1;
                         self.ticks_per_second = h.ticks_per_second;
                     }
-                    Record::Module(_) => {}
+                    Record::Module(_) => self.modules += 1,
                     Record::End(e) => self.control_end = Some(e),
                     other => self.misplaced.push(format!("stream 0: {other:?}")),
                 }
@@ -360,6 +388,9 @@ pub mod trace {
                     if a.addr.is_some() {
                         sizes[0] = (a.size, 1);
                     }
+                    if a.stack.is_some() {
+                        s.allocs_with_stack += 1;
+                    }
                     Some(0)
                 }
                 Record::Dealloc(d) => {
@@ -374,6 +405,9 @@ pub mod trace {
                 }
                 Record::Lost { count } => {
                     s.lost_reported += count;
+                    for name in open_scopes(&s.scopes) {
+                        s.inside.entry(name.clone()).or_default().lost += count;
+                    }
                     None
                 }
                 Record::Thread(th) => {
@@ -387,13 +421,30 @@ pub mod trace {
                 }
                 Record::ScopeEnter { name } => {
                     s.marked |= name == MARK;
+                    s.scopes.push(name.to_string());
+                    None
+                }
+                Record::ScopeExit => {
+                    if s.scopes.pop().is_none() {
+                        self.misplaced
+                            .push(format!("stream {stream}: scope exit without enter"));
+                    }
                     None
                 }
                 Record::End(e) => {
                     s.end = Some(e);
                     None
                 }
-                Record::ScopeExit | Record::Stack(_) | Record::Name(_) | Record::Sync(_) => None,
+                Record::Name(n) => {
+                    s.names
+                        .push((n.var.into(), n.type_name.into(), n.file.into(), n.line));
+                    None
+                }
+                Record::Stack(_) => {
+                    s.stacks += 1;
+                    None
+                }
+                Record::Sync(_) => None,
                 other => {
                     self.misplaced.push(format!("stream {stream}: {other:?}"));
                     None
@@ -407,6 +458,9 @@ pub mod trace {
                 s.events[k] += 1;
                 if !s.marked {
                     s.before_mark[k] += 1;
+                }
+                for name in open_scopes(&s.scopes) {
+                    s.inside.entry(name.clone()).or_default().events[k] += 1;
                 }
                 for (size, d) in sizes {
                     if d != 0 {
@@ -424,6 +478,16 @@ pub mod trace {
                 }
             }
         }
+    }
+
+    /// Each scope name open in `scopes` once (a name nested in itself counts
+    /// an event once).
+    fn open_scopes(scopes: &[String]) -> impl Iterator<Item = &String> {
+        scopes
+            .iter()
+            .enumerate()
+            .filter(|(i, n)| !scopes[..*i].contains(n))
+            .map(|(_, n)| n)
     }
 }
 
