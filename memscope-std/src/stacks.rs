@@ -142,16 +142,21 @@ impl StackTable {
 /// the walk hashes as it goes and never reads the addresses back.
 const SEED: u64 = 0x243f_6a88_85a3_08d3;
 
-/// One multiply and a rotate per address: the multiply carries each
-/// address's low bits (where return addresses of one module differ) into the
-/// high bits that pick the table entry, the rotate brings high bits back down
-/// so that later addresses cannot cancel earlier differences by a plain xor.
+/// One multiply and a rotate per address (three instructions on the walk's
+/// path): the multiply carries each address's low bits (where return
+/// addresses of one module differ) into the high bits that pick the table
+/// entry, and the rotate brings high bits back down, so that a difference in
+/// one address spreads over the whole key before the next is folded in.
+/// Each step is a bijection of the key, so two stacks of the same depth that
+/// differ in one address have different hashes; only [`finish`]'s `| 1` could
+/// merge them, when those differ in the lowest bit alone.
 #[inline(always)]
 fn mix(h: u64, a: u64) -> u64 {
     (h ^ a).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29)
 }
 
-/// The table key of `frames`: what [`StackTable::capture`] returns for the same addresses.
+/// The table key of `frames`: what [`StackTable::capture`] returns for the
+/// same addresses.
 #[cfg(test)]
 fn key_of(frames: &[u64]) -> u64 {
     finish(frames.iter().fold(SEED, |h, &a| mix(h, a)), frames.len())
@@ -164,8 +169,8 @@ fn finish(h: u64, depth: usize) -> u64 {
     mix(h, depth as u64) | 1
 }
 
-/// A captured call stack: `out[..depth]` of [`StackTable::capture`]'s buffer, and its key
-/// for [`StackTable::intern`] (0 when `depth` is 0).
+/// A captured call stack: `out[..depth]` of [`StackTable::capture`]'s
+/// buffer, and its key for [`StackTable::intern`] (0 when `depth` is 0).
 pub(crate) struct Walk {
     pub depth: usize,
     pub key: u64,
