@@ -4,8 +4,8 @@
 //! with what the child's own counting allocator (wrapped inside `MemScope`)
 //! counted — exactly — and check that every stream proves itself complete.
 
-use memscope_tests::parse_counted;
 use memscope_tests::trace::{self, Trace};
+use memscope_tests::{parse_counted, scratch_dir};
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -32,8 +32,8 @@ fn run_expecting(
     stacks: &str,
     code: Option<i32>,
 ) -> (Trace, Vec<(String, [u64; 3])>) {
-    let dir = std::env::temp_dir().join(format!("memscope-std-e2e-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    // One directory per test (`out` names the test's trace), removed once read.
+    let dir = scratch_dir(&format!("std-e2e-{out}"));
     let path: PathBuf = dir.join(out);
     let o = Command::new(env!("CARGO_BIN_EXE_std_child"))
         .args(args)
@@ -44,7 +44,7 @@ fn run_expecting(
     assert_eq!(o.status.code(), code, "child: {o:?}");
     let counted = parse_counted(&String::from_utf8(o.stdout).unwrap());
     let bytes = std::fs::read(&path).unwrap();
-    let _ = std::fs::remove_file(&path);
+    let _ = std::fs::remove_dir_all(&dir);
     (trace::decode(&bytes), counted)
 }
 
