@@ -128,11 +128,11 @@ impl<A> MemScope<A> {
 // caller's arguments and returns its result unchanged; the bookkeeping before
 // or after it never touches the block.
 //
-// Each method is the statistics-only case inline (`local::counting_only`:
-// two plain counter stores around the inner call; a free's inner call is a
-// tail call) and a jump to an out-of-line method for everything else
-// (recording, testing mode, memscope's own calls, a thread's first call), so
-// the common case sets up no stack frame of its own.
+// Each method asks `local::path` which way the call goes, before the inner
+// call: the statistics-only case is inline (two plain counter stores around
+// the inner call; a free's inner call is a tail call), everything else
+// (recording, testing mode, memscope's own calls, a thread's first call) is a
+// jump to an out-of-line method, so no case sets up a stack frame here.
 unsafe impl<A: GlobalAlloc> GlobalAlloc for MemScope<A> {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {

@@ -89,7 +89,7 @@ fn count_failed_alloc(s: &ThreadStats) {
 }
 
 /// An alloc of `size` bytes counted before the inner call, as if it
-/// succeeds (see `local::counting_only`); [`uncount_alloc`] takes it back.
+/// succeeds (a `local::Path::Count` call); [`uncount_alloc`] takes it back.
 #[inline(always)]
 pub(crate) fn count_alloc_ahead(s: &ThreadStats, size: usize) {
     s.allocs.add(1);
