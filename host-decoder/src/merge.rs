@@ -39,12 +39,17 @@
 //! the error. The contract with the producer is in docs/FORMAT.md's
 //! timestamp rules; [`Target`] answers the live-set questions.
 //!
-//! Memory: bounded by [`MAX_BUFFERED`] events, whatever the trace's length.
+//! Memory: bounded by [`MAX_BUFFERED`] events, whatever the trace's length,
+//! held in chunks that lanes share (see [`queue`]): the peak is what was
+//! buffered at once, not twice that as with a deque that grows by doubling.
+
+mod queue;
 
 use crate::records::{Event, Op};
+use queue::{EventQueue, Pool};
 use rustc_hash::FxHashMap;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::BinaryHeap;
 
 /// Most events buffered before the earliest is released regardless.
 pub const MAX_BUFFERED: usize = 1 << 20;
@@ -171,7 +176,7 @@ struct Hold {
 }
 
 struct Lane {
-    queue: VecDeque<Event>,
+    queue: EventQueue,
     /// Ended streams cannot deliver more.
     closed: bool,
     last_ts: u64,
@@ -190,6 +195,8 @@ type HeadKey = Reverse<(u64, u8, u32)>;
 #[derive(Default)]
 pub struct Merger {
     lanes: Vec<Lane>,
+    /// Chunks of buffered events, shared by the lanes (see [`queue`]).
+    pool: Pool,
     lane_of: FxHashMap<u32, u32>,
     /// Heads of lanes that have events and are not held.
     heads: BinaryHeap<HeadKey>,
@@ -307,7 +314,7 @@ impl Merger {
         }
         let l = self.lanes.len() as u32;
         self.lanes.push(Lane {
-            queue: VecDeque::new(),
+            queue: EventQueue::default(),
             closed: false,
             last_ts: 0,
             hold: None,
@@ -341,7 +348,7 @@ impl Merger {
         if lane.queue.is_empty() {
             self.heads.push(key(&ev, l));
         }
-        lane.queue.push_back(ev);
+        lane.queue.push_back(ev, &mut self.pool);
         self.buffered += 1;
     }
 
@@ -484,7 +491,7 @@ impl Merger {
                         }
                     }
                 }
-                lane.queue.pop_front();
+                lane.queue.pop_front(&mut self.pool);
                 self.buffered -= 1;
                 // Only a clock reading can be late: other timestamps are lower
                 // bounds. A reading may be early by the slack, and a lane that
@@ -550,8 +557,7 @@ impl Merger {
         let upper = |l: u32| {
             self.lanes[l as usize]
                 .queue
-                .iter()
-                .skip(1)
+                .iter_from(1)
                 .find(|e| reads_clock(e))
                 .map_or(u64::MAX, |e| e.ts)
         };
@@ -655,8 +661,7 @@ impl Merger {
                     // that read the clock.
                     let found = lane
                         .queue
-                        .iter()
-                        .skip(h.scanned)
+                        .iter_from(h.scanned)
                         .find(|e| reads_clock(e))
                         .map(|e| e.ts.saturating_add(slack));
                     h.scanned = lane.queue.len();
