@@ -43,6 +43,11 @@ fn a_memscope_std_trace_decodes_complete_and_symbolized() {
     };
     let (_, rep, _) = analyse(src, &common).expect("decodes");
     let _ = std::fs::remove_file(&path);
+    // The scratch directory too (only when empty: a test running beside this
+    // one in the same process may still use it).
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::remove_dir(dir);
+    }
     let s = &rep.summary;
     if s.lost_events == 0 {
         assert!(s.complete, "{:?}", s.incomplete_reasons);
