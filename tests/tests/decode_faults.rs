@@ -448,6 +448,7 @@ fn a_duplicated_frame_is_skipped_and_named() {
     assert!(r.summary.complete, "{:?}", r.summary.incomplete_reasons);
     assert_eq!(r.summary.errors, 0);
     assert_eq!(r.integrity.frame_sequence, frame_sequence(&run));
+    eprintln!("duplicated frame: {:?}", frame_sequence(&run));
 }
 
 /// A frame dropped whole (cut out at its delimiters): no damage in the bytes,
@@ -565,6 +566,7 @@ fn frames_of_one_thread_swapped_are_put_back_in_order() {
     let r = report_of(&run);
     assert!(r.summary.complete, "{:?}", r.summary.incomplete_reasons);
     assert_eq!(r.summary.errors, 0, "heap errors after the swap");
+    eprintln!("swapped frames: {:?}", frame_sequence(&run));
 }
 
 /// memscope-std checks every frame with a CRC-16, but the "checked" bit sits
