@@ -255,23 +255,10 @@ fn nightly(why: &str) -> Result<(), Failure> {
 
 fn miri() -> Result<(), Failure> {
     rustup()?;
-    let toolchain_ok = Cmd::new("rustup")
-        .args(["run", NIGHTLY, "rustc", "--version"])
-        .succeeds();
-    if !toolchain_ok {
-        say("nightly toolchain: installing (profile minimal)");
-        Cmd::new("rustup")
-            .args(["toolchain", "install", NIGHTLY, "--profile", "minimal"])
-            .run()
-            .map_err(|e| {
-                Failure::new(format!(
-                    "Miri needs the nightly toolchain, which could not be installed: {e}"
-                ))
-            })?;
-    }
     let installed = Cmd::new("rustup")
         .args(["component", "list", "--installed", "--toolchain", NIGHTLY])
-        .capture()?;
+        .capture()
+        .unwrap_or_default();
     let has = |c: &str| {
         installed
             .lines()
@@ -285,15 +272,21 @@ fn miri() -> Result<(), Failure> {
         say("nightly with miri and rust-src: present");
         return Ok(());
     }
-    say(&format!("nightly: adding {}", missing.join(", ")));
+    // Not every nightly ships Miri. Installing the toolchain with the
+    // components named makes rustup take the latest nightly that has them,
+    // and `--allow-downgrade` lets it go back from an installed nightly
+    // (where `rustup component add` would just fail on such a day).
+    say(&format!(
+        "nightly: installing with {} (profile minimal)",
+        missing.join(", ")
+    ));
     Cmd::new("rustup")
-        .args(["component", "add"])
-        .args(&missing)
-        .args(["--toolchain", NIGHTLY])
+        .args(["toolchain", "install", NIGHTLY, "--profile", "minimal"])
+        .args(["--allow-downgrade", "--component", "miri", "--component", "rust-src"])
         .run()
         .map_err(|e| {
             Failure::new(format!(
-                "Miri needs the nightly components {}, which could not be installed: {e}",
+                "Miri needs the nightly toolchain with the components {}, which could not be installed: {e}",
                 missing.join(", ")
             ))
         })
