@@ -345,7 +345,7 @@ impl Sequencer {
         let damage = self.damage;
         let track = self.tracks.entry(stream).or_default();
         if seq == track.next {
-            track.next += 1;
+            track.next = track.next.saturating_add(1);
             track.last_end = Some(end);
             track.last_offset = offset;
             track.damage_seen = damage;
@@ -412,7 +412,7 @@ impl Sequencer {
                 track.gaps.remove(0);
             }
             track.gaps.push((track.next, seq - 1));
-            track.next = seq + 1;
+            track.next = seq.saturating_add(1);
             track.last_end = Some(end);
             track.last_offset = offset;
             track.damage_seen = damage;
@@ -535,7 +535,7 @@ impl Sequencer {
                 earlier: next.wrapping_sub(1),
                 earlier_offset: track.last_offset,
             };
-            track.next += 1;
+            track.next = track.next.saturating_add(1);
             track.last_end = Some(h.end);
             track.last_offset = h.offset;
             if reordered && !each(Out::Issue(issue)) {
@@ -749,6 +749,26 @@ mod tests {
                 "frame s1 @70",
             ]
         );
+    }
+
+    #[test]
+    fn the_largest_numbers_do_not_overflow() {
+        // Numbers from a hostile trace: u64::MAX past a gap, after damage and
+        // held; no arithmetic may overflow.
+        let mut seq = Sequencer::new();
+        let mut n = 0;
+        let mut each = |_: Out<'_>| {
+            n += 1;
+            true
+        };
+        assert!(seq.frame(1, &numbered(u64::MAX, 1), 0, 10, &mut each));
+        assert!(seq.frame(2, &numbered(0, 1), 10, 20, &mut each));
+        seq.damaged();
+        assert!(seq.frame(2, &numbered(u64::MAX, 1), 20, 30, &mut each));
+        assert!(seq.frame(2, &numbered(u64::MAX, 1), 30, 40, &mut each));
+        assert!(seq.frame(1, &numbered(u64::MAX - 1, 1), 40, 50, &mut each));
+        assert!(seq.finish(&mut each));
+        assert!(n > 5);
     }
 
     #[test]
