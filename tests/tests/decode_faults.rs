@@ -386,6 +386,10 @@ fn rebuild(trace: &[u8], order: &[&FrameSpan]) -> Vec<u8> {
 fn middle_event_frame(frames: &[FrameSpan]) -> usize {
     let candidates: Vec<usize> = (0..frames.len())
         .filter(|&i| frames[i].stream != 0 && frames[i].heap_records > 0)
+        // A frame of its stream before it too: which frame is in the middle
+        // depends on how the writer cut the streams, and the tests name the
+        // frames around the chosen one.
+        .filter(|&i| frames[..i].iter().any(|g| g.stream == frames[i].stream))
         .filter(|&i| {
             frames[i + 1..]
                 .iter()
@@ -667,12 +671,18 @@ fn a_reset_in_the_middle_of_a_frame_loses_that_frame_only() {
     let d = &run.sessions[0].damage.examples;
     assert_eq!(d.len(), 1);
     assert_eq!(
-        (d[0].offset, d[0].len, d[0].reason),
-        (
-            frames[k].start as u64,
-            (cut - frames[k].start) as u64,
-            memscope_core::frame::Damage::Cobs
-        )
+        (d[0].offset, d[0].len),
+        (frames[k].start as u64, (cut - frames[k].start) as u64)
+    );
+    // A cut where the next COBS code byte would be (about one position in
+    // ten) leaves valid COBS: then it is the CRC that fails.
+    assert!(
+        matches!(
+            d[0].reason,
+            memscope_core::frame::Damage::Cobs | memscope_core::frame::Damage::Checksum
+        ),
+        "{:?}",
+        d[0].reason
     );
     assert!(run.sessions[1].damage.examples.is_empty());
     assert!(
