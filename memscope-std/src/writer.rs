@@ -36,8 +36,12 @@ const INTERVAL: Duration = Duration::from_millis(2);
 const CALIBRATION: Duration = Duration::from_millis(10);
 /// Module rescans: every this many cycles, when the loader's count changed.
 const MODULE_CHECK_CYCLES: u64 = 50;
-/// How long the final flush waits for a running thread to leave a record.
-const CUT_PATIENCE: Duration = Duration::from_millis(200);
+/// How long the final flush waits, in all, for running threads to leave a
+/// record. A thread is inside one for nanoseconds unless it was descheduled
+/// there, which on a loaded machine can last hundreds of milliseconds; one
+/// deadline for the whole flush bounds the wait at exit whatever the number
+/// of threads stopped mid-record (e.g. by a debugger).
+const CUT_PATIENCE: Duration = Duration::from_secs(3);
 
 static STATE: Mutex<Option<Writer>> = Mutex::new(None);
 static THREAD: OnceLock<Thread> = OnceLock::new();
@@ -197,6 +201,7 @@ impl Writer {
     }
 
     fn drain_all(&mut self, last: bool) {
+        let give_up = Instant::now() + CUT_PATIENCE;
         for s in slot::iter() {
             // Acquire: pairs with the exiting owner's Release, so its last
             // records and counters are visible.
@@ -208,7 +213,7 @@ impl Writer {
             }
             let Some(b) = s.buffers() else { continue };
             if last {
-                let end = self.cut(s, b, stream);
+                let end = self.cut(s, b, stream, give_up);
                 if let Some(end) = end {
                     self.record(stream, &Record::End(end));
                 }
@@ -239,9 +244,8 @@ impl Writer {
 
     /// Drains a thread at a consistent cut and returns the end record for
     /// exactly what was drained; `None` if the thread stayed inside a record
-    /// for longer than `CUT_PATIENCE` (its stream then has no end record).
-    fn cut(&mut self, s: &Slot, b: &Buffers, stream: u32) -> Option<End> {
-        let give_up = Instant::now() + CUT_PATIENCE;
+    /// past `give_up` (its stream then has no end record).
+    fn cut(&mut self, s: &Slot, b: &Buffers, stream: u32, give_up: Instant) -> Option<End> {
         loop {
             // Acquire: pairs with the owner's Release closing its last window.
             let before = s.seq.load(Ordering::Acquire);
