@@ -115,9 +115,12 @@ struct Run {
     stdout: String,
 }
 
-/// Boots `elf` halted, drains RTT over GDB until the firmware exits.
-fn run_in_qemu(elf: &Path, machine: &str, cpu: &str) -> Run {
-    let port = free_port();
+/// Wall-clock limits for a TCG guest on a loaded machine: generous, so a
+/// starved QEMU is not a failure; a hang still fails, by name.
+const QEMU_PATIENCE: Duration = Duration::from_secs(120);
+
+/// Starts QEMU with `elf` halted and its gdbstub on `port`.
+fn start_qemu(elf: &Path, machine: &str, cpu: &str, port: u16) -> Qemu {
     let child = Command::new("qemu-system-arm")
         .args([
             "-machine",
@@ -145,27 +148,59 @@ fn run_in_qemu(elf: &Path, machine: &str, cpu: &str) -> Run {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start qemu-system-arm");
-    let mut qemu = Qemu(child);
-    let config = GdbRttConfig::from_elf(elf).expect("read _SEGGER_RTT from the ELF");
-    let started = Instant::now();
-    let mut source = loop {
-        match GdbRtt::connect(&format!("127.0.0.1:{port}"), config.clone()) {
-            Ok(s) => break s,
-            Err(e) if started.elapsed() < Duration::from_secs(20) => {
-                let _ = e;
-                std::thread::sleep(Duration::from_millis(50));
+    Qemu(child)
+}
+
+fn stderr_of(qemu: &mut Qemu) -> String {
+    let mut stderr = String::new();
+    if let Some(mut e) = qemu.0.stderr.take() {
+        let _ = e.read_to_string(&mut stderr);
+    }
+    stderr
+}
+
+/// Boots `elf` halted, drains RTT over GDB until the firmware exits.
+fn run_in_qemu(elf: &Path, machine: &str, cpu: &str) -> Run {
+    let mut config = GdbRttConfig::from_elf(elf).expect("read _SEGGER_RTT from the ELF");
+    config.timeout = QEMU_PATIENCE;
+    // `free_port` releases its port before QEMU binds it, so another process
+    // can take it in between: QEMU then exits at once, and we try a new port.
+    let mut attempts = 0;
+    let (mut qemu, mut source) = 'boot: loop {
+        attempts += 1;
+        let port = free_port();
+        let mut qemu = start_qemu(elf, machine, cpu, port);
+        let started = Instant::now();
+        loop {
+            if qemu.0.try_wait().unwrap().is_some() {
+                let stderr = stderr_of(&mut qemu);
+                assert!(
+                    attempts < 3,
+                    "QEMU exited before its gdbstub answered ({attempts} ports tried):\n{stderr}"
+                );
+                continue 'boot;
             }
-            Err(e) => panic!("QEMU's gdbstub never answered: {e}"),
+            match GdbRtt::connect(&format!("127.0.0.1:{port}"), config.clone()) {
+                Ok(s) => break 'boot (qemu, s),
+                Err(e) if started.elapsed() < QEMU_PATIENCE => {
+                    let _ = e;
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => panic!(
+                    "QEMU's gdbstub never answered in {QEMU_PATIENCE:?}: {e}\n{}",
+                    stderr_of(&mut qemu)
+                ),
+            }
         }
     };
     let mut trace = Vec::new();
     source.read_to_end(&mut trace).expect("drain RTT over GDB");
     drop(source);
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + QEMU_PATIENCE;
     while qemu.0.try_wait().unwrap().is_none() {
         assert!(
             Instant::now() < deadline,
-            "QEMU did not exit after the trace ended"
+            "QEMU did not exit within {QEMU_PATIENCE:?} after the trace ended"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -176,13 +211,7 @@ fn run_in_qemu(elf: &Path, machine: &str, cpu: &str) -> Run {
         .unwrap()
         .read_to_string(&mut stdout)
         .unwrap();
-    let mut stderr = String::new();
-    qemu.0
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let stderr = stderr_of(&mut qemu);
     assert!(
         qemu.0.wait().unwrap().success(),
         "firmware failed:\n{stdout}\n{stderr}"
