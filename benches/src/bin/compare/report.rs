@@ -394,8 +394,9 @@ impl Doc {
              allocation (an unfenced `rdtsc` after the inner call; a free reads none and \
              carries a lower bound, see docs/ARCHITECTURE.md; unit costs above), the \
              thread-local record (`memscope_std::record::event`, \
-             `Record::encode_event`: varint deltas into the thread's ring), the stack walk and \
-             interning (`memscope_std::stacks::capture`, only with stacks), and the writer \
+             `Record::encode_event`: varint deltas into the thread's ring), the frame-pointer \
+             walk, which hashes the return addresses as it goes, and the lookup of that key in \
+             the thread's stack table (`memscope_std::stacks`, only with stacks), and the writer \
              thread (COBS framing and CRC-16 of the drained rings, `memscope-writer` below). \
              The writer runs on the other core: it adds CPU time, and wall time only when no \
              core is idle. The instruction counts below (callgrind) split the added work \
