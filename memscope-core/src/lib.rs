@@ -35,7 +35,10 @@
 //! assert_eq!(HEAP.stats().allocs, 1);
 //! let mut bytes = Vec::new();
 //! HEAP.recorder().sink().drain(|a, b| { bytes.extend_from_slice(a); bytes.extend_from_slice(b); a.len() + b.len() });
-//! assert_eq!(bytes.iter().filter(|&&b| b == 0).count(), 3, "header, alloc and dealloc frames");
+//! // A 0x00 first (so a reset mid-frame keeps the next header), then three
+//! // frames, each ended by a 0x00: the header, the alloc and the dealloc.
+//! assert_eq!(bytes[0], 0);
+//! assert_eq!(bytes[1..].iter().filter(|&&b| b == 0).count(), 3);
 //! ```
 //!
 //! What memscope cannot see: moves and borrows (Rust has no hook for them), and
