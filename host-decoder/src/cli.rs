@@ -213,21 +213,44 @@ fn open(path: &Path) -> Result<Source, Error> {
 
 /// Decodes and analyses `src`, symbolizes, builds the report.
 pub fn analyse(mut src: Source, c: &Common) -> Result<(Run, Report, Vec<Symbolizer>), Error> {
-    let run = pipeline::run(
+    let sym_opts = symbolize::Options {
+        elf: c.elf.clone(),
+        debug_dirs: c.debug_dirs.clone(),
+    };
+    // The last session's symbols load on the decoding thread once the input
+    // is read, while the analysis finishes (see `pipeline::run_with`).
+    let early = std::sync::Mutex::new(None);
+    let load = |s: &crate::records::Session| {
+        let sym = Symbolizer::new(s, &sym_opts);
+        *early
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(sym);
+    };
+    let run = pipeline::run_with(
         &mut src,
         &pipeline::Options {
             short_lived_ns: c.short_lived,
             progress: !c.no_progress,
             second_pass: false,
         },
+        Some(&load),
     )?;
-    let sym_opts = symbolize::Options {
-        elf: c.elf.clone(),
-        debug_dirs: c.debug_dirs.clone(),
-    };
+    let mut early = early
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut syms = Vec::new();
-    for s in &run.sessions {
-        syms.push(Symbolizer::new(&s.session, &sym_opts)?);
+    let last = run.sessions.len().saturating_sub(1);
+    for (i, s) in run.sessions.iter().enumerate() {
+        // In session order, so that the first session whose symbols fail is
+        // the one reported, as before.
+        let sym = match early.take() {
+            Some(sym) if i == last => sym,
+            taken => {
+                early = taken;
+                Symbolizer::new(&s.session, &sym_opts)
+            }
+        };
+        syms.push(sym?);
     }
     let rep = report::build(
         &run,

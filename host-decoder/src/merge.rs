@@ -352,6 +352,25 @@ impl Merger {
         self.buffered += 1;
     }
 
+    /// Adds events of one stream, in stream order; `newest` is their largest
+    /// timestamp. The same as [`push`](Self::push) of each, at the cost of
+    /// one lane lookup and one copy.
+    #[inline]
+    pub fn push_run(&mut self, stream: u32, events: &[Event], newest: u64) {
+        let Some(first) = events.first() else {
+            return;
+        };
+        let l = self.lane(stream);
+        let lane = &mut self.lanes[l as usize];
+        lane.last_ts = lane.last_ts.max(newest);
+        self.newest = self.newest.max(newest);
+        if lane.queue.is_empty() {
+            self.heads.push(key(first, l));
+        }
+        lane.queue.extend_from_slice(events, &mut self.pool);
+        self.buffered += events.len();
+    }
+
     /// The stream ended: it will deliver nothing more.
     pub fn close(&mut self, stream: u32) {
         let l = self.lane(stream);

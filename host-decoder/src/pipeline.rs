@@ -207,6 +207,8 @@ struct Pass<'a> {
     opts: &'a Options,
     /// Pass 2: sequence numbers to capture, per session index.
     targets: Option<Vec<Option<u64>>>,
+    /// Called with the last session once the input is read (see [`run_with`]).
+    prepare: Option<Prepare<'a>>,
 }
 
 /// Reads and analyses `src`. The live set at the peak is copied during the
@@ -214,6 +216,26 @@ struct Pass<'a> {
 /// heap region) a file is read a second time, only up to the peak. A live
 /// source is read once and always copies.
 pub fn run(src: &mut Source, opts: &Options) -> Result<Run, Error> {
+    run_with(src, opts, None)
+}
+
+/// Work on the last session's metadata (its header and modules: what
+/// symbolization needs) that can start before the analysis is done. See
+/// [`run_with`].
+pub type Prepare<'a> = &'a (dyn Fn(&Session) + Sync);
+
+/// [`run`], also calling `prepare` once with the last session as the input
+/// left it (header, modules, streams, stacks — everything but the analyses),
+/// as soon as the input has been read. For a file that happens on the
+/// decoding thread, which is otherwise idle while the analysing thread
+/// catches up: loading debug information there (a few hundred million
+/// instructions for a Rust program) costs no wall time. `prepare` is not
+/// called when reading fails.
+pub fn run_with(
+    src: &mut Source,
+    opts: &Options,
+    prepare: Option<Prepare<'_>>,
+) -> Result<Run, Error> {
     let incremental = !src.rereadable();
     let reader = src.reader().map_err(|cause| Error::Unreadable {
         input: src.name.clone(),
@@ -225,6 +247,7 @@ pub fn run(src: &mut Source, opts: &Options) -> Result<Run, Error> {
         incremental,
         opts,
         targets: None,
+        prepare,
     };
     let (mut sessions, bytes) = pass.run(reader, src.len)?;
     // One-pass copies serve every session that has no heap region to map
@@ -268,6 +291,7 @@ pub fn run(src: &mut Source, opts: &Options) -> Result<Run, Error> {
                 incremental: false,
                 opts,
                 targets: Some(targets),
+                prepare: None,
             };
             let (second, _) = pass2.run(reader, None)?;
             for (s, t) in sessions.iter_mut().zip(second) {
@@ -314,13 +338,32 @@ enum Mark {
 #[derive(Default)]
 struct Batch {
     events: Vec<Event>,
+    /// The events cut into runs of one stream (a frame's events, or the part
+    /// of one before or after a reset), in order: the merge takes a run at
+    /// once (one lane lookup, one copy), not event by event.
+    runs: Vec<StreamRun>,
     marks: Vec<(usize, Mark)>,
+}
+
+/// Events `[previous run's end, end)` of a [`Batch`], all of `stream`.
+#[derive(Clone, Copy)]
+struct StreamRun {
+    stream: u32,
+    end: usize,
+    /// Their largest timestamp.
+    newest: u64,
 }
 
 impl Batch {
     fn clear(&mut self) {
         self.events.clear();
+        self.runs.clear();
         self.marks.clear();
+    }
+
+    /// Where the next run starts.
+    fn run_start(&self) -> usize {
+        self.runs.last().map_or(0, |r| r.end)
     }
 
     fn is_empty(&self) -> bool {
@@ -356,9 +399,20 @@ impl Decoding<'_> {
         let mut from = 0;
         loop {
             let events = &mut batch.events;
+            let mut newest = 0;
             let outcome = self
                 .dec
-                .decode_frame(stream, records, offset, from, &mut |ev| events.push(ev));
+                .decode_frame(stream, records, offset, from, &mut |ev| {
+                    newest = newest.max(ev.ts);
+                    events.push(ev);
+                });
+            if batch.events.len() > batch.run_start() {
+                batch.runs.push(StreamRun {
+                    stream,
+                    end: batch.events.len(),
+                    newest,
+                });
+            }
             match outcome {
                 FrameOutcome::Done => break,
                 FrameOutcome::Reset(pos) => {
@@ -493,18 +547,26 @@ struct Analysing<'a> {
 impl Analysing<'_> {
     /// Takes one batch; returns whether to go on.
     fn take(&mut self, batch: &mut Batch) -> bool {
-        let Batch { events, marks } = batch;
+        let Batch {
+            events,
+            runs,
+            marks,
+        } = batch;
+        // Marks sit between frames, so every run ends at or before the next
+        // mark's position.
+        let mut runs = runs.iter().peekable();
         let mut at = 0;
-        for (pos, mark) in marks.drain(..) {
-            for ev in &events[at..pos] {
-                self.merger.push(*ev);
+        let mut push_until = |merger: &mut Merger, pos: usize| {
+            while let Some(r) = runs.next_if(|r| r.end <= pos) {
+                merger.push_run(r.stream, &events[at..r.end], r.newest);
+                at = r.end;
             }
-            at = pos;
+        };
+        for (pos, mark) in marks.drain(..) {
+            push_until(&mut self.merger, pos);
             self.mark(mark);
         }
-        for ev in &events[at..] {
-            self.merger.push(*ev);
-        }
+        push_until(&mut self.merger, usize::MAX);
         self.merger.drain_into(&mut Feed {
             run: &mut self.cur,
             stop: &mut self.stop,
@@ -611,11 +673,15 @@ impl Pass<'_> {
         };
         let bytes = if self.incremental {
             let mut batch = Batch::default();
-            decoding.read(reader, &progress, 1, &mut batch, &mut |b| {
+            let bytes = decoding.read(reader, &progress, 1, &mut batch, &mut |b| {
                 let go_on = an.take(b);
                 b.clear();
                 go_on
-            })
+            });
+            if let (Ok(_), Some(p)) = (&bytes, self.prepare) {
+                p(&decoding.dec.session);
+            }
+            bytes
         } else {
             self.run_threaded(reader, &progress, &mut decoding, &mut an)
         };
@@ -662,11 +728,12 @@ impl Pass<'_> {
         use std::sync::mpsc::sync_channel;
         let (full_tx, full_rx) = sync_channel::<Batch>(BATCHES_IN_FLIGHT);
         let (empty_tx, empty_rx) = sync_channel::<Batch>(BATCHES_IN_FLIGHT + 2);
+        let prepare = self.prepare;
         std::thread::scope(|scope| {
             let producer = scope.spawn(move || {
                 let mut batch = Batch::default();
                 batch.events.reserve(BATCH_EVENTS + 1024);
-                decoding.read(reader, progress, BATCH_EVENTS, &mut batch, &mut |b| {
+                let bytes = decoding.read(reader, progress, BATCH_EVENTS, &mut batch, &mut |b| {
                     let mut next = empty_rx.try_recv().unwrap_or_else(|_| {
                         let mut n = Batch::default();
                         n.events.reserve(BATCH_EVENTS + 1024);
@@ -675,7 +742,14 @@ impl Pass<'_> {
                     std::mem::swap(b, &mut next);
                     // A closed channel: the analysing side has what it needs.
                     full_tx.send(next).is_ok()
-                })
+                });
+                // The last batch is on its way: this thread is free while
+                // the analysing one catches up.
+                drop(full_tx);
+                if let (Ok(_), Some(p)) = (&bytes, prepare) {
+                    p(&decoding.dec.session);
+                }
+                bytes
             });
             for mut batch in full_rx.iter() {
                 let go_on = an.take(&mut batch);

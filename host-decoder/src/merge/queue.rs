@@ -87,6 +87,22 @@ impl EventQueue {
         self.len += 1;
     }
 
+    /// Appends `events`, a chunk-sized copy at a time.
+    pub fn extend_from_slice(&mut self, mut events: &[Event], pool: &mut Pool) {
+        while !events.is_empty() {
+            let end = self.head + self.len;
+            if end == self.chunks.len() << CHUNK_SHIFT {
+                self.chunks.push(pool.take());
+            }
+            let at = end & (CHUNK - 1);
+            let n = events.len().min(CHUNK - at);
+            let (now, rest) = events.split_at(n);
+            self.chunks[end >> CHUNK_SHIFT][at..at + n].copy_from_slice(now);
+            self.len += n;
+            events = rest;
+        }
+    }
+
     /// The first event.
     #[inline]
     pub fn front(&self) -> Option<&Event> {
@@ -191,6 +207,29 @@ mod tests {
             in_use + pool.free.len() < 60_000 / CHUNK,
             "chunks are reused"
         );
+    }
+
+    /// Runs appended at once land where single pushes would, across chunk
+    /// boundaries and after pops.
+    #[test]
+    fn extending_by_a_run_equals_pushing_each() {
+        let mut pool = Pool::default();
+        let (mut q, mut want) = (EventQueue::default(), VecDeque::new());
+        let mut ts = 0;
+        for (round, n) in [0usize, 1, 5, CHUNK - 7, CHUNK, 3 * CHUNK + 2, 9]
+            .into_iter()
+            .enumerate()
+        {
+            let run: Vec<Event> = (0..n).map(|i| ev(ts + i as u64)).collect();
+            ts += n as u64;
+            q.extend_from_slice(&run, &mut pool);
+            want.extend(run);
+            for _ in 0..round * 100 {
+                q.pop_front(&mut pool);
+                want.pop_front();
+            }
+            assert!(q.iter_from(0).eq(want.iter()), "round {round}");
+        }
     }
 
     #[test]
