@@ -220,6 +220,68 @@ impl<const N: usize> Ring<N> {
         true
     }
 
+    /// The producer's position: bytes ever committed (the next entry starts
+    /// here).
+    ///
+    /// # Safety
+    ///
+    /// Producer side only (as [`push`](Self::push)).
+    #[inline(always)]
+    pub unsafe fn head(&self) -> usize {
+        // Relaxed: only this producer writes `head`.
+        self.head.load(Ordering::Relaxed)
+    }
+
+    /// Bytes free from position `head` (the producer's) up to the consumer's
+    /// position or the end of the buffer, whichever comes first: room to
+    /// write entries in place at [`write_ptr`](Self::write_ptr)`(head)`
+    /// without wrapping. Re-reads the consumer's index only when fewer than
+    /// `want` bytes seem free.
+    ///
+    /// # Safety
+    ///
+    /// Producer side only (as [`push`](Self::push)).
+    #[inline]
+    pub unsafe fn contiguous_free(&self, head: usize, want: usize) -> usize {
+        (N - (head & Self::MASK)).min(self.free(head, want))
+    }
+
+    /// Where the byte at position `at` lives, to write an entry in place;
+    /// [`publish`](Self::publish) then makes it visible.
+    ///
+    /// # Safety
+    ///
+    /// Producer side only (as [`push`](Self::push)). The caller writes only
+    /// bytes it knows free and contiguous: `at` and the bytes written after it
+    /// lie within the room [`contiguous_free`](Self::contiguous_free)
+    /// returned for an earlier position `head <= at` (the consumer never
+    /// takes back free space, and the producer writes only below its head),
+    /// and no `push` or `commit` runs until the `publish`.
+    #[cfg(not(loom))]
+    #[inline(always)]
+    pub unsafe fn write_ptr(&self, at: usize) -> *mut u8 {
+        let base = UnsafeCell::raw_get(self.buf.as_ptr());
+        // SAFETY: `at & MASK < N` stays inside `buf`; `UnsafeCell<u8>` has
+        // the layout of `u8`. Writing through it is the caller's contract.
+        unsafe { base.add(at & Self::MASK) }
+    }
+
+    /// Makes the bytes written in place (see [`write_ptr`](Self::write_ptr))
+    /// up to position `head` visible to the consumer, as one entry.
+    ///
+    /// # Safety
+    ///
+    /// Producer side only (as [`push`](Self::push)); `head` is at most the
+    /// room [`contiguous_free`](Self::contiguous_free) returned past a
+    /// position at or after the current head, and the bytes up to it are
+    /// written.
+    #[inline(always)]
+    pub unsafe fn publish(&self, head: usize) {
+        // Release: publishes the bytes written in place to the consumer's
+        // Acquire.
+        self.head.store(head, Ordering::Release);
+    }
+
     /// The `max` bytes at `head` as one writable slice, when they are free and
     /// do not wrap around the end of the buffer.
     #[cfg(not(loom))]

@@ -90,6 +90,32 @@ impl StreamEncoder {
         })
     }
 
+    /// Writes the heap-event record `rec` (alloc, dealloc, realloc) at
+    /// `out` and adopts its base, when nothing must go before it (no lost
+    /// count to report, no sync due): [`prepare_event`](Self::prepare_event)
+    /// and [`commit`](Self::commit) in one step, for a producer that writes
+    /// straight into its ring's free space. Returns the bytes written, or
+    /// `None` (nothing written, nothing changed) when a lost count or a sync
+    /// must come first, or `rec` is not a heap event: use `prepare_event`.
+    ///
+    /// # Safety
+    ///
+    /// `out` is valid for writes of
+    /// [`MAX_HEAP_RECORD_LEN`](crate::wire::MAX_HEAP_RECORD_LEN) bytes, and
+    /// the caller puts the bytes written into the stream (the base has moved
+    /// past them).
+    #[inline(always)]
+    pub unsafe fn write_plain_event(&mut self, rec: &Record<'_>, out: *mut u8) -> Option<usize> {
+        if self.lost != 0 || self.since_sync >= SYNC_INTERVAL {
+            return None;
+        }
+        // SAFETY: the caller's contract.
+        let (len, delta) = unsafe { rec.encode_heap_event_unchecked(self.delta, out) }.ok()?;
+        self.delta = delta;
+        self.since_sync += 1;
+        Some(len)
+    }
+
     #[inline(always)]
     fn prepare_with(
         &self,

@@ -98,9 +98,13 @@ const FLAG_TS: u8 = 0b1000_0000;
 /// Largest stack a [`Stack`] record may carry; readers reject deeper ones.
 pub const MAX_STACK_DEPTH: usize = 256;
 
+/// The most bytes one heap-event record (alloc, dealloc or realloc) takes on
+/// its own: tag, stack id, and at most six varints (a realloc's).
+pub const MAX_HEAP_RECORD_LEN: usize = 1 + 5 + 10 * 6;
+
 /// The most bytes one heap-event record (alloc, dealloc or realloc) takes,
 /// including the lost and sync records the encoder may put before it.
-pub const MAX_EVENT_LEN: usize = 1 + 5 + 10 * 6 + (1 + 10) + (1 + 10 + 10);
+pub const MAX_EVENT_LEN: usize = MAX_HEAP_RECORD_LEN + (1 + 10) + (1 + 10 + 10);
 
 /// The per-stream base that timestamps and addresses are encoded against.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -647,6 +651,35 @@ impl Record<'_> {
         with_event_room(out, |w| self.encode_event_into(delta, w))
     }
 
+    /// [`encode_event`](Self::encode_event) of one heap-event record (alloc,
+    /// dealloc, realloc; any other kind is [`EncodeError::Unrepresentable`])
+    /// straight into memory the caller vouches for, without a length check:
+    /// a recorder that knows it has [`MAX_HEAP_RECORD_LEN`] bytes free at
+    /// `out` (its ring's contiguous free space) writes there in place.
+    ///
+    /// # Safety
+    ///
+    /// `out` is valid for writes of [`MAX_HEAP_RECORD_LEN`] bytes.
+    #[inline(always)]
+    pub unsafe fn encode_heap_event_unchecked(
+        &self,
+        delta: Delta,
+        out: *mut u8,
+    ) -> Result<(usize, Delta), EncodeError> {
+        if !matches!(
+            self,
+            Record::Alloc(_) | Record::Dealloc(_) | Record::Realloc(_)
+        ) {
+            return Err(EncodeError::Unrepresentable);
+        }
+        // SAFETY: the caller's room covers one heap-event record, the most
+        // this writes (each field's largest encoding is counted in
+        // `MAX_HEAP_RECORD_LEN`).
+        let mut o = unsafe { EventOut::from_raw(out) };
+        let next = self.encode_event_into(delta, &mut o)?;
+        Ok((o.pos, next))
+    }
+
     /// Appends the heap-event record to `w`; returns the base for the next
     /// record.
     #[inline(always)]
@@ -748,26 +781,80 @@ impl Record<'_> {
 }
 
 /// Bytes the heap-event encoder works in: at least [`MAX_EVENT_LEN`] (an
-/// event with its lost and sync records), rounded up to a power of two so
-/// that a position can be masked into range instead of checked.
+/// event with its lost and sync records), rounded up to a power of two. An
+/// output of at least this length is written in place without a length
+/// check per byte.
 pub const EVENT_ROOM: usize = 128;
 const _: () = assert!(MAX_EVENT_LEN <= EVENT_ROOM && EVENT_ROOM.is_power_of_two());
 
-/// Writes heap-event records into [`EVENT_ROOM`] bytes. Every position is
-/// masked into the array, so a write has no length check and no panic
-/// branch; the records written through it together never exceed
-/// [`MAX_EVENT_LEN`] bytes (each field's largest encoding is counted there),
-/// so the mask never changes a position.
+/// Writes heap-event records into [`EVENT_ROOM`] bytes (or, for
+/// [`Record::encode_heap_event_unchecked`], into the caller's room for one
+/// record) through a raw pointer: no length check and no panic branch per
+/// byte. The records written through one `EventOut` together never exceed
+/// its room: [`MAX_EVENT_LEN`] bytes for an event with its lost and sync
+/// records, [`MAX_HEAP_RECORD_LEN`] for an event alone (each field's largest
+/// encoding is counted there).
 pub(crate) struct EventOut<'b> {
-    buf: &'b mut [u8; EVENT_ROOM],
+    /// Where the next byte goes.
+    p: *mut u8,
+    /// Bytes written so far.
     pos: usize,
+    /// The room's size, checked in debug builds (tests, Miri, fuzzing).
+    #[cfg(debug_assertions)]
+    room: usize,
+    _buf: core::marker::PhantomData<&'b mut [u8]>,
 }
 
-impl EventOut<'_> {
+impl<'b> EventOut<'b> {
+    #[inline(always)]
+    fn new(buf: &'b mut [u8; EVENT_ROOM]) -> Self {
+        EventOut {
+            p: buf.as_mut_ptr(),
+            pos: 0,
+            #[cfg(debug_assertions)]
+            room: EVENT_ROOM,
+            _buf: core::marker::PhantomData,
+        }
+    }
+
+    /// # Safety
+    ///
+    /// `p` is valid for writes of [`MAX_HEAP_RECORD_LEN`] bytes for `'b`,
+    /// and at most one heap-event record is written through the result.
+    #[inline(always)]
+    unsafe fn from_raw(p: *mut u8) -> Self {
+        EventOut {
+            p,
+            pos: 0,
+            #[cfg(debug_assertions)]
+            room: MAX_HEAP_RECORD_LEN,
+            _buf: core::marker::PhantomData,
+        }
+    }
+
+    /// Writes `b` at `at` bytes past the next one (`at` < 3: within one
+    /// field).
+    #[inline(always)]
+    fn put(&mut self, at: usize, b: u8) {
+        #[cfg(debug_assertions)]
+        assert!(self.pos + at < self.room, "EventOut past its room");
+        // SAFETY: `pos + at` stays below the room (see the type's docs:
+        // the records written never exceed it), which is valid for writes.
+        unsafe { self.p.add(at).write(b) };
+    }
+
+    /// Moves past `n` bytes written with [`put`](Self::put).
+    #[inline(always)]
+    fn advance(&mut self, n: usize) {
+        // SAFETY: as in `put`: at most one past the room's last byte.
+        self.p = unsafe { self.p.add(n) };
+        self.pos += n;
+    }
+
     #[inline(always)]
     fn byte(&mut self, b: u8) {
-        self.buf[self.pos % EVENT_ROOM] = b;
-        self.pos += 1;
+        self.put(0, b);
+        self.advance(1);
     }
 
     /// Varints of up to three bytes (deltas of neighbouring events, sizes,
@@ -776,21 +863,28 @@ impl EventOut<'_> {
     #[cfg_attr(target_pointer_width = "32", inline(never))]
     #[cfg_attr(not(target_pointer_width = "32"), inline(always))]
     fn u64(&mut self, v: u64) {
-        let p = self.pos;
         if v < 1 << 7 {
-            self.buf[p % EVENT_ROOM] = v as u8;
-            self.pos = p + 1;
+            self.put(0, v as u8);
+            self.advance(1);
         } else if v < 1 << 14 {
-            self.buf[p % EVENT_ROOM] = v as u8 | 0x80;
-            self.buf[(p + 1) % EVENT_ROOM] = (v >> 7) as u8;
-            self.pos = p + 2;
+            self.put(0, v as u8 | 0x80);
+            self.put(1, (v >> 7) as u8);
+            self.advance(2);
         } else if v < 1 << 21 {
-            self.buf[p % EVENT_ROOM] = v as u8 | 0x80;
-            self.buf[(p + 1) % EVENT_ROOM] = (v >> 7) as u8 | 0x80;
-            self.buf[(p + 2) % EVENT_ROOM] = (v >> 14) as u8;
-            self.pos = p + 3;
+            self.put(0, v as u8 | 0x80);
+            self.put(1, (v >> 7) as u8 | 0x80);
+            self.put(2, (v >> 14) as u8);
+            self.advance(3);
         } else {
-            self.pos = u64_long(self.buf, p, v);
+            #[cfg(debug_assertions)]
+            assert!(
+                self.pos + varint::len_u64(v) <= self.room,
+                "EventOut past its room"
+            );
+            // SAFETY: the room holds this field's largest encoding (see
+            // the type's docs).
+            let n = unsafe { u64_long(self.p, v) };
+            self.advance(n);
         }
     }
 
@@ -800,18 +894,25 @@ impl EventOut<'_> {
     }
 }
 
-/// A varint of four bytes or more at `pos`; returns the position after it.
-/// Takes and returns the position by value so that the caller's
-/// [`EventOut`] stays in registers.
+/// Writes a varint of four bytes or more at `p`; returns its length. Out of
+/// line (rare on the hot path); takes and returns plain values so that the
+/// caller's [`EventOut`] stays in registers.
+///
+/// # Safety
+///
+/// `p` is valid for writes of `varint::len_u64(v)` bytes.
 #[inline(never)]
-fn u64_long(buf: &mut [u8; EVENT_ROOM], mut pos: usize, mut v: u64) -> usize {
+unsafe fn u64_long(p: *mut u8, mut v: u64) -> usize {
+    let mut n = 0;
     while v >= 0x80 {
-        buf[pos % EVENT_ROOM] = v as u8 | 0x80;
-        pos += 1;
+        // SAFETY: `n` < the varint's length (the caller's contract).
+        unsafe { p.add(n).write(v as u8 | 0x80) };
+        n += 1;
         v >>= 7;
     }
-    buf[pos % EVENT_ROOM] = v as u8;
-    pos + 1
+    // SAFETY: as above: the last byte.
+    unsafe { p.add(n).write(v as u8) };
+    n + 1
 }
 
 /// Runs `f` on an [`EventOut`] over `out`'s first [`EVENT_ROOM`] bytes, or,
@@ -825,7 +926,7 @@ pub(crate) fn with_event_room<T>(
 ) -> Result<(usize, T), EncodeError> {
     match out.first_chunk_mut::<EVENT_ROOM>() {
         Some(buf) => {
-            let mut o = EventOut { buf, pos: 0 };
+            let mut o = EventOut::new(buf);
             let v = f(&mut o)?;
             Ok((o.pos, v))
         }
@@ -840,10 +941,7 @@ fn via_local_room<T>(
     f: impl FnOnce(&mut EventOut<'_>) -> Result<T, EncodeError>,
 ) -> Result<(usize, T), EncodeError> {
     let mut tmp = [0u8; EVENT_ROOM];
-    let mut o = EventOut {
-        buf: &mut tmp,
-        pos: 0,
-    };
+    let mut o = EventOut::new(&mut tmp);
     let v = f(&mut o)?;
     let n = o.pos;
     out.get_mut(..n)

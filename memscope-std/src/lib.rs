@@ -257,16 +257,18 @@ macro_rules! out_of_line {
         /// `GlobalAlloc::dealloc`'s contract.
         #[inline(never)]
         unsafe fn $dealloc(&self, ptr: *mut u8, layout: Layout, $($slot: &slot::Slot,)? fp: usize) {
-            // No clock read: a free carries its thread's previous timestamp
-            // (see `clock`).
-            // SAFETY: the caller guarantees `ptr` came from us with `layout`.
-            unsafe { self.inner.dealloc(ptr, layout) };
+            // Recorded before the inner call, which then ends the method as
+            // a tail call: the record's values need not outlive a call. No
+            // clock read: a free carries its thread's previous timestamp (see
+            // `clock`), a lower bound of its moment either way.
             let ev = Event::Dealloc {
                 ptr,
                 size: layout.size(),
                 align: layout.align(),
             };
             $after(&self.inner, $($slot,)? fp, ev);
+            // SAFETY: the caller guarantees `ptr` came from us with `layout`.
+            unsafe { self.inner.dealloc(ptr, layout) }
         }
 
         /// # Safety

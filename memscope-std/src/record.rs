@@ -1,10 +1,18 @@
 //! Turning an event into bytes in the thread's ring: the only code that runs
 //! on every allocator call while recording.
 //!
-//! It never allocates, locks, waits or panics: the record is encoded into a
-//! stack buffer, pushed into the thread's own ring whole or not at all, and a
+//! It never allocates, locks, waits or panics: the record is encoded straight
+//! into the free bytes of the thread's own ring (or, near the ring's end,
+//! into a scratch buffer copied in), published whole or not at all, and a
 //! full ring makes the event *lost* (counted, reported in the stream by the
 //! next record that fits, and in the stream's end record).
+//!
+//! Almost every event takes the in-place path ([`write_in_place`]): one
+//! comparison of the ring's head with a bound kept in the slot stands for
+//! every check (contiguous room, no mark-chunk boundary, no loss pending),
+//! and the per-kind encoder writes the record without a length check. The
+//! rest (a sync or lost count first, the end of a chunk or of the ring, a
+//! full ring) goes through [`record_general`], which also moves the bound.
 //!
 //! Each record is written inside a seqlock window on the slot (`seq` odd),
 //! together with the stream's counters, so the final flush can take a cut in
@@ -79,11 +87,12 @@ fn record_kind(l: &Local, s: &Slot, b: &Buffers, fp: usize, ev: Event) {
     // A free's timestamp goes on the wire only when it is not the previous one.
     let exact = ts != enc.last_ts();
     let depth = session::stack_depth();
+    // Two copies of the write, so that the one without stacks knows it has
+    // no stack id; both specialised per kind.
     if depth == 0 {
-        let rec = to_record(ev, ts, exact, None);
-        record_without_stack(s, b, enc, &rec);
-    } else {
-        record_with_stack(l, s, b, enc, fp, depth, ev, ts, exact);
+        write(s, b, enc, ev, ts, exact, None);
+    } else if let Some(stack) = stack_of(l, s, b, enc, fp, depth, ev, ts, exact) {
+        write(s, b, enc, ev, ts, exact, stack);
     }
     count(s, ev);
     leave(s, seq);
@@ -105,9 +114,76 @@ fn count(s: &Slot, ev: Event) {
     }
 }
 
-/// The common case: the event alone, encoded straight into the ring.
+/// Writes the event's record: in place, or else by the general path.
 #[inline(always)]
-fn record_without_stack(s: &Slot, b: &Buffers, enc: &mut StreamEncoder, rec: &Record<'_>) {
+fn write(
+    s: &Slot,
+    b: &Buffers,
+    enc: &mut StreamEncoder,
+    ev: Event,
+    ts: u64,
+    exact: bool,
+    stack: Option<u32>,
+) {
+    // The record is built in each path, so that the common one keeps its
+    // fields in registers.
+    if !write_in_place(s, b, enc, &to_record(ev, ts, exact, stack)) {
+        record_general(s, b, enc, ev, ts, exact, stack);
+    }
+}
+
+/// Bytes that must lie free and contiguous at the ring's head, inside the
+/// current mark chunk, for the in-place write: the longest heap record.
+const FAST_ROOM: usize = wire::MAX_HEAP_RECORD_LEN;
+
+/// The common case, about 98 % of events: the record alone (no lost count
+/// or sync before it), encoded straight into the ring's free bytes and
+/// published. One comparison with `Slot::fast_until` stands for every check
+/// the general path makes (room without a wrap, no mark-chunk boundary
+/// crossed, no loss pending); the encoder checks that no sync is due.
+/// Returns false, having changed nothing, when the general path must run.
+#[inline(always)]
+fn write_in_place(s: &Slot, b: &Buffers, enc: &mut StreamEncoder, rec: &Record<'_>) -> bool {
+    // SAFETY: the owner is the ring's only producer.
+    let head = unsafe { b.ring.head() };
+    // SAFETY: `fast_until` is the owner's; we are the owner.
+    let until = unsafe { *s.fast_until.get() };
+    // `head <= until`, in wrapping arithmetic (`until` is never more than
+    // the ring's size ahead of `head`, nor less than one behind).
+    if (until.wrapping_sub(head) as isize) < 0 {
+        return false;
+    }
+    // SAFETY: `head <= until`, so the `FAST_ROOM` bytes from `head` lie in
+    // the room `contiguous_free` returned when `fast_until` was set (see
+    // `refresh_fast_until`); the owner is the ring's only producer and
+    // publishes what it wrote just below, before any other push.
+    let written = unsafe { enc.write_plain_event(rec, b.ring.write_ptr(head)) };
+    match written {
+        Some(len) => {
+            // SAFETY: as above; the record ends inside the room, before the
+            // chunk's end, so it needs no mark.
+            unsafe { b.ring.publish(head.wrapping_add(len)) };
+            true
+        }
+        None => false,
+    }
+}
+
+/// Everything [`write_in_place`] leaves: a lost count or sync before the
+/// event, a record that may wrap around the ring's end, cross into a new
+/// mark chunk (its mark, and the look at how full the ring is) or not fit.
+/// Then sets the bound of the next in-place writes.
+#[inline(never)]
+fn record_general(
+    s: &Slot,
+    b: &Buffers,
+    enc: &mut StreamEncoder,
+    ev: Event,
+    ts: u64,
+    exact: bool,
+    stack: Option<u32>,
+) {
+    let rec = &to_record(ev, ts, exact, stack);
     // SAFETY: the owner is the only user of its scratch space.
     let Scratch { bytes, .. } = unsafe { &mut *b.scratch.get() };
     // SAFETY: the owner is the ring's only producer, and nothing pushes to
@@ -121,15 +197,43 @@ fn record_without_stack(s: &Slot, b: &Buffers, enc: &mut StreamEncoder, rec: &Re
     if !pushed {
         lose(s, enc);
     }
+    refresh_fast_until(s, b, enc);
 }
 
-/// With a call stack. A stack sent before costs only its id: the event goes
-/// down the same path as one without a stack (specialised per kind). A
-/// stack seen for the first time goes into the ring before the event, in
-/// the same entry, out of line.
-#[inline(always)]
+/// Sets `Slot::fast_until`: the last ring position at which an in-place
+/// write may start. From there `FAST_ROOM` bytes are still free, contiguous
+/// (no wrap) and end before the next mark chunk starts, so an in-place
+/// record never needs a mark nor a look at the ring's fill. While a loss
+/// waits to be reported it is one behind the head: no in-place write.
+#[inline(never)]
+fn refresh_fast_until(s: &Slot, b: &Buffers, enc: &StreamEncoder) {
+    // SAFETY: the owner is the ring's only producer.
+    let head = unsafe { b.ring.head() };
+    // The last byte before the next chunk: a record may end there at most
+    // (one ending on the chunk's first byte would start the next chunk's
+    // first record, which needs a mark).
+    let chunk_left = MARK_CHUNK - 1 - head % MARK_CHUNK;
+    // SAFETY: as above.
+    let room = unsafe { b.ring.contiguous_free(head, chunk_left) }.min(chunk_left);
+    let until = if enc.pending_lost() == 0 && room >= FAST_ROOM {
+        head.wrapping_add(room - FAST_ROOM)
+    } else {
+        head.wrapping_sub(1)
+    };
+    // SAFETY: `fast_until` is the owner's; we are the owner.
+    unsafe { *s.fast_until.get() = until };
+}
+
+/// With a call stack: walks it and looks it up. A stack sent before costs
+/// only its id, returned for the event to go down the same path as one
+/// without a stack; no stack (a walk of depth 0) is `Some(None)`. A stack
+/// seen for the first time goes into the ring before the event, in the same
+/// entry: the event is then written, and this returns `None`. Out of line
+/// (the walk and the table are long), so that the path without stacks
+/// keeps its values in registers.
+#[inline(never)]
 #[allow(clippy::too_many_arguments)]
-fn record_with_stack(
+fn stack_of(
     l: &Local,
     s: &Slot,
     b: &Buffers,
@@ -139,15 +243,15 @@ fn record_with_stack(
     ev: Event,
     ts: u64,
     exact: bool,
-) {
+) -> Option<Option<u32>> {
     // SAFETY: the owner is the only user of its stack table and scratch
     // space; the walk writes the addresses into the scratch's frames.
     let (table, frames) = unsafe { (&mut *b.stacks.get(), &mut (*b.scratch.get()).frames) };
     let walk = table.capture(l.stack_top.get(), fp, &mut frames[..depth]);
-    let stack = match walk.depth {
-        0 => None,
+    match walk.depth {
+        0 => Some(None),
         _ => match table.intern(&walk) {
-            Lookup::Known(id) => Some(id),
+            Lookup::Known(id) => Some(Some(id)),
             Lookup::New { id, key, at } => {
                 let new = NewStack {
                     id,
@@ -156,11 +260,11 @@ fn record_with_stack(
                     depth: walk.depth,
                 };
                 let rec = to_record(ev, ts, exact, Some(id));
-                return record_new_stack(s, b, enc, &rec, new);
+                record_new_stack(s, b, enc, &rec, new);
+                None
             }
         },
-    };
-    record_without_stack(s, b, enc, &to_record(ev, ts, exact, stack));
+    }
 }
 
 /// The first event of a stack: its Stack record, then the event, in one ring
@@ -202,6 +306,7 @@ fn record_new_stack(
     if !pushed {
         lose(s, enc);
     }
+    refresh_fast_until(s, b, enc);
 }
 
 /// Commits the `len` bytes encoded in `res` to the ring with their
@@ -209,8 +314,8 @@ fn record_new_stack(
 /// they fit.
 #[inline(always)]
 fn publish(s: &Slot, b: &Buffers, res: Reserved<'_>, len: usize, committed: impl FnOnce()) -> bool {
-    // SAFETY: `pushed` is the owner's; we are the owner.
-    let at = unsafe { *s.pushed.get() };
+    // SAFETY: the owner is the ring's only producer.
+    let at = unsafe { b.ring.head() };
     let end = at.wrapping_add(len);
     // Before the ring publishes the entry (see `Slot::mark`).
     s.mark(at, end);
@@ -218,8 +323,6 @@ fn publish(s: &Slot, b: &Buffers, res: Reserved<'_>, len: usize, committed: impl
     // reservation (the callers' contract).
     if unsafe { b.ring.commit(res, len) } {
         committed();
-        // SAFETY: `pushed` is the owner's; we are the owner.
-        unsafe { *s.pushed.get() = end };
         // How full the ring is, looked at once per `MARK_CHUNK` of records
         // (8 KiB, about 1300 events) rather than per record: it may read
         // the writer's cache line.
@@ -264,14 +367,13 @@ fn leave(s: &Slot, even: usize) {
 /// cold records: a thread's first, the final ones).
 #[inline(always)]
 fn push(s: &Slot, b: &Buffers, bytes: &[u8]) -> bool {
-    // SAFETY: `pushed` is the owner's; we are the owner.
-    let at = unsafe { *s.pushed.get() };
+    // SAFETY: the owner is the ring's only producer.
+    let at = unsafe { b.ring.head() };
     let end = at.wrapping_add(bytes.len());
     s.mark(at, end);
-    // SAFETY: the owner is the ring's only producer.
+    // SAFETY: as above. (An in-place write's bound stays valid: the push
+    // takes bytes below it, and free space stays free.)
     if unsafe { b.ring.push(&[bytes]) } {
-        // SAFETY: as above.
-        unsafe { *s.pushed.get() = end };
         true
     } else {
         s.unmark(at, end);
@@ -368,11 +470,15 @@ fn open_stream(inner: &dyn GlobalAlloc, l: &Local, s: &Slot) -> *const Buffers {
         if l.stack_top.get() == 0 && session::stack_depth() > 0 {
             l.stack_top.set(stacks::current_stack_top());
         }
-        // SAFETY: the owner is the only user of its encoder and stack table;
-        // a reused slot's previous stream was closed by the writer.
+        // SAFETY: the owner is the only user of its encoder, stack table
+        // and in-place bound, and the ring's only producer; a reused slot's
+        // previous stream was closed by the writer.
         unsafe {
             *s.enc.get() = StreamEncoder::new();
             (*b.stacks.get()).clear();
+            // No in-place write before the general path set a bound for
+            // this stream (its first record carries a sync anyway).
+            *s.fast_until.get() = b.ring.head().wrapping_sub(1);
         }
         let (os_id, name_buf) = thread_identity();
         let name = core::str::from_utf8(&name_buf)

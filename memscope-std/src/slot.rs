@@ -186,8 +186,11 @@ pub(crate) struct Slot {
     pub buffers: AtomicPtr<Buffers>,
     pub counts: StreamCounts,
     pub stats: ThreadStats,
-    /// Owner side: bytes ever pushed into the ring (mirrors its head).
-    pub pushed: UnsafeCell<usize>,
+    /// Owner only: the last ring position at which a record may be written
+    /// in place without any check but this one (see
+    /// `record::refresh_fast_until`); one behind the ring's head when none
+    /// may.
+    pub fast_until: UnsafeCell<usize>,
     /// Consumer side: bytes ever released from the ring (mirrors its tail).
     pub drained: UnsafeCell<usize>,
     /// For each `MARK_CHUNK` of ring positions, the first record boundary in
@@ -215,7 +218,8 @@ impl Slot {
             buffers: AtomicPtr::new(ptr::null_mut()),
             counts: StreamCounts::new(),
             stats: ThreadStats::new(),
-            pushed: UnsafeCell::new(0),
+            // One behind the empty ring's head 0: no in-place write yet.
+            fast_until: UnsafeCell::new(usize::MAX),
             drained: UnsafeCell::new(0),
             marks: [const { AtomicUsize::new(usize::MAX) }; MARKS],
             enc: UnsafeCell::new(StreamEncoder::new()),
