@@ -74,6 +74,11 @@ pub(crate) struct StackTable {
     /// length): usually libc's, which holds every thread's entry frame.
     /// (0, 0) when none yet.
     other_code: (usize, usize),
+    /// The executable's code range as (start, length), copied from the
+    /// module scan's first range by this thread's first walk that finds it
+    /// known: a load from the table the walk already uses, rather than the
+    /// shared list's count and bounds. (0, 0) until then.
+    exe_code: (usize, usize),
 }
 
 /// Result of [`StackTable::intern`].
@@ -88,14 +93,15 @@ impl StackTable {
     /// Whether the stack of `walk` (non-empty) was sent before.
     #[inline]
     pub(crate) fn intern(&self, walk: &Walk) -> Lookup {
-        self.find(walk.key)
+        match walk.known {
+            Some(id) => Lookup::Known(id),
+            None => self.find(walk.key),
+        }
     }
 
     #[inline(always)]
     fn find(&self, key: u64) -> Lookup {
-        // The top 12 bits (TABLE = 4096). Most stacks are found where they
-        // were put first.
-        let home = (key >> 52) as usize;
+        let home = home_of(key);
         if self.keys[home] == key {
             return Lookup::Known(self.ids[home]);
         }
@@ -138,6 +144,13 @@ impl StackTable {
     }
 }
 
+/// Where the table looks for `key` first: its top 12 bits (TABLE = 4096).
+/// Most stacks are found where they were put first.
+#[inline(always)]
+fn home_of(key: u64) -> usize {
+    (key >> 52) as usize
+}
+
 /// The hash of an empty stack; [`mix`] folds in one address at a time, so
 /// the walk hashes as it goes and never reads the addresses back.
 const SEED: u64 = 0x243f_6a88_85a3_08d3;
@@ -152,14 +165,20 @@ const SEED: u64 = 0x243f_6a88_85a3_08d3;
 /// merge them, when those differ in the lowest bit alone.
 #[inline(always)]
 fn mix(h: u64, a: u64) -> u64 {
-    (h ^ a).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29)
+    (h ^ a).wrapping_mul(MIX_FACTOR).rotate_left(29)
 }
 
+/// [`mix`]'s multiplier (2^64 / golden ratio, odd).
+const MIX_FACTOR: u64 = 0x9e37_79b9_7f4a_7c15;
+
 /// The table key of `frames`: what [`StackTable::capture`] returns for the
-/// same addresses.
+/// same addresses when the executable starts at `exe_start`.
 #[cfg(test)]
-fn key_of(frames: &[u64]) -> u64 {
-    finish(frames.iter().fold(SEED, |h, &a| mix(h, a)), frames.len())
+fn key_of(frames: &[u64], exe_start: usize) -> u64 {
+    let h = frames
+        .iter()
+        .fold(SEED, |h, &a| mix(h, a.wrapping_sub(exe_start as u64)));
+    finish(h, frames.len())
 }
 
 /// Folds in the depth (a stack and its prefix differ) and keeps the key
@@ -169,111 +188,283 @@ fn finish(h: u64, depth: usize) -> u64 {
     mix(h, depth as u64) | 1
 }
 
-/// A captured call stack: `out[..depth]` of [`StackTable::capture`]'s
-/// buffer, and its key for [`StackTable::intern`] (0 when `depth` is 0).
+/// A captured call stack: its depth and key for [`StackTable::intern`] (0
+/// when `depth` is 0), and its id when the walk found it at its home entry;
+/// `out[..depth]` of [`StackTable::capture`]'s buffer holds its addresses
+/// only when `known` is `None`.
 pub(crate) struct Walk {
     pub depth: usize,
     pub key: u64,
-}
-
-/// The walk of `n` addresses hashed to `h`.
-#[inline(always)]
-fn walk(h: u64, n: usize) -> Walk {
-    match n {
-        0 => Walk { depth: 0, key: 0 },
-        n => Walk {
-            depth: n,
-            key: finish(h, n),
-        },
-    }
+    known: Option<u32>,
 }
 
 impl StackTable {
-    /// Writes up to `out.len()` return addresses of the call chain that
-    /// starts at frame address `from` (the allocator method's frame, so
-    /// memscope's own frames are not in it), innermost first, and hashes them
-    /// on the way. `stack_top` is the highest address of the current thread's
-    /// stack (0 when unknown: then nothing is captured).
+    /// Walks the call chain that starts at frame address `from` (the
+    /// allocator method's frame, so memscope's own frames are not in it),
+    /// up to `out.len()` frames, hashing the return addresses on the way,
+    /// and looks the hash up at its home entry in the table. `stack_top` is
+    /// the highest address of the current thread's stack (0 when unknown:
+    /// then nothing is captured).
     ///
-    /// Per frame: two loads, a range check of the return address against the
-    /// executable's code (then, out of line, against the other module this
-    /// thread's walks passed through last, and the search over every module
-    /// only when that changes), the hash step, and the bounds check of the
-    /// next frame record.
-    #[inline]
+    /// A stack found there is not written down: [`intern`](Self::intern)
+    /// answers with its id and nothing reads `out`. Otherwise the chain is
+    /// walked a second time, out of line, writing the return addresses to
+    /// `out` (innermost first), and the returned depth and key are that
+    /// second walk's: whatever the second walk finds, the key stored with a
+    /// stack is always the hash of the very addresses sent for it. (Both
+    /// walks read the same frames — this thread's callers, suspended in the
+    /// allocator call — and only a module loaded in between could make them
+    /// differ.)
+    #[inline(always)]
     pub(crate) fn capture(&mut self, stack_top: usize, from: usize, out: &mut [u64]) -> Walk {
-        walk_frames(&mut self.other_code, stack_top, from, out)
-    }
-}
-
-/// [`StackTable::capture`]; `other_code` is the table's range memory.
-#[inline(never)]
-fn walk_frames(
-    other_code: &mut (usize, usize),
-    stack_top: usize,
-    from: usize,
-    out: &mut [u64],
-) -> Walk {
-    const WORD: usize = core::mem::size_of::<usize>();
-    const RECORD: usize = 2 * WORD;
-    let none = Walk { depth: 0, key: 0 };
-    let Some((_, sp)) = registers() else {
-        return none;
-    };
-    // The highest address a frame record may start at.
-    let Some(limit) = stack_top.checked_sub(RECORD) else {
-        return none;
-    };
-    if from < sp || from > limit {
-        return none;
-    }
-    let (exe_start, exe_len) = first_code_range();
-    let mut fp = from;
-    let mut h = SEED;
-    // One pointer for the next slot and the count (the slice's iterator
-    // kept a separate index alive in the loop).
-    let first = out.as_mut_ptr();
-    let end = first.wrapping_add(out.len());
-    let mut slot = first;
-    while slot != end {
-        // SAFETY: `sp <= fp <= limit`: the frame record's two words lie
-        // between our own frame and the top of this thread's stack, mapped
-        // memory of our own stack (the first `fp` is checked above, each next
-        // one below). Unaligned reads: a frame pointer that is not a multiple
-        // of the word size is junk, but reading it is as safe as any other
-        // address on the stack, and the return address check below ends the
-        // walk there — cheaper than testing the alignment of every frame.
-        let (next, ret) = unsafe {
-            (
-                core::ptr::read_unaligned(fp as *const usize),
-                core::ptr::read_unaligned((fp + WORD) as *const usize),
-            )
+        let none = Walk {
+            depth: 0,
+            key: 0,
+            known: None,
         };
-        // A return address points into loaded code; anything else means
-        // the chain was not a frame-pointer chain (a frame without one).
-        // Most lie in the executable; the rest are checked out of line.
-        if ret.wrapping_sub(exe_start) >= exe_len {
-            let (start, len) = *other_code;
-            if ret.wrapping_sub(start) >= len && !find_other_code(other_code, ret) {
+        let Some(limit) = first_record(stack_top, from) else {
+            return none;
+        };
+        let (n, h) = self.hash_chain(from, limit, out.len());
+        if n == 0 {
+            return none;
+        }
+        let key = finish(h, n);
+        let home = home_of(key);
+        if self.keys[home] == key {
+            return Walk {
+                depth: n,
+                key,
+                known: Some(self.ids[home]),
+            };
+        }
+        let (depth, key) = self.capture_addresses(from, limit, out);
+        Walk {
+            depth,
+            key,
+            known: None,
+        }
+    }
+
+    /// The depth and hash of the chain from `from` (as
+    /// [`follow`](Self::follow) computes them, without writing addresses).
+    #[inline(always)]
+    fn hash_chain(&mut self, from: usize, limit: usize, max: usize) -> (usize, u64) {
+        #[cfg(all(target_arch = "x86_64", not(miri)))]
+        {
+            self.climb(from, limit, max)
+        }
+        #[cfg(not(all(target_arch = "x86_64", not(miri))))]
+        {
+            self.know_exe_code();
+            self.follow::<false>(from, limit, max, core::ptr::null_mut())
+        }
+    }
+
+    /// [`follow`](Self::follow)'s loop without the writes, in assembly:
+    /// compiled, the loop lost registers to the record path around it
+    /// (constants reloaded and bounds spilled each frame) and took 19 to 20
+    /// instructions a frame; this one takes 15. It stops at a return
+    /// address outside both the executable and the other module of
+    /// `other_code`; the module search then runs here and the loop resumes
+    /// at the same frame when it found one.
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    #[inline(always)]
+    fn climb(&mut self, from: usize, limit: usize, max: usize) -> (usize, u64) {
+        let mut fp = from;
+        let mut h = SEED;
+        let mut left = max;
+        while left != 0 {
+            let (exe_start, exe_len) = self.exe_code;
+            let (other_start, other_len) = self.other_code;
+            let unknown: usize;
+            // SAFETY: the assembly reads the two words at `fp` only while
+            // `sp <= fp <= limit` — the first `fp` is checked by
+            // `first_record`, each next one by the same two comparisons as
+            // `follow` (above the previous record, at most `limit`) — so
+            // every read lies on this thread's own stack, mapped memory
+            // (unaligned reads are fine on x86_64). It writes only its
+            // register operands, uses no stack and leaves the flags
+            // clobbered (no `preserves_flags`).
+            unsafe {
+                core::arch::asm!(
+                    "2:",
+                    "mov {next}, qword ptr [{fp}]",
+                    "mov {ret}, qword ptr [{fp} + 8]",
+                    // The offset from the executable's start: the hashed
+                    // value, and in range when below its length.
+                    "sub {ret}, {exe_start}",
+                    "cmp {ret}, {exe_len}",
+                    "jae 5f",
+                    "3:",
+                    "xor {h}, {ret}",
+                    "imul {h}, {k}",
+                    "rol {h}, 29",
+                    "cmp {next}, {fp}",
+                    "jbe 4f",
+                    "cmp {next}, {limit}",
+                    "ja 4f",
+                    "mov {fp}, {next}",
+                    "dec {left}",
+                    "jnz 2b",
+                    "xor {unknown:e}, {unknown:e}",
+                    "jmp 6f",
+                    // Stopped after taking the frame (the chain ends here).
+                    "4:",
+                    "dec {left}",
+                    "xor {unknown:e}, {unknown:e}",
+                    "jmp 6f",
+                    // Outside the executable: the other module's range, as
+                    // an offset from the executable's start too.
+                    "5:",
+                    "sub {ret}, {other_rel}",
+                    "cmp {ret}, {other_len}",
+                    "jae 7f",
+                    "add {ret}, {other_rel}",
+                    "jmp 3b",
+                    // Outside both: the frame is not taken.
+                    "7:",
+                    "mov {unknown:e}, 1",
+                    "6:",
+                    fp = inout(reg) fp,
+                    h = inout(reg) h,
+                    left = inout(reg) left,
+                    next = out(reg) _,
+                    ret = out(reg) _,
+                    unknown = out(reg) unknown,
+                    exe_start = in(reg) exe_start,
+                    exe_len = in(reg) exe_len,
+                    other_rel = in(reg) other_start.wrapping_sub(exe_start),
+                    other_len = in(reg) other_len,
+                    limit = in(reg) limit,
+                    k = in(reg) MIX_FACTOR,
+                    options(nostack, readonly),
+                );
+            }
+            if unknown == 0 {
+                break;
+            }
+            // Resume at the same frame once its address is in one of the
+            // two ranges: the executable's, on a thread's first walk, or
+            // the module that holds it.
+            if self.know_exe_code() {
+                continue;
+            }
+            // SAFETY: the assembly stopped at `fp` without moving past it:
+            // `sp <= fp <= limit`, as for its own reads.
+            let ret = unsafe { core::ptr::read_unaligned((fp + WORD) as *const usize) };
+            if !find_other_code(&mut self.other_code, ret) {
                 break;
             }
         }
-        // SAFETY: `first <= slot < end`: inside `out`.
-        unsafe {
-            slot.write(ret as u64);
-            slot = slot.add(1);
-        }
-        h = mix(h, ret as u64);
-        // The caller's record lies above this one (stacks grow down) and
-        // below the top. `fp <= limit`, so `fp + RECORD` cannot overflow.
-        if next < fp + RECORD || next > limit {
-            break;
-        }
-        fp = next;
+        (max - left, h)
     }
-    // SAFETY: both point into (or one past) `out`, `slot` not below `first`.
-    let n = unsafe { slot.offset_from(first) } as usize;
-    walk(h, n)
+
+    /// [`capture`](Self::capture)'s second walk, writing the addresses.
+    /// Returns the depth and key (in registers, not through memory).
+    #[inline(never)]
+    fn capture_addresses(&mut self, from: usize, limit: usize, out: &mut [u64]) -> (usize, u64) {
+        self.know_exe_code();
+        let (n, h) = self.follow::<true>(from, limit, out.len(), out.as_mut_ptr());
+        (n, if n == 0 { 0 } else { finish(h, n) })
+    }
+
+    /// Copies the executable's range from the module scan when not done
+    /// yet; returns whether it changed.
+    #[cold]
+    fn know_exe_code(&mut self) -> bool {
+        if self.exe_code.1 != 0 {
+            return false;
+        }
+        self.exe_code = first_code_range();
+        self.exe_code.1 != 0
+    }
+
+    /// Follows the frame-pointer chain from the record at `from` (checked
+    /// by [`first_record`]: between the stack pointer and `limit`) for up to
+    /// `max` frames; returns how many return addresses it took and their
+    /// hash, and writes them to `out[..n]` when `STORE`.
+    ///
+    /// Per frame: two loads, a range check of the return address against the
+    /// executable's code (then against the other module this thread's walks
+    /// passed through last, and, out of line, the search over every module
+    /// only when that fails), the hash step, and the bounds check of the
+    /// next frame record.
+    #[inline(always)]
+    fn follow<const STORE: bool>(
+        &mut self,
+        from: usize,
+        limit: usize,
+        max: usize,
+        out: *mut u64,
+    ) -> (usize, u64) {
+        let (exe_start, exe_len) = self.exe_code;
+        let mut fp = from;
+        let mut h = SEED;
+        let mut n = 0;
+        while n != max {
+            // SAFETY: `sp <= fp <= limit`: the frame record's two words lie
+            // between our own frame and the top of this thread's stack,
+            // mapped memory of our own stack (the first `fp` is checked by
+            // `first_record`, each next one below). Unaligned reads: a frame
+            // pointer that is not a multiple of the word size is junk, but
+            // reading it is as safe as any other address on the stack, and
+            // the return address check below ends the walk there — cheaper
+            // than testing the alignment of every frame.
+            let (next, ret) = unsafe {
+                (
+                    core::ptr::read_unaligned(fp as *const usize),
+                    core::ptr::read_unaligned((fp + WORD) as *const usize),
+                )
+            };
+            // A return address points into loaded code; anything else means
+            // the chain was not a frame-pointer chain (a frame without one).
+            // Most lie in the executable; the rest are checked aside. The
+            // hash takes the offset from the executable's start (one
+            // register fewer in the loop; a bijection of the address).
+            let offset = ret.wrapping_sub(exe_start);
+            if offset >= exe_len && !self.in_other_code(offset.wrapping_add(exe_start)) {
+                break;
+            }
+            if STORE {
+                // SAFETY: `n < max`, the caller's room at `out`.
+                unsafe { out.add(n).write(offset.wrapping_add(exe_start) as u64) };
+            }
+            n += 1;
+            h = mix(h, offset as u64);
+            // The caller's record lies above this one (stacks grow down: a
+            // chain that does not climb is not a frame-pointer chain) and
+            // starts at or below `limit`, so it lies on the stack too.
+            if next <= fp || next > limit {
+                break;
+            }
+            fp = next;
+        }
+        (n, h)
+    }
+
+    /// Whether `a` lies in a module's code outside the executable: first
+    /// in the module this thread's walks found last, then (out of line) in
+    /// every module.
+    #[inline(always)]
+    fn in_other_code(&mut self, a: usize) -> bool {
+        let (start, len) = self.other_code;
+        a.wrapping_sub(start) < len || find_other_code(&mut self.other_code, a)
+    }
+}
+
+const WORD: usize = core::mem::size_of::<usize>();
+/// A frame record: the caller's frame pointer, then the return address.
+const RECORD: usize = 2 * WORD;
+
+/// The highest address a frame record may start at (a record must end at
+/// or below `stack_top`), when `from` is a frame record's address between
+/// the stack pointer and there; `None` otherwise (no stack to walk).
+#[inline(always)]
+fn first_record(stack_top: usize, from: usize) -> Option<usize> {
+    let sp = stack_pointer()?;
+    let limit = stack_top.checked_sub(RECORD)?;
+    (from >= sp && from <= limit).then_some(limit)
 }
 
 /// Whether `a` lies in a module's code outside the executable, searching all
@@ -296,32 +487,51 @@ fn find_other_code(other_code: &mut (usize, usize), a: usize) -> bool {
 /// starts from.
 #[inline(always)]
 pub(crate) fn frame_address() -> usize {
-    registers().map_or(0, |(fp, _)| fp)
-}
-
-/// The frame pointer and stack pointer registers.
-#[inline(always)]
-fn registers() -> Option<(usize, usize)> {
     // Miri cannot run inline assembly: no stacks there.
     #[cfg(all(target_arch = "x86_64", not(miri)))]
     {
-        let (fp, sp): (usize, usize);
-        // SAFETY: reads two registers, touches no memory.
+        let fp: usize;
+        // SAFETY: reads a register, touches no memory.
         unsafe {
-            core::arch::asm!("mov {}, rbp", "mov {}, rsp", out(reg) fp, out(reg) sp,
-                options(nomem, nostack, preserves_flags))
+            core::arch::asm!("mov {}, rbp", out(reg) fp, options(nomem, nostack, preserves_flags))
         };
-        Some((fp, sp))
+        fp
     }
     #[cfg(all(target_arch = "aarch64", not(miri)))]
     {
-        let (fp, sp): (usize, usize);
-        // SAFETY: reads two registers, touches no memory.
+        let fp: usize;
+        // SAFETY: reads a register, touches no memory.
         unsafe {
-            core::arch::asm!("mov {}, x29", "mov {}, sp", out(reg) fp, out(reg) sp,
-                options(nomem, nostack, preserves_flags))
+            core::arch::asm!("mov {}, x29", out(reg) fp, options(nomem, nostack, preserves_flags))
         };
-        Some((fp, sp))
+        fp
+    }
+    #[cfg(any(miri, not(any(target_arch = "x86_64", target_arch = "aarch64"))))]
+    {
+        0
+    }
+}
+
+/// The stack pointer register (`None` where stacks are not walked).
+#[inline(always)]
+fn stack_pointer() -> Option<usize> {
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    {
+        let sp: usize;
+        // SAFETY: reads a register, touches no memory.
+        unsafe {
+            core::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags))
+        };
+        Some(sp)
+    }
+    #[cfg(all(target_arch = "aarch64", not(miri)))]
+    {
+        let sp: usize;
+        // SAFETY: reads a register, touches no memory.
+        unsafe {
+            core::arch::asm!("mov {}, sp", out(reg) sp, options(nomem, nostack, preserves_flags))
+        };
+        Some(sp)
     }
     #[cfg(any(miri, not(any(target_arch = "x86_64", target_arch = "aarch64"))))]
     {
@@ -416,20 +626,21 @@ mod tests {
             ids: [0; TABLE],
             next_id: 0,
             other_code: (0, 0),
+            exe_code: (0, 0),
         })
     }
 
     #[test]
     fn table_interns_and_evicts() {
         let mut t = empty_table();
-        let a = key_of(&[1u64, 2, 3]);
+        let a = key_of(&[1u64, 2, 3], 0);
         let Lookup::New { id, key, at } = t.find(a) else {
             panic!("empty table knows a stack")
         };
         assert_eq!(id, 0);
         t.insert(id, key, at);
         assert!(matches!(t.find(a), Lookup::Known(0)));
-        let Lookup::New { id: id2, .. } = t.find(key_of(&[1, 2])) else {
+        let Lookup::New { id: id2, .. } = t.find(key_of(&[1, 2], 0)) else {
             panic!("prefix is another stack")
         };
         assert_eq!(id2, 1);
@@ -442,15 +653,15 @@ mod tests {
         // Stacks that differ in one address, in its order, in a prefix, or
         // only in high bits get different keys, none of them 0.
         let base = [0x5555_0000_1234u64, 0x5555_0000_5678, 0x7f00_0000_9abc];
-        let mut keys = vec![key_of(&base), key_of(&base[..2]), key_of(&[])];
+        let mut keys = vec![key_of(&base, 0), key_of(&base[..2], 0), key_of(&[], 0)];
         for i in 0..base.len() {
             for bit in [0, 1, 4, 12, 40, 63] {
                 let mut s = base;
                 s[i] ^= 1 << bit;
-                keys.push(key_of(&s));
+                keys.push(key_of(&s, 0));
             }
         }
-        keys.push(key_of(&[base[1], base[0], base[2]]));
+        keys.push(key_of(&[base[1], base[0], base[2]], 0));
         assert!(keys.iter().all(|&k| k != 0));
         let mut sorted = keys.clone();
         sorted.sort_unstable();
@@ -475,11 +686,28 @@ mod tests {
             .iter()
             .all(|&a| code_range_of(a as usize).is_some()));
         if w.depth > 0 {
-            assert_eq!(w.key, key_of(&out[..w.depth]), "hashed on the way");
+            assert_eq!(
+                w.key,
+                key_of(&out[..w.depth], t.exe_code.0),
+                "hashed on the way"
+            );
         }
         let again = t.capture(top, frame_address(), &mut out);
         assert_eq!(again.depth, w.depth, "the range memory changes nothing");
         assert_eq!(again.key, w.key);
+        if w.depth > 0 {
+            // Once the table knows the stack, the walk answers with its id
+            // and leaves the addresses alone.
+            let Lookup::New { id, key, at } = t.intern(&again) else {
+                panic!("an empty table knows a stack")
+            };
+            t.insert(id, key, at);
+            out.fill(0);
+            let known = t.capture(top, frame_address(), &mut out);
+            assert_eq!((known.depth, known.key), (w.depth, w.key));
+            assert!(matches!(t.intern(&known), Lookup::Known(i) if i == id));
+            assert!(out.iter().all(|&a| a == 0), "a known stack is not written");
+        }
         let short = t.capture(top, frame_address(), &mut out[..1]);
         assert!(short.depth <= 1, "the depth limit holds");
         let none = t.capture(0, 0, &mut out);
