@@ -550,6 +550,51 @@ mod tests {
     }
 
     #[test]
+    fn in_place_writes_stay_inside_the_contiguous_free_room() {
+        let r = Ring::<16>::new();
+        let mut expect = Vec::new();
+        let mut got = Vec::new();
+        for i in 0..60u8 {
+            // SAFETY: single-threaded test, one producer.
+            unsafe {
+                let head = r.head();
+                let room = r.contiguous_free(head, 3);
+                assert!(room <= 16 - head % 16, "never past the buffer's end");
+                if room >= 3 {
+                    let p = r.write_ptr(head);
+                    for k in 0..3 {
+                        p.add(k).write(i.wrapping_add(k as u8));
+                    }
+                    r.publish(head + 3);
+                    expect.extend((0..3).map(|k| i.wrapping_add(k)));
+                } else {
+                    // The rest of the buffer is too short: pad it, as the
+                    // general path's wrap would use it.
+                    let p = r.write_ptr(head);
+                    for k in 0..room {
+                        p.add(k).write(0xEE);
+                    }
+                    r.publish(head + room);
+                    expect.extend(core::iter::repeat_n(0xEE, room));
+                }
+            }
+            if i % 4 == 3 {
+                got.extend(drain(&r));
+            }
+        }
+        got.extend(drain(&r));
+        assert_eq!(got, expect);
+        // A full ring has no room; the consumer's release makes some.
+        // SAFETY: as above.
+        unsafe {
+            assert!(r.push(&[&[7; 16]]));
+            assert_eq!(r.contiguous_free(r.head(), 1), 0);
+            assert_eq!(r.read(|a, _| a.len().min(5)), 5);
+            assert_eq!(r.contiguous_free(r.head(), 1), 5);
+        }
+    }
+
+    #[test]
     fn producer_view_of_length_is_an_upper_bound_until_refreshed() {
         let r = Ring::<16>::new();
         // SAFETY: single-threaded test: producer and consumer.

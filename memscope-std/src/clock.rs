@@ -90,14 +90,28 @@ pub(crate) fn init() -> Calibration {
 /// complete (see the module docs for why that is enough).
 #[inline(always)]
 pub(crate) fn now() -> u64 {
+    now_with(uses_tsc())
+}
+
+/// Whether ticks come from the TSC: chosen once by [`init`], before the
+/// recording starts (a thread's record path keeps a copy).
+#[inline(always)]
+pub(crate) fn uses_tsc() -> bool {
+    // Relaxed: set once before recording starts, published with it.
+    USE_TSC.load(Ordering::Relaxed)
+}
+
+/// [`now`] with the clock choice of [`uses_tsc`] passed in.
+#[inline(always)]
+pub(crate) fn now_with(tsc: bool) -> u64 {
     #[cfg(target_arch = "x86_64")]
     {
-        // Relaxed: set once before recording starts.
-        if USE_TSC.load(Ordering::Relaxed) {
+        if tsc {
             // SAFETY: rdtsc exists on every x86_64 CPU.
             return unsafe { core::arch::x86_64::_rdtsc() } >> TSC_SHIFT;
         }
     }
+    let _ = tsc;
     instant_ticks()
 }
 

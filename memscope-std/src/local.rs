@@ -59,6 +59,12 @@ pub(crate) struct Local {
     pub buffers: Cell<*const Buffers>,
     /// Top of this thread's stack for the frame walk (0: unknown).
     pub stack_top: Cell<usize>,
+    /// The recording's call-stack depth and clock choice, copied when the
+    /// thread's stream opens (one recording per process, so they never
+    /// change after): the record path reads them here, in the thread's own
+    /// memory, rather than through the globals.
+    pub stack_depth: Cell<usize>,
+    pub tsc: Cell<bool>,
     pub test: TestCounters,
 }
 
@@ -71,6 +77,8 @@ impl Local {
             stream: Cell::new(0),
             buffers: Cell::new(ptr::null()),
             stack_top: Cell::new(0),
+            stack_depth: Cell::new(0),
+            tsc: Cell::new(false),
             test: TestCounters::new(),
         }
     }

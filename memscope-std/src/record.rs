@@ -82,11 +82,11 @@ fn record_kind(l: &Local, s: &Slot, b: &Buffers, fp: usize, ev: Event) {
         Event::Dealloc { .. } => crate::clock::recent().max(enc.last_ts()),
         // Never below the previous one: the unfenced read may execute a
         // little early (see `clock`), and deltas only go forward.
-        _ => crate::clock::now().max(enc.last_ts()),
+        _ => crate::clock::now_with(l.tsc.get()).max(enc.last_ts()),
     };
     // A free's timestamp goes on the wire only when it is not the previous one.
     let exact = ts != enc.last_ts();
-    let depth = session::stack_depth();
+    let depth = l.stack_depth.get();
     // Two copies of the write, so that the one without stacks knows it has
     // no stack id; both specialised per kind.
     if depth == 0 {
@@ -125,6 +125,11 @@ fn write(
     exact: bool,
     stack: Option<u32>,
 ) {
+    // A failed alloc or realloc (rare) has no address: the general path,
+    // so that the in-place one knows the address is there.
+    if ev.failed() {
+        return record_general(s, b, enc, ev, ts, exact, stack);
+    }
     // The record is built in each path, so that the common one keeps its
     // fields in registers.
     if !write_in_place(s, b, enc, &to_record(ev, ts, exact, stack)) {
@@ -173,6 +178,7 @@ fn write_in_place(s: &Slot, b: &Buffers, enc: &mut StreamEncoder, rec: &Record<'
 /// event, a record that may wrap around the ring's end, cross into a new
 /// mark chunk (its mark, and the look at how full the ring is) or not fit.
 /// Then sets the bound of the next in-place writes.
+#[cold]
 #[inline(never)]
 fn record_general(
     s: &Slot,
@@ -467,9 +473,12 @@ fn open_stream(inner: &dyn GlobalAlloc, l: &Local, s: &Slot) -> *const Buffers {
         let Some(b) = s.buffers_or_alloc(inner) else {
             return core::ptr::null();
         };
-        if l.stack_top.get() == 0 && session::stack_depth() > 0 {
+        let depth = session::stack_depth();
+        if l.stack_top.get() == 0 && depth > 0 {
             l.stack_top.set(stacks::current_stack_top());
         }
+        l.stack_depth.set(depth);
+        l.tsc.set(crate::clock::uses_tsc());
         // SAFETY: the owner is the only user of its encoder, stack table
         // and in-place bound, and the ring's only producer; a reused slot's
         // previous stream was closed by the writer.
