@@ -2,17 +2,19 @@
 //! under a critical section (microcontrollers). memscope-std brings a
 //! per-thread recorder for hosts.
 
+mod frame_out;
+
 use crate::alloc::Recorder;
 use crate::clock::Clock;
-use crate::frame::{encode_frame, max_frame_len, MAX_HEAD_LEN};
 use crate::sink::Sink;
 use crate::stack::{NoStacks, StackSource, MAX_CAPTURE};
-use crate::stats::{Stats, StatsSnapshot};
-use crate::stream::{Prepared, StreamEncoder};
-use crate::wire::{self, Alloc, Dealloc, End, Frames, Header, HeapRegion, Realloc, Record, Stack};
+use crate::stats::{Event, Stats, StatsSnapshot};
+use crate::stream::SYNC_INTERVAL;
+use crate::wire::{self, ext, Delta, HeapRegion};
 use core::alloc::Layout;
 use core::cell::RefCell;
 use critical_section::Mutex;
+use frame_out::FrameOut;
 use portable_atomic::{AtomicUsize, Ordering};
 
 /// Which `GlobalAlloc` method a [`Call`] was.
@@ -144,7 +146,13 @@ impl StreamInfo {
 }
 
 struct StreamState<K> {
-    enc: StreamEncoder,
+    /// The base the next record is encoded against; it moves only once a
+    /// frame is in the sink (docs/FORMAT.md, "Deltas, Sync and Lost").
+    base: Delta,
+    /// Records committed since the last Sync; [`SYNC_INTERVAL`] forces one.
+    since_sync: u32,
+    /// Events dropped and not yet reported by a Lost record.
+    lost: usize,
     info: StreamInfo,
     header_sent: bool,
     stacks: K,
@@ -157,10 +165,17 @@ struct StreamState<K> {
 /// order: no interrupt handler can allocate or free between the inner call and
 /// its record, so per address a free always precedes the allocation that
 /// reuses it. It also makes this the sole producer of the sink. The section
-/// lasts one inner call plus about a hundred instructions of encoding.
+/// lasts one inner call plus a couple of hundred instructions: the counters,
+/// the record, its COBS pass and the sink's copy.
 ///
 /// The header (and heap region) goes out before the first event; until the
 /// sink has room for it, events are counted as lost.
+///
+/// The frames are written by a firmware-sized encoder of this module (one
+/// buffer, COBS in place): the bytes are exactly what
+/// [`StreamEncoder`](crate::StreamEncoder) and
+/// [`frame::encode_frame`](crate::frame::encode_frame) would write, which
+/// the tests check record by record.
 pub struct Stream<S, C, K = NoStacks> {
     sink: S,
     clock: C,
@@ -172,7 +187,25 @@ pub struct Stream<S, C, K = NoStacks> {
     reentered: AtomicUsize,
 }
 
-const FRAME_BUF: usize = max_frame_len(MAX_HEAD_LEN + wire::MAX_EVENT_LEN);
+/// Alignment code of a heap-event tag (docs/FORMAT.md, "Heap-event records"):
+/// `align = 1 << code` for 1 to 64, else 7 and an explicit varint.
+#[inline(always)]
+fn align_code(align: usize) -> u8 {
+    // `align & (align - 1)` rather than `is_power_of_two`, a popcount on
+    // cores without one.
+    if align != 0 && align & (align - 1) == 0 && align < (1 << ALIGN_EXPLICIT) {
+        align.trailing_zeros() as u8
+    } else {
+        ALIGN_EXPLICIT
+    }
+}
+
+/// Tag bits of heap events (docs/FORMAT.md, "Heap-event records").
+const ALIGN_EXPLICIT: u8 = 7;
+const ALIGN_SHIFT: u8 = 3;
+const FLAG_STACK: u8 = 0b0100_0000;
+/// Alloc and realloc: the inner allocator returned null.
+const FLAG_FAILED: u8 = 0b1000_0000;
 
 impl<S: Sink, C: Clock> Stream<S, C> {
     /// A recorder writing to `sink` with timestamps from `clock`.
@@ -191,7 +224,10 @@ impl<S: Sink, C: Clock, K: StackSource> Stream<S, C, K> {
             clock,
             stats: Stats::new(),
             state: Mutex::new(RefCell::new(StreamState {
-                enc: StreamEncoder::new(),
+                base: Delta { ts: 0, addr: 0 },
+                // The stream's first record is preceded by a Sync.
+                since_sync: SYNC_INTERVAL,
+                lost: 0,
                 info,
                 header_sent: false,
                 stacks,
@@ -235,124 +271,92 @@ impl<S: Sink, C: Clock, K: StackSource> Stream<S, C, K> {
             let Ok(mut st) = self.state.borrow(cs).try_borrow_mut() else {
                 return false;
             };
-            if !self.send_header(&mut st) {
+            let st = &mut *st;
+            if !self.send_header(st) {
                 return false;
             }
-            self.fold_reentered(&mut st);
+            self.fold_reentered(st);
             let s = self.stats.snapshot();
-            // Every lost event must be reported before the end claims the totals.
-            let end = Record::End(End {
-                allocs: s.allocs as u64,
-                deallocs: s.deallocs as u64,
-                reallocs: s.reallocs as u64,
-                failed: s.failed as u64,
-                lost: s.lost as u64,
-                streams: 1,
+            // Every lost event is reported (the Lost record `open` puts first)
+            // before the end claims the totals.
+            let mut f = FrameOut::new(false);
+            let synced = open(st, &mut f);
+            f.ext(ext::END as u8, |f| {
+                for v in [s.allocs, s.deallocs, s.reallocs, s.failed, s.lost, 1] {
+                    f.varint(v as u64);
+                }
             });
-            self.write(&mut st, &end)
+            let base = st.base;
+            self.close(st, &mut f, synced, base)
         })
     }
 
+    #[inline(always)]
     fn fold_reentered(&self, st: &mut StreamState<K>) {
-        let n = self.reentered.swap(0, Ordering::Relaxed);
-        for _ in 0..n {
-            st.enc.lose();
+        // A load first: on a core without compare-and-swap `swap` is a
+        // critical section of its own, and the count is almost always 0.
+        // Relaxed: the counter is independent of any other memory.
+        if self.reentered.load(Ordering::Relaxed) != 0 {
+            let n = self.reentered.swap(0, Ordering::Relaxed);
+            st.lost = st.lost.wrapping_add(n);
         }
     }
 
+    /// Sends the header frame unless it is out already; returns whether it is.
+    #[inline(always)]
     fn send_header(&self, st: &mut StreamState<K>) -> bool {
-        if st.header_sent {
-            return true;
-        }
-        let mut h = Header::new(
-            core::mem::size_of::<usize>() as u8,
-            self.clock.ticks_per_second(),
-            st.info.program,
-        );
-        h.target = st.info.target;
-        h.build_id = st.info.build_id;
-        let mut rec = [0u8; 160];
+        st.header_sent || self.send_header_now(st)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn send_header_now(&self, st: &mut StreamState<K>) -> bool {
+        let info = st.info;
         // One 0x00 goes before the header frame: after a reset in the middle
         // of a frame, it ends the half frame, so the new session's header is
         // read instead of lost with it (a reader skips the empty frame).
-        let mut frame = [0u8; 1 + max_frame_len(MAX_HEAD_LEN + 160)];
-        let mut len = match Record::Header(h).encode(Default::default(), &mut rec) {
-            Ok((n, _)) => n,
-            Err(_) => return false,
-        };
-        if let Some(r) = st.info.heap {
-            let Some(rest) = rec.get_mut(len..) else {
-                return false;
-            };
-            match Record::HeapRegion(r).encode(Default::default(), rest) {
-                Ok((n, _)) => len += n,
-                Err(_) => return false,
+        let mut f = FrameOut::new(true);
+        // The Header's body as postcard writes it (field order of
+        // `wire::Header`): a fixed array is its bytes, a u8 one byte, other
+        // integers varints, strings and byte slices a length and the bytes.
+        f.ext(ext::HEADER as u8, |f| {
+            f.bytes(&wire::MAGIC);
+            f.varint(wire::FORMAT_VERSION.into());
+            f.byte(core::mem::size_of::<usize>() as u8);
+            f.varint(self.clock.ticks_per_second());
+            for field in [
+                info.program.as_bytes(),
+                info.build_id,
+                info.target.as_bytes(),
+            ] {
+                f.varint(field.len() as u64);
+                f.bytes(field);
             }
+        });
+        if let Some(r) = info.heap {
+            f.ext(ext::HEAP_REGION as u8, |f| {
+                f.varint(r.start);
+                f.varint(r.len);
+            });
         }
-        // `get` rather than indexing here and below: the lengths are in range,
-        // and this way the record path holds no panic branch at all.
-        let Some(Ok(n)) = rec
-            .get(..len)
-            .zip(frame.get_mut(1..))
-            .map(|(bytes, out)| encode_frame(0, false, &[bytes], out))
-        else {
-            return false;
-        };
-        st.header_sent = frame.get(..1 + n).is_some_and(|f| self.sink.write_frame(f));
+        st.header_sent = f.finish().is_some_and(|frame| self.sink.write_frame(frame));
         st.header_sent
     }
 
-    /// Encodes `rec` as one frame and offers it to the sink. Returns whether
-    /// the sink took it. Inlined into its one caller (`finish`), where the
-    /// record's kind is known, so only that kind's encoder is linked.
+    /// Offers the finished frame `f` to the sink and, if it took it, commits:
+    /// the base becomes `next`, the reported losses are cleared, and the sync
+    /// counter moves on.
     #[inline]
-    fn write(&self, st: &mut StreamState<K>, rec: &Record<'_>) -> bool {
-        let mut buf = [0u8; MAX_HEAD_LEN + wire::MAX_EVENT_LEN];
-        let Ok(p) = st.enc.prepare(rec, &mut buf) else {
+    fn close(&self, st: &mut StreamState<K>, f: &mut FrameOut, synced: bool, next: Delta) -> bool {
+        if !f.finish().is_some_and(|frame| self.sink.write_frame(frame)) {
             return false;
-        };
-        self.push_frame(st, p, &buf)
-    }
-
-    /// [`write`](Self::write) for a heap event: no extension-record encoder.
-    fn write_event(&self, st: &mut StreamState<K>, rec: &Record<'_>) -> bool {
-        // `EVENT_ROOM`, not `MAX_EVENT_LEN`: the encoder then writes in place
-        // instead of through a buffer of its own.
-        let mut buf = [0u8; wire::EVENT_ROOM];
-        let Ok(p) = st.enc.prepare_event(rec, &mut buf) else {
-            return false;
-        };
-        self.push_frame(st, p, &buf)
-    }
-
-    /// Frames the prepared bytes `buf[..p.len]` and offers the frame to the
-    /// sink; the encoder's base moves only if the sink took it.
-    fn push_frame(&self, st: &mut StreamState<K>, p: Prepared, buf: &[u8]) -> bool {
-        let mut frame = [0u8; FRAME_BUF];
-        self.push_frame_in(st, p, buf, &mut frame)
-    }
-
-    /// [`push_frame`](Self::push_frame) with the caller's frame buffer.
-    #[inline]
-    fn push_frame_in(
-        &self,
-        st: &mut StreamState<K>,
-        p: Prepared,
-        buf: &[u8],
-        frame: &mut [u8],
-    ) -> bool {
-        let Some(Ok(n)) = buf
-            .get(..p.len)
-            .map(|bytes| encode_frame(0, false, &[bytes], frame))
-        else {
-            return false;
-        };
-        if frame.get(..n).is_some_and(|f| self.sink.write_frame(f)) {
-            st.enc.commit(p);
-            true
-        } else {
-            false
         }
+        st.base = next;
+        // Inside the critical section nothing else counts losses: all of
+        // them were in the frame's Lost record.
+        st.lost = 0;
+        st.since_sync = if synced { 1 } else { st.since_sync + 1 };
+        true
     }
 
     /// Runs `op` (the inner allocator call) and records what it did, all in
@@ -367,109 +371,159 @@ impl<S: Sink, C: Clock, K: StackSource> Stream<S, C, K> {
         })
     }
 
-    /// Counts the call and records it.
+    /// Counts the call and records it: one encoder for the three kinds of
+    /// heap event (docs/FORMAT.md, "Heap-event records"), written straight
+    /// into the frame.
     #[inline(never)]
     fn after(&self, cs: critical_section::CriticalSection<'_>, call: Call) {
         let ok = call.result != 0;
-        match call.kind {
-            CallKind::Alloc | CallKind::AllocZeroed => self.stats.on_alloc(call.size, ok),
-            CallKind::Dealloc => self.stats.on_dealloc(call.size),
-            CallKind::Realloc => self.stats.on_realloc(call.size, call.new_size, ok),
-        }
+        let event = match call.kind {
+            CallKind::Alloc | CallKind::AllocZeroed => Event::Alloc {
+                size: call.size,
+                ok,
+            },
+            CallKind::Dealloc => Event::Dealloc { size: call.size },
+            CallKind::Realloc => Event::Realloc {
+                old: call.size,
+                new: call.new_size,
+                ok,
+            },
+        };
+        self.stats.on_event_locked(cs, event);
         let Ok(mut st) = self.state.borrow(cs).try_borrow_mut() else {
             // Re-entered from an exception that cannot be masked: the call
             // is done and counted; record nothing.
             self.stats.on_lost();
+            // Relaxed: an independent counter, read by the next record.
             self.reentered.fetch_add(1, Ordering::Relaxed);
             return;
         };
-        let result = ok.then_some(call.result as u64);
-        let rec = match call.kind {
-            CallKind::Alloc | CallKind::AllocZeroed => Record::Alloc(Alloc {
-                // Read after the inner call: an upper bound (see `clock`).
-                ts: self.clock.now(),
-                addr: result,
-                size: call.size as u64,
-                align: call.align as u64,
-                zeroed: matches!(call.kind, CallKind::AllocZeroed),
-                stack: None,
-            }),
-            CallKind::Dealloc => Record::Dealloc(Dealloc {
-                // The stream's previous timestamp: a lower bound.
-                ts: st.enc.last_ts(),
-                ts_exact: false,
-                addr: call.ptr as u64,
-                size: call.size as u64,
-                align: call.align as u64,
-                stack: None,
-            }),
-            CallKind::Realloc => Record::Realloc(Realloc {
-                ts: self.clock.now(),
-                old_addr: call.ptr as u64,
-                old_size: call.size as u64,
-                new_addr: result,
-                new_size: call.new_size as u64,
-                align: call.align as u64,
-                stack: None,
-            }),
-        };
-        self.emit(&mut st, rec);
-    }
-
-    /// Stack, header, the record itself, or the count of it as lost.
-    #[inline]
-    fn emit(&self, st: &mut StreamState<K>, mut rec: Record<'static>) {
+        let st = &mut *st;
         self.fold_reentered(st);
-        if K::ENABLED {
-            self.attach_stack(st, &mut rec);
+        let (kind, dealloc, realloc) = match call.kind {
+            CallKind::Alloc => (wire::kind::ALLOC, false, false),
+            CallKind::AllocZeroed => (wire::kind::ALLOC_ZEROED, false, false),
+            CallKind::Dealloc => (wire::kind::DEALLOC, true, false),
+            CallKind::Realloc => (wire::kind::REALLOC, false, true),
+        };
+        // Allocations read the clock after the inner call: an upper bound
+        // (see `clock`). A free carries the stream's previous timestamp, a
+        // lower bound, and so no timestamp field.
+        let ts = if dealloc { 0 } else { self.clock.now() };
+        let stack = if K::ENABLED && !dealloc {
+            self.attach_stack(st)
+        } else {
+            None
+        };
+        if !self.send_header(st) {
+            return self.lose(cs, st);
         }
-        if !(self.send_header(st) && self.write_event(st, &rec)) {
-            st.enc.lose();
-            self.stats.on_lost();
+        let mut f = FrameOut::new(false);
+        let synced = open(st, &mut f);
+        let base = st.base;
+        let mut next = base;
+        let code = align_code(call.align);
+        let mut tag = kind | code << ALIGN_SHIFT;
+        if !ok && !dealloc {
+            tag |= FLAG_FAILED;
+        }
+        if stack.is_some() {
+            tag |= FLAG_STACK;
+        }
+        f.byte(tag);
+        if let Some(id) = stack {
+            f.varint(id.into());
+        }
+        if !dealloc {
+            f.varint(ts.wrapping_sub(base.ts));
+            next.ts = ts;
+        }
+        // The first address: the block returned (alloc; absent when it
+        // failed) or passed in (dealloc, realloc), from the stream's base.
+        let first = if dealloc || realloc {
+            call.ptr
+        } else {
+            call.result
+        };
+        if dealloc || realloc || ok {
+            f.addr(first as u64, base.addr);
+            next.addr = first as u64;
+        }
+        f.varint(call.size as u64);
+        if realloc {
+            if ok {
+                f.addr(call.result as u64, call.ptr as u64);
+                next.addr = call.result as u64;
+            }
+            f.varint(call.new_size as u64);
+        }
+        if code == ALIGN_EXPLICIT {
+            f.varint(call.align as u64);
+        }
+        if !self.close(st, &mut f, synced, next) {
+            self.lose(cs, st);
         }
     }
 
-    /// Captures the call stack, sends it if it is new, and puts its id into
-    /// an alloc or realloc record. Without room for a new stack the event
-    /// goes out without one.
+    /// The event could not be recorded: the next frame's Lost record says so.
+    #[inline(always)]
+    fn lose(&self, cs: critical_section::CriticalSection<'_>, st: &mut StreamState<K>) {
+        st.lost = st.lost.wrapping_add(1);
+        self.stats.on_lost_locked(cs);
+    }
+
+    /// Captures the call stack of an alloc or realloc and sends it if it is
+    /// new; returns its id. Without room for a new stack the event goes out
+    /// without one.
     #[inline(never)]
-    fn attach_stack(&self, st: &mut StreamState<K>, rec: &mut Record<'static>) {
-        let slot = match rec {
-            Record::Alloc(a) => &mut a.stack,
-            Record::Realloc(r) => &mut r.stack,
-            _ => return,
-        };
+    fn attach_stack(&self, st: &mut StreamState<K>) -> Option<u32> {
         let mut frames = [0u64; MAX_CAPTURE];
         let n = st.stacks.capture(&mut frames).min(MAX_CAPTURE);
-        if n == 0 {
-            return;
-        }
-        let interned = st.stacks.intern(&frames[..n]);
+        let frames = frames.get(..n).filter(|f| !f.is_empty())?;
+        let interned = st.stacks.intern(frames);
         if !interned.known {
-            let stack = Record::Stack(Stack {
-                id: interned.id,
-                frames: Frames::Slice(&frames[..n]),
+            if !self.send_header(st) {
+                return None;
+            }
+            let mut f = FrameOut::new(false);
+            let synced = open(st, &mut f);
+            // id, count, then each address as the zigzag distance from the
+            // one before (the first from 0).
+            f.ext(ext::STACK as u8, |f| {
+                f.varint(interned.id.into());
+                f.varint(n as u64);
+                let mut prev = 0;
+                for &a in frames {
+                    f.addr(a, prev);
+                    prev = a;
+                }
             });
-            if !(self.send_header(st) && self.write_large(st, &stack)) {
-                return;
+            let base = st.base;
+            if !self.close(st, &mut f, synced, base) {
+                return None;
             }
             st.stacks.sent(interned);
         }
-        *slot = Some(interned.id);
+        Some(interned.id)
     }
+}
 
-    /// [`write`](Self::write) for records up to a full [`Stack`] of
-    /// [`MAX_CAPTURE`] frames. Inlined into its one caller, as `write`.
-    #[inline]
-    fn write_large(&self, st: &mut StreamState<K>, rec: &Record<'_>) -> bool {
-        const LEN: usize = MAX_HEAD_LEN + wire::MAX_EVENT_LEN + 16 + 10 * MAX_CAPTURE;
-        let mut buf = [0u8; LEN];
-        let mut frame = [0u8; max_frame_len(LEN)];
-        let Ok(p) = st.enc.prepare(rec, &mut buf) else {
-            return false;
-        };
-        self.push_frame_in(st, p, &buf, &mut frame)
+/// Starts a frame of the stream's next records: a Lost record with the
+/// events dropped since the last frame, and a Sync (from the current base)
+/// when one is due. Returns whether it wrote a Sync.
+#[inline]
+fn open<K>(st: &StreamState<K>, f: &mut FrameOut) -> bool {
+    if st.lost > 0 {
+        f.byte(wire::kind::LOST);
+        f.varint(st.lost as u64);
     }
+    let synced = st.since_sync >= SYNC_INTERVAL;
+    if synced {
+        f.byte(wire::kind::SYNC);
+        f.varint(st.base.ts);
+        f.varint(st.base.addr);
+    }
+    synced
 }
 
 // SAFETY: `record` calls `op` exactly once on every path, and each `op` below
@@ -516,5 +570,331 @@ unsafe impl<S: Sink, C: Clock, K: StackSource> Recorder for Stream<S, C, K> {
 
     fn stats(&self) -> StatsSnapshot {
         self.stats.snapshot()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! `Stream` writes its frames with an encoder of its own (`frame_out`):
+    //! these tests hold it to the bytes of the reference encoder,
+    //! `StreamEncoder` + `frame::encode_frame`, which the decoder is tested
+    //! against, frame for frame, including frames the sink refused.
+    extern crate std;
+
+    use super::*;
+    use crate::frame::{encode_frame, max_frame_len};
+    use crate::wire::{Alloc, Dealloc, End, Header, Realloc, Record};
+    use crate::StreamEncoder;
+    use core::cell::{Cell, RefCell};
+    use proptest::prelude::*;
+    use std::vec::Vec;
+
+    /// Takes a frame or refuses it as `accept` says, in turn; keeps what it took.
+    struct Scripted {
+        accept: Vec<bool>,
+        next: Cell<usize>,
+        taken: RefCell<Vec<u8>>,
+    }
+
+    impl Scripted {
+        fn new(accept: Vec<bool>) -> Self {
+            Scripted {
+                accept,
+                next: Cell::new(0),
+                taken: RefCell::new(Vec::new()),
+            }
+        }
+
+        /// Whether the next frame offered is taken (past the script: yes).
+        fn decide(&self) -> bool {
+            let i = self.next.get();
+            self.next.set(i + 1);
+            self.accept.get(i).copied().unwrap_or(true)
+        }
+    }
+
+    impl Sink for Scripted {
+        fn write_frame(&self, frame: &[u8]) -> bool {
+            let ok = self.decide();
+            if ok {
+                self.taken.borrow_mut().extend_from_slice(frame);
+            }
+            ok
+        }
+    }
+
+    /// A clock that ticks by a varying amount on every reading.
+    struct Steps(Cell<u64>);
+
+    impl Clock for Steps {
+        fn now(&self) -> u64 {
+            let t = self.0.get();
+            // Small and large steps: one- to nine-byte deltas.
+            self.0.set(t + 1 + (t % 7) * (t % 7) * 40_000_000);
+            t
+        }
+        fn ticks_per_second(&self) -> u64 {
+            64_000_000
+        }
+    }
+
+    #[derive(Clone, Copy, Debug)]
+    enum Op {
+        Alloc {
+            zeroed: bool,
+            size: usize,
+            align_log: u32,
+            result: usize,
+        },
+        Dealloc {
+            ptr: usize,
+            size: usize,
+            align_log: u32,
+        },
+        Realloc {
+            ptr: usize,
+            size: usize,
+            align_log: u32,
+            new_size: usize,
+            result: usize,
+        },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        // Addresses near each other (small deltas) and far apart, null
+        // results (failed calls), alignments with and without a code.
+        let addr = prop_oneof![0x2000_0000usize..0x2000_4000, Just(0), any::<usize>()];
+        let size = prop_oneof![0usize..300, any::<usize>()];
+        let align_log = prop_oneof![0u32..7, 7u32..20];
+        prop_oneof![
+            (any::<bool>(), size.clone(), align_log.clone(), addr.clone()).prop_map(
+                |(zeroed, size, align_log, result)| Op::Alloc {
+                    zeroed,
+                    size,
+                    align_log,
+                    result
+                }
+            ),
+            (addr.clone(), size.clone(), align_log.clone()).prop_map(|(ptr, size, align_log)| {
+                Op::Dealloc {
+                    ptr,
+                    size,
+                    align_log,
+                }
+            }),
+            (addr.clone(), size.clone(), align_log, size, addr).prop_map(
+                |(ptr, size, align_log, new_size, result)| Op::Realloc {
+                    ptr,
+                    size,
+                    align_log,
+                    new_size,
+                    result
+                }
+            ),
+        ]
+    }
+
+    fn layout(size: usize, align_log: u32) -> Layout {
+        // The recorder reads only size and align; a Layout past isize::MAX
+        // cannot be made, so sizes are clamped for the layout's sake.
+        let align = 1usize << align_log;
+        Layout::from_size_align(size.min(isize::MAX as usize - align), align).unwrap()
+    }
+
+    /// The bytes the reference encoder writes for `ops` with `info`, offering
+    /// each frame to a sink that takes them as `accept` says.
+    fn reference(info: StreamInfo, ops: &[Op], accept: Vec<bool>) -> Vec<u8> {
+        let sink = Scripted::new(accept);
+        let clock = Steps(Cell::new(1));
+        let mut enc = StreamEncoder::new();
+        let mut header_sent = false;
+        let (mut allocs, mut deallocs, mut reallocs, mut failed, mut lost) = (0u64, 0, 0, 0, 0);
+        let offer = |enc: &mut StreamEncoder, rec: &Record<'_>| {
+            let mut buf = [0u8; 256];
+            let p = enc.prepare(rec, &mut buf).unwrap();
+            let mut frame = [0u8; max_frame_len(256)];
+            let n = encode_frame(0, false, &[&buf[..p.len]], &mut frame).unwrap();
+            let ok = sink.write_frame(&frame[..n]);
+            if ok {
+                enc.commit(p);
+            }
+            ok
+        };
+        let send_header = |header_sent: &mut bool| {
+            if *header_sent {
+                return true;
+            }
+            let mut h = Header::new(
+                core::mem::size_of::<usize>() as u8,
+                clock.ticks_per_second(),
+                info.program,
+            );
+            h.target = info.target;
+            h.build_id = info.build_id;
+            let mut rec = [0u8; 512];
+            let (mut len, _) = Record::Header(h)
+                .encode(Default::default(), &mut rec)
+                .unwrap();
+            if let Some(r) = info.heap {
+                len += Record::HeapRegion(r)
+                    .encode(Default::default(), &mut rec[len..])
+                    .unwrap()
+                    .0;
+            }
+            let mut frame = [0u8; 1 + max_frame_len(512)];
+            let n = encode_frame(0, false, &[&rec[..len]], &mut frame[1..]).unwrap();
+            *header_sent = sink.write_frame(&frame[..1 + n]);
+            *header_sent
+        };
+        for &op in ops {
+            let rec = match op {
+                Op::Alloc {
+                    zeroed,
+                    size,
+                    align_log,
+                    result,
+                } => {
+                    let l = layout(size, align_log);
+                    allocs += 1;
+                    failed += u64::from(result == 0);
+                    Record::Alloc(Alloc {
+                        ts: clock.now(),
+                        addr: (result != 0).then_some(result as u64),
+                        size: l.size() as u64,
+                        align: l.align() as u64,
+                        zeroed,
+                        stack: None,
+                    })
+                }
+                Op::Dealloc {
+                    ptr,
+                    size,
+                    align_log,
+                } => {
+                    let l = layout(size, align_log);
+                    deallocs += 1;
+                    Record::Dealloc(Dealloc {
+                        ts: enc.last_ts(),
+                        ts_exact: false,
+                        addr: ptr as u64,
+                        size: l.size() as u64,
+                        align: l.align() as u64,
+                        stack: None,
+                    })
+                }
+                Op::Realloc {
+                    ptr,
+                    size,
+                    align_log,
+                    new_size,
+                    result,
+                } => {
+                    let l = layout(size, align_log);
+                    reallocs += 1;
+                    failed += u64::from(result == 0);
+                    Record::Realloc(Realloc {
+                        ts: clock.now(),
+                        old_addr: ptr as u64,
+                        old_size: l.size() as u64,
+                        new_addr: (result != 0).then_some(result as u64),
+                        new_size: new_size as u64,
+                        align: l.align() as u64,
+                        stack: None,
+                    })
+                }
+            };
+            if !(send_header(&mut header_sent) && offer(&mut enc, &rec)) {
+                enc.lose();
+                lost += 1;
+            }
+        }
+        if send_header(&mut header_sent) {
+            let end = Record::End(End {
+                allocs,
+                deallocs,
+                reallocs,
+                failed,
+                lost,
+                streams: 1,
+            });
+            offer(&mut enc, &end);
+        }
+        sink.taken.into_inner()
+    }
+
+    /// What `Stream` writes for the same calls.
+    fn recorded(info: StreamInfo, ops: &[Op], accept: Vec<bool>) -> Vec<u8> {
+        let s = Stream::new(Scripted::new(accept), Steps(Cell::new(1)), info);
+        for &op in ops {
+            match op {
+                Op::Alloc {
+                    zeroed,
+                    size,
+                    align_log,
+                    result,
+                } => {
+                    s.alloc(layout(size, align_log), zeroed, || result as *mut u8);
+                }
+                Op::Dealloc {
+                    ptr,
+                    size,
+                    align_log,
+                } => {
+                    s.dealloc(ptr as *mut u8, layout(size, align_log), || ());
+                }
+                Op::Realloc {
+                    ptr,
+                    size,
+                    align_log,
+                    new_size,
+                    result,
+                } => {
+                    s.realloc(ptr as *mut u8, layout(size, align_log), new_size, || {
+                        result as *mut u8
+                    });
+                }
+            }
+        }
+        s.finish();
+        s.sink.taken.into_inner()
+    }
+
+    const LONG: &str = "a program name long enough that the header's body needs \
+                        a two-byte length: more than 127 bytes of body in all, \
+                        which moves the body one byte on";
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        #[test]
+        fn frames_are_byte_for_byte_the_reference_encoders(
+            ops in proptest::collection::vec(op(), 0..400),
+            accept in proptest::collection::vec(prop_oneof![4 => Just(true), 1 => Just(false)], 0..500),
+            long in any::<bool>(),
+            heap in any::<bool>(),
+        ) {
+            let mut info = StreamInfo::new(if long { LONG } else { "fw" }).with_target("thumbv7em-none-eabihf");
+            if heap {
+                info = info.with_heap(0x2000_0000, 16 * 1024);
+            }
+            let want = reference(info, &ops, accept.clone());
+            let got = recorded(info, &ops, accept);
+            prop_assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn a_header_too_long_for_a_frame_is_not_sent_and_events_are_counted_lost() {
+        static NAME: [u8; 300] = [b'x'; 300];
+        let name = core::str::from_utf8(&NAME).unwrap();
+        let s = Stream::new(
+            Scripted::new(Vec::new()),
+            Steps(Cell::new(1)),
+            StreamInfo::new(name),
+        );
+        s.alloc(layout(8, 3), false, || 0x2000_0000 as *mut u8);
+        assert!(!s.finish());
+        assert!(s.sink.taken.borrow().is_empty());
+        assert_eq!(s.stats().lost, 1);
     }
 }

@@ -7,6 +7,7 @@
 //! the critical section of [`Serial`](crate::Serial) the counters do form a
 //! consistent snapshot.
 
+use critical_section::CriticalSection;
 use portable_atomic::{AtomicUsize, Ordering::Relaxed};
 
 /// Counters for one producer (a microcontroller, or one host thread).
@@ -119,6 +120,67 @@ impl Stats {
         }
     }
 
+    /// One heap event, counted by a writer that holds a critical section
+    /// every writer of these counters takes (memscope-core's `Stream`).
+    ///
+    /// One out-of-line function for the three kinds, each counter added in
+    /// one place (flash), only the counters that change (time). On a core
+    /// without compare-and-swap (thumbv6m) each add is then a plain load and
+    /// store instead of a critical section of portable-atomic's own (see
+    /// `add_locked`).
+    #[inline(never)]
+    pub fn on_event_locked(&self, _cs: CriticalSection<'_>, event: Event) {
+        let (count, ok, grow, shrink) = match event {
+            Event::Alloc { size, ok } => (&self.allocs, ok, size, 0),
+            Event::Dealloc { size } => (&self.deallocs, true, 0, size),
+            Event::Realloc { old, new, ok } => (
+                &self.reallocs,
+                ok,
+                new.saturating_sub(old),
+                old.saturating_sub(new),
+            ),
+        };
+        add_locked(count, 1);
+        if !ok {
+            add_locked(&self.failed, 1);
+            return;
+        }
+        match event {
+            Event::Alloc { .. } => add_locked(&self.current_blocks, 1),
+            Event::Dealloc { .. } => add_locked(&self.current_blocks, usize::MAX),
+            Event::Realloc { .. } => {}
+        }
+        if shrink != 0 {
+            add_locked(&self.freed_bytes, shrink);
+            add_locked(&self.current_bytes, shrink.wrapping_neg());
+        } else if grow != 0 {
+            add_locked(&self.allocated_bytes, grow);
+            add_locked(&self.current_bytes, grow);
+            // The peak can only move when bytes were added: a single
+            // writer's `current` never exceeds it otherwise.
+            self.raise_peak_locked(self.current_bytes.load(Relaxed));
+        }
+    }
+
+    /// [`on_lost`](Self::on_lost) under a critical section, as
+    /// [`on_event_locked`](Self::on_event_locked).
+    #[inline]
+    pub fn on_lost_locked(&self, _cs: CriticalSection<'_>) {
+        add_locked(&self.lost, 1);
+    }
+
+    /// Raises the peak to `now` under a critical section (see `add_locked`).
+    #[inline(always)]
+    fn raise_peak_locked(&self, now: usize) {
+        if (now as isize) > 0 {
+            if cfg!(target_has_atomic = "ptr") {
+                self.peak_bytes.fetch_max(now, Relaxed);
+            } else if now > self.peak_bytes.load(Relaxed) {
+                self.peak_bytes.store(now, Relaxed);
+            }
+        }
+    }
+
     /// Reads every counter.
     pub fn snapshot(&self) -> StatsSnapshot {
         StatsSnapshot {
@@ -134,6 +196,48 @@ impl Stats {
             peak_bytes: self.peak_bytes.load(Relaxed),
         }
     }
+}
+
+/// Adds `by` (wrapping) to `c` for a caller that holds a critical section
+/// every writer of the counter takes.
+///
+/// On a core without compare-and-swap a load and a store are then as atomic
+/// as portable-atomic's emulated `fetch_add`, which is itself a critical
+/// section (neither masks an NMI). Cores with CAS keep `fetch_add`: it costs
+/// them no more, and it stays exact against an NMI handler that allocates.
+#[inline(never)]
+fn add_locked(c: &AtomicUsize, by: usize) {
+    if cfg!(target_has_atomic = "ptr") {
+        c.fetch_add(by, Relaxed);
+    } else {
+        c.store(c.load(Relaxed).wrapping_add(by), Relaxed);
+    }
+}
+
+/// A heap event for [`Stats::on_event_locked`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// `alloc` or `alloc_zeroed` of `size` bytes; `ok`: it returned a block.
+    Alloc {
+        /// `Layout::size`.
+        size: usize,
+        /// Non-null.
+        ok: bool,
+    },
+    /// `dealloc` of `size` bytes.
+    Dealloc {
+        /// `Layout::size`.
+        size: usize,
+    },
+    /// `realloc` from `old` to `new` bytes; `ok`: it returned a block.
+    Realloc {
+        /// The old `Layout::size`.
+        old: usize,
+        /// The size asked for.
+        new: usize,
+        /// Non-null.
+        ok: bool,
+    },
 }
 
 impl StatsSnapshot {
