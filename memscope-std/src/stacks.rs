@@ -8,10 +8,10 @@
 //! follows that chain from the allocator call upwards, taking one return
 //! address per frame, and stops at the configured depth, at a return address
 //! outside loaded code (null included), or at the first frame pointer that
-//! is not at least one frame record (two words) above the previous one and
-//! below the top of the thread's stack. Because every frame it reads lies
-//! between the current frame and the stack top, it only reads mapped stack
-//! memory, whatever the frame pointers hold.
+//! is not above the previous one or whose frame record (two words) would not
+//! end below the top of the thread's stack. Because every frame it reads
+//! lies between the current frame and the stack top, it only reads mapped
+//! stack memory, whatever the frame pointers hold.
 //!
 //! Build the program with frame pointers for full stacks:
 //! `RUSTFLAGS="-C force-frame-pointers=yes"`. Generic code (`Vec`, `HashMap`,
@@ -36,10 +36,18 @@
 //! does the least that keeps the rules above: two loads, one range check of
 //! the return address against the executable's code (a frame elsewhere is
 //! checked against the module where this thread's last such frame was —
-//! libc, for every thread's entry frame — and only then against every
-//! module), one multiply-rotate step of the stack's hash, and the bounds
-//! check of the next frame record. The hash is computed during the walk, so
-//! the interning below never reads the addresses again.
+//! libc, for every thread's entry frame — and only then, out of line,
+//! against every module), one multiply-rotate step of the stack's hash, and
+//! the two bounds checks of the next frame record. On x86_64 that loop is a
+//! few lines of assembly, 15 instructions a frame: compiled inside the
+//! record path it lost registers to the code around it and took 19 to 20.
+//!
+//! The hash is computed during the walk and the addresses are not written
+//! down: a stack the thread has sent before (nearly every event) costs the
+//! walk and one table lookup. Only a stack the table does not know is walked
+//! a second time, writing its addresses for the `Stack` record, and the key
+//! the table then stores is that second walk's own hash — the key of a
+//! stack id is always the hash of exactly the addresses sent under it.
 //!
 //! # Interning
 //!
@@ -202,9 +210,9 @@ impl StackTable {
     /// Walks the call chain that starts at frame address `from` (the
     /// allocator method's frame, so memscope's own frames are not in it),
     /// up to `out.len()` frames, hashing the return addresses on the way,
-    /// and looks the hash up at its home entry in the table. `stack_top` is
-    /// the highest address of the current thread's stack (0 when unknown:
-    /// then nothing is captured).
+    /// and looks the hash up in the table. `stack_top` is the highest
+    /// address of the current thread's stack (0 when unknown: then nothing
+    /// is captured).
     ///
     /// A stack found there is not written down: [`intern`](Self::intern)
     /// answers with its id and nothing reads `out`. Otherwise the chain is
@@ -238,11 +246,43 @@ impl StackTable {
                 known: Some(self.ids[home]),
             };
         }
-        let (depth, key) = self.capture_addresses(from, limit, out);
-        Walk {
-            depth,
-            key,
-            known: None,
+        self.capture_away_from_home(
+            Walk {
+                depth: n,
+                key,
+                known: None,
+            },
+            from,
+            limit,
+            out,
+        )
+    }
+
+    /// [`capture`](Self::capture) of a stack not at its home entry: in
+    /// another probe, or new (then walked again to write the addresses).
+    /// Out of line, so that `capture` keeps nothing in registers for it.
+    #[cold]
+    #[inline(never)]
+    fn capture_away_from_home(
+        &mut self,
+        walk: Walk,
+        from: usize,
+        limit: usize,
+        out: &mut [u64],
+    ) -> Walk {
+        match self.probe(walk.key, home_of(walk.key)) {
+            Lookup::Known(id) => Walk {
+                known: Some(id),
+                ..walk
+            },
+            Lookup::New { .. } => {
+                let (depth, key) = self.capture_addresses(from, limit, out);
+                Walk {
+                    depth,
+                    key,
+                    known: None,
+                }
+            }
         }
     }
 
@@ -344,16 +384,10 @@ impl StackTable {
             if unknown == 0 {
                 break;
             }
-            // Resume at the same frame once its address is in one of the
-            // two ranges: the executable's, on a thread's first walk, or
-            // the module that holds it.
-            if self.know_exe_code() {
-                continue;
-            }
             // SAFETY: the assembly stopped at `fp` without moving past it:
             // `sp <= fp <= limit`, as for its own reads.
             let ret = unsafe { core::ptr::read_unaligned((fp + WORD) as *const usize) };
-            if !find_other_code(&mut self.other_code, ret) {
+            if !self.learn_code_of(ret) {
                 break;
             }
         }
@@ -367,6 +401,16 @@ impl StackTable {
         self.know_exe_code();
         let (n, h) = self.follow::<true>(from, limit, out.len(), out.as_mut_ptr());
         (n, if n == 0 { 0 } else { finish(h, n) })
+    }
+
+    /// Makes `ret`, a return address outside the two ranges the walk
+    /// checks inline, lie in one of them if it is code: the executable's
+    /// range on a thread's first walk, or the module that holds it. Returns
+    /// whether the walk may resume at its frame.
+    #[cold]
+    #[inline(never)]
+    fn learn_code_of(&mut self, ret: usize) -> bool {
+        self.know_exe_code() || find_other_code(&mut self.other_code, ret)
     }
 
     /// Copies the executable's range from the module scan when not done
