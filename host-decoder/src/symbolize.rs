@@ -371,6 +371,30 @@ impl Symbolizer {
         if let Some(last) = out.last_mut() {
             last.inlined = false;
         }
+        // A firmware ELF (linked at 0) keeps the DWARF of functions the
+        // linker discarded, with their addresses set to 0: their ranges cover
+        // the real code at the bottom of flash, and addr2line may answer with
+        // one of them. The symbol table only has what was kept, so when it
+        // names another function than DWARF's outermost frame, the symbol
+        // table wins.
+        if m.size == u64::MAX {
+            if let (Some(sym), Some(Some(dwarf))) = (
+                loader.find_symbol(probe),
+                out.last().map(|f| f.function.as_deref()),
+            ) {
+                let sym = demangle(sym);
+                if plain_name(&sym) != plain_name(dwarf) {
+                    out = vec![FrameInfo {
+                        addr,
+                        function: Some(sym),
+                        file: None,
+                        line: None,
+                        inlined: false,
+                        module: module.clone(),
+                    }];
+                }
+            }
+        }
         if out.is_empty() || out.iter().all(|f| f.function.is_none()) {
             if let Some(sym) = loader.find_symbol(probe) {
                 let mut f = out.pop().unwrap_or(FrameInfo {

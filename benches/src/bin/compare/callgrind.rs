@@ -118,6 +118,7 @@ fn group(function: &str, file: &str) -> usize {
         1
     } else if function.contains("memscope_std::framing")
         || function.contains("memscope_std::writer")
+        || function.contains("memscope_core::frame::")
         || function.starts_with("crc::")
     {
         2
