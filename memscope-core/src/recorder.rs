@@ -8,7 +8,7 @@ use crate::alloc::Recorder;
 use crate::clock::Clock;
 use crate::sink::Sink;
 use crate::stack::{NoStacks, StackSource, MAX_CAPTURE};
-use crate::stats::{Event, Stats, StatsSnapshot};
+use crate::stats::{self, Stats, StatsSnapshot};
 use crate::stream::SYNC_INTERVAL;
 use crate::wire::{self, ext, Delta, HeapRegion};
 use core::alloc::Layout;
@@ -17,13 +17,14 @@ use critical_section::Mutex;
 use frame_out::FrameOut;
 use portable_atomic::{AtomicUsize, Ordering};
 
-/// Which `GlobalAlloc` method a [`Call`] was.
-#[derive(Clone, Copy)]
+/// Which `GlobalAlloc` method a [`Call`] was: its record's kind on the wire.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 enum CallKind {
-    Alloc,
-    AllocZeroed,
-    Dealloc,
-    Realloc,
+    Alloc = wire::kind::ALLOC,
+    AllocZeroed = wire::kind::ALLOC_ZEROED,
+    Dealloc = wire::kind::DEALLOC,
+    Realloc = wire::kind::REALLOC,
 }
 
 /// What one `GlobalAlloc` call did, in machine words: what [`Stream`] needs
@@ -281,11 +282,15 @@ impl<S: Sink, C: Clock, K: StackSource> Stream<S, C, K> {
             // before the end claims the totals.
             let mut f = FrameOut::new(false);
             let synced = open(st, &mut f);
-            f.ext(ext::END as u8, |f| {
-                for v in [s.allocs, s.deallocs, s.reallocs, s.failed, s.lost, 1] {
-                    f.varint(v as u64);
-                }
-            });
+            f.ext(
+                ext::END as u8,
+                #[inline(never)]
+                |f: &mut FrameOut| {
+                    for v in [s.allocs, s.deallocs, s.reallocs, s.failed, s.lost, 1] {
+                        f.varint(v as u64);
+                    }
+                },
+            );
             let base = st.base;
             self.close(st, &mut f, synced, base)
         })
@@ -311,7 +316,7 @@ impl<S: Sink, C: Clock, K: StackSource> Stream<S, C, K> {
     #[cold]
     #[inline(never)]
     fn send_header_now(&self, st: &mut StreamState<K>) -> bool {
-        let info = st.info;
+        let info = &st.info;
         // One 0x00 goes before the header frame: after a reset in the middle
         // of a frame, it ends the half frame, so the new session's header is
         // read instead of lost with it (a reader skips the empty frame).
@@ -319,25 +324,33 @@ impl<S: Sink, C: Clock, K: StackSource> Stream<S, C, K> {
         // The Header's body as postcard writes it (field order of
         // `wire::Header`): a fixed array is its bytes, a u8 one byte, other
         // integers varints, strings and byte slices a length and the bytes.
-        f.ext(ext::HEADER as u8, |f| {
-            f.bytes(&wire::MAGIC);
-            f.varint(wire::FORMAT_VERSION.into());
-            f.byte(core::mem::size_of::<usize>() as u8);
-            f.varint(self.clock.ticks_per_second());
-            for field in [
-                info.program.as_bytes(),
-                info.build_id,
-                info.target.as_bytes(),
-            ] {
-                f.varint(field.len() as u64);
-                f.bytes(field);
-            }
-        });
+        f.ext(
+            ext::HEADER as u8,
+            #[inline(never)]
+            |f: &mut FrameOut| {
+                f.bytes(&wire::MAGIC);
+                f.varint(wire::FORMAT_VERSION.into());
+                f.byte(core::mem::size_of::<usize>() as u8);
+                f.varint(self.clock.ticks_per_second());
+                for field in [
+                    info.program.as_bytes(),
+                    info.build_id,
+                    info.target.as_bytes(),
+                ] {
+                    f.varint(field.len() as u64);
+                    f.bytes(field);
+                }
+            },
+        );
         if let Some(r) = info.heap {
-            f.ext(ext::HEAP_REGION as u8, |f| {
-                f.varint(r.start);
-                f.varint(r.len);
-            });
+            f.ext(
+                ext::HEAP_REGION as u8,
+                #[inline(never)]
+                |f: &mut FrameOut| {
+                    f.varint(r.start);
+                    f.varint(r.len);
+                },
+            );
         }
         st.header_sent = f.finish().is_some_and(|frame| self.sink.write_frame(frame));
         st.header_sent
@@ -376,36 +389,26 @@ impl<S: Sink, C: Clock, K: StackSource> Stream<S, C, K> {
     /// into the frame.
     #[inline(never)]
     fn after(&self, cs: critical_section::CriticalSection<'_>, call: Call) {
-        let ok = call.result != 0;
-        let event = match call.kind {
-            CallKind::Alloc | CallKind::AllocZeroed => Event::Alloc {
-                size: call.size,
-                ok,
-            },
-            CallKind::Dealloc => Event::Dealloc { size: call.size },
-            CallKind::Realloc => Event::Realloc {
-                old: call.size,
-                new: call.new_size,
-                ok,
-            },
+        let dealloc = call.kind == CallKind::Dealloc;
+        let realloc = call.kind == CallKind::Realloc;
+        // A free cannot fail; an allocation failed when it returned null.
+        let ok = dealloc || call.result != 0;
+        let (counted, old, new) = match call.kind {
+            CallKind::Alloc | CallKind::AllocZeroed => (stats::CallKind::Alloc, 0, call.size),
+            CallKind::Dealloc => (stats::CallKind::Dealloc, call.size, 0),
+            CallKind::Realloc => (stats::CallKind::Realloc, call.size, call.new_size),
         };
-        self.stats.on_event_locked(cs, event);
+        self.stats.on_call_locked(cs, counted, ok, old, new);
         let Ok(mut st) = self.state.borrow(cs).try_borrow_mut() else {
             // Re-entered from an exception that cannot be masked: the call
             // is done and counted; record nothing.
-            self.stats.on_lost();
+            self.stats.on_lost_locked(cs);
             // Relaxed: an independent counter, read by the next record.
             self.reentered.fetch_add(1, Ordering::Relaxed);
             return;
         };
         let st = &mut *st;
         self.fold_reentered(st);
-        let (kind, dealloc, realloc) = match call.kind {
-            CallKind::Alloc => (wire::kind::ALLOC, false, false),
-            CallKind::AllocZeroed => (wire::kind::ALLOC_ZEROED, false, false),
-            CallKind::Dealloc => (wire::kind::DEALLOC, true, false),
-            CallKind::Realloc => (wire::kind::REALLOC, false, true),
-        };
         // Allocations read the clock after the inner call: an upper bound
         // (see `clock`). A free carries the stream's previous timestamp, a
         // lower bound, and so no timestamp field.
@@ -423,8 +426,8 @@ impl<S: Sink, C: Clock, K: StackSource> Stream<S, C, K> {
         let base = st.base;
         let mut next = base;
         let code = align_code(call.align);
-        let mut tag = kind | code << ALIGN_SHIFT;
-        if !ok && !dealloc {
+        let mut tag = call.kind as u8 | code << ALIGN_SHIFT;
+        if !ok {
             tag |= FLAG_FAILED;
         }
         if stack.is_some() {
@@ -445,7 +448,7 @@ impl<S: Sink, C: Clock, K: StackSource> Stream<S, C, K> {
         } else {
             call.result
         };
-        if dealloc || realloc || ok {
+        if ok || realloc {
             f.addr(first as u64, base.addr);
             next.addr = first as u64;
         }
@@ -489,15 +492,19 @@ impl<S: Sink, C: Clock, K: StackSource> Stream<S, C, K> {
             let synced = open(st, &mut f);
             // id, count, then each address as the zigzag distance from the
             // one before (the first from 0).
-            f.ext(ext::STACK as u8, |f| {
-                f.varint(interned.id.into());
-                f.varint(n as u64);
-                let mut prev = 0;
-                for &a in frames {
-                    f.addr(a, prev);
-                    prev = a;
-                }
-            });
+            f.ext(
+                ext::STACK as u8,
+                #[inline(never)]
+                |f: &mut FrameOut| {
+                    f.varint(interned.id.into());
+                    f.varint(n as u64);
+                    let mut prev = 0;
+                    for &a in frames {
+                        f.addr(a, prev);
+                        prev = a;
+                    }
+                },
+            );
             let base = st.base;
             if !self.close(st, &mut f, synced, base) {
                 return None;

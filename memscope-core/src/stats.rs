@@ -128,34 +128,38 @@ impl Stats {
     /// without compare-and-swap (thumbv6m) each add is then a plain load and
     /// store instead of a critical section of portable-atomic's own (see
     /// `add_locked`).
+    ///
+    /// `call` says which counter of calls moves; the bytes live go from `old`
+    /// to `new` when `ok` (an allocation: 0 to its size; a free: its size to
+    /// 0), and the call counts as failed when not.
     #[inline(never)]
-    pub fn on_event_locked(&self, _cs: CriticalSection<'_>, event: Event) {
-        let (count, ok, grow, shrink) = match event {
-            Event::Alloc { size, ok } => (&self.allocs, ok, size, 0),
-            Event::Dealloc { size } => (&self.deallocs, true, 0, size),
-            Event::Realloc { old, new, ok } => (
-                &self.reallocs,
-                ok,
-                new.saturating_sub(old),
-                old.saturating_sub(new),
-            ),
+    pub fn on_call_locked(
+        &self,
+        _cs: CriticalSection<'_>,
+        call: CallKind,
+        ok: bool,
+        old: usize,
+        new: usize,
+    ) {
+        let (calls, blocks) = match call {
+            CallKind::Alloc => (&self.allocs, 1),
+            CallKind::Dealloc => (&self.deallocs, usize::MAX),
+            CallKind::Realloc => (&self.reallocs, 0),
         };
-        add_locked(count, 1);
+        add_locked(calls, 1);
         if !ok {
             add_locked(&self.failed, 1);
             return;
         }
-        match event {
-            Event::Alloc { .. } => add_locked(&self.current_blocks, 1),
-            Event::Dealloc { .. } => add_locked(&self.current_blocks, usize::MAX),
-            Event::Realloc { .. } => {}
+        if blocks != 0 {
+            add_locked(&self.current_blocks, blocks);
         }
-        if shrink != 0 {
-            add_locked(&self.freed_bytes, shrink);
-            add_locked(&self.current_bytes, shrink.wrapping_neg());
-        } else if grow != 0 {
-            add_locked(&self.allocated_bytes, grow);
-            add_locked(&self.current_bytes, grow);
+        if new < old {
+            add_locked(&self.freed_bytes, old - new);
+            add_locked(&self.current_bytes, new.wrapping_sub(old));
+        } else if new > old {
+            add_locked(&self.allocated_bytes, new - old);
+            add_locked(&self.current_bytes, new - old);
             // The peak can only move when bytes were added: a single
             // writer's `current` never exceeds it otherwise.
             self.raise_peak_locked(self.current_bytes.load(Relaxed));
@@ -163,7 +167,7 @@ impl Stats {
     }
 
     /// [`on_lost`](Self::on_lost) under a critical section, as
-    /// [`on_event_locked`](Self::on_event_locked).
+    /// [`on_call_locked`](Self::on_call_locked).
     #[inline]
     pub fn on_lost_locked(&self, _cs: CriticalSection<'_>) {
         add_locked(&self.lost, 1);
@@ -214,30 +218,15 @@ fn add_locked(c: &AtomicUsize, by: usize) {
     }
 }
 
-/// A heap event for [`Stats::on_event_locked`].
+/// Which kind of call [`Stats::on_call_locked`] counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Event {
-    /// `alloc` or `alloc_zeroed` of `size` bytes; `ok`: it returned a block.
-    Alloc {
-        /// `Layout::size`.
-        size: usize,
-        /// Non-null.
-        ok: bool,
-    },
-    /// `dealloc` of `size` bytes.
-    Dealloc {
-        /// `Layout::size`.
-        size: usize,
-    },
-    /// `realloc` from `old` to `new` bytes; `ok`: it returned a block.
-    Realloc {
-        /// The old `Layout::size`.
-        old: usize,
-        /// The size asked for.
-        new: usize,
-        /// Non-null.
-        ok: bool,
-    },
+pub enum CallKind {
+    /// `alloc` or `alloc_zeroed`.
+    Alloc,
+    /// `dealloc`.
+    Dealloc,
+    /// `realloc`.
+    Realloc,
 }
 
 impl StatsSnapshot {
@@ -282,5 +271,37 @@ mod tests {
         assert_eq!(v.peak_bytes, 400);
         assert_eq!(v.allocated_bytes, 150 + 350);
         assert_eq!(v.freed_bytes, 100 + 390);
+    }
+
+    proptest::proptest! {
+        /// `Stream`'s one function for all calls counts exactly what the
+        /// per-kind methods count.
+        #[test]
+        fn counting_under_a_critical_section_counts_the_same(
+            calls in proptest::collection::vec((0u8..3, proptest::bool::ANY, 0usize..5000, 0usize..5000), 0..200)
+        ) {
+            let (each, locked) = (Stats::new(), Stats::new());
+            for (kind, ok, a, b) in calls {
+                critical_section::with(|cs| match kind {
+                    0 => {
+                        each.on_alloc(a, ok);
+                        locked.on_call_locked(cs, CallKind::Alloc, ok, 0, a);
+                    }
+                    1 => {
+                        each.on_dealloc(a);
+                        locked.on_call_locked(cs, CallKind::Dealloc, true, a, 0);
+                    }
+                    _ => {
+                        each.on_realloc(a, b, ok);
+                        locked.on_call_locked(cs, CallKind::Realloc, ok, a, b);
+                    }
+                });
+                if !ok {
+                    each.on_lost();
+                    critical_section::with(|cs| locked.on_lost_locked(cs));
+                }
+            }
+            proptest::prop_assert_eq!(each.snapshot(), locked.snapshot());
+        }
     }
 }

@@ -98,42 +98,21 @@ impl FrameOut {
 
     /// Appends an extension record of kind `kind` (below 128) whose body
     /// `body` writes: `00 kind len body`, `len` a varint.
+    ///
+    /// `body` runs twice: once where the record goes, to learn its length,
+    /// then again after the length. Extension records are rare on this path
+    /// (the header, a new stack, the end), and this way no body ever moves
+    /// when its length takes two bytes: no shifting code in flash.
     #[inline(always)]
-    pub(super) fn ext(&mut self, kind: u8, body: impl FnOnce(&mut Self)) {
+    pub(super) fn ext(&mut self, kind: u8, body: impl Fn(&mut Self)) {
+        let at = self.pos;
+        body(self);
+        let len = self.pos.wrapping_sub(at);
+        self.pos = at;
         self.byte(0);
         self.byte(kind);
-        let at = self.pos;
-        self.byte(0);
+        self.varint(len as u64);
         body(self);
-        let len = self.pos.wrapping_sub(at + 1);
-        if len < 0x80 {
-            self.buf[at % CAP].write(len as u8);
-        } else {
-            self.widen_len(at, len);
-        }
-    }
-
-    /// An extension body of 128 bytes or more: its length takes two bytes,
-    /// so the body moves one byte on. Rare (a header with long names, a deep
-    /// stack on a 64-bit host); a byte loop costs less flash than `memmove`.
-    #[cold]
-    #[inline(never)]
-    fn widen_len(&mut self, at: usize, len: usize) {
-        if self.pos + 1 >= CAP {
-            self.pos = CAP;
-            return;
-        }
-        let mut i = self.pos;
-        while i > at + 1 {
-            // SAFETY: every position from `start` to `pos` (below `CAP`,
-            // checked above) was written, one after the other; `i - 1` is one.
-            let b = unsafe { self.buf[(i - 1) % CAP].assume_init() };
-            self.buf[i % CAP].write(b);
-            i -= 1;
-        }
-        self.buf[at % CAP].write(len as u8 | 0x80);
-        self.buf[(at + 1) % CAP].write((len >> 7) as u8);
-        self.pos += 1;
     }
 
     /// COBS-encodes the records in place and appends the delimiter. Returns
