@@ -16,6 +16,11 @@ pub struct StreamEncoder {
     delta: Delta,
     /// Records since the last sync; `SYNC_INTERVAL` forces one.
     since_sync: u32,
+    /// Heap events [`write_plain_event`](Self::write_plain_event) may still
+    /// write with nothing before them: `SYNC_INTERVAL - since_sync`, or 0
+    /// while a loss waits to be reported. One field, so that the common case
+    /// checks one value.
+    plain: u32,
     lost: u64,
 }
 
@@ -36,6 +41,7 @@ impl StreamEncoder {
         StreamEncoder {
             delta: Delta { ts: 0, addr: 0 },
             since_sync: SYNC_INTERVAL,
+            plain: 0,
             lost: 0,
         }
     }
@@ -106,13 +112,14 @@ impl StreamEncoder {
     /// past them).
     #[inline(always)]
     pub unsafe fn write_plain_event(&mut self, rec: &Record<'_>, out: *mut u8) -> Option<usize> {
-        if self.lost != 0 || self.since_sync >= SYNC_INTERVAL {
+        if self.plain == 0 {
             return None;
         }
         // SAFETY: the caller's contract.
         let (len, delta) = unsafe { rec.encode_heap_event_unchecked(self.delta, out) }.ok()?;
         self.delta = delta;
         self.since_sync += 1;
+        self.plain -= 1;
         Some(len)
     }
 
@@ -152,12 +159,18 @@ impl StreamEncoder {
         self.delta = p.delta;
         self.lost -= p.lost;
         self.since_sync = if p.synced { 1 } else { self.since_sync + 1 };
+        self.plain = if self.lost == 0 {
+            SYNC_INTERVAL.saturating_sub(self.since_sync)
+        } else {
+            0
+        };
     }
 
     /// An event was dropped; the next committed record reports it.
     #[inline]
     pub fn lose(&mut self) {
         self.lost += 1;
+        self.plain = 0;
     }
 }
 

@@ -72,7 +72,7 @@ fn record_kind(l: &Local, s: &Slot, b: &Buffers, fp: usize, ev: Event) {
     // of a recursion. `RECORDING`: a signal handler's call that lands here
     // is counted as untracked (see `local`).
     l.busy.set(crate::local::RECORDING);
-    let seq = enter(s);
+    enter(s);
     // SAFETY: this thread owns the slot, so it is the only user of the encoder.
     let enc = unsafe { &mut *s.enc.get() };
     let ts = match ev {
@@ -91,11 +91,17 @@ fn record_kind(l: &Local, s: &Slot, b: &Buffers, fp: usize, ev: Event) {
     // no stack id; both specialised per kind.
     if depth == 0 {
         write(s, b, enc, ev, ts, exact, None);
-    } else if let Some(stack) = stack_of(l, s, b, enc, fp, depth, ev, ts, exact) {
-        write(s, b, enc, ev, ts, exact, stack);
+    } else {
+        match stack_of(l, b, fp, depth) {
+            Ok(stack) => write(s, b, enc, ev, ts, exact, stack),
+            Err(new) => {
+                let (k, w0, w1, w2, w3, w4) = ev.to_words();
+                record_new_stack(s, b, k, w0, w1, w2, w3, w4, ts, exact, new);
+            }
+        }
     }
     count(s, ev);
-    leave(s, seq);
+    leave(s);
     l.busy.set(0);
 }
 
@@ -128,12 +134,14 @@ fn write(
     // A failed alloc or realloc (rare) has no address: the general path,
     // so that the in-place one knows the address is there.
     if ev.failed() {
-        return record_general(s, b, enc, ev, ts, exact, stack);
+        let (k, w0, w1, w2, w3, w4) = ev.to_words();
+        return record_general(s, b, k, w0, w1, w2, w3, w4, ts, exact, stack);
     }
     // The record is built in each path, so that the common one keeps its
     // fields in registers.
     if !write_in_place(s, b, enc, &to_record(ev, ts, exact, stack)) {
-        record_general(s, b, enc, ev, ts, exact, stack);
+        let (k, w0, w1, w2, w3, w4) = ev.to_words();
+        record_general(s, b, k, w0, w1, w2, w3, w4, ts, exact, stack);
     }
 }
 
@@ -180,16 +188,24 @@ fn write_in_place(s: &Slot, b: &Buffers, enc: &mut StreamEncoder, rec: &Record<'
 /// Then sets the bound of the next in-place writes.
 #[cold]
 #[inline(never)]
+#[allow(clippy::too_many_arguments)]
 fn record_general(
     s: &Slot,
     b: &Buffers,
-    enc: &mut StreamEncoder,
-    ev: Event,
+    k: u8,
+    w0: usize,
+    w1: usize,
+    w2: usize,
+    w3: usize,
+    w4: usize,
     ts: u64,
     exact: bool,
     stack: Option<u32>,
 ) {
+    let ev = Event::from_words((k, w0, w1, w2, w3, w4));
     let rec = &to_record(ev, ts, exact, stack);
+    // SAFETY: this thread owns the slot, so it is the only user of the encoder.
+    let enc = unsafe { &mut *s.enc.get() };
     // SAFETY: the owner is the only user of its scratch space.
     let Scratch { bytes, .. } = unsafe { &mut *b.scratch.get() };
     // SAFETY: the owner is the ring's only producer, and nothing pushes to
@@ -232,43 +248,26 @@ fn refresh_fast_until(s: &Slot, b: &Buffers, enc: &StreamEncoder) {
 
 /// With a call stack: walks it and looks it up. A stack sent before costs
 /// only its id, returned for the event to go down the same path as one
-/// without a stack; no stack (a walk of depth 0) is `Some(None)`. A stack
-/// seen for the first time goes into the ring before the event, in the same
-/// entry: the event is then written, and this returns `None`. Out of line
-/// (the walk and the table are long), so that the path without stacks
-/// keeps its values in registers.
+/// without a stack; no stack (a walk of depth 0) is `Ok(None)`. A stack
+/// seen for the first time is `Err`: [`record_new_stack`] writes it and the
+/// event. Out of line (the walk and the table are long), so that the path
+/// without stacks keeps its values in registers.
 #[inline(never)]
-#[allow(clippy::too_many_arguments)]
-fn stack_of(
-    l: &Local,
-    s: &Slot,
-    b: &Buffers,
-    enc: &mut StreamEncoder,
-    fp: usize,
-    depth: usize,
-    ev: Event,
-    ts: u64,
-    exact: bool,
-) -> Option<Option<u32>> {
+fn stack_of(l: &Local, b: &Buffers, fp: usize, depth: usize) -> Result<Option<u32>, NewStack> {
     // SAFETY: the owner is the only user of its stack table and scratch
     // space; the walk writes the addresses into the scratch's frames.
     let (table, frames) = unsafe { (&mut *b.stacks.get(), &mut (*b.scratch.get()).frames) };
     let walk = table.capture(l.stack_top.get(), fp, &mut frames[..depth]);
     match walk.depth {
-        0 => Some(None),
+        0 => Ok(None),
         _ => match table.intern(&walk) {
-            Lookup::Known(id) => Some(Some(id)),
-            Lookup::New { id, key, at } => {
-                let new = NewStack {
-                    id,
-                    key,
-                    at,
-                    depth: walk.depth,
-                };
-                let rec = to_record(ev, ts, exact, Some(id));
-                record_new_stack(s, b, enc, &rec, new);
-                None
-            }
+            Lookup::Known(id) => Ok(Some(id)),
+            Lookup::New { id, key, at } => Err(NewStack {
+                id,
+                key,
+                at,
+                depth: walk.depth,
+            }),
         },
     }
 }
@@ -276,13 +275,24 @@ fn stack_of(
 /// The first event of a stack: its Stack record, then the event, in one ring
 /// entry; the table learns the stack once the entry is in the ring.
 #[inline(never)]
+#[allow(clippy::too_many_arguments)]
 fn record_new_stack(
     s: &Slot,
     b: &Buffers,
-    enc: &mut StreamEncoder,
-    rec: &Record<'_>,
+    k: u8,
+    w0: usize,
+    w1: usize,
+    w2: usize,
+    w3: usize,
+    w4: usize,
+    ts: u64,
+    exact: bool,
     new: NewStack,
 ) {
+    let ev = Event::from_words((k, w0, w1, w2, w3, w4));
+    let rec = &to_record(ev, ts, exact, Some(new.id));
+    // SAFETY: this thread owns the slot, so it is the only user of the encoder.
+    let enc = unsafe { &mut *s.enc.get() };
     // SAFETY: the owner is the only user of its scratch space.
     let Scratch { bytes, frames } = unsafe { &mut *b.scratch.get() };
     // SAFETY: the owner is the ring's only producer, and nothing pushes to
@@ -350,9 +360,9 @@ fn lose(s: &Slot, enc: &mut StreamEncoder) {
     s.counts.lost.add(1);
 }
 
-/// Opens the seqlock window: returns the even value to close it with.
+/// Opens the seqlock window (`seq` odd).
 #[inline(always)]
-fn enter(s: &Slot) -> usize {
+fn enter(s: &Slot) {
     // Relaxed: only this thread writes `seq`.
     let seq = s.seq.load(Ordering::Relaxed);
     s.seq.store(seq.wrapping_add(1), Ordering::Relaxed);
@@ -360,13 +370,17 @@ fn enter(s: &Slot) -> usize {
     // (the reader's Acquire load of a later value then sees it odd or sees
     // the window's writes complete).
     fence(Ordering::Release);
-    seq.wrapping_add(2)
 }
 
+/// Closes the window [`enter`] opened (`seq` even again). Reloads `seq`
+/// rather than keeping it from `enter`: one register less over the record.
 #[inline(always)]
-fn leave(s: &Slot, even: usize) {
+fn leave(s: &Slot) {
+    // Relaxed: only this thread writes `seq`, and it is odd since `enter`
+    // (a signal handler that interrupts the window does not record).
+    let seq = s.seq.load(Ordering::Relaxed);
     // Release: the window's writes happen before a reader sees it closed.
-    s.seq.store(even, Ordering::Release);
+    s.seq.store(seq.wrapping_add(1), Ordering::Release);
 }
 
 /// Appends one entry to the ring and keeps the record-boundary marks (the
@@ -499,10 +513,10 @@ fn open_stream(inner: &dyn GlobalAlloc, l: &Local, s: &Slot) -> *const Buffers {
         else {
             return core::ptr::null();
         };
-        let seq = enter(s);
+        enter(s);
         // The ring of a new or freed slot is empty, so this always fits.
         let ok = push(s, b, &buf[..len]);
-        leave(s, seq);
+        leave(s);
         if !ok {
             return core::ptr::null();
         }
@@ -571,9 +585,9 @@ pub(crate) fn meta(rec: &Record<'_>) -> bool {
             // A signal handler's call landing in the push must not record
             // into the ring mid-push: it is counted as untracked (see `local`).
             l.busy.set(crate::local::RECORDING);
-            let seq = enter(s);
+            enter(s);
             let ok = push(s, b, &buf[..len]);
-            leave(s, seq);
+            leave(s);
             l.busy.set(0);
             Some(ok)
         });
