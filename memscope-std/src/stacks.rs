@@ -77,16 +77,26 @@ pub(crate) struct StackTable {
     keys: [u64; TABLE],
     ids: [u32; TABLE],
     next_id: u32,
+    code: CodeRanges,
+}
+
+/// The code ranges a walk checks each return address against without a
+/// search. `repr(C)`: the x86_64 walk reads the fields by their offsets.
+#[repr(C)]
+struct CodeRanges {
+    /// The executable's code, as start and length: copied from the module
+    /// scan's first range by the thread's first walk that finds it known, a
+    /// load from the table rather than the shared list's count and bounds.
+    /// (0, 0) until then.
+    exe_start: usize,
+    exe_len: usize,
     /// The executable range, other than the executable's, that held the
-    /// latest return address found outside the executable, as (start,
-    /// length): usually libc's, which holds every thread's entry frame.
+    /// latest return address found outside the executable — usually
+    /// libc's, which holds every thread's entry frame — as its start's
+    /// offset from `exe_start` (the walk hashes offsets) and its length.
     /// (0, 0) when none yet.
-    other_code: (usize, usize),
-    /// The executable's code range as (start, length), copied from the
-    /// module scan's first range by this thread's first walk that finds it
-    /// known: a load from the table the walk already uses, rather than the
-    /// shared list's count and bounds. (0, 0) until then.
-    exe_code: (usize, usize),
+    other_offset: usize,
+    other_len: usize,
 }
 
 /// Result of [`StackTable::intern`].
@@ -178,6 +188,11 @@ fn mix(h: u64, a: u64) -> u64 {
 
 /// [`mix`]'s multiplier (2^64 / golden ratio, odd).
 const MIX_FACTOR: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// [`MIX_FACTOR`] in memory, where the x86_64 walk's multiply reads it (a
+/// register fewer in its loop).
+#[cfg(all(target_arch = "x86_64", not(miri)))]
+static MIX_FACTOR_IN_MEMORY: u64 = MIX_FACTOR;
 
 /// The table key of `frames`: what [`StackTable::capture`] returns for the
 /// same addresses when the executable starts at `exe_start`.
@@ -304,10 +319,11 @@ impl StackTable {
     /// [`follow`](Self::follow)'s loop without the writes, in assembly:
     /// compiled, the loop lost registers to the record path around it
     /// (constants reloaded and bounds spilled each frame) and took 19 to 20
-    /// instructions a frame; this one takes 15. It stops at a return
-    /// address outside both the executable and the other module of
-    /// `other_code`; the module search then runs here and the loop resumes
-    /// at the same frame when it found one.
+    /// instructions a frame; this one takes 15, and reads the ranges and the
+    /// hash's multiplier from memory so that it needs eight registers. It
+    /// stops at a return address outside both ranges of `code`; the module
+    /// search then runs here and the loop resumes at the same frame when it
+    /// found one.
     #[cfg(all(target_arch = "x86_64", not(miri)))]
     #[inline(always)]
     fn climb(&mut self, from: usize, limit: usize, max: usize) -> (usize, u64) {
@@ -315,17 +331,16 @@ impl StackTable {
         let mut h = SEED;
         let mut left = max;
         while left != 0 {
-            let (exe_start, exe_len) = self.exe_code;
-            let (other_start, other_len) = self.other_code;
             let unknown: usize;
             // SAFETY: the assembly reads the two words at `fp` only while
             // `sp <= fp <= limit` — the first `fp` is checked by
             // `first_record`, each next one by the same two comparisons as
             // `follow` (above the previous record, at most `limit`) — so
             // every read lies on this thread's own stack, mapped memory
-            // (unaligned reads are fine on x86_64). It writes only its
-            // register operands, uses no stack and leaves the flags
-            // clobbered (no `preserves_flags`).
+            // (unaligned reads are fine on x86_64); its other reads are the
+            // four words of `self.code` (`repr(C)`, borrowed for the block)
+            // and a static. It writes only its register operands, uses no
+            // stack and clobbers the flags (no `preserves_flags`).
             unsafe {
                 core::arch::asm!(
                     "2:",
@@ -333,12 +348,12 @@ impl StackTable {
                     "mov {ret}, qword ptr [{fp} + 8]",
                     // The offset from the executable's start: the hashed
                     // value, and in range when below its length.
-                    "sub {ret}, {exe_start}",
-                    "cmp {ret}, {exe_len}",
+                    "sub {ret}, qword ptr [{code}]",
+                    "cmp {ret}, qword ptr [{code} + 8]",
                     "jae 5f",
                     "3:",
                     "xor {h}, {ret}",
-                    "imul {h}, {k}",
+                    "imul {h}, qword ptr [rip + {k}]",
                     "rol {h}, 29",
                     "cmp {next}, {fp}",
                     "jbe 4f",
@@ -354,13 +369,13 @@ impl StackTable {
                     "dec {left}",
                     "xor {unknown:e}, {unknown:e}",
                     "jmp 6f",
-                    // Outside the executable: the other module's range, as
-                    // an offset from the executable's start too.
+                    // Outside the executable: the other module's range, its
+                    // start an offset from the executable's too.
                     "5:",
-                    "sub {ret}, {other_rel}",
-                    "cmp {ret}, {other_len}",
+                    "sub {ret}, qword ptr [{code} + 16]",
+                    "cmp {ret}, qword ptr [{code} + 24]",
                     "jae 7f",
-                    "add {ret}, {other_rel}",
+                    "add {ret}, qword ptr [{code} + 16]",
                     "jmp 3b",
                     // Outside both: the frame is not taken.
                     "7:",
@@ -372,22 +387,25 @@ impl StackTable {
                     next = out(reg) _,
                     ret = out(reg) _,
                     unknown = out(reg) unknown,
-                    exe_start = in(reg) exe_start,
-                    exe_len = in(reg) exe_len,
-                    other_rel = in(reg) other_start.wrapping_sub(exe_start),
-                    other_len = in(reg) other_len,
+                    code = in(reg) &self.code,
                     limit = in(reg) limit,
-                    k = in(reg) MIX_FACTOR,
+                    k = sym MIX_FACTOR_IN_MEMORY,
                     options(nostack, readonly),
                 );
             }
             if unknown == 0 {
                 break;
             }
+            // The thread's first walk: hash it again with the executable's
+            // start known (offsets from 0 so far).
+            if self.know_exe_code() {
+                (fp, h, left) = (from, SEED, max);
+                continue;
+            }
             // SAFETY: the assembly stopped at `fp` without moving past it:
             // `sp <= fp <= limit`, as for its own reads.
             let ret = unsafe { core::ptr::read_unaligned((fp + WORD) as *const usize) };
-            if !self.learn_code_of(ret) {
+            if !find_other_code(&mut self.code, ret) {
                 break;
             }
         }
@@ -403,25 +421,17 @@ impl StackTable {
         (n, if n == 0 { 0 } else { finish(h, n) })
     }
 
-    /// Makes `ret`, a return address outside the two ranges the walk
-    /// checks inline, lie in one of them if it is code: the executable's
-    /// range on a thread's first walk, or the module that holds it. Returns
-    /// whether the walk may resume at its frame.
-    #[cold]
-    #[inline(never)]
-    fn learn_code_of(&mut self, ret: usize) -> bool {
-        self.know_exe_code() || find_other_code(&mut self.other_code, ret)
-    }
-
     /// Copies the executable's range from the module scan when not done
-    /// yet; returns whether it changed.
+    /// yet; returns whether it changed (the other module's offset, taken
+    /// from the old start, is then forgotten).
     #[cold]
     fn know_exe_code(&mut self) -> bool {
-        if self.exe_code.1 != 0 {
+        if self.code.exe_len != 0 {
             return false;
         }
-        self.exe_code = first_code_range();
-        self.exe_code.1 != 0
+        (self.code.exe_start, self.code.exe_len) = first_code_range();
+        (self.code.other_offset, self.code.other_len) = (0, 0);
+        self.code.exe_len != 0
     }
 
     /// Follows the frame-pointer chain from the record at `from` (checked
@@ -442,7 +452,7 @@ impl StackTable {
         max: usize,
         out: *mut u64,
     ) -> (usize, u64) {
-        let (exe_start, exe_len) = self.exe_code;
+        let (exe_start, exe_len) = (self.code.exe_start, self.code.exe_len);
         let mut fp = from;
         let mut h = SEED;
         let mut n = 0;
@@ -467,7 +477,7 @@ impl StackTable {
             // hash takes the offset from the executable's start (one
             // register fewer in the loop; a bijection of the address).
             let offset = ret.wrapping_sub(exe_start);
-            if offset >= exe_len && !self.in_other_code(offset.wrapping_add(exe_start)) {
+            if offset >= exe_len && !self.in_other_code(offset) {
                 break;
             }
             if STORE {
@@ -487,13 +497,14 @@ impl StackTable {
         (n, h)
     }
 
-    /// Whether `a` lies in a module's code outside the executable: first
-    /// in the module this thread's walks found last, then (out of line) in
-    /// every module.
+    /// Whether the return address at `offset` from the executable's start
+    /// lies in a module's code outside the executable: first in the module
+    /// this thread's walks found last, then (out of line) in every module.
     #[inline(always)]
-    fn in_other_code(&mut self, a: usize) -> bool {
-        let (start, len) = self.other_code;
-        a.wrapping_sub(start) < len || find_other_code(&mut self.other_code, a)
+    fn in_other_code(&mut self, offset: usize) -> bool {
+        let c = &mut self.code;
+        offset.wrapping_sub(c.other_offset) < c.other_len
+            || find_other_code(c, offset.wrapping_add(c.exe_start))
     }
 }
 
@@ -512,14 +523,15 @@ fn first_record(stack_top: usize, from: usize) -> Option<usize> {
 }
 
 /// Whether `a` lies in a module's code outside the executable, searching all
-/// of them (`other_code`, the one found last, was not it); remembers the one
-/// found.
+/// of them (the one found last was not it); remembers the one found as
+/// `code`'s other module.
 #[cold]
 #[inline(never)]
-fn find_other_code(other_code: &mut (usize, usize), a: usize) -> bool {
+fn find_other_code(code: &mut CodeRanges, a: usize) -> bool {
     match code_range_of(a) {
-        Some(r) => {
-            *other_code = r;
+        Some((start, len)) => {
+            code.other_offset = start.wrapping_sub(code.exe_start);
+            code.other_len = len;
             true
         }
         None => false,
@@ -669,8 +681,12 @@ mod tests {
             keys: [0; TABLE],
             ids: [0; TABLE],
             next_id: 0,
-            other_code: (0, 0),
-            exe_code: (0, 0),
+            code: CodeRanges {
+                exe_start: 0,
+                exe_len: 0,
+                other_offset: 0,
+                other_len: 0,
+            },
         })
     }
 
@@ -732,7 +748,7 @@ mod tests {
         if w.depth > 0 {
             assert_eq!(
                 w.key,
-                key_of(&out[..w.depth], t.exe_code.0),
+                key_of(&out[..w.depth], t.code.exe_start),
                 "hashed on the way"
             );
         }
