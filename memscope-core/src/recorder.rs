@@ -492,7 +492,7 @@ impl<S: Sink, C: Clock, K: StackSource> Stream<S, C, K> {
             let synced = open(st, &mut f);
             // id, count, then each address as the zigzag distance from the
             // one before (the first from 0).
-            f.ext(
+            f.ext_often(
                 ext::STACK as u8,
                 #[inline(never)]
                 |f: &mut FrameOut| {
@@ -903,5 +903,86 @@ mod tests {
         assert!(!s.finish());
         assert!(s.sink.taken.borrow().is_empty());
         assert_eq!(s.stats().lost, 1);
+    }
+
+    /// Reports the frames it was made with, each stack new.
+    struct Given(Vec<u64>);
+
+    impl StackSource for Given {
+        fn capture(&mut self, out: &mut [u64]) -> usize {
+            let n = self.0.len().min(out.len());
+            out[..n].copy_from_slice(&self.0[..n]);
+            n
+        }
+        fn intern(&mut self, _frames: &[u64]) -> crate::stack::Interned {
+            crate::stack::Interned {
+                id: 300,
+                known: false,
+                hash: 0,
+            }
+        }
+        fn sent(&mut self, _interned: crate::stack::Interned) {}
+    }
+
+    #[test]
+    fn stack_frames_are_the_reference_encoders_short_and_long() {
+        // 3 near frames (a one-byte length), 16 far 64-bit ones (a body of
+        // more than 127 bytes: a two-byte length).
+        let near = std::vec![0x0800_1001, 0x0800_2002, 0x0800_3003];
+        let far: Vec<u64> = (0..16u64)
+            .map(|i| (i << 60) | (i * 0x1234_5678_9abc))
+            .collect();
+        for frames in [near, far] {
+            let s = Stream::with_stacks(
+                Scripted::new(Vec::new()),
+                crate::NoClock,
+                StreamInfo::new("t"),
+                Given(frames.clone()),
+            );
+            s.alloc(layout(16, 3), false, || 0x2000_0010 as *mut u8);
+            let got = s.sink.taken.into_inner();
+
+            // Header frame, then the Stack's frame (with the stream's first
+            // Sync), then the alloc's, as the reference writes them.
+            let mut want = recorded_header("t");
+            let mut enc = StreamEncoder::new();
+            for rec in [
+                Record::Stack(crate::wire::Stack {
+                    id: 300,
+                    frames: crate::wire::Frames::Slice(&frames),
+                }),
+                Record::Alloc(Alloc {
+                    ts: 0,
+                    addr: Some(0x2000_0010),
+                    size: 16,
+                    align: 8,
+                    zeroed: false,
+                    stack: Some(300),
+                }),
+            ] {
+                let mut buf = [0u8; 512];
+                let p = enc.prepare(&rec, &mut buf).unwrap();
+                let mut frame = [0u8; max_frame_len(512)];
+                let n = encode_frame(0, false, &[&buf[..p.len]], &mut frame).unwrap();
+                want.extend_from_slice(&frame[..n]);
+                enc.commit(p);
+            }
+            assert_eq!(got, want, "{} frames", frames.len());
+        }
+    }
+
+    /// The header frame (leading 0x00 included) of a `NoClock` stream
+    /// named `program`, as the reference writes it.
+    fn recorded_header(program: &str) -> Vec<u8> {
+        let mut h = Header::new(core::mem::size_of::<usize>() as u8, 0, program);
+        h.target = "";
+        let mut rec = [0u8; 512];
+        let (len, _) = Record::Header(h)
+            .encode(Default::default(), &mut rec)
+            .unwrap();
+        let mut frame = std::vec![0u8; 1 + max_frame_len(512)];
+        let n = encode_frame(0, false, &[&rec[..len]], &mut frame[1..]).unwrap();
+        frame.truncate(1 + n);
+        frame
     }
 }

@@ -100,9 +100,9 @@ impl FrameOut {
     /// `body` writes: `00 kind len body`, `len` a varint.
     ///
     /// `body` runs twice: once where the record goes, to learn its length,
-    /// then again after the length. Extension records are rare on this path
-    /// (the header, a new stack, the end), and this way no body ever moves
-    /// when its length takes two bytes: no shifting code in flash.
+    /// then again after the length. For the records written once or twice
+    /// a session (header, heap region, end): no body ever moves when its
+    /// length takes two bytes, so there is no shifting code in flash.
     #[inline(always)]
     pub(super) fn ext(&mut self, kind: u8, body: impl Fn(&mut Self)) {
         let at = self.pos;
@@ -113,6 +113,28 @@ impl FrameOut {
         self.byte(kind);
         self.varint(len as u64);
         body(self);
+    }
+
+    /// [`ext`](Self::ext) for a record written often (a new call stack):
+    /// the body goes after a one-byte length, which holds every body below
+    /// 128 bytes (a 32-bit core's deepest stack record takes 86), and only a
+    /// longer one (a deep stack on a 64-bit host) is written a second time,
+    /// after its two-byte length.
+    #[inline(always)]
+    pub(super) fn ext_often(&mut self, kind: u8, body: impl Fn(&mut Self)) {
+        self.byte(0);
+        self.byte(kind);
+        let at = self.pos;
+        self.byte(0);
+        body(self);
+        let len = self.pos.wrapping_sub(at + 1);
+        if len < 0x80 {
+            self.buf[at % CAP].write(len as u8);
+        } else {
+            self.pos = at;
+            self.varint(len as u64);
+            body(self);
+        }
     }
 
     /// COBS-encodes the records in place and appends the delimiter. Returns
