@@ -488,67 +488,83 @@ impl Merger {
             // each thread in stretches, so most events leave without touching
             // the heap. Keys are unique (they end with the lane), so the order
             // is exactly that of releasing one heap top at a time.
-            loop {
-                let lane = &mut self.lanes[l as usize];
-                let Some(&ev) = lane.queue.front() else {
-                    break;
-                };
-                let passed = std::mem::take(&mut lane.pass);
-                if !passed {
-                    if let Some((addr, want)) = needs(&ev) {
-                        if target.live_size(addr).is_some_and(|size| !want.met(size)) {
-                            lane.hold = Some(Hold {
-                                addr,
-                                want,
-                                upper: None,
-                                scanned: 1,
-                            });
-                            self.held.push(l);
-                            // Until expire_holds() knows the new bound.
-                            self.hold_floor = 0;
-                            break;
-                        }
-                    }
-                }
-                lane.queue.pop_front(&mut self.pool);
-                self.buffered -= 1;
-                // Only a clock reading can be late: other timestamps are lower
-                // bounds. A reading may be early by the slack, and a lane that
-                // was held lags by design.
-                if !passed
-                    && ev.ts.saturating_add(slack) < self.released_ts
-                    && ev.ts >= lane.held_until
-                    && reads_clock(&ev)
-                {
-                    self.late += 1;
-                }
-                self.released_ts = self.released_ts.max(ev.ts);
-                // The buffered events were written a window ago and have
-                // left the cache: fetch the ones a lookahead further on, so
-                // that the lookahead's own read (next call) finds them.
-                prefetch_event(lane.queue.get(2 * LOOKAHEAD));
-                target.apply(&ev, lane.queue.get(LOOKAHEAD));
-                // A lane that stopped being held re-entered the heap after the
-                // runner-up was read: leave the run.
-                let resolved = !self.held.is_empty()
-                    && touched(&ev).is_some_and(|a| self.is_held_addr(a))
-                    && self.resolve_holds(target);
-                let lane = &self.lanes[l as usize];
-                let Some(next) = lane.queue.front() else {
+            //
+            // The run walks the lane's front chunk by index and drops what it
+            // released from the queue a chunk at a time, not event by event.
+            let mut first = true;
+            let mut resolved = false;
+            'run: loop {
+                let avail = self.lanes[l as usize].queue.front_len();
+                if avail == 0 {
+                    let lane = &self.lanes[l as usize];
                     if !lane.closed && !end {
                         bound = bound.min(lane.last_ts);
                     }
                     break;
-                };
-                let Reverse(nk) = key(next, l);
-                if resolved
-                    || (!self.held.is_empty() && nk.0 > self.hold_floor)
-                    || runner_up.is_some_and(|r| nk > r || (nk.0 == r.0 && nk.1 == 0 && r.1 == 0))
-                    || (!end && !self.releasable(&nk, bound))
-                {
-                    self.heads.push(Reverse(nk));
-                    break;
                 }
+                let mut i = 0;
+                while i < avail {
+                    let lane = &mut self.lanes[l as usize];
+                    let ev = *lane.queue.front_at(i);
+                    if !first {
+                        let Reverse(nk) = key(&ev, l);
+                        // A lane that stopped being held re-entered the heap
+                        // after the runner-up was read: leave the run.
+                        if resolved
+                            || (!self.held.is_empty() && nk.0 > self.hold_floor)
+                            || runner_up
+                                .is_some_and(|r| nk > r || (nk.0 == r.0 && nk.1 == 0 && r.1 == 0))
+                            || (!end && !self.releasable(&nk, bound))
+                        {
+                            self.heads.push(Reverse(nk));
+                            self.lanes[l as usize].queue.pop_n(i, &mut self.pool);
+                            break 'run;
+                        }
+                    }
+                    first = false;
+                    let lane = &mut self.lanes[l as usize];
+                    let passed = std::mem::take(&mut lane.pass);
+                    if !passed {
+                        if let Some((addr, want)) = needs(&ev) {
+                            if target.live_size(addr).is_some_and(|size| !want.met(size)) {
+                                lane.hold = Some(Hold {
+                                    addr,
+                                    want,
+                                    upper: None,
+                                    scanned: 1,
+                                });
+                                lane.queue.pop_n(i, &mut self.pool);
+                                self.held.push(l);
+                                // Until expire_holds() knows the new bound.
+                                self.hold_floor = 0;
+                                break 'run;
+                            }
+                        }
+                    }
+                    self.buffered -= 1;
+                    // Only a clock reading can be late: other timestamps are
+                    // lower bounds. A reading may be early by the slack, and a
+                    // lane that was held lags by design.
+                    if !passed
+                        && ev.ts.saturating_add(slack) < self.released_ts
+                        && ev.ts >= lane.held_until
+                        && reads_clock(&ev)
+                    {
+                        self.late += 1;
+                    }
+                    self.released_ts = self.released_ts.max(ev.ts);
+                    // The buffered events were written a window ago and have
+                    // left the cache: fetch the ones a lookahead further on,
+                    // so that the lookahead's own read (next call) finds
+                    // them. (Events 0..=i are released but still queued.)
+                    prefetch_event(lane.queue.get(i + 1 + 2 * LOOKAHEAD));
+                    target.apply(&ev, lane.queue.get(i + 1 + LOOKAHEAD));
+                    resolved = !self.held.is_empty()
+                        && touched(&ev).is_some_and(|a| self.is_held_addr(a))
+                        && self.resolve_holds(target);
+                    i += 1;
+                }
+                self.lanes[l as usize].queue.pop_n(i, &mut self.pool);
             }
         }
     }

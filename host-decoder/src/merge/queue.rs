@@ -112,6 +112,42 @@ impl EventQueue {
         self.chunks.first().map(|c| &c[self.head])
     }
 
+    /// Events from the first on that sit in one chunk (0 when empty): those
+    /// [`front_at`](Self::front_at) reads.
+    #[inline]
+    pub fn front_len(&self) -> usize {
+        self.len.min(CHUNK - self.head)
+    }
+
+    /// The event `i` places after the first, `i` below
+    /// [`front_len`](Self::front_len).
+    #[inline]
+    pub fn front_at(&self, i: usize) -> &Event {
+        &self.chunks[0][self.head + i]
+    }
+
+    /// Drops the first `n` events (at most [`front_len`](Self::front_len));
+    /// a chunk left empty goes back to `pool`.
+    #[inline]
+    pub fn pop_n(&mut self, n: usize, pool: &mut Pool) {
+        debug_assert!(n <= self.front_len());
+        if n == 0 {
+            return;
+        }
+        self.len -= n;
+        self.head += n;
+        if self.len == 0 {
+            // An empty lane keeps no chunk: a trace may have many threads.
+            for c in self.chunks.drain(..) {
+                pool.give(c);
+            }
+            self.head = 0;
+        } else if self.head == CHUNK {
+            pool.give(self.chunks.remove(0));
+            self.head = 0;
+        }
+    }
+
     /// The event `i` places after the first.
     #[inline]
     pub fn get(&self, i: usize) -> Option<&Event> {
@@ -125,23 +161,9 @@ impl EventQueue {
     }
 
     /// Drops the first event; a chunk left empty goes back to `pool`.
-    #[inline]
+    #[cfg(test)]
     pub fn pop_front(&mut self, pool: &mut Pool) {
-        if self.len == 0 {
-            return;
-        }
-        self.len -= 1;
-        self.head += 1;
-        if self.len == 0 {
-            // An empty lane keeps no chunk: a trace may have many threads.
-            for c in self.chunks.drain(..) {
-                pool.give(c);
-            }
-            self.head = 0;
-        } else if self.head == CHUNK {
-            pool.give(self.chunks.remove(0));
-            self.head = 0;
-        }
+        self.pop_n(usize::from(self.len != 0), pool);
     }
 
     /// The events from the `start`-th on (without stepping over the ones
@@ -186,6 +208,14 @@ mod tests {
                 ts += 1;
                 q[l].push_back(ev(ts), &mut pool);
                 want[l].push_back(ev(ts));
+            } else if r.is_multiple_of(5) {
+                // A run read by index, then dropped at once.
+                let n = q[l].front_len().min((r >> 20) as usize % 40);
+                for i in 0..n {
+                    assert_eq!(Some(q[l].front_at(i)), want[l].get(i));
+                }
+                q[l].pop_n(n, &mut pool);
+                want[l].drain(..n);
             } else {
                 assert_eq!(q[l].front(), want[l].front());
                 q[l].pop_front(&mut pool);
