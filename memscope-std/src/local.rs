@@ -160,11 +160,41 @@ pub(crate) fn path() -> Path {
 /// final flush takes what is in the ring).
 #[inline(always)]
 pub(crate) fn on_recorded(inner: &dyn GlobalAlloc, s: &Slot, fp: usize, ev: Event) {
+    // A failed alloc or realloc (rare) goes out of line, so that the common
+    // path never carries the question. As plain words: an `Event` passed by
+    // reference would keep the common path's copy in memory.
+    if ev.failed() {
+        let (k, w0, w1, w2, w3, w4) = ev.to_words();
+        return on_recorded_failed(inner, s, fp, k, w0, w1, w2, w3, w4);
+    }
     let l = LOCAL.with(|l| l as *const Local);
     // SAFETY: as in `path`.
     let l = unsafe { &*l };
     stats::count(&s.stats, ev);
     record::event_inline(inner, l, s, fp, ev);
+}
+
+/// [`on_recorded`] of a call that returned null.
+#[cold]
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn on_recorded_failed(
+    inner: &dyn GlobalAlloc,
+    s: &Slot,
+    fp: usize,
+    k: u8,
+    w0: usize,
+    w1: usize,
+    w2: usize,
+    w3: usize,
+    w4: usize,
+) {
+    let ev = Event::from_words((k, w0, w1, w2, w3, w4));
+    let l = LOCAL.with(|l| l as *const Local);
+    // SAFETY: as in `path`.
+    let l = unsafe { &*l };
+    stats::count(&s.stats, ev);
+    record::event(inner, l, s, fp, ev);
 }
 
 /// After the inner call of a [`Path::Track`] call (testing mode, recording

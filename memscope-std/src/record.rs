@@ -92,12 +92,9 @@ fn record_kind(l: &Local, s: &Slot, b: &Buffers, fp: usize, ev: Event) {
     if depth == 0 {
         write(s, b, enc, ev, ts, exact, None);
     } else {
-        match stack_of(l, b, fp, depth) {
-            Ok(stack) => write(s, b, enc, ev, ts, exact, stack),
-            Err(new) => {
-                let (k, w0, w1, w2, w3, w4) = ev.to_words();
-                record_new_stack(s, b, k, w0, w1, w2, w3, w4, ts, exact, new);
-            }
+        let (k, w0, w1, w2, w3, w4) = ev.to_words();
+        if let Some(stack) = stack_of(l, s, b, fp, depth, k, w0, w1, w2, w3, w4, ts, exact) {
+            write(s, b, enc, ev, ts, exact, stack);
         }
     }
     count(s, ev);
@@ -131,9 +128,12 @@ fn write(
     exact: bool,
     stack: Option<u32>,
 ) {
-    // A failed alloc or realloc (rare) has no address: the general path,
-    // so that the in-place one knows the address is there.
-    if ev.failed() {
+    // A failed alloc or realloc (rare) has no address, an alignment of 128
+    // or more (rare) an explicit field: the general path, so that the
+    // in-place one knows the address is there and the alignment fits the tag.
+    let (Event::Alloc { align, .. } | Event::Dealloc { align, .. } | Event::Realloc { align, .. }) =
+        ev;
+    if ev.failed() || align >= 1 << 7 {
         let (k, w0, w1, w2, w3, w4) = ev.to_words();
         return record_general(s, b, k, w0, w1, w2, w3, w4, ts, exact, stack);
     }
@@ -248,37 +248,20 @@ fn refresh_fast_until(s: &Slot, b: &Buffers, enc: &StreamEncoder) {
 
 /// With a call stack: walks it and looks it up. A stack sent before costs
 /// only its id, returned for the event to go down the same path as one
-/// without a stack; no stack (a walk of depth 0) is `Ok(None)`. A stack
-/// seen for the first time is `Err`: [`record_new_stack`] writes it and the
-/// event. Out of line (the walk and the table are long), so that the path
-/// without stacks keeps its values in registers.
-#[inline(never)]
-fn stack_of(l: &Local, b: &Buffers, fp: usize, depth: usize) -> Result<Option<u32>, NewStack> {
-    // SAFETY: the owner is the only user of its stack table and scratch
-    // space; the walk writes the addresses into the scratch's frames.
-    let (table, frames) = unsafe { (&mut *b.stacks.get(), &mut (*b.scratch.get()).frames) };
-    let walk = table.capture(l.stack_top.get(), fp, &mut frames[..depth]);
-    match walk.depth {
-        0 => Ok(None),
-        _ => match table.intern(&walk) {
-            Lookup::Known(id) => Ok(Some(id)),
-            Lookup::New { id, key, at } => Err(NewStack {
-                id,
-                key,
-                at,
-                depth: walk.depth,
-            }),
-        },
-    }
-}
-
-/// The first event of a stack: its Stack record, then the event, in one ring
-/// entry; the table learns the stack once the entry is in the ring.
+/// without a stack; no stack (a walk of depth 0) is `Some(None)`. A stack
+/// seen for the first time goes into the ring before the event, in the same
+/// entry ([`record_new_stack`]), and this returns `None`. Out of line (the
+/// walk and the table are long), so that the path without stacks keeps its
+/// values in registers; the event comes as plain words (see
+/// [`Words`](crate::event::Words)).
 #[inline(never)]
 #[allow(clippy::too_many_arguments)]
-fn record_new_stack(
+fn stack_of(
+    l: &Local,
     s: &Slot,
     b: &Buffers,
+    fp: usize,
+    depth: usize,
     k: u8,
     w0: usize,
     w1: usize,
@@ -287,9 +270,34 @@ fn record_new_stack(
     w4: usize,
     ts: u64,
     exact: bool,
-    new: NewStack,
-) {
-    let ev = Event::from_words((k, w0, w1, w2, w3, w4));
+) -> Option<Option<u32>> {
+    // SAFETY: the owner is the only user of its stack table and scratch
+    // space; the walk writes the addresses into the scratch's frames.
+    let (table, frames) = unsafe { (&mut *b.stacks.get(), &mut (*b.scratch.get()).frames) };
+    let walk = table.capture(l.stack_top.get(), fp, &mut frames[..depth]);
+    match walk.depth {
+        0 => Some(None),
+        _ => match table.intern(&walk) {
+            Lookup::Known(id) => Some(Some(id)),
+            Lookup::New { id, key, at } => {
+                let new = NewStack {
+                    id,
+                    key,
+                    at,
+                    depth: walk.depth,
+                };
+                let ev = Event::from_words((k, w0, w1, w2, w3, w4));
+                record_new_stack(s, b, ev, ts, exact, new);
+                None
+            }
+        },
+    }
+}
+
+/// The first event of a stack: its Stack record, then the event, in one ring
+/// entry; the table learns the stack once the entry is in the ring.
+#[inline(never)]
+fn record_new_stack(s: &Slot, b: &Buffers, ev: Event, ts: u64, exact: bool, new: NewStack) {
     let rec = &to_record(ev, ts, exact, Some(new.id));
     // SAFETY: this thread owns the slot, so it is the only user of the encoder.
     let enc = unsafe { &mut *s.enc.get() };

@@ -53,6 +53,10 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: memscope_std::MemScope<Counting> = memscope_std::MemScope::new(Counting);
 
 /// Mixed work: vectors grown by push, strings, a map, frees in another order.
+/// A block whose alignment the wire format cannot put in the tag.
+#[repr(align(256))]
+struct Aligned([u8; 32]);
+
 fn work(seed: u64, rounds: usize) -> u64 {
     let mut x = seed | 1;
     let mut rnd = move || {
@@ -81,6 +85,12 @@ fn work(seed: u64, rounds: usize) -> u64 {
         map.insert(rnd() % 500, format!("value {i}"));
         let b = Box::new([0u64; 4]);
         sum += b[0];
+        if i % 8 == 0 {
+            // An alignment of 128 or more has its own field on the wire
+            // (memscope's general record path, not the in-place one).
+            let a = Box::new(Aligned([i as u8; 32]));
+            sum += u64::from(std::hint::black_box(&a).0[0]);
+        }
     }
     sum + map.len() as u64
 }
