@@ -274,7 +274,11 @@ mod fast {
                     #[cfg(target_arch = "x86_64")]
                     if std::is_x86_feature_detected!("pclmulqdq") {
                         // SAFETY: detected just above.
-                        assert_eq!(unsafe { clmul::update(table, reg, &data) }, want, "clmul {len}");
+                        assert_eq!(
+                            unsafe { clmul::update(table, reg, &data) },
+                            want,
+                            "clmul {len}"
+                        );
                     }
                 }
             }
