@@ -3,19 +3,16 @@
 //!
 //! The writer frames every byte the program's threads record, so on a busy
 //! program it spends most of its time here. memscope-core's encoder is built
-//! for microcontrollers (byte-at-a-time COBS, a 256-entry CRC table); this one
-//! trades memory for speed on a desktop: a slicing-by-16 CRC table (8 KiB) and
-//! a COBS loop that finds each run between zero bytes eight bytes at a time
-//! and copies it whole. The output
-//! is byte-identical (docs/FORMAT.md's frame), which the tests check against
-//! memscope-core's encoder on random and adversarial payloads.
+//! for microcontrollers (byte-at-a-time COBS); this one uses memscope-core's
+//! host CRC ([`Crc16`] with the `fast-frames` feature: carry-less
+//! multiplication, 64 bytes a step) and a COBS loop that copies the input 64
+//! bytes at a time and finds its zero bytes as one bit mask (SSE2, or AVX2
+//! when the CPU has it). The output is byte-identical (docs/FORMAT.md's
+//! frame), which the tests check against memscope-core's encoder on random
+//! and adversarial payloads.
 
-use memscope_core::frame::{encode_seq, max_frame_len, MAX_HEAD_LEN, MAX_SEQ_LEN};
+use memscope_core::frame::{encode_seq, max_frame_len, Crc16, MAX_HEAD_LEN, MAX_SEQ_LEN};
 use std::collections::HashMap;
-
-/// CRC-16/IBM-SDLC, as memscope-core's frames use, 16 bytes a step.
-const CRC16: crc::Crc<u16, crc::Table<16>> =
-    crc::Crc::<u16, crc::Table<16>>::new(&crc::CRC_16_IBM_SDLC);
 
 /// Output bytes needed to frame `payload` bytes of records, frame number
 /// included.
@@ -73,12 +70,12 @@ pub(crate) fn encode_checked(stream: u32, parts: &[&[u8]], out: &mut [u8]) -> Op
     }
     let mut head = [0u8; MAX_HEAD_LEN];
     let head = varint(&mut head, (u64::from(stream) << 1) | 1);
-    let mut digest = CRC16.digest();
+    let mut digest = Crc16::new();
     digest.update(head);
     for p in parts {
         digest.update(p);
     }
-    let crc = digest.finalize().to_le_bytes();
+    let crc = digest.finish().to_le_bytes();
     let mut cobs = Cobs::new(out);
     cobs.push(head);
     for p in parts {
@@ -101,38 +98,29 @@ fn varint(buf: &mut [u8; MAX_HEAD_LEN], mut v: u64) -> &[u8] {
     &buf[..=n]
 }
 
-/// Index of the first zero byte of `b` (`b.len()` when none), eight bytes
-/// at a time.
-#[inline]
-fn first_zero(b: &[u8]) -> usize {
-    let mut j = 0;
-    while let Some(chunk) = b[j..].first_chunk::<8>() {
-        let x = u64::from_le_bytes(*chunk);
-        // The lowest 0x80 bit marks the first zero byte exactly (borrows
-        // only produce false marks above a true zero).
-        let zeros = x.wrapping_sub(0x0101_0101_0101_0101) & !x & 0x8080_8080_8080_8080;
-        if zeros != 0 {
-            return j + (zeros.trailing_zeros() / 8) as usize;
-        }
-        j += 8;
-    }
-    j + b[j..].iter().position(|&x| x == 0).unwrap_or(b.len() - j)
-}
-
 /// COBS, matching the `cobs` crate's encoder exactly, including its one
 /// special case: a message whose last block is a full 254-byte run ends
 /// without the `0x01` code byte other encoders append.
+///
+/// Below 254 bytes a block's data lands one byte after where it was in the
+/// input, and each zero's place becomes the next block's code byte. So the
+/// encoder copies the input 64 bytes at a time to where it belongs, finds
+/// the zeros of those 64 bytes as one bit mask, and writes a code byte over
+/// each; only a block that fills up (254 bytes without a zero) moves the
+/// rest of the output one byte further.
 struct Cobs<'o> {
     out: &'o mut [u8],
     /// Where the current block's code byte goes.
     code_at: usize,
-    /// Next byte to write.
+    /// Where the next input byte goes.
     w: usize,
-    /// 1 + bytes in the current block.
-    code: u8,
-    /// The last byte pushed closed a full block (code 0xFF).
-    full_closed: bool,
 }
+
+/// The input is copied and scanned this many bytes at a time.
+const CHUNK: usize = 64;
+
+/// Data bytes of a full block.
+const FULL: usize = 254;
 
 impl<'o> Cobs<'o> {
     /// `out` must hold the encoding (checked by the caller).
@@ -141,57 +129,152 @@ impl<'o> Cobs<'o> {
             out,
             code_at: 0,
             w: 1,
-            code: 1,
-            full_closed: false,
         }
-    }
-
-    #[inline]
-    fn close_block(&mut self) {
-        self.out[self.code_at] = self.code;
-        self.code_at = self.w;
-        self.w += 1;
-        self.code = 1;
     }
 
     fn push(&mut self, data: &[u8]) {
-        // Records hold few zero bytes (a varint ends in a nonzero byte unless
-        // it is 0), so blocks are long: find where the current one ends (a
-        // zero, or the block's 254-byte limit) and copy the run in one go.
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (just detected), the one feature
+            // `push_avx2` is built with.
+            return unsafe { self.push_avx2(data) };
+        }
+        self.push_with(data, zero_mask);
+    }
+
+    /// [`push`](Self::push) with 32-byte vector moves and compares.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn push_avx2(&mut self, data: &[u8]) {
+        self.push_with(data, |c| zero_mask_avx2(c));
+    }
+
+    /// Inlined into each caller, so that the copies and `mask` are compiled
+    /// with the caller's vector instructions.
+    #[inline(always)]
+    fn push_with(&mut self, data: &[u8], mask: impl Fn(&[u8; CHUNK]) -> u64) {
+        // Locals, not fields, in the loops: stores to `out` would otherwise
+        // make the compiler write `code_at` back after every code byte.
+        let out = &mut *self.out;
+        let (mut code_at, mut w) = (self.code_at, self.w);
         let mut i = 0;
         while i < data.len() {
-            // At least 1: a block is closed as soon as it is full.
-            let room = usize::from(0xFF - self.code);
-            let run = &data[i..i + room.min(data.len() - i)];
-            let k = first_zero(run);
-            self.out[self.w..self.w + k].copy_from_slice(&run[..k]);
-            self.w += k;
-            self.code += k as u8;
-            i += k;
-            if k > 0 {
-                self.full_closed = false;
+            // Data bytes the current block can still take.
+            let room = FULL - (w - code_at - 1);
+            if room == 0 {
+                // A full block with a byte after it: close it (code 0xFF,
+                // no zero consumed) and move on one byte.
+                out[code_at] = 0xFF;
+                code_at = w;
+                w += 1;
+                continue;
             }
-            if self.code == 0xFF {
-                self.close_block();
-                self.full_closed = true;
-            } else if k < run.len() {
-                // data[i] is a zero: it ends the block.
-                self.close_block();
-                self.full_closed = false;
-                i += 1;
+            let rest = &data[i..];
+            let (n, mut zeros) = match rest.first_chunk::<CHUNK>() {
+                Some(chunk) => {
+                    // The encoding is at least as long as every byte of the
+                    // input at its place, so these 64 bytes fit in `out`.
+                    out[w..w + CHUNK].copy_from_slice(chunk);
+                    (CHUNK, mask(chunk))
+                }
+                None => {
+                    let n = rest.len();
+                    out[w..w + n].copy_from_slice(rest);
+                    let mask = rest
+                        .iter()
+                        .enumerate()
+                        .fold(0u64, |m, (k, &b)| m | (u64::from(b == 0) << k));
+                    (n, mask)
+                }
+            };
+            // A block that fills before its first zero ends at `room`: take
+            // only that far (the bytes copied after it move one further).
+            // After a zero the next block has room for far more than the
+            // rest of the chunk.
+            let take = if room < n && zeros.trailing_zeros() as usize >= room {
+                zeros = 0;
+                room
+            } else {
+                n
+            };
+            while zeros != 0 {
+                let at = w + zeros.trailing_zeros() as usize;
+                // The zero's place is the next block's code byte; the block
+                // before it is `at - code_at - 1` data bytes long.
+                out[code_at] = (at - code_at) as u8;
+                code_at = at;
+                zeros &= zeros - 1;
             }
+            w += take;
+            i += take;
         }
+        self.code_at = code_at;
+        self.w = w;
     }
 
     /// Writes the last code byte; returns the encoded length (no delimiter).
     fn finish(self) -> usize {
-        if self.full_closed {
-            // The `cobs` crate ends right after a full block.
-            return self.code_at;
-        }
-        self.out[self.code_at] = self.code;
+        // A last block of 254 bytes gets code 0xFF and nothing after it,
+        // like the `cobs` crate's.
+        self.out[self.code_at] = (self.w - self.code_at) as u8;
         self.w
     }
+}
+
+/// Bit `k` set where `chunk[k]` is zero.
+#[inline]
+fn zero_mask(chunk: &[u8; CHUNK]) -> u64 {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    {
+        // SAFETY: `zero_mask_sse2` needs SSE2, which this target has
+        // (`target_feature = "sse2"`: every x86_64 CPU does).
+        unsafe { zero_mask_sse2(chunk) }
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    {
+        chunk
+            .iter()
+            .enumerate()
+            .fold(0u64, |m, (k, &b)| m | (u64::from(b == 0) << k))
+    }
+}
+
+/// [`zero_mask`] 32 bytes an instruction.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn zero_mask_avx2(chunk: &[u8; CHUNK]) -> u64 {
+    use std::arch::x86_64::{
+        _mm256_cmpeq_epi8, _mm256_movemask_epi8, _mm256_set_epi64x, _mm256_setzero_si256,
+    };
+    let word = |at: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&chunk[at..at + 8]);
+        u64::from_le_bytes(b) as i64
+    };
+    let half = |at: usize| {
+        let v = _mm256_set_epi64x(word(at + 24), word(at + 16), word(at + 8), word(at));
+        _mm256_movemask_epi8(_mm256_cmpeq_epi8(v, _mm256_setzero_si256())) as u32
+    };
+    u64::from(half(0)) | u64::from(half(32)) << 32
+}
+
+/// [`zero_mask`] 16 bytes an instruction.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[target_feature(enable = "sse2")]
+fn zero_mask_sse2(chunk: &[u8; CHUNK]) -> u64 {
+    use std::arch::x86_64::{_mm_cmpeq_epi8, _mm_movemask_epi8, _mm_set_epi64x, _mm_setzero_si128};
+    let mut mask = 0u64;
+    for (q, part) in chunk.chunks_exact(16).enumerate() {
+        let word = |at: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&part[at..at + 8]);
+            u64::from_le_bytes(b) as i64
+        };
+        let v = _mm_set_epi64x(word(8), word(0));
+        let bits = _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_setzero_si128())) as u16;
+        mask |= u64::from(bits) << (16 * q);
+    }
+    mask
 }
 
 #[cfg(test)]
@@ -331,6 +414,72 @@ mod tests {
             panic!("a frame");
         };
         assert_eq!(memscope_core::frame::split_seq(records).0, Some(1));
+    }
+
+    /// COBS a byte at a time, as the `cobs` crate writes it (a last full
+    /// block gets no code byte after it).
+    fn naive_cobs(data: &[u8]) -> Vec<u8> {
+        let mut out = vec![0u8];
+        let (mut code_at, mut code, mut full_last) = (0, 1u8, false);
+        for &b in data {
+            full_last = false;
+            if b != 0 {
+                out.push(b);
+                code += 1;
+                if code < 0xFF {
+                    continue;
+                }
+                full_last = true;
+            }
+            out[code_at] = code;
+            code_at = out.len();
+            out.push(0);
+            code = 1;
+        }
+        if full_last {
+            out.pop();
+        } else {
+            out[code_at] = code;
+        }
+        out
+    }
+
+    /// The SSE2 (or portable) and AVX2 loops give the same bytes; the
+    /// tests above run whichever the CPU selects.
+    #[test]
+    fn every_cobs_loop_agrees() {
+        let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+        for round in 0..400 {
+            let len = (rng.next() % 2000) as usize;
+            let density = [0u64, 2, 30][round % 3];
+            let data: Vec<u8> = (0..len)
+                .map(|_| {
+                    let r = rng.next();
+                    if density > 0 && r % 256 < density {
+                        0
+                    } else {
+                        (r >> 8) as u8 | 1
+                    }
+                })
+                .collect();
+            let cap = max_frame_len(len);
+            let mut a = vec![0u8; cap];
+            let mut c = Cobs::new(&mut a);
+            c.push_with(&data, zero_mask);
+            let n = c.finish();
+            let want = naive_cobs(&data);
+            let m = want.len();
+            assert_eq!(&a[..n], &want[..], "round {round}");
+            #[cfg(target_arch = "x86_64")]
+            if std::is_x86_feature_detected!("avx2") {
+                let mut b = vec![0u8; cap];
+                let mut c = Cobs::new(&mut b);
+                // SAFETY: AVX2 detected just above.
+                unsafe { c.push_avx2(&data) };
+                let n = c.finish();
+                assert_eq!(&b[..n], &want[..m], "avx2 round {round}");
+            }
+        }
     }
 
     #[test]

@@ -427,8 +427,12 @@ impl Pending {
     /// At least `n` writable bytes after the frames so far.
     fn space(&mut self, n: usize) -> &mut [u8] {
         let need = self.len + n;
-        if self.buf.len() < need {
-            self.buf.resize(need.max(1 << 20), 0);
+        if self.buf.is_empty() {
+            // Zeroed by the allocator (fresh pages from the kernel for a
+            // buffer this size), not by a `memset` of the whole megabyte.
+            self.buf = vec![0; need.max(1 << 20)];
+        } else if self.buf.len() < need {
+            self.buf.resize(need, 0);
         }
         &mut self.buf[self.len..]
     }
