@@ -39,7 +39,7 @@
 //! libc, for every thread's entry frame — and only then, out of line,
 //! against every module), one multiply-rotate step of the stack's hash, and
 //! the two bounds checks of the next frame record. On x86_64 that loop is a
-//! few lines of assembly, 15 instructions a frame: compiled inside the
+//! few lines of assembly, 14 instructions a frame: compiled inside the
 //! record path it lost registers to the code around it and took 19 to 20.
 //!
 //! The hash is computed during the walk and the addresses are not written
@@ -319,8 +319,9 @@ impl StackTable {
     /// [`follow`](Self::follow)'s loop without the writes, in assembly:
     /// compiled, the loop lost registers to the record path around it
     /// (constants reloaded and bounds spilled each frame) and took 19 to 20
-    /// instructions a frame; this one takes 15, and reads the ranges and the
-    /// hash's multiplier from memory so that it needs eight registers. It
+    /// instructions a frame; this one takes 14 (unrolled twice, so that no
+    /// move passes a frame pointer on), and reads the ranges and the hash's
+    /// multiplier from memory so that it needs eight registers. It
     /// stops at a return address outside both ranges of `code`; the module
     /// search then runs here and the loop resumes at the same frame when it
     /// found one.
@@ -359,9 +360,28 @@ impl StackTable {
                     "jbe 4f",
                     "cmp {next}, {limit}",
                     "ja 4f",
-                    "mov {fp}, {next}",
+                    "dec {left}",
+                    "jz 8f",
+                    // The next frame, with the two registers' roles swapped
+                    // (the frame at `next`, its caller's into `fp`): no move
+                    // between frames.
+                    "mov {fp}, qword ptr [{next}]",
+                    "mov {ret}, qword ptr [{next} + 8]",
+                    "sub {ret}, qword ptr [{code}]",
+                    "cmp {ret}, qword ptr [{code} + 8]",
+                    "jae 15f",
+                    "13:",
+                    "xor {h}, {ret}",
+                    "imul {h}, qword ptr [rip + {k}]",
+                    "rol {h}, 29",
+                    "cmp {fp}, {next}",
+                    "jbe 4f",
+                    "cmp {fp}, {limit}",
+                    "ja 4f",
                     "dec {left}",
                     "jnz 2b",
+                    // The depth is reached.
+                    "8:",
                     "xor {unknown:e}, {unknown:e}",
                     "jmp 6f",
                     // Stopped after taking the frame (the chain ends here).
@@ -377,7 +397,16 @@ impl StackTable {
                     "jae 7f",
                     "add {ret}, qword ptr [{code} + 16]",
                     "jmp 3b",
-                    // Outside both: the frame is not taken.
+                    "15:",
+                    "sub {ret}, qword ptr [{code} + 16]",
+                    "cmp {ret}, qword ptr [{code} + 24]",
+                    "jae 17f",
+                    "add {ret}, qword ptr [{code} + 16]",
+                    "jmp 13b",
+                    // Outside both: the frame is not taken, and `fp` is its
+                    // address for the search below.
+                    "17:",
+                    "mov {fp}, {next}",
                     "7:",
                     "mov {unknown:e}, 1",
                     "6:",
