@@ -4,15 +4,19 @@
 //! Why not a `HashMap`: looking a block up is the one unavoidable cache miss
 //! per event, and the merge knows which addresses come next. This table can
 //! [`prefetch`](LiveTable::prefetch) an address's slot a few events ahead,
-//! so the miss overlaps with other work. Keys sit in their own array (eight
-//! bytes a probe, several probes a cache line), blocks in a parallel one that
-//! is touched once per hit. The hash is one multiply (Fibonacci hashing):
-//! addresses are not attacker-chosen here, and their low bits (alignment)
-//! carry little, which the multiply's top bits mix away.
+//! so the miss overlaps with other work. A slot is 16 bytes, an address and
+//! the index of its block (four slots a cache line); the blocks themselves
+//! sit in a slab whose freed entries are reused last-freed first, so the
+//! blocks of a churning program stay in a few hot cache lines, and the
+//! table's own arrays stay small: at most half the slots are full, and an
+//! empty slot costs 16 bytes, not the size of a block. The hash is one
+//! multiply (Fibonacci hashing): addresses are not attacker-chosen here, and
+//! their low bits (alignment) carry little, which the multiply's top bits mix
+//! away.
 //!
-//! Removal shifts the following entries back (no tombstones), so lookups stay
-//! short however many blocks come and go. The table keeps at most half its
-//! slots full and grows by doubling; it never shrinks during a session.
+//! Removal shifts the following slots back (no tombstones), so lookups stay
+//! short however many blocks come and go; only slots move, never blocks. The
+//! table grows by doubling and never shrinks during a session.
 
 use crate::state::Block;
 
@@ -21,11 +25,22 @@ const EMPTY: u64 = 0;
 /// Slots at first (a power of two).
 const MIN_SLOTS: usize = 1 << 10;
 
+/// One slot: an address and where its block is in the slab.
+#[derive(Clone, Copy, Default)]
+struct Slot {
+    addr: u64,
+    block: u32,
+}
+
 /// Blocks by address.
 #[derive(Clone)]
 pub struct LiveTable {
-    keys: Vec<u64>,
+    slots: Vec<Slot>,
+    /// The blocks, by the index a slot holds; entries listed in `free` are
+    /// unused.
     blocks: Vec<Block>,
+    /// Unused entries of `blocks`, the last freed last.
+    free: Vec<u32>,
     /// `64 - log2(slots)`: the multiply's top bits pick the slot.
     shift: u32,
     len: usize,
@@ -49,8 +64,9 @@ impl LiveTable {
     fn with_slots(slots: usize) -> Self {
         debug_assert!(slots.is_power_of_two());
         LiveTable {
-            keys: vec![EMPTY; slots],
-            blocks: vec![Block::default(); slots],
+            slots: vec![Slot::default(); slots],
+            blocks: Vec::new(),
+            free: Vec::new(),
             shift: 64 - slots.trailing_zeros(),
             len: 0,
             zero: None,
@@ -59,7 +75,7 @@ impl LiveTable {
 
     #[inline]
     fn mask(&self) -> usize {
-        self.keys.len() - 1
+        self.slots.len() - 1
     }
 
     #[inline]
@@ -79,20 +95,19 @@ impl LiveTable {
         self.len() == 0
     }
 
-    /// Asks the CPU to start loading the slot `addr` hashes to (its key and
-    /// its block), because a lookup of `addr` is coming. Only a hint.
+    /// Asks the CPU to start loading the slot `addr` hashes to, because a
+    /// lookup of `addr` is coming. Only a hint.
     #[inline]
     pub fn prefetch(&self, addr: u64) {
         #[cfg(target_arch = "x86_64")]
         {
             use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
             let i = self.home(addr);
-            // SAFETY: `i` is within both arrays (home() is below the slot
+            // SAFETY: `i` is within the slots (home() is below the slot
             // count), and a prefetch neither reads memory architecturally nor
             // faults.
             unsafe {
-                _mm_prefetch(self.keys.as_ptr().add(i).cast::<i8>(), _MM_HINT_T0);
-                _mm_prefetch(self.blocks.as_ptr().add(i).cast::<i8>(), _MM_HINT_T0);
+                _mm_prefetch(self.slots.as_ptr().add(i).cast::<i8>(), _MM_HINT_T0);
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -105,7 +120,7 @@ impl LiveTable {
         let mask = self.mask();
         let mut i = self.home(addr);
         loop {
-            let k = self.keys[i];
+            let k = self.slots[i].addr;
             if k == addr {
                 return Some(i);
             }
@@ -122,7 +137,8 @@ impl LiveTable {
         if *addr == EMPTY {
             return self.zero.as_ref();
         }
-        self.find(*addr).map(|i| &self.blocks[i])
+        self.find(*addr)
+            .map(|i| &self.blocks[self.slots[i].block as usize])
     }
 
     /// The block at `addr`, to change it.
@@ -131,7 +147,8 @@ impl LiveTable {
         if *addr == EMPTY {
             return self.zero.as_mut();
         }
-        self.find(*addr).map(|i| &mut self.blocks[i])
+        self.find(*addr)
+            .map(|i| &mut self.blocks[self.slots[i].block as usize])
     }
 
     /// Puts `block` at `addr`; returns the block that was there.
@@ -140,19 +157,33 @@ impl LiveTable {
         if addr == EMPTY {
             return self.zero.replace(block);
         }
-        if (self.len + 1) * 2 > self.keys.len() {
+        if (self.len + 1) * 2 > self.slots.len() {
             self.grow();
         }
         let mask = self.mask();
         let mut i = self.home(addr);
         loop {
-            let k = self.keys[i];
+            let k = self.slots[i].addr;
             if k == addr {
-                return Some(std::mem::replace(&mut self.blocks[i], block));
+                let b = self.slots[i].block as usize;
+                return Some(std::mem::replace(&mut self.blocks[b], block));
             }
             if k == EMPTY {
-                self.keys[i] = addr;
-                self.blocks[i] = block;
+                let b = match self.free.pop() {
+                    Some(b) => {
+                        self.blocks[b as usize] = block;
+                        b
+                    }
+                    None => {
+                        // At most half the slots are full and the slot count
+                        // is far below 2^32 (a slot per byte of a 64 GiB
+                        // table): the index fits.
+                        let b = self.blocks.len() as u32;
+                        self.blocks.push(block);
+                        b
+                    }
+                };
+                self.slots[i] = Slot { addr, block: b };
                 self.len += 1;
                 return None;
             }
@@ -167,49 +198,53 @@ impl LiveTable {
             return self.zero.take();
         }
         let mut hole = self.find(*addr)?;
-        let block = self.blocks[hole];
+        let b = self.slots[hole].block;
+        self.free.push(b);
         self.len -= 1;
-        // Backward shift: every entry after the hole in its probe run moves
+        // Backward shift: every slot after the hole in its probe run moves
         // into the hole unless the hole lies before its home slot.
         let mask = self.mask();
         let mut j = hole;
         loop {
             j = (j + 1) & mask;
-            let k = self.keys[j];
-            if k == EMPTY {
+            let s = self.slots[j];
+            if s.addr == EMPTY {
                 break;
             }
-            let home = self.home(k);
+            let home = self.home(s.addr);
             // Distance from home to j versus from the hole to j, cyclically.
             if (j.wrapping_sub(home) & mask) >= (j.wrapping_sub(hole) & mask) {
-                self.keys[hole] = k;
-                self.blocks[hole] = self.blocks[j];
+                self.slots[hole] = s;
                 hole = j;
             }
         }
-        self.keys[hole] = EMPTY;
-        Some(block)
+        self.slots[hole].addr = EMPTY;
+        Some(self.blocks[b as usize])
     }
 
+    /// Twice the slots; blocks stay where they are.
     fn grow(&mut self) {
-        let mut bigger = LiveTable::with_slots(self.keys.len() * 2);
-        bigger.zero = self.zero.take();
-        for (k, b) in self.keys.iter().zip(&self.blocks) {
-            if *k != EMPTY {
-                bigger.insert(*k, *b);
+        let n = self.slots.len() * 2;
+        let old = std::mem::replace(&mut self.slots, vec![Slot::default(); n]);
+        self.shift = 64 - n.trailing_zeros();
+        let mask = self.mask();
+        for s in old.into_iter().filter(|s| s.addr != EMPTY) {
+            let mut i = self.home(s.addr);
+            while self.slots[i].addr != EMPTY {
+                i = (i + 1) & mask;
             }
+            self.slots[i] = s;
         }
-        *self = bigger;
     }
 
     /// Every live block with its address, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&u64, &Block)> {
         const ZERO: u64 = 0;
         self.zero.as_ref().map(|b| (&ZERO, b)).into_iter().chain(
-            self.keys
+            self.slots
                 .iter()
-                .zip(&self.blocks)
-                .filter(|(k, _)| **k != EMPTY),
+                .filter(|s| s.addr != EMPTY)
+                .map(|s| (&s.addr, &self.blocks[s.block as usize])),
         )
     }
 
@@ -239,6 +274,7 @@ mod tests {
         let mut t = LiveTable::default();
         let mut m: HashMap<u64, Block> = HashMap::new();
         let mut r = 0x2545_F491_4F6C_DD1Du64;
+        let mut most = 0;
         for step in 0..200_000u64 {
             // xorshift64: reproducible without a dependency.
             r ^= r << 13;
@@ -252,8 +288,17 @@ mod tests {
                 assert_eq!(t.remove(&addr), m.remove(&addr));
             }
             assert_eq!(t.len(), m.len());
+            most = most.max(m.len());
         }
         assert!(m.len() > 1000, "the table grew: {}", m.len());
+        // Freed slab entries are reused: the slab holds no more blocks than
+        // were ever live at once.
+        assert!(
+            t.blocks.len() <= most,
+            "{} blocks for {most}",
+            t.blocks.len()
+        );
+        assert_eq!(t.blocks.len() - t.free.len(), t.len);
         for (a, b) in &m {
             assert_eq!(t.get(a), Some(b));
         }
