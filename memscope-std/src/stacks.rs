@@ -78,6 +78,12 @@ pub(crate) struct StackTable {
     ids: [u32; TABLE],
     next_id: u32,
     code: CodeRanges,
+    /// The lowest address of this thread's stack: a walk starts only when
+    /// the stack pointer is at or above it, so that everything between the
+    /// stack pointer and the top is this stack's mapped memory. 0 until the
+    /// thread's first walk looks it up; `usize::MAX` when unknown (then no
+    /// walk starts).
+    bottom: usize,
 }
 
 /// The code ranges a walk checks each return address against without a
@@ -108,6 +114,18 @@ pub(crate) enum Lookup {
 }
 
 impl StackTable {
+    /// The thread's first walk: looks up the lowest address of its stack
+    /// (see [`first_record`]) and keeps it; `usize::MAX` when unknown.
+    #[cold]
+    #[inline(never)]
+    fn look_up_bottom(&mut self) -> usize {
+        self.bottom = match current_stack() {
+            Some((bottom, _)) if bottom != 0 => bottom,
+            _ => usize::MAX,
+        };
+        self.bottom
+    }
+
     /// Whether the stack of `walk` (non-empty) was sent before.
     #[inline]
     pub(crate) fn intern(&self, walk: &Walk) -> Lookup {
@@ -245,7 +263,11 @@ impl StackTable {
             key: 0,
             known: None,
         };
-        let Some(limit) = first_record(stack_top, from) else {
+        let bottom = match self.bottom {
+            0 => self.look_up_bottom(),
+            b => b,
+        };
+        let Some(limit) = first_record(bottom, stack_top, from) else {
             return none;
         };
         let (n, h) = self.hash_chain(from, limit, out.len());
@@ -544,11 +566,17 @@ const RECORD: usize = 2 * WORD;
 /// The highest address a frame record may start at (a record must end at
 /// or below `stack_top`), when `from` is a frame record's address between
 /// the stack pointer and there; `None` otherwise (no stack to walk).
+///
+/// The stack pointer must lie in this thread's stack (`bottom` and up): on
+/// a signal handler's alternate stack, a `stacker` segment or a coroutine's
+/// stack, the range from the stack pointer to the thread's top may cross
+/// unmapped memory, and a stray frame pointer there would fault. Such a
+/// call gets no stack.
 #[inline(always)]
-fn first_record(stack_top: usize, from: usize) -> Option<usize> {
+fn first_record(bottom: usize, stack_top: usize, from: usize) -> Option<usize> {
     let sp = stack_pointer()?;
     let limit = stack_top.checked_sub(RECORD)?;
-    (from >= sp && from <= limit).then_some(limit)
+    (sp >= bottom && from >= sp && from <= limit).then_some(limit)
 }
 
 /// Whether `a` lies in a module's code outside the executable, searching all
@@ -675,6 +703,12 @@ fn code_range_of(a: usize) -> Option<(usize, usize)> {
 /// May allocate through libc's `malloc` (glibc reads /proc/self/maps for the
 /// main thread), never through Rust's global allocator.
 pub(crate) fn current_stack_top() -> usize {
+    current_stack().map_or(0, |(bottom, size)| bottom.saturating_add(size))
+}
+
+/// The lowest address and the size of the calling thread's stack, when
+/// known. As [`current_stack_top`] for allocation.
+fn current_stack() -> Option<(usize, usize)> {
     #[cfg(target_os = "linux")]
     {
         // SAFETY: `attr` is initialised by `pthread_getattr_np` before use and
@@ -682,22 +716,18 @@ pub(crate) fn current_stack_top() -> usize {
         unsafe {
             let mut attr: libc::pthread_attr_t = core::mem::zeroed();
             if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
-                return 0;
+                return None;
             }
             let mut addr: *mut libc::c_void = core::ptr::null_mut();
             let mut size: libc::size_t = 0;
             let ok = libc::pthread_attr_getstack(&attr, &mut addr, &mut size) == 0;
             libc::pthread_attr_destroy(&mut attr);
-            if ok {
-                (addr as usize).saturating_add(size)
-            } else {
-                0
-            }
+            ok.then_some((addr as usize, size))
         }
     }
     #[cfg(not(target_os = "linux"))]
     {
-        0
+        None
     }
 }
 
@@ -716,6 +746,7 @@ mod tests {
                 other_offset: 0,
                 other_len: 0,
             },
+            bottom: 0,
         })
     }
 
@@ -756,6 +787,27 @@ mod tests {
         sorted.sort_unstable();
         sorted.dedup();
         assert_eq!(sorted.len(), keys.len(), "two stacks share a key");
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "reads the stack pointer with inline assembly")]
+    fn no_walk_unless_the_stack_pointer_is_in_the_thread_stack() {
+        let (bottom, size) = current_stack().expect("this thread's stack");
+        let top = bottom + size;
+        let from = frame_address();
+        let sp = stack_pointer().expect("x86_64 or aarch64");
+        assert!(first_record(bottom, top, from).is_some(), "on its own stack");
+        // As on an alternate signal stack below the thread's stack: the
+        // stack pointer lies below the bottom, and nothing is walked.
+        assert!(first_record(sp + 1, top, from).is_none());
+        let mut t = empty_table();
+        t.bottom = sp + 1;
+        let mut out = [0u64; MAX_DEPTH];
+        assert_eq!(t.capture(top, from, &mut out).depth, 0);
+        // The thread's first walk looks the bottom up itself.
+        let mut t = empty_table();
+        t.capture(top, frame_address(), &mut out);
+        assert_eq!(t.bottom, bottom);
     }
 
     #[test]
