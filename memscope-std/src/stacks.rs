@@ -796,7 +796,10 @@ mod tests {
         let top = bottom + size;
         let from = frame_address();
         let sp = stack_pointer().expect("x86_64 or aarch64");
-        assert!(first_record(bottom, top, from).is_some(), "on its own stack");
+        assert!(
+            first_record(bottom, top, from).is_some(),
+            "on its own stack"
+        );
         // As on an alternate signal stack below the thread's stack: the
         // stack pointer lies below the bottom, and nothing is walked.
         assert!(first_record(sp + 1, top, from).is_none());
