@@ -16,11 +16,6 @@ pub struct StreamEncoder {
     delta: Delta,
     /// Records since the last sync; `SYNC_INTERVAL` forces one.
     since_sync: u32,
-    /// Heap events [`write_plain_event`](Self::write_plain_event) may still
-    /// write with nothing before them: `SYNC_INTERVAL - since_sync`, or 0
-    /// while a loss waits to be reported. One field, so that the common case
-    /// checks one value.
-    plain: u32,
     lost: u64,
 }
 
@@ -41,7 +36,6 @@ impl StreamEncoder {
         StreamEncoder {
             delta: Delta { ts: 0, addr: 0 },
             since_sync: SYNC_INTERVAL,
-            plain: 0,
             lost: 0,
         }
     }
@@ -97,12 +91,14 @@ impl StreamEncoder {
     }
 
     /// Writes the heap-event record `rec` (alloc, dealloc, realloc) at
-    /// `out` and adopts its base, when nothing must go before it (no lost
-    /// count to report, no sync due): [`prepare_event`](Self::prepare_event)
+    /// `out` alone and adopts its base: [`prepare_event`](Self::prepare_event)
     /// and [`commit`](Self::commit) in one step, for a producer that writes
-    /// straight into its ring's free space. Returns the bytes written, or
-    /// `None` (nothing written, nothing changed) when a lost count or a sync
-    /// must come first, or `rec` is not a heap event: use `prepare_event`.
+    /// straight into its ring's free space and keeps the other conditions
+    /// itself: it calls this only while no loss waits to be reported
+    /// ([`pending_lost`](Self::pending_lost) is 0), and spaces its syncs
+    /// itself with [`sync_next`](Self::sync_next) (records written here do
+    /// not count towards [`SYNC_INTERVAL`]). Returns the bytes written, or
+    /// `None` (nothing written) when `rec` is not a heap event.
     ///
     /// # Safety
     ///
@@ -111,16 +107,19 @@ impl StreamEncoder {
     /// the caller puts the bytes written into the stream (the base has moved
     /// past them).
     #[inline(always)]
-    pub unsafe fn write_plain_event(&mut self, rec: &Record<'_>, out: *mut u8) -> Option<usize> {
-        if self.plain == 0 {
-            return None;
-        }
+    pub unsafe fn write_event_in_place(&mut self, rec: &Record<'_>, out: *mut u8) -> Option<usize> {
+        debug_assert_eq!(self.lost, 0, "a loss must be reported first");
         // SAFETY: the caller's contract.
         let (len, delta) = unsafe { rec.encode_heap_event_unchecked(self.delta, out) }.ok()?;
         self.delta = delta;
-        self.since_sync += 1;
-        self.plain -= 1;
         Some(len)
+    }
+
+    /// Puts a [`Record::Sync`] before the next record
+    /// [`prepare`](Self::prepare) or [`prepare_event`](Self::prepare_event)
+    /// writes, as if [`SYNC_INTERVAL`] records had passed.
+    pub fn sync_next(&mut self) {
+        self.since_sync = SYNC_INTERVAL;
     }
 
     #[inline(always)]
@@ -159,18 +158,12 @@ impl StreamEncoder {
         self.delta = p.delta;
         self.lost -= p.lost;
         self.since_sync = if p.synced { 1 } else { self.since_sync + 1 };
-        self.plain = if self.lost == 0 {
-            SYNC_INTERVAL.saturating_sub(self.since_sync)
-        } else {
-            0
-        };
     }
 
     /// An event was dropped; the next committed record reports it.
     #[inline]
     pub fn lose(&mut self) {
         self.lost += 1;
-        self.plain = 0;
     }
 }
 

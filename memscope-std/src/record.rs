@@ -145,6 +145,13 @@ fn write(
     }
 }
 
+/// A sync at least every this many bytes of a thread's stream (about 256
+/// records of a churn): a reader that lost a frame to damage resolves deltas
+/// again from the next sync. Counted in bytes, not records, so that the
+/// in-place path counts nothing: its bound stops short of the next sync's
+/// position, and the general path writes the sync.
+const SYNC_BYTES: usize = 1536;
+
 /// Bytes that must lie free and contiguous at the ring's head, inside the
 /// current mark chunk, for the in-place write: the longest heap record.
 const FAST_ROOM: usize = wire::MAX_HEAP_RECORD_LEN;
@@ -153,7 +160,7 @@ const FAST_ROOM: usize = wire::MAX_HEAP_RECORD_LEN;
 /// or sync before it), encoded straight into the ring's free bytes and
 /// published. One comparison with `Slot::fast_until` stands for every check
 /// the general path makes (room without a wrap, no mark-chunk boundary
-/// crossed, no loss pending); the encoder checks that no sync is due.
+/// crossed, no loss pending, no sync due).
 /// Returns false, having changed nothing, when the general path must run.
 #[inline(always)]
 fn write_in_place(s: &Slot, b: &Buffers, enc: &mut StreamEncoder, rec: &Record<'_>) -> bool {
@@ -170,7 +177,7 @@ fn write_in_place(s: &Slot, b: &Buffers, enc: &mut StreamEncoder, rec: &Record<'
     // the room `contiguous_free` returned when `fast_until` was set (see
     // `refresh_fast_until`); the owner is the ring's only producer and
     // publishes what it wrote just below, before any other push.
-    let written = unsafe { enc.write_plain_event(rec, b.ring.write_ptr(head)) };
+    let written = unsafe { enc.write_event_in_place(rec, b.ring.write_ptr(head)) };
     match written {
         Some(len) => {
             // SAFETY: as above; the record ends inside the room, before the
@@ -206,6 +213,7 @@ fn record_general(
     let rec = &to_record(ev, ts, exact, stack);
     // SAFETY: this thread owns the slot, so it is the only user of the encoder.
     let enc = unsafe { &mut *s.enc.get() };
+    sync_if_due(s, b, enc);
     // SAFETY: the owner is the only user of its scratch space.
     let Scratch { bytes, .. } = unsafe { &mut *b.scratch.get() };
     // SAFETY: the owner is the ring's only producer, and nothing pushes to
@@ -222,11 +230,28 @@ fn record_general(
     refresh_fast_until(s, b, enc);
 }
 
+/// Asks the encoder for a sync before its next record when the stream has
+/// passed `Slot::sync_at`, and moves that position on (a record that then
+/// does not fit keeps the encoder's request until one does).
+#[inline(always)]
+fn sync_if_due(s: &Slot, b: &Buffers, enc: &mut StreamEncoder) {
+    // SAFETY: the owner is the ring's only producer, and `sync_at` is its.
+    unsafe {
+        let head = b.ring.head();
+        if (head.wrapping_sub(*s.sync_at.get()) as isize) >= 0 {
+            enc.sync_next();
+            *s.sync_at.get() = head.wrapping_add(SYNC_BYTES);
+        }
+    }
+}
+
 /// Sets `Slot::fast_until`: the last ring position at which an in-place
 /// write may start. From there `FAST_ROOM` bytes are still free, contiguous
 /// (no wrap) and end before the next mark chunk starts, so an in-place
-/// record never needs a mark nor a look at the ring's fill. While a loss
-/// waits to be reported it is one behind the head: no in-place write.
+/// record never needs a mark nor a look at the ring's fill; and it lies
+/// before `Slot::sync_at`, so the record due to carry a sync goes through
+/// the general path. While a loss waits to be reported it is one behind the
+/// head: no in-place write.
 #[inline(never)]
 fn refresh_fast_until(s: &Slot, b: &Buffers, enc: &StreamEncoder) {
     // SAFETY: the owner is the ring's only producer.
@@ -237,8 +262,12 @@ fn refresh_fast_until(s: &Slot, b: &Buffers, enc: &StreamEncoder) {
     let chunk_left = MARK_CHUNK - 1 - head % MARK_CHUNK;
     // SAFETY: as above.
     let room = unsafe { b.ring.contiguous_free(head, chunk_left) }.min(chunk_left);
-    let until = if enc.pending_lost() == 0 && room >= FAST_ROOM {
-        head.wrapping_add(room - FAST_ROOM)
+    // SAFETY: `sync_at` is the owner's; we are the owner.
+    let to_sync = unsafe { *s.sync_at.get() }.wrapping_sub(head) as isize;
+    let until = if enc.pending_lost() == 0 && room >= FAST_ROOM && to_sync > 0 {
+        // Stops before the next sync's position too: the record that
+        // reaches it goes through the general path.
+        head.wrapping_add((room - FAST_ROOM).min(to_sync as usize - 1))
     } else {
         head.wrapping_sub(1)
     };
@@ -301,6 +330,7 @@ fn record_new_stack(s: &Slot, b: &Buffers, ev: Event, ts: u64, exact: bool, new:
     let rec = &to_record(ev, ts, exact, Some(new.id));
     // SAFETY: this thread owns the slot, so it is the only user of the encoder.
     let enc = unsafe { &mut *s.enc.get() };
+    sync_if_due(s, b, enc);
     // SAFETY: the owner is the only user of its scratch space.
     let Scratch { bytes, frames } = unsafe { &mut *b.scratch.get() };
     // SAFETY: the owner is the ring's only producer, and nothing pushes to
@@ -510,6 +540,7 @@ fn open_stream(inner: &dyn GlobalAlloc, l: &Local, s: &Slot) -> *const Buffers {
             // No in-place write before the general path set a bound for
             // this stream (its first record carries a sync anyway).
             *s.fast_until.get() = b.ring.head().wrapping_sub(1);
+            *s.sync_at.get() = b.ring.head();
         }
         let (os_id, name_buf) = thread_identity();
         let name = core::str::from_utf8(&name_buf)

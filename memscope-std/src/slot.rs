@@ -191,6 +191,9 @@ pub(crate) struct Slot {
     /// `record::refresh_fast_until`); one behind the ring's head when none
     /// may.
     pub fast_until: UnsafeCell<usize>,
+    /// Owner only: the ring position from which the next record carries a
+    /// sync (see `record::SYNC_BYTES`).
+    pub sync_at: UnsafeCell<usize>,
     /// Consumer side: bytes ever released from the ring (mirrors its tail).
     pub drained: UnsafeCell<usize>,
     /// For each `MARK_CHUNK` of ring positions, the first record boundary in
@@ -220,6 +223,7 @@ impl Slot {
             stats: ThreadStats::new(),
             // One behind the empty ring's head 0: no in-place write yet.
             fast_until: UnsafeCell::new(usize::MAX),
+            sync_at: UnsafeCell::new(0),
             drained: UnsafeCell::new(0),
             marks: [const { AtomicUsize::new(usize::MAX) }; MARKS],
             enc: UnsafeCell::new(StreamEncoder::new()),
