@@ -9,10 +9,13 @@
 //!
 //! Almost every event takes the in-place path ([`write_in_place`]): one
 //! comparison of the ring's head with a bound kept in the slot stands for
-//! every check (contiguous room, no mark-chunk boundary, no loss pending),
-//! and the per-kind encoder writes the record without a length check. The
+//! every check (contiguous room, no mark-chunk boundary, no loss pending, no
+//! sync due), and the per-kind encoder writes the record without a length
+//! check. The
 //! rest (a sync or lost count first, the end of a chunk or of the ring, a
-//! full ring) goes through [`record_general`], which also moves the bound.
+//! full ring, a failed call, an alignment of 128 or more) goes through
+//! [`record_general`], which also moves the bound. Syncs are spaced by bytes
+//! ([`SYNC_BYTES`]) so that the bound covers them too.
 //!
 //! Each record is written inside a seqlock window on the slot (`seq` odd),
 //! together with the stream's counters, so the final flush can take a cut in
