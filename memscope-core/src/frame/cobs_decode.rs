@@ -92,7 +92,7 @@ mod tests {
         /// not exactly when the crate says so, with the same bytes.
         #[test]
         fn damaged_frames_match_the_cobs_crate(
-            bytes in prop::collection::vec(1u8..=255, 0..700),
+            bytes in prop::collection::vec(1u8..=255, 0..if cfg!(miri) { 300 } else { 700 }),
         ) {
             prop_assert_eq!(ours(&bytes), reference(&bytes));
         }
@@ -101,7 +101,7 @@ mod tests {
         #[test]
         fn edited_frames_match_the_cobs_crate(
             data in prop::collection::vec(
-                prop_oneof![8 => 1u8..=255, 1 => Just(0u8)], 1..900),
+                prop_oneof![8 => 1u8..=255, 1 => Just(0u8)], 1..if cfg!(miri) { 300 } else { 900 }),
             at in any::<prop::sample::Index>(),
             to in 1u8..=255,
             cut in any::<prop::sample::Index>(),
