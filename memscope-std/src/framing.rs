@@ -449,8 +449,11 @@ mod tests {
     #[test]
     fn every_cobs_loop_agrees() {
         let mut rng = Rng(0x2545_F491_4F6C_DD1D);
-        for round in 0..400 {
-            let len = (rng.next() % 2000) as usize;
+        // Under Miri (which checks the vector code's unsafe calls) a few
+        // rounds that still cross full blocks.
+        let (rounds, max_len) = if cfg!(miri) { (9, 700) } else { (400, 2000) };
+        for round in 0..rounds {
+            let len = (rng.next() % max_len) as usize;
             let density = [0u64, 2, 30][round % 3];
             let data: Vec<u8> = (0..len)
                 .map(|_| {
