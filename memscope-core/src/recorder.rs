@@ -273,7 +273,7 @@ impl<S: Sink, C: Clock, K: StackSource> Stream<S, C, K> {
                 return false;
             };
             let st = &mut *st;
-            if !self.send_header(st) {
+            if !self.send_header(cs, st) {
                 return false;
             }
             self.fold_reentered(st);
@@ -292,7 +292,7 @@ impl<S: Sink, C: Clock, K: StackSource> Stream<S, C, K> {
                 },
             );
             let base = st.base;
-            self.close(st, &mut f, synced, base)
+            self.close(cs, st, &mut f, synced, base)
         })
     }
 
@@ -309,13 +309,21 @@ impl<S: Sink, C: Clock, K: StackSource> Stream<S, C, K> {
 
     /// Sends the header frame unless it is out already; returns whether it is.
     #[inline(always)]
-    fn send_header(&self, st: &mut StreamState<K>) -> bool {
-        st.header_sent || self.send_header_now(st)
+    fn send_header(
+        &self,
+        cs: critical_section::CriticalSection<'_>,
+        st: &mut StreamState<K>,
+    ) -> bool {
+        st.header_sent || self.send_header_now(cs, st)
     }
 
     #[cold]
     #[inline(never)]
-    fn send_header_now(&self, st: &mut StreamState<K>) -> bool {
+    fn send_header_now(
+        &self,
+        cs: critical_section::CriticalSection<'_>,
+        st: &mut StreamState<K>,
+    ) -> bool {
         let info = &st.info;
         // One 0x00 goes before the header frame: after a reset in the middle
         // of a frame, it ends the half frame, so the new session's header is
@@ -352,7 +360,9 @@ impl<S: Sink, C: Clock, K: StackSource> Stream<S, C, K> {
                 },
             );
         }
-        st.header_sent = f.finish().is_some_and(|frame| self.sink.write_frame(frame));
+        st.header_sent = f
+            .finish()
+            .is_some_and(|frame| self.sink.write_frame_locked(cs, frame));
         st.header_sent
     }
 
@@ -360,8 +370,18 @@ impl<S: Sink, C: Clock, K: StackSource> Stream<S, C, K> {
     /// the base becomes `next`, the reported losses are cleared, and the sync
     /// counter moves on.
     #[inline]
-    fn close(&self, st: &mut StreamState<K>, f: &mut FrameOut, synced: bool, next: Delta) -> bool {
-        if !f.finish().is_some_and(|frame| self.sink.write_frame(frame)) {
+    fn close(
+        &self,
+        cs: critical_section::CriticalSection<'_>,
+        st: &mut StreamState<K>,
+        f: &mut FrameOut,
+        synced: bool,
+        next: Delta,
+    ) -> bool {
+        if !f
+            .finish()
+            .is_some_and(|frame| self.sink.write_frame_locked(cs, frame))
+        {
             return false;
         }
         st.base = next;
@@ -414,11 +434,11 @@ impl<S: Sink, C: Clock, K: StackSource> Stream<S, C, K> {
         // lower bound, and so no timestamp field.
         let ts = if dealloc { 0 } else { self.clock.now() };
         let stack = if K::ENABLED && !dealloc {
-            self.attach_stack(st)
+            self.attach_stack(cs, st)
         } else {
             None
         };
-        if !self.send_header(st) {
+        if !self.send_header(cs, st) {
             return self.lose(cs, st);
         }
         let mut f = FrameOut::new(false);
@@ -463,7 +483,7 @@ impl<S: Sink, C: Clock, K: StackSource> Stream<S, C, K> {
         if code == ALIGN_EXPLICIT {
             f.varint(call.align as u64);
         }
-        if !self.close(st, &mut f, synced, next) {
+        if !self.close(cs, st, &mut f, synced, next) {
             self.lose(cs, st);
         }
     }
@@ -479,13 +499,17 @@ impl<S: Sink, C: Clock, K: StackSource> Stream<S, C, K> {
     /// new; returns its id. Without room for a new stack the event goes out
     /// without one.
     #[inline(never)]
-    fn attach_stack(&self, st: &mut StreamState<K>) -> Option<u32> {
+    fn attach_stack(
+        &self,
+        cs: critical_section::CriticalSection<'_>,
+        st: &mut StreamState<K>,
+    ) -> Option<u32> {
         let mut frames = [0u64; MAX_CAPTURE];
         let n = st.stacks.capture(&mut frames).min(MAX_CAPTURE);
         let frames = frames.get(..n).filter(|f| !f.is_empty())?;
         let interned = st.stacks.intern(frames);
         if !interned.known {
-            if !self.send_header(st) {
+            if !self.send_header(cs, st) {
                 return None;
             }
             let mut f = FrameOut::new(false);
@@ -506,7 +530,7 @@ impl<S: Sink, C: Clock, K: StackSource> Stream<S, C, K> {
                 },
             );
             let base = st.base;
-            if !self.close(st, &mut f, synced, base) {
+            if !self.close(cs, st, &mut f, synced, base) {
                 return None;
             }
             st.stacks.sent(interned);

@@ -93,20 +93,22 @@ impl Default for RttSink {
 
 impl Sink for RttSink {
     fn write_frame(&self, frame: &[u8]) -> bool {
-        // Already inside the recorder's critical section; nesting one costs a
-        // few instructions and keeps this sink sound on its own.
-        critical_section::with(|cs| {
-            let Ok(mut channel) = self.channel.borrow(cs).try_borrow_mut() else {
-                return false;
-            };
-            match channel.as_mut() {
-                // In NoBlockSkip mode rtt-target commits the write offset only
-                // when every byte fitted; a short count means nothing of the
-                // frame became visible to the host.
-                Some(ch) => ch.write(frame) == frame.len(),
-                None => false,
-            }
-        })
+        critical_section::with(|cs| self.write_frame_locked(cs, frame))
+    }
+
+    /// Inside the recorder's critical section: its token borrows the
+    /// channel, no nested section per frame.
+    fn write_frame_locked(&self, cs: critical_section::CriticalSection<'_>, frame: &[u8]) -> bool {
+        let Ok(mut channel) = self.channel.borrow(cs).try_borrow_mut() else {
+            return false;
+        };
+        match channel.as_mut() {
+            // In NoBlockSkip mode rtt-target commits the write offset only
+            // when every byte fitted; a short count means nothing of the
+            // frame became visible to the host.
+            Some(ch) => ch.write(frame) == frame.len(),
+            None => false,
+        }
     }
 }
 
@@ -143,7 +145,10 @@ mod tests {
             !sink.write_frame(&[2; 10]),
             "does not fit: skipped, not trimmed, not blocked"
         );
-        assert!(sink.write_frame(&[3; 5]));
+        // What `Stream` calls, inside its own critical section.
+        assert!(critical_section::with(
+            |cs| sink.write_frame_locked(cs, &[3; 5])
+        ));
         assert!(!sink.is_drained());
         assert_eq!(&buf[..15], &[1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 3, 3, 3, 3, 3]);
     }

@@ -9,6 +9,15 @@ pub trait Sink {
     /// critical section, so implementations need no locking of their own, and
     /// must not allocate.
     fn write_frame(&self, frame: &[u8]) -> bool;
+
+    /// [`write_frame`](Self::write_frame) from inside the critical section
+    /// `_cs`, which is what [`Stream`](crate::Stream) calls. A sink whose
+    /// state sits behind a `critical_section::Mutex` overrides it to use
+    /// the token instead of entering a nested section per frame.
+    #[inline(always)]
+    fn write_frame_locked(&self, _cs: critical_section::CriticalSection<'_>, frame: &[u8]) -> bool {
+        self.write_frame(frame)
+    }
 }
 
 /// Keeps frames in a [`Ring`] for the program to drain itself (over a UART,
