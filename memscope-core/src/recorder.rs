@@ -1010,3 +1010,11 @@ mod tests {
         frame
     }
 }
+
+// The longest Stack frame fits one frame's record bytes (`CAP` less the
+// `01 code` pair and the delimiter): a Lost record (tag and a ten-byte
+// varint) and a Sync (tag and two) before it, then the record's tag, kind
+// and two-byte length, a five-byte id, its count, and `MAX_CAPTURE`
+// addresses of at most ten bytes each. Raising `MAX_CAPTURE` past this would
+// otherwise send every deep stack's event without its stack, silently.
+const _: () = assert!(11 + 21 + 4 + 6 + MAX_CAPTURE * 10 <= frame_out::CAP - 3);
