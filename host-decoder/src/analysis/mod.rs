@@ -159,22 +159,9 @@ impl Analyses {
                 self.totals.bytes_allocated = self.totals.bytes_allocated.saturating_add(size);
                 self.sizes.add(size);
                 let block = state.new_block(ev, size, align);
-                self.on_new_block(state, ev, addr, block, size);
-                let s = self.sites.get(ev.stack);
-                s.allocs += 1;
-                s.bytes = s.bytes.saturating_add(size);
-                if s.allocs == 1 || size < s.min_size {
-                    s.min_size = size;
-                }
-                s.max_size = s.max_size.max(size);
-                let t = self.attribution.threads.entry(ev.stream);
-                t.allocs += 1;
-                t.bytes = t.bytes.saturating_add(size);
-                if block.scope != NONE {
-                    let sc = self.attribution.scopes.entry(block.scope).or_default();
-                    sc.allocs += 1;
-                    sc.bytes = sc.bytes.saturating_add(size);
-                }
+                // The block's site, thread and scope are the event's: the
+                // allocation is counted where its block is.
+                self.on_new_block(state, ev, addr, block, size, true);
             }
             Op::AllocFailed { .. } => {
                 self.totals.allocations += 1;
@@ -305,7 +292,7 @@ impl Analyses {
                     block.reallocs = 1;
                     block.first_size = old_size;
                 }
-                self.on_new_block(state, ev, new_addr, block, new_size);
+                self.on_new_block(state, ev, new_addr, block, new_size, false);
                 let s = self.sites.get(ev.stack);
                 s.reallocs += 1;
                 s.bytes = s.bytes.saturating_add(new_size.saturating_sub(old_len));
@@ -349,9 +336,19 @@ impl Analyses {
         state.seq += 1;
     }
 
-    /// A block became live at `addr` (alloc, or the new half of a realloc).
+    /// A block became live at `addr` (alloc, or the new half of a realloc);
+    /// `alloc`: an allocation, also counted as one at its site, thread and
+    /// scope (one lookup of each for both).
     #[inline]
-    fn on_new_block(&mut self, state: &mut State, ev: &Event, addr: u64, block: Block, size: u64) {
+    fn on_new_block(
+        &mut self,
+        state: &mut State,
+        ev: &Event,
+        addr: u64,
+        block: Block,
+        size: u64,
+        alloc: bool,
+    ) {
         *self.temporaries.last_alloc.entry(ev.stream) = block.generation;
         if let Some(over) = state.insert(addr, block) {
             // The previous block's free was lost or misordered: account it as gone.
@@ -374,14 +371,30 @@ impl Analyses {
             s.max_live_bytes = s.live_bytes;
             s.max_live_blocks = s.live_blocks;
         }
+        if alloc {
+            s.allocs += 1;
+            s.bytes = s.bytes.saturating_add(size);
+            if s.allocs == 1 || size < s.min_size {
+                s.min_size = size;
+            }
+            s.max_size = s.max_size.max(size);
+        }
         let t = self.attribution.threads.entry(block.stream);
         t.live_bytes = t.live_bytes.saturating_add(size);
         t.live_blocks += 1;
+        if alloc {
+            t.allocs += 1;
+            t.bytes = t.bytes.saturating_add(size);
+        }
         self.thread_timelines.add(block.stream, t.live_bytes);
         if block.scope != NONE {
             let sc = self.attribution.scopes.entry(block.scope).or_default();
             sc.live_bytes = sc.live_bytes.saturating_add(size);
             sc.live_blocks += 1;
+            if alloc {
+                sc.allocs += 1;
+                sc.bytes = sc.bytes.saturating_add(size);
+            }
         }
         self.peak.grow(size, 1, state.seq, ev.ts);
     }
