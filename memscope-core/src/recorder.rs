@@ -604,6 +604,14 @@ unsafe impl<S: Sink, C: Clock, K: StackSource> Recorder for Stream<S, C, K> {
     }
 }
 
+// The longest Stack frame fits one frame's record bytes (`CAP` less the
+// `01 code` pair and the delimiter): a Lost record (tag and a ten-byte
+// varint) and a Sync (tag and two) before it, then the record's tag, kind
+// and two-byte length, a five-byte id, its count, and `MAX_CAPTURE`
+// addresses of at most ten bytes each. Raising `MAX_CAPTURE` past this would
+// otherwise send every deep stack's event without its stack, silently.
+const _: () = assert!(11 + 21 + 4 + 6 + MAX_CAPTURE * 10 <= frame_out::CAP - 3);
+
 #[cfg(test)]
 mod tests {
     //! `Stream` writes its frames with an encoder of its own (`frame_out`):
@@ -1010,11 +1018,3 @@ mod tests {
         frame
     }
 }
-
-// The longest Stack frame fits one frame's record bytes (`CAP` less the
-// `01 code` pair and the delimiter): a Lost record (tag and a ten-byte
-// varint) and a Sync (tag and two) before it, then the record's tag, kind
-// and two-byte length, a five-byte id, its count, and `MAX_CAPTURE`
-// addresses of at most ten bytes each. Raising `MAX_CAPTURE` past this would
-// otherwise send every deep stack's event without its stack, silently.
-const _: () = assert!(11 + 21 + 4 + 6 + MAX_CAPTURE * 10 <= frame_out::CAP - 3);

@@ -172,3 +172,79 @@ impl Default for StreamEncoder {
         Self::new()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use crate::wire::{Alloc, Dealloc, Realloc, MAX_HEAP_RECORD_LEN};
+
+    /// The in-place write (a raw pointer, no length checks) writes exactly
+    /// the bytes and moves the base exactly as `prepare_event` + `commit`,
+    /// within `MAX_HEAP_RECORD_LEN` bytes even for the longest record. The
+    /// room is a heap block of exactly that size, so Miri would catch a write
+    /// past it.
+    #[test]
+    fn in_place_writes_what_prepare_and_commit_write() {
+        let far = u64::MAX - 7;
+        let records = [
+            Record::Alloc(Alloc {
+                ts: 10,
+                addr: Some(0x1000),
+                size: 24,
+                align: 8,
+                zeroed: false,
+                stack: None,
+            }),
+            Record::Dealloc(Dealloc {
+                ts: 10,
+                ts_exact: false,
+                addr: 0x1000,
+                size: 24,
+                align: 8,
+                stack: None,
+            }),
+            // The longest: every varint at its widest, a stack id of u32::MAX,
+            // an explicit (large) alignment.
+            Record::Realloc(Realloc {
+                ts: u64::MAX,
+                old_addr: far,
+                old_size: u64::MAX,
+                new_addr: Some(0),
+                new_size: u64::MAX,
+                align: 1 << 62,
+                stack: Some(u32::MAX),
+            }),
+            Record::Alloc(Alloc {
+                ts: u64::MAX,
+                addr: Some(far),
+                size: u64::MAX,
+                align: 1 << 40,
+                zeroed: true,
+                stack: Some(u32::MAX),
+            }),
+        ];
+        let mut reference = StreamEncoder::new();
+        // Past the first record's sync, which only the general path writes.
+        let mut scratch = [0u8; 256];
+        let first = reference.prepare_event(&records[0], &mut scratch).unwrap();
+        reference.commit(first);
+        let mut in_place = reference.clone();
+        let mut longest = 0;
+        for rec in &records {
+            let mut want = [0u8; 256];
+            let p = reference.prepare_event(rec, &mut want).unwrap();
+            let want = &want[..p.len];
+            reference.commit(p);
+            let mut room = std::vec![0u8; MAX_HEAP_RECORD_LEN].into_boxed_slice();
+            // SAFETY: `room` is valid for writes of MAX_HEAP_RECORD_LEN bytes.
+            let len = unsafe { in_place.write_event_in_place(rec, room.as_mut_ptr()) }
+                .expect("a heap event");
+            longest = longest.max(len);
+            assert_eq!(&room[..len], want, "{rec:?}");
+            assert_eq!(in_place.delta, reference.delta, "{rec:?}");
+        }
+        // The realloc above: 48 bytes, its varints near their widest.
+        assert!(longest >= 48, "{longest}");
+    }
+}

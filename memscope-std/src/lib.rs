@@ -222,8 +222,9 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for MemScope<A> {
     }
 }
 
-/// The out-of-line halves of the `GlobalAlloc` methods: the inner call,
-/// then the bookkeeping ([`local::on_recorded`] or [`local::on_tracked`]
+/// The out-of-line halves of the `GlobalAlloc` methods: the inner call, then
+/// the bookkeeping — for a free the bookkeeping first, so that the inner call
+/// ends the method as a tail call — ([`local::on_recorded`] or [`local::on_tracked`]
 /// with the slot for a [`Path::Record`] or [`Path::Track`] call,
 /// [`local::on_event`] for [`Path::Other`]). `fp` is the frame address of the
 /// `GlobalAlloc` method (where call stacks start): when that method ends in

@@ -76,28 +76,31 @@ fn record_kind(l: &Local, s: &Slot, b: &Buffers, fp: usize, ev: Event) {
     // is counted as untracked (see `local`).
     l.busy.set(crate::local::RECORDING);
     enter(s);
-    // SAFETY: this thread owns the slot, so it is the only user of the encoder.
-    let enc = unsafe { &mut *s.enc.get() };
+    // SAFETY: this thread owns the slot, so it is the only user of the
+    // encoder. A shared borrow that ends here: every path below derives its
+    // own `&mut` from the cell, and no two of them are alive at once (one
+    // held across a call that derives another is undefined behaviour).
+    let last_ts = unsafe { &*s.enc.get() }.last_ts();
     let ts = match ev {
         // A free reads no clock: it carries the stream's previous timestamp,
         // a lower bound of its moment, or the writer's recent reading when
         // that is later (a thread idle for long; see `clock`).
-        Event::Dealloc { .. } => crate::clock::recent().max(enc.last_ts()),
+        Event::Dealloc { .. } => crate::clock::recent().max(last_ts),
         // Never below the previous one: the unfenced read may execute a
         // little early (see `clock`), and deltas only go forward.
-        _ => crate::clock::now_with(l.tsc.get()).max(enc.last_ts()),
+        _ => crate::clock::now_with(l.tsc.get()).max(last_ts),
     };
     // A free's timestamp goes on the wire only when it is not the previous one.
-    let exact = ts != enc.last_ts();
+    let exact = ts != last_ts;
     let depth = l.stack_depth.get();
     // Two copies of the write, so that the one without stacks knows it has
     // no stack id; both specialised per kind.
     if depth == 0 {
-        write(s, b, enc, ev, ts, exact, None);
+        write(s, b, ev, ts, exact, None);
     } else {
         let (k, w0, w1, w2, w3, w4) = ev.to_words();
         if let Some(stack) = stack_of(l, s, b, fp, depth, k, w0, w1, w2, w3, w4, ts, exact) {
-            write(s, b, enc, ev, ts, exact, stack);
+            write(s, b, ev, ts, exact, stack);
         }
     }
     count(s, ev);
@@ -122,15 +125,7 @@ fn count(s: &Slot, ev: Event) {
 
 /// Writes the event's record: in place, or else by the general path.
 #[inline(always)]
-fn write(
-    s: &Slot,
-    b: &Buffers,
-    enc: &mut StreamEncoder,
-    ev: Event,
-    ts: u64,
-    exact: bool,
-    stack: Option<u32>,
-) {
+fn write(s: &Slot, b: &Buffers, ev: Event, ts: u64, exact: bool, stack: Option<u32>) {
     // A failed alloc or realloc (rare) has no address, an alignment of 128
     // or more (rare) an explicit field: the general path, so that the
     // in-place one knows the address is there and the alignment fits the tag.
@@ -142,7 +137,7 @@ fn write(
     }
     // The record is built in each path, so that the common one keeps its
     // fields in registers.
-    if !write_in_place(s, b, enc, &to_record(ev, ts, exact, stack)) {
+    if !write_in_place(s, b, &to_record(ev, ts, exact, stack)) {
         let (k, w0, w1, w2, w3, w4) = ev.to_words();
         record_general(s, b, k, w0, w1, w2, w3, w4, ts, exact, stack);
     }
@@ -166,7 +161,7 @@ const FAST_ROOM: usize = wire::MAX_HEAP_RECORD_LEN;
 /// crossed, no loss pending, no sync due).
 /// Returns false, having changed nothing, when the general path must run.
 #[inline(always)]
-fn write_in_place(s: &Slot, b: &Buffers, enc: &mut StreamEncoder, rec: &Record<'_>) -> bool {
+fn write_in_place(s: &Slot, b: &Buffers, rec: &Record<'_>) -> bool {
     // SAFETY: the owner is the ring's only producer.
     let head = unsafe { b.ring.head() };
     // SAFETY: `fast_until` is the owner's; we are the owner.
@@ -176,6 +171,9 @@ fn write_in_place(s: &Slot, b: &Buffers, enc: &mut StreamEncoder, rec: &Record<'
     if (until.wrapping_sub(head) as isize) < 0 {
         return false;
     }
+    // SAFETY (the encoder): this thread owns the slot, so it is the only
+    // user of the encoder, and no other borrow of it is alive here.
+    let enc = unsafe { &mut *s.enc.get() };
     // SAFETY: `head <= until`, so the `FAST_ROOM` bytes from `head` lie in
     // the room `contiguous_free` returned when `fast_until` was set (see
     // `refresh_fast_until`); the owner is the ring's only producer and
