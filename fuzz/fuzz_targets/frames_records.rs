@@ -9,6 +9,10 @@
 //! - every record that decodes re-encodes (`Record::encode`, against the same
 //!   base) to bytes that decode to the same record and the same next base:
 //!   encoder and decoder agree on everything the decoder accepts;
+//! - every frame and damaged span is what a reference reader finds: the
+//!   input cut at each 0x00, each piece decoded by the `cobs` crate and
+//!   checked by the `crc` crate (the deframer's own COBS decoding, CRC and
+//!   delimiter search are faster rewrites of exactly that);
 //! - a frame written by `encode_frame` comes back from the deframer intact;
 //! - `split_seq` takes a frame number off only as a whole record: what it
 //!   leaves is a suffix of the records, and the number re-encodes
@@ -20,7 +24,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use memscope_core::frame::{
-    encode_frame, encode_seq, max_frame_len, split_seq, Deframer, FrameEvent, MAX_HEAD_LEN,
+    encode_frame, encode_seq, max_frame_len, split_seq, Damage, Deframer, FrameEvent, MAX_HEAD_LEN,
     MAX_SEQ_LEN,
 };
 use memscope_core::wire::{EncodeError, Record, StreamBase};
@@ -42,6 +46,7 @@ fuzz_target!(|data: &[u8]| {
     let mut deframer = Deframer::new(&mut buf);
     let mut bases = [StreamBase::new(); STREAMS];
     let mut next_free = 0u64; // no frame or damage may start before this
+    let mut seen: Vec<Found> = Vec::new();
     for piece in input.chunks(chunk) {
         let mut rest = piece;
         while !rest.is_empty() {
@@ -61,13 +66,19 @@ fuzz_target!(|data: &[u8]| {
                     assert!(offset >= next_free, "frame at {offset} before {next_free}");
                     assert!(offset < input.len() as u64);
                     next_free = offset + 1;
+                    seen.push(Found::Frame(stream, records.to_vec(), offset));
                     let records = check_frame_number(records);
                     check_records(&mut bases[stream as usize % STREAMS], records);
                 }
-                Some(FrameEvent::Damaged { offset, len, .. }) => {
+                Some(FrameEvent::Damaged {
+                    offset,
+                    len,
+                    reason,
+                }) => {
                     assert!(offset >= next_free, "damage at {offset} before {next_free}");
                     assert!(offset + len <= input.len() as u64);
                     next_free = offset + len;
+                    seen.push(Found::Damaged(offset, len, reason));
                     bases.iter_mut().for_each(StreamBase::desync);
                 }
                 None => {}
@@ -75,9 +86,20 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     assert_eq!(deframer.offset(), input.len() as u64);
-    if let Some(FrameEvent::Damaged { offset, len, .. }) = deframer.finish() {
+    if let Some(FrameEvent::Damaged {
+        offset,
+        len,
+        reason,
+    }) = deframer.finish()
+    {
         assert_eq!(offset + len, input.len() as u64);
+        seen.push(Found::Damaged(offset, len, reason));
     }
+    assert_eq!(
+        seen,
+        reference(input, buf_len),
+        "deframer vs reference reader"
+    );
     if ctl & 0x80 != 0 {
         frame_round_trip(input);
     }
@@ -145,6 +167,74 @@ fn check_records(base: &mut StreamBase, records: &[u8]) {
 }
 
 /// `input` as one frame's records (checked and not): the deframer returns them.
+/// A frame (stream, records, offset) or a damaged span (offset, length, why).
+#[derive(Debug, PartialEq, Eq)]
+enum Found {
+    Frame(u32, Vec<u8>, u64),
+    Damaged(u64, u64, Damage),
+}
+
+/// What the deframer (without sticky checksums) must find in `input`, the
+/// slow way: cut at each 0x00, `cobs::decode_in_place`, the `crc` crate.
+fn reference(input: &[u8], buf_len: usize) -> Vec<Found> {
+    const CRC: crc::Crc<u16> = crc::Crc::<u16>::new(&crc::CRC_16_IBM_SDLC);
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut pieces: Vec<(usize, &[u8], bool)> = Vec::new();
+    for (i, &b) in input.iter().enumerate() {
+        if b == 0 {
+            pieces.push((start, &input[start..i], true));
+            start = i + 1;
+        }
+    }
+    if start < input.len() {
+        pieces.push((start, &input[start..], false));
+    }
+    for (at, piece, closed) in pieces {
+        let (at, len) = (at as u64, piece.len() as u64);
+        if piece.is_empty() {
+            continue;
+        }
+        if !closed {
+            out.push(Found::Damaged(at, len, Damage::Truncated));
+            continue;
+        }
+        if piece.len() > buf_len {
+            out.push(Found::Damaged(at, len, Damage::TooLong));
+            continue;
+        }
+        let mut payload = piece.to_vec();
+        let Ok(n) = cobs::decode_in_place(&mut payload) else {
+            out.push(Found::Damaged(at, len, Damage::Cobs));
+            continue;
+        };
+        payload.truncate(n);
+        let Ok((head, head_len)) = memscope_core::varint::read_u64(&payload) else {
+            out.push(Found::Damaged(at, len, Damage::Head));
+            continue;
+        };
+        let Ok(stream) = u32::try_from(head >> 1) else {
+            out.push(Found::Damaged(at, len, Damage::Head));
+            continue;
+        };
+        if head & 1 == 1 {
+            if payload.len() < head_len + 2 {
+                out.push(Found::Damaged(at, len, Damage::Checksum));
+                continue;
+            }
+            let (body, crc) = payload.split_at(payload.len() - 2);
+            if CRC.checksum(body).to_le_bytes() != crc {
+                out.push(Found::Damaged(at, len, Damage::Checksum));
+                continue;
+            }
+            out.push(Found::Frame(stream, body[head_len..].to_vec(), at));
+        } else {
+            out.push(Found::Frame(stream, payload[head_len..].to_vec(), at));
+        }
+    }
+    out
+}
+
 fn frame_round_trip(input: &[u8]) {
     for checked in [false, true] {
         let stream = input.len() as u32;
