@@ -364,6 +364,7 @@ fn run(root: &Path, args: &Args) -> Result<(), String> {
         md.tables.push((threads, results));
     }
 
+    md.large = Some(large_trace(&decoder, &traces));
     md.unit_costs = unit_costs::measure();
     if args.profile {
         let bin = binary("memscope");
@@ -497,6 +498,60 @@ fn uncompressed_len(path: &Path) -> Option<u64> {
         .ok()?;
     let n = std::io::copy(&mut child.stdout.take()?, &mut std::io::sink()).ok()?;
     child.wait().ok()?.success().then_some(n)
+}
+
+/// Writes a synthetic 10^8-event trace, decodes it and says how much memory
+/// that took; the trace and its report are removed afterwards (711 MB).
+fn large_trace(decoder: &Path, traces: &Path) -> Result<String, String> {
+    const EVENTS: u64 = 100_000_000;
+    eprintln!("compare: synthetic trace of {EVENTS} events");
+    let trace = traces.join("synth-1e8.bin");
+    let json = traces.join("synth-1e8.json");
+    let written = Command::new(decoder)
+        .args(["synth", "--events", &EVENTS.to_string(), "--out"])
+        .arg(&trace)
+        .stdout(Stdio::null())
+        .status()
+        .map_err(|e| format!("memscope-decode synth: {e}"))?;
+    if !written.success() {
+        return Err(format!("memscope-decode synth exited with {written}"));
+    }
+    let size = std::fs::metadata(&trace).map(|m| m.len()).unwrap_or(0);
+    let mut cmd = Command::new(decoder);
+    cmd.arg(&trace)
+        .arg("--json")
+        .arg(&json)
+        .stdout(Stdio::null());
+    let outcome = run_measured(&mut cmd, Duration::from_secs(1800));
+    let counted = read_event_count(&json);
+    let complete = std::fs::read_to_string(&json)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v.pointer("/summary/complete").and_then(|c| c.as_bool()));
+    let _ = std::fs::remove_file(&trace);
+    let _ = std::fs::remove_file(&json);
+    match outcome {
+        Outcome::Done(m) if m.success => Ok(format!(
+            "- trace: {:.0} MB, {} events decoded ({} lost), complete: {}\n\
+             - memscope-decode: peak RSS {:.1} MiB, wall {:.1} s, CPU {:.1} s",
+            size as f64 / 1e6,
+            counted.map_or("?".into(), |c| c.0.to_string()),
+            counted.map_or("?".into(), |c| c.1.to_string()),
+            complete.map_or("?".into(), |c| c.to_string()),
+            m.max_rss as f64 / (1024.0 * 1024.0),
+            m.wall.as_secs_f64(),
+            m.cpu.as_secs_f64(),
+        )),
+        Outcome::Done(m) => Err(format!(
+            "memscope-decode exited with {}: {}",
+            m.status, m.stderr_tail
+        )),
+        Outcome::TimedOut(t) => Err(format!(
+            "memscope-decode killed after {:.0} s",
+            t.as_secs_f64()
+        )),
+        Outcome::SpawnFailed(e) => Err(format!("memscope-decode: {e}")),
+    }
 }
 
 /// allocs + frees + reallocs decoded, and events the producer reported
