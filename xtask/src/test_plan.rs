@@ -183,7 +183,21 @@ fn miri(_: &Context) -> Plan {
             "slot::",
             "stacks::tests::table",
             "framing::tests::short",
+            "framing::tests::every_cobs",
         ]),
+        // The host's fast frame code (carry-less CRC-16, in-place COBS), with
+        // PCLMULQDQ on so that Miri runs its intrinsics; last, because the
+        // changed RUSTFLAGS rebuild what they touch.
+        miri_cmd(&[
+            "-p",
+            "memscope-core",
+            "--features",
+            "fast-frames",
+            "--lib",
+            "--",
+            "frame::",
+        ])
+        .env("RUSTFLAGS", "-C target-feature=+pclmulqdq"),
     ])
 }
 

@@ -305,3 +305,28 @@ mod fast {
         }
     }
 }
+
+/// The table path, as a microcontroller build (no `fast-frames`) runs it:
+/// round trips between encoder and decoder cannot tell a wrong table, the
+/// catalogue's check value can.
+#[cfg(test)]
+mod table_tests {
+    use super::Crc16;
+
+    #[test]
+    fn known_check_value_in_pieces() {
+        assert_eq!(Crc16::checksum(b"123456789"), 0x906E);
+        // As the writer calls it: in pieces, short and long.
+        let mut long = [0u8; 200];
+        for (i, b) in long.iter_mut().enumerate() {
+            *b = b"123456789"[i % 9];
+        }
+        let whole = Crc16::checksum(&long);
+        for cut in [0, 1, 9, 47, 48, 49, 100, 199, 200] {
+            let mut c = Crc16::new();
+            c.update(&long[..cut]);
+            c.update(&long[cut..]);
+            assert_eq!(c.finish(), whole, "cut at {cut}");
+        }
+    }
+}
