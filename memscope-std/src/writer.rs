@@ -55,6 +55,11 @@ struct Writer {
     numbering: framing::Numbering,
     calibration: Calibration,
     header_written: bool,
+    /// Stream 0's records from before the header was written (a program
+    /// that ends within the clock's calibration writes its End then): where
+    /// they were in `pending`, and their bytes. They are framed, and so
+    /// numbered, after the header, which must be stream 0's frame 0.
+    deferred: Vec<(usize, Vec<u8>)>,
     modules: Vec<ModuleInfo>,
     loads: u64,
     cycles: u64,
@@ -77,6 +82,7 @@ pub(crate) fn open(path: &Path, calibration: Calibration) -> io::Result<()> {
         numbering: framing::Numbering::default(),
         calibration,
         header_written: false,
+        deferred: Vec::new(),
         modules: Vec::new(),
         loads: 0,
         cycles: 0,
@@ -315,10 +321,21 @@ impl Writer {
     }
 
     fn frame(&mut self, stream: u32, parts: &[&[u8]]) {
+        if stream == 0 && !self.header_written {
+            self.deferred.push((self.pending.len, parts.concat()));
+            return;
+        }
         let payload: usize = parts.iter().map(|p| p.len()).sum();
         // Encoded straight into `pending`, no intermediate copy.
         let out = self.pending.space(framing::out_len(payload));
         let n = self.numbering.encode(stream, parts, out).unwrap_or(0);
+        self.pending.advance(n);
+    }
+
+    /// Appends frames already encoded.
+    fn pending_extend(&mut self, frames: &[u8]) {
+        let n = frames.len();
+        self.pending.space(n)[..n].copy_from_slice(frames);
         self.pending.advance(n);
     }
 
@@ -365,7 +382,10 @@ impl Writer {
                 self.rescan_modules();
             }
             let held = self.pending.bytes().to_vec();
+            let deferred = std::mem::take(&mut self.deferred);
             self.pending.clear();
+            // From here on stream 0 is framed directly, the header first.
+            self.header_written = true;
             // One 0x00 first: after a reset in the middle of a frame (a
             // process writing to the same pipe again), it ends the half
             // frame, so this header is not lost with it.
@@ -393,10 +413,15 @@ impl Writer {
             for m in self.modules.clone() {
                 self.control(&module_record(&m));
             }
-            let n = held.len();
-            self.pending.space(n)[..n].copy_from_slice(&held);
-            self.pending.advance(n);
-            self.header_written = true;
+            // The held frames, with stream 0's deferred records framed
+            // where they were, so the file keeps the order they came in.
+            let mut at = 0;
+            for (pos, record) in deferred {
+                self.pending_extend(&held[at..pos]);
+                self.frame(0, &[&record]);
+                at = pos;
+            }
+            self.pending_extend(&held[at..]);
         }
         if self.pending.is_empty() || self.error.is_some() {
             self.pending.clear();
