@@ -902,6 +902,10 @@ mod tests {
                         a two-byte length: more than 127 bytes of body in all, \
                         which moves the body one byte on";
 
+    // Not under Miri: even a few cases of up to 400 calls each take longer
+    // than CI's whole Miri step (15 minutes were not enough for 4); the
+    // unit tests above run the same writer under Miri.
+    #[cfg(not(miri))]
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(200))]
 
