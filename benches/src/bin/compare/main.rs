@@ -8,8 +8,8 @@
 //!
 //! It builds `benches/compare/workload` (its own cargo workspace and target
 //! directory) once per allocator feature, runs every configuration in rounds
-//! (each round runs the System baseline and then every tracker, so each ratio
-//! is taken against a System run a few seconds away), measures each child
+//! (each round runs every tracker once, each right after a System run of its
+//! own, so each ratio is taken against a baseline run a moment before), measures each child
 //! with `wait4` (wall time, CPU time, peak RSS), decodes the traces with
 //! `memscope-decode` and `heaptrack_print` under the same measurement,
 //! profiles memscope with `perf`, runs the firmware cost script, and writes
@@ -237,6 +237,44 @@ fn run(root: &Path, args: &Args) -> Result<(), String> {
         .iter()
         .filter(|c| !c.heaptrack || heaptrack.is_some())
         .collect();
+    let trace_path =
+        |c: &Config, threads: usize| traces.join(format!("{}-{threads}t", slug(c.name)));
+    // One run of `c` on `threads` threads (its trace, if any, replaced).
+    let run_config = |c: &Config, threads: usize| {
+        let bin = binary(c.feature).expect("skip set when the build failed");
+        let trace = trace_path(c, threads);
+        let _ = std::fs::remove_file(&trace);
+        let mut cmd;
+        if c.heaptrack {
+            cmd = Command::new(heaptrack.as_ref().expect("filtered"));
+            cmd.arg("-o").arg(&trace).arg(&bin);
+        } else {
+            cmd = Command::new(&bin);
+        }
+        cmd.arg(threads.to_string())
+            .current_dir(&work)
+            .stdout(Stdio::null());
+        cmd.env_remove("MEMSCOPE_OUT").env_remove("MEMSCOPE_STACKS");
+        for (k, v) in c.env {
+            cmd.env(k, v);
+        }
+        if c.memscope_trace {
+            cmd.env("MEMSCOPE_OUT", &trace);
+        }
+        run_measured(&mut cmd, args.timeout)
+    };
+    let failure = |o: Outcome, threads: usize| match o {
+        Outcome::Done(m) => format!(
+            "exited with status {} (stderr: {})",
+            m.status,
+            m.stderr_tail.trim()
+        ),
+        Outcome::TimedOut(t) => format!(
+            "did not finish within {:.0} s on {threads} thread(s); killed",
+            t.as_secs_f64()
+        ),
+        Outcome::SpawnFailed(e) => format!("could not start: {e}"),
+    };
     let load_start = report::loadavg();
     md.load_start = load_start.clone();
 
@@ -250,53 +288,48 @@ fn run(root: &Path, args: &Args) -> Result<(), String> {
                 if results[i].skip.is_some() {
                     continue;
                 }
-                let bin = binary(c.feature).expect("skip set when the build failed");
-                let trace = traces.join(format!("{}-{threads}t", slug(c.name)));
-                let _ = std::fs::remove_file(&trace);
-                let mut cmd;
-                if c.heaptrack {
-                    cmd = Command::new(heaptrack.as_ref().expect("filtered"));
-                    cmd.arg("-o").arg(&trace).arg(&bin);
+                // Every tracker run is paired with a System run just before
+                // it: its ratio compares two neighbouring runs, so a slow
+                // moment of the machine moves both (one System run per round
+                // made a single noisy baseline decide every ratio of it).
+                let baseline = if i == 0 {
+                    None
+                } else if results[0].skip.is_some() {
+                    continue;
                 } else {
-                    cmd = Command::new(&bin);
-                }
-                cmd.arg(threads.to_string())
-                    .current_dir(&work)
-                    .stdout(Stdio::null());
-                cmd.env_remove("MEMSCOPE_OUT").env_remove("MEMSCOPE_STACKS");
-                for (k, v) in c.env {
-                    cmd.env(k, v);
-                }
-                if c.memscope_trace {
-                    cmd.env("MEMSCOPE_OUT", &trace);
-                }
+                    eprintln!(
+                        "compare: {threads}t rep {}/{} System (before {})",
+                        rep + 1,
+                        args.reps,
+                        c.name
+                    );
+                    match run_config(configs[0], threads) {
+                        Outcome::Done(m) if m.success => Some(m),
+                        other => {
+                            results[0].skip = Some(failure(other, threads));
+                            continue;
+                        }
+                    }
+                };
                 eprintln!(
                     "compare: {threads}t rep {}/{} {}",
                     rep + 1,
                     args.reps,
                     c.name
                 );
-                match run_measured(&mut cmd, args.timeout) {
-                    Outcome::Done(m) if m.success => results[i].runs.push(m),
-                    Outcome::Done(m) => {
-                        results[i].skip = Some(format!(
-                            "exited with status {} (stderr: {})",
-                            m.status,
-                            m.stderr_tail.trim()
-                        ))
+                match run_config(c, threads) {
+                    Outcome::Done(m) if m.success => {
+                        results[i].runs.push(m);
+                        if let Some(b) = baseline {
+                            results[i].baseline.push(b.clone());
+                            results[0].runs.push(b);
+                        }
                     }
-                    Outcome::TimedOut(t) => {
-                        results[i].skip = Some(format!(
-                            "did not finish within {:.0} s on {threads} thread(s); killed",
-                            t.as_secs_f64()
-                        ))
-                    }
-                    Outcome::SpawnFailed(e) => {
-                        results[i].skip = Some(format!("could not start: {e}"))
-                    }
+                    other => results[i].skip = Some(failure(other, threads)),
                 }
                 // Keep the last round's trace (decoded below); earlier ones
                 // are overwritten by the next round.
+                let trace = trace_path(c, threads);
                 if c.heaptrack {
                     results[i].trace = find_heaptrack_file(&trace);
                 } else if c.memscope_trace {

@@ -27,6 +27,8 @@ pub struct Decoded {
 pub struct ConfigRuns {
     pub name: &'static str,
     pub runs: Vec<Measured>,
+    /// For a tracker: the System run made just before each of `runs`.
+    pub baseline: Vec<Measured>,
     /// Why it has no (more) runs.
     pub skip: Option<String>,
     pub trace: Option<std::path::PathBuf>,
@@ -38,6 +40,7 @@ impl ConfigRuns {
         ConfigRuns {
             name,
             runs: Vec::new(),
+            baseline: Vec::new(),
             skip: build_error,
             trace: None,
             decode: None,
@@ -170,14 +173,14 @@ impl Doc {
             w,
             "- Load average (1, 5, 15 min): {} at the start, {} at the end. The machine is \
              shared: other engineers' builds may run at the same time, which inflates wall \
-             times more than CPU times; ratios are taken per round against a System run made \
-             seconds apart to limit that.",
+             times more than CPU times; ratios are taken against a System run made just \
+             before each tracker run to limit that.",
             self.load_start, self.load_end
         );
         let _ = writeln!(
             w,
-            "- {} rounds per thread count; each round runs every configuration once, System \
-             first. A run that exceeds {} s is killed and reported as such. Harness run time: \
+            "- {} rounds per thread count; each round runs every tracker once, each right \
+             after a System run of its own. A run that exceeds {} s is killed and reported as such. Harness run time: \
              {:.0} s.\n",
             self.reps,
             self.timeout.as_secs(),
@@ -191,7 +194,8 @@ impl Doc {
              `BTreeMap<u64, String>` built and dropped, 20k `Vec<u32>` grown to 1000 elements \
              by push. Whole-process wall time, CPU time (user + system, all threads) and peak \
              RSS come from `wait4` on the child. \"Ratio\" is the median over rounds of \
-             (configuration / System of the same round). \"Added CPU per event\" is \
+             (configuration / the System run made just before it: every tracker run is paired \
+             with its own baseline run, so the System row has one run per tracker run). \"Added CPU per event\" is \
              (median CPU - System's median CPU) / heap events, with the event count from \
              memscope's trace of the same workload.\n"
         );
@@ -292,7 +296,11 @@ impl Doc {
                 median(
                     r.runs
                         .iter()
-                        .zip(&base.runs)
+                        .zip(if r.name == base.name {
+                            &r.runs
+                        } else {
+                            &r.baseline
+                        })
                         .map(|(m, b)| f(m) / f(b))
                         .collect(),
                 )
