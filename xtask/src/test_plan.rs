@@ -3,7 +3,7 @@
 
 use crate::command::Cmd;
 use crate::failure::Failure;
-use crate::setup::{self, Need, Toolbox, NIGHTLY, TARGETS};
+use crate::setup::{self, Need, Toolbox, NIGHTLY, PORT_TARGETS, TARGETS};
 use crate::workspace;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -55,14 +55,22 @@ const STEPS: &[Step] = &[
     },
     Step {
         name: "core-targets",
-        what: "memscope-core builds for Cortex-M0, Cortex-M4F and RISC-V",
+        what: "memscope-core builds for Cortex-M0, Cortex-M4F and RISC-V; memscope-std passes clippy on aarch64 Linux",
         needs: &[Need::Targets],
         plan: |_| {
             // One cargo call for the three targets: cargo builds them in parallel.
             let targets = TARGETS.iter().flat_map(|t| ["--target", t]);
-            Plan::Run(vec![Cmd::cargo()
-                .args(["build", "-p", "memscope-core"])
-                .args(targets)])
+            let ports = PORT_TARGETS.iter().flat_map(|t| ["--target", t]);
+            Plan::Run(vec![
+                Cmd::cargo()
+                    .args(["build", "-p", "memscope-core"])
+                    .args(targets),
+                // The code x86_64 never compiles (no linker needed: a check).
+                Cmd::cargo()
+                    .args(["clippy", "-p", "memscope-std"])
+                    .args(ports)
+                    .args(["--", "-D", "warnings"]),
+            ])
         },
     },
     Step {
