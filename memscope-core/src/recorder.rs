@@ -628,19 +628,25 @@ mod tests {
     use proptest::prelude::*;
     use std::vec::Vec;
 
-    /// Takes a frame or refuses it as `accept` says, in turn; keeps what it took.
-    struct Scripted {
+    /// Takes a frame or refuses it as `accept` says, in turn; keeps what it
+    /// took. With `reenter` set, the next frame offered first runs `hook`:
+    /// an allocation from an exception that interrupted the record.
+    struct Scripted<'a> {
         accept: Vec<bool>,
         next: Cell<usize>,
         taken: RefCell<Vec<u8>>,
+        reenter: Cell<bool>,
+        hook: Cell<Option<&'a dyn Fn()>>,
     }
 
-    impl Scripted {
+    impl Scripted<'_> {
         fn new(accept: Vec<bool>) -> Self {
             Scripted {
                 accept,
                 next: Cell::new(0),
                 taken: RefCell::new(Vec::new()),
+                reenter: Cell::new(false),
+                hook: Cell::new(None),
             }
         }
 
@@ -652,8 +658,13 @@ mod tests {
         }
     }
 
-    impl Sink for Scripted {
+    impl Sink for Scripted<'_> {
         fn write_frame(&self, frame: &[u8]) -> bool {
+            if self.reenter.replace(false) {
+                if let Some(hook) = self.hook.get() {
+                    hook();
+                }
+            }
             let ok = self.decide();
             if ok {
                 self.taken.borrow_mut().extend_from_slice(frame);
@@ -677,6 +688,54 @@ mod tests {
         }
     }
 
+    /// The call stacks the tests capture: `None` is a capture of no frame.
+    /// Near and far addresses, one frame to `MAX_CAPTURE`.
+    fn pooled_stack(i: u8) -> Vec<u64> {
+        match i % 4 {
+            0 => std::vec![0x0800_1001, 0x0800_2002],
+            1 => std::vec![0x0800_3000],
+            2 => (0..MAX_CAPTURE as u64)
+                .map(|j| (j << 60) | (j * 0x1234_5678_9abc))
+                .collect(),
+            _ => (0..MAX_CAPTURE as u64 - 3)
+                .map(|j| 0x0800_0000 + j * 36)
+                .collect(),
+        }
+    }
+
+    /// Captures the pooled stack `next` names; an id per pooled stack,
+    /// known once `sent`.
+    #[derive(Default)]
+    struct Pooled {
+        next: std::rc::Rc<Cell<Option<u8>>>,
+        sent: Vec<u32>,
+    }
+
+    impl StackSource for Pooled {
+        fn capture(&mut self, out: &mut [u64]) -> usize {
+            let Some(i) = self.next.get() else {
+                return 0;
+            };
+            let frames = pooled_stack(i);
+            let n = frames.len().min(out.len());
+            out[..n].copy_from_slice(&frames[..n]);
+            n
+        }
+        fn intern(&mut self, frames: &[u64]) -> crate::stack::Interned {
+            let id = (0..4u8)
+                .find(|&i| pooled_stack(i) == frames)
+                .map_or(u32::MAX, |i| 1000 + u32::from(i) * 70_000);
+            crate::stack::Interned {
+                id,
+                known: self.sent.contains(&id),
+                hash: 0,
+            }
+        }
+        fn sent(&mut self, interned: crate::stack::Interned) {
+            self.sent.push(interned.id);
+        }
+    }
+
     #[derive(Clone, Copy, Debug)]
     enum Op {
         Alloc {
@@ -684,6 +743,7 @@ mod tests {
             size: usize,
             align_log: u32,
             result: usize,
+            stack: Option<u8>,
         },
         Dealloc {
             ptr: usize,
@@ -696,7 +756,15 @@ mod tests {
             align_log: u32,
             new_size: usize,
             result: usize,
+            stack: Option<u8>,
         },
+        /// An exception allocates (8 bytes) while the next event's frame is
+        /// being written: the re-entered recorder counts it lost.
+        Reenter,
+        /// `finish` in the middle of the run: an End with the totals so far.
+        Finish,
+        /// `set_heap`: takes effect only before the header is out.
+        SetHeap,
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -705,31 +773,37 @@ mod tests {
         let addr = prop_oneof![0x2000_0000usize..0x2000_4000, Just(0), any::<usize>()];
         let size = prop_oneof![0usize..300, any::<usize>()];
         let align_log = prop_oneof![0u32..7, 7u32..20];
+        let stack = proptest::option::of(0u8..4);
         prop_oneof![
-            (any::<bool>(), size.clone(), align_log.clone(), addr.clone()).prop_map(
-                |(zeroed, size, align_log, result)| Op::Alloc {
+            6 => (any::<bool>(), size.clone(), align_log.clone(), addr.clone(), stack.clone()).prop_map(
+                |(zeroed, size, align_log, result, stack)| Op::Alloc {
                     zeroed,
                     size,
                     align_log,
-                    result
+                    result,
+                    stack,
                 }
             ),
-            (addr.clone(), size.clone(), align_log.clone()).prop_map(|(ptr, size, align_log)| {
+            6 => (addr.clone(), size.clone(), align_log.clone()).prop_map(|(ptr, size, align_log)| {
                 Op::Dealloc {
                     ptr,
                     size,
                     align_log,
                 }
             }),
-            (addr.clone(), size.clone(), align_log, size, addr).prop_map(
-                |(ptr, size, align_log, new_size, result)| Op::Realloc {
+            6 => (addr.clone(), size.clone(), align_log, size, addr, stack).prop_map(
+                |(ptr, size, align_log, new_size, result, stack)| Op::Realloc {
                     ptr,
                     size,
                     align_log,
                     new_size,
-                    result
+                    result,
+                    stack,
                 }
             ),
+            1 => Just(Op::Reenter),
+            1 => Just(Op::Finish),
+            1 => Just(Op::SetHeap),
         ]
     }
 
@@ -740,12 +814,17 @@ mod tests {
         Layout::from_size_align(size.min(isize::MAX as usize - align), align).unwrap()
     }
 
+    /// The heap `Op::SetHeap` announces.
+    const SET_HEAP: (usize, usize) = (0x2000_8000, 4096);
+
     /// The bytes the reference encoder writes for `ops` with `info`, offering
-    /// each frame to a sink that takes them as `accept` says.
-    fn reference(info: StreamInfo, ops: &[Op], accept: Vec<bool>) -> Vec<u8> {
+    /// each frame to a sink that takes them as `accept` says; `stacks`: the
+    /// recorder captures call stacks.
+    fn reference(mut info: StreamInfo, ops: &[Op], accept: Vec<bool>, stacks: bool) -> Vec<u8> {
         let sink = Scripted::new(accept);
         let clock = Steps(Cell::new(1));
         let mut enc = StreamEncoder::new();
+        let mut interner = Pooled::default();
         let mut header_sent = false;
         let (mut allocs, mut deallocs, mut reallocs, mut failed, mut lost) = (0u64, 0, 0, 0, 0);
         let offer = |enc: &mut StreamEncoder, rec: &Record<'_>| {
@@ -759,7 +838,7 @@ mod tests {
             }
             ok
         };
-        let send_header = |header_sent: &mut bool| {
+        let send_header = |header_sent: &mut bool, info: &StreamInfo| {
             if *header_sent {
                 return true;
             }
@@ -785,6 +864,35 @@ mod tests {
             *header_sent = sink.write_frame(&frame[..1 + n]);
             *header_sent
         };
+        // The recorder's `attach_stack`: a new stack's record goes out in a
+        // frame of its own before the event; without room, the event goes
+        // without it.
+        let mut attach = |enc: &mut StreamEncoder,
+                          header_sent: &mut bool,
+                          info: &StreamInfo,
+                          stack: Option<u8>|
+         -> Option<u32> {
+            if !stacks {
+                return None;
+            }
+            let frames = pooled_stack(stack?);
+            let interned = interner.intern(&frames);
+            if !interned.known {
+                if !send_header(header_sent, info) {
+                    return None;
+                }
+                let rec = Record::Stack(crate::wire::Stack {
+                    id: interned.id,
+                    frames: crate::wire::Frames::Slice(&frames),
+                });
+                if !offer(enc, &rec) {
+                    return None;
+                }
+                interner.sent(interned);
+            }
+            Some(interned.id)
+        };
+        let mut reentered = false;
         for &op in ops {
             let rec = match op {
                 Op::Alloc {
@@ -792,17 +900,19 @@ mod tests {
                     size,
                     align_log,
                     result,
+                    stack,
                 } => {
                     let l = layout(size, align_log);
                     allocs += 1;
                     failed += u64::from(result == 0);
+                    let ts = clock.now();
                     Record::Alloc(Alloc {
-                        ts: clock.now(),
+                        ts,
                         addr: (result != 0).then_some(result as u64),
                         size: l.size() as u64,
                         align: l.align() as u64,
                         zeroed,
-                        stack: None,
+                        stack: attach(&mut enc, &mut header_sent, &info, stack),
                     })
                 }
                 Op::Dealloc {
@@ -827,27 +937,65 @@ mod tests {
                     align_log,
                     new_size,
                     result,
+                    stack,
                 } => {
                     let l = layout(size, align_log);
                     reallocs += 1;
                     failed += u64::from(result == 0);
+                    let ts = clock.now();
                     Record::Realloc(Realloc {
-                        ts: clock.now(),
+                        ts,
                         old_addr: ptr as u64,
                         old_size: l.size() as u64,
                         new_addr: (result != 0).then_some(result as u64),
                         new_size: new_size as u64,
                         align: l.align() as u64,
-                        stack: None,
+                        stack: attach(&mut enc, &mut header_sent, &info, stack),
                     })
                 }
+                Op::Reenter => {
+                    // Strikes during the next event (several before one
+                    // event are one interrupt); `recorded` does the same.
+                    reentered = true;
+                    continue;
+                }
+                Op::Finish => {
+                    if send_header(&mut header_sent, &info) {
+                        let end = Record::End(End {
+                            allocs,
+                            deallocs,
+                            reallocs,
+                            failed,
+                            lost,
+                            streams: 1,
+                        });
+                        offer(&mut enc, &end);
+                    }
+                    continue;
+                }
+                Op::SetHeap => {
+                    if !header_sent {
+                        info = info.with_heap(SET_HEAP.0, SET_HEAP.1);
+                    }
+                    continue;
+                }
             };
-            if !(send_header(&mut header_sent) && offer(&mut enc, &rec)) {
+            // An exception that allocated during one of this event's frames
+            // (its stack's, the header's or its own): by then the event was
+            // counted, and the lost allocation is reported with the next
+            // frame the recorder opens.
+            let interrupted = std::mem::take(&mut reentered);
+            if !(send_header(&mut header_sent, &info) && offer(&mut enc, &rec)) {
                 enc.lose();
                 lost += 1;
             }
+            if interrupted {
+                allocs += 1;
+                lost += 1;
+                enc.lose();
+            }
         }
-        if send_header(&mut header_sent) {
+        if send_header(&mut header_sent, &info) {
             let end = Record::End(End {
                 allocs,
                 deallocs,
@@ -862,40 +1010,68 @@ mod tests {
     }
 
     /// What `Stream` writes for the same calls.
-    fn recorded(info: StreamInfo, ops: &[Op], accept: Vec<bool>) -> Vec<u8> {
-        let s = Stream::new(Scripted::new(accept), Steps(Cell::new(1)), info);
+    fn recorded(info: StreamInfo, ops: &[Op], accept: Vec<bool>, stacks: bool) -> Vec<u8> {
+        let source = Pooled::default();
+        let next = source.next.clone();
+        let s = Stream::with_stacks(Scripted::new(accept), Steps(Cell::new(1)), info, source);
+        let interrupt = || {
+            s.alloc(layout(8, 3), false, || 0x2000_7000 as *mut u8);
+        };
+        s.sink.hook.set(Some(&interrupt));
+        let mut reenter = false;
         for &op in ops {
             match op {
-                Op::Alloc {
-                    zeroed,
-                    size,
-                    align_log,
-                    result,
-                } => {
-                    s.alloc(layout(size, align_log), zeroed, || result as *mut u8);
+                Op::Reenter => reenter = true,
+                Op::Finish => {
+                    s.finish();
                 }
-                Op::Dealloc {
-                    ptr,
-                    size,
-                    align_log,
-                } => {
-                    s.dealloc(ptr as *mut u8, layout(size, align_log), || ());
+                Op::SetHeap => {
+                    s.set_heap(SET_HEAP.0, SET_HEAP.1);
                 }
-                Op::Realloc {
-                    ptr,
-                    size,
-                    align_log,
-                    new_size,
-                    result,
-                } => {
-                    s.realloc(ptr as *mut u8, layout(size, align_log), new_size, || {
-                        result as *mut u8
-                    });
+                _ => {
+                    // The exception strikes during the first frame the event
+                    // offers, while the recorder holds its state.
+                    s.sink.reenter.set(std::mem::take(&mut reenter));
+                    match op {
+                        Op::Alloc {
+                            zeroed,
+                            size,
+                            align_log,
+                            result,
+                            stack,
+                        } => {
+                            next.set(stack.filter(|_| stacks));
+                            s.alloc(layout(size, align_log), zeroed, || result as *mut u8);
+                        }
+                        Op::Dealloc {
+                            ptr,
+                            size,
+                            align_log,
+                        } => {
+                            s.dealloc(ptr as *mut u8, layout(size, align_log), || ());
+                        }
+                        Op::Realloc {
+                            ptr,
+                            size,
+                            align_log,
+                            new_size,
+                            result,
+                            stack,
+                        } => {
+                            next.set(stack.filter(|_| stacks));
+                            s.realloc(ptr as *mut u8, layout(size, align_log), new_size, || {
+                                result as *mut u8
+                            });
+                        }
+                        _ => unreachable!(),
+                    }
+                    // Every event offers a frame, which spent the flag.
+                    debug_assert!(!s.sink.reenter.get());
                 }
             }
         }
         s.finish();
-        s.sink.taken.into_inner()
+        s.sink.taken.take()
     }
 
     const LONG: &str = "a program name long enough that the header's body needs \
@@ -915,13 +1091,14 @@ mod tests {
             accept in proptest::collection::vec(prop_oneof![4 => Just(true), 1 => Just(false)], 0..500),
             long in any::<bool>(),
             heap in any::<bool>(),
+            stacks in any::<bool>(),
         ) {
             let mut info = StreamInfo::new(if long { LONG } else { "fw" }).with_target("thumbv7em-none-eabihf");
             if heap {
                 info = info.with_heap(0x2000_0000, 16 * 1024);
             }
-            let want = reference(info, &ops, accept.clone());
-            let got = recorded(info, &ops, accept);
+            let want = reference(info, &ops, accept.clone(), stacks);
+            let got = recorded(info, &ops, accept, stacks);
             prop_assert_eq!(got, want);
         }
     }
