@@ -59,21 +59,147 @@ fn stack_lines(o: &mut String, r: &Report, site: u32, max: usize) {
     }
 }
 
-fn rows(o: &mut String, r: &Report, list: &[SiteRow], what: &str, depth: usize) {
-    for row in list.iter().take(ROWS) {
-        let _ = writeln!(
-            o,
-            "  {:>10} {:>8} {what}  {}",
-            bytes(row.bytes),
-            row.count,
-            row.location
-        );
-        if depth > 0 {
-            stack_lines(o, r, row.site, depth);
+/// What a list is sorted by (its rows are re-sorted after merging).
+#[derive(Clone, Copy)]
+enum By {
+    Bytes,
+    Count,
+}
+
+/// One line of a site list: the sites whose first user frame and library
+/// entry point read the same, summed. Distinct stacks often end in the same
+/// user line (a `BTreeMap::insert` allocates leaf and internal nodes, a
+/// `format!` on the same line a string): one screen shows the line once,
+/// with what it called, and the JSON keeps every stack.
+struct Line {
+    label: String,
+    bytes: u64,
+    count: u64,
+    stacks: usize,
+    /// The largest merged site (its callers are the ones shown).
+    site: u32,
+    site_bytes: u64,
+}
+
+fn merged(r: &Report, list: &[SiteRow], by: By) -> Vec<Line> {
+    merge_labelled(
+        list.iter().map(|row| {
+            let label = match entry_point(r, row.site) {
+                Some(via) => format!("{} via {via}", row.location),
+                None => row.location.clone(),
+            };
+            (label, row)
+        }),
+        by,
+    )
+}
+
+fn merge_labelled<'a>(rows: impl Iterator<Item = (String, &'a SiteRow)>, by: By) -> Vec<Line> {
+    let mut lines: Vec<Line> = Vec::new();
+    for (label, row) in rows {
+        match lines.iter_mut().find(|l| l.label == label) {
+            Some(l) => {
+                l.bytes += row.bytes;
+                l.count += row.count;
+                l.stacks += 1;
+                if row.bytes > l.site_bytes {
+                    l.site = row.site;
+                    l.site_bytes = row.bytes;
+                }
+            }
+            None => lines.push(Line {
+                label,
+                bytes: row.bytes,
+                count: row.count,
+                stacks: 1,
+                site: row.site,
+                site_bytes: row.bytes,
+            }),
         }
     }
-    if list.len() > ROWS {
-        let _ = writeln!(o, "  … {} more (see --json)", list.len() - ROWS);
+    // Stable: ties keep the report's order.
+    match by {
+        By::Bytes => lines.sort_by_key(|l| std::cmp::Reverse(l.bytes)),
+        By::Count => lines.sort_by_key(|l| std::cmp::Reverse(l.count)),
+    }
+    lines
+}
+
+/// The library function the user's frame called to allocate (the frame just
+/// inside the first user frame), shortened: `BTreeMap::insert`,
+/// `fmt::format`, `Vec::reserve`. None when the user's frame allocated
+/// itself or nothing is known.
+fn entry_point(r: &Report, site: u32) -> Option<String> {
+    let st = r.stacks.get(&site)?;
+    let f = st.frames.get(st.first_user_frame.checked_sub(1)?)?;
+    Some(short_function(f.function.as_deref()?))
+}
+
+/// `alloc::collections::btree::map::BTreeMap<K,V,A>::insert` ->
+/// `BTreeMap::insert`; `<alloc::string::String as core::fmt::Write>::write_str`
+/// -> `String::write_str`: generic arguments and trait qualifications
+/// dropped, the last two path segments kept.
+fn short_function(name: &str) -> String {
+    // `<Type as Trait>::f` and `<Type>::f`: the type's path, then the rest.
+    let name = match name.strip_prefix('<') {
+        Some(rest) => {
+            let mut depth = 1usize;
+            let mut close = rest.len();
+            for (i, c) in rest.char_indices() {
+                match c {
+                    '<' => depth += 1,
+                    '>' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            close = i;
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let inner = &rest[..close];
+            let ty = inner.split(" as ").next().unwrap_or(inner);
+            format!("{ty}{}", rest.get(close + 1..).unwrap_or(""))
+        }
+        None => name.to_owned(),
+    };
+    // Drop generic arguments.
+    let mut plain = String::with_capacity(name.len());
+    let mut depth = 0usize;
+    for c in name.chars() {
+        match c {
+            '<' => depth += 1,
+            '>' => depth = depth.saturating_sub(1),
+            _ if depth == 0 => plain.push(c),
+            _ => {}
+        }
+    }
+    let parts: Vec<&str> = plain.split("::").filter(|p| !p.is_empty()).collect();
+    parts[parts.len().saturating_sub(2)..].join("::")
+}
+
+fn rows(o: &mut String, r: &Report, list: &[SiteRow], what: &str, depth: usize, by: By) {
+    let lines = merged(r, list, by);
+    for line in lines.iter().take(ROWS) {
+        let stacks = if line.stacks > 1 {
+            format!(" ({} stacks)", line.stacks)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            o,
+            "  {:>10} {:>8} {what}  {}{stacks}",
+            bytes(line.bytes),
+            line.count,
+            line.label
+        );
+        if depth > 0 {
+            stack_lines(o, r, line.site, depth);
+        }
+    }
+    if lines.len() > ROWS {
+        let _ = writeln!(o, "  … {} more (see --json)", lines.len() - ROWS);
     }
 }
 
@@ -127,18 +253,18 @@ fn session(o: &mut String, r: &Report) {
         s.peak_blocks,
         r.peak.method
     );
-    rows(o, r, &r.peak.sites, "blocks", 0);
+    rows(o, r, &r.peak.sites, "blocks", 0, By::Bytes);
     let _ = writeln!(
         o,
         "LEAKS    {} in {} blocks live at the end",
         bytes(s.leaked_bytes),
         s.leaked_blocks
     );
-    rows(o, r, &r.leaks.sites, "blocks", 2);
+    rows(o, r, &r.leaks.sites, "blocks", 2, By::Bytes);
     let _ = writeln!(o, "HOT      by calls:");
-    rows(o, r, &r.hot_sites.by_count, "calls ", 0);
+    rows(o, r, &r.hot_sites.by_count, "calls ", 0, By::Count);
     let _ = writeln!(o, "         by bytes:");
-    rows(o, r, &r.hot_sites.by_bytes, "calls ", 0);
+    rows(o, r, &r.hot_sites.by_bytes, "calls ", 0, By::Bytes);
     let t = &r.temporaries;
     let pct = if s.allocations > 0 {
         100.0 * t.count as f64 / s.allocations as f64
@@ -333,4 +459,60 @@ fn heap_bar(g: &crate::analysis::fragmentation::Fragmentation, width: u64) -> St
             _ => '#',
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn functions_are_shortened_to_type_and_name() {
+        for (full, short) in [
+            (
+                "alloc::collections::btree::map::BTreeMap<K,V,A>::insert",
+                "BTreeMap::insert",
+            ),
+            ("alloc::fmt::format", "fmt::format"),
+            ("<alloc::vec::Vec<u8>>::reserve", "Vec::reserve"),
+            (
+                "<alloc::string::String as core::fmt::Write>::write_str",
+                "String::write_str",
+            ),
+            (
+                "<alloc::vec::Vec<T> as core::iter::traits::collect::FromIterator<T>>::from_iter",
+                "Vec::from_iter",
+            ),
+            ("main", "main"),
+            ("<unbalanced", "unbalanced"),
+        ] {
+            assert_eq!(short_function(full), short, "{full}");
+        }
+    }
+
+    #[test]
+    fn rows_with_one_label_are_summed_and_sorted_again() {
+        let row = |site, bytes, count| SiteRow {
+            site,
+            location: String::new(),
+            bytes,
+            count,
+        };
+        let rows = [row(1, 100, 1), row(2, 60, 5), row(3, 50, 2), row(4, 10, 1)];
+        let labels = ["a via X", "b", "a via X", "a via Y"];
+        let lines = merge_labelled(labels.iter().map(|l| l.to_string()).zip(&rows), By::Bytes);
+        let got: Vec<(&str, u64, u64, usize, u32)> = lines
+            .iter()
+            .map(|l| (l.label.as_str(), l.bytes, l.count, l.stacks, l.site))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a via X", 150, 3, 2, 1),
+                ("b", 60, 5, 1, 2),
+                ("a via Y", 10, 1, 1, 4)
+            ]
+        );
+        let by_count = merge_labelled(labels.iter().map(|l| l.to_string()).zip(&rows), By::Count);
+        assert_eq!(by_count[0].label, "b");
+    }
 }
