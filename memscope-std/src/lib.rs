@@ -27,8 +27,15 @@
 //! sizes, seven with call stacks; see memscope-core's `wire`) into its own
 //! lock-free ring, allocated from the inner allocator; a
 //! writer thread drains the rings into the file every few milliseconds. The
-//! allocation path never allocates, locks, waits or panics: when a ring is
-//! full the event is counted as lost and the trace says so. Every stream ends
+//! allocation path never allocates, locks or panics, and never waits without
+//! bound. When a thread's ring is full (the writer thread could not keep up,
+//! on a machine whose cores are all busy) the thread wakes the writer and
+//! waits until it drained some, so the trace stays complete; it gives up
+//! after 50 ms without any progress of the writer (blocked output, a
+//! debugger), and then the event is counted as lost and the trace says so
+//! (see [`FullRing`]). `MEMSCOPE_FULL=drop` (or [`Config::full_ring`]) never
+//! waits: a full ring loses events. `MEMSCOPE_FULL=wait:<ms>` sets the
+//! patience. Every stream ends
 //! with a record of its totals, so `memscope-decode` can prove the trace
 //! complete — on return from `main`, `process::exit` from any thread, a panic
 //! (also with `panic = "abort"`) and for threads still running at exit. See
@@ -69,6 +76,7 @@
 #![warn(missing_docs)]
 
 pub mod clock;
+mod compressed;
 mod event;
 mod exit;
 mod framing;
@@ -86,9 +94,18 @@ mod writer;
 
 pub use memscope_core::StatsSnapshot;
 pub use session::{start, Config, Recording, StartError};
+pub use slot::full_ring::FullRing;
 pub use slot::{FRAME_PAYLOAD_MAX, RING_BYTES};
 pub use stats::stats;
 pub use track::{Scope, Trackable};
+
+/// How many threads wait, right now, for the writer thread to drain their
+/// full ring. For tests that hold the writer up and must know when a thread
+/// reached a full ring; not a stable API.
+#[doc(hidden)]
+pub fn threads_waiting_for_writer() -> usize {
+    slot::full_ring::threads_waiting()
+}
 
 use core::alloc::{GlobalAlloc, Layout};
 use event::Event;

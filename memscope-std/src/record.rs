@@ -1,11 +1,14 @@
 //! Turning an event into bytes in the thread's ring: the only code that runs
 //! on every allocator call while recording.
 //!
-//! It never allocates, locks, waits or panics: the record is encoded straight
-//! into the free bytes of the thread's own ring (or, near the ring's end,
-//! into a scratch buffer copied in), published whole or not at all, and a
-//! full ring makes the event *lost* (counted, reported in the stream by the
-//! next record that fits, and in the stream's end record).
+//! It never allocates, locks or panics, and never waits without bound: the
+//! record is encoded straight into the free bytes of the thread's own ring
+//! (or, near the ring's end, into a scratch buffer copied in) and published
+//! whole or not at all. A full ring makes the thread wait for the writer
+//! thread to drain it, for a bounded time (see `slot::full_ring`), or, when
+//! that gives up or the recording says `FullRing::Drop`, makes the event
+//! *lost* (counted, reported in the stream by the next record that fits,
+//! and in the stream's end record).
 //!
 //! Almost every event takes the in-place path ([`write_in_place`]): one
 //! comparison of the ring's head with a bound kept in the slot stands for
@@ -25,7 +28,7 @@
 use crate::event::Event;
 use crate::local::Local;
 use crate::session;
-use crate::slot::{Buffers, Scratch, Slot, MARK_CHUNK, RING_BYTES};
+use crate::slot::{full_ring, Buffers, Scratch, Slot, MARK_CHUNK, RING_BYTES};
 use crate::stacks::{self, Lookup, MAX_DEPTH};
 use core::alloc::GlobalAlloc;
 use core::sync::atomic::{fence, Ordering};
@@ -217,13 +220,20 @@ fn record_general(
     sync_if_due(s, b, enc);
     // SAFETY: the owner is the only user of its scratch space.
     let Scratch { bytes, .. } = unsafe { &mut *b.scratch.get() };
-    // SAFETY: the owner is the ring's only producer, and nothing pushes to
-    // the ring before the commit below.
-    let res = unsafe { b.ring.reserve(bytes) };
-    let pushed = match enc.prepare_event(rec, res.buf) {
+    let pushed = loop {
+        // SAFETY: the owner is the ring's only producer, and nothing pushes
+        // to the ring before the commit below.
+        let res = unsafe { b.ring.reserve(bytes) };
+        let Ok(p) = enc.prepare_event(rec, res.buf) else {
+            break false;
+        };
         // SAFETY: as above; `res` is this ring's latest reservation.
-        Ok(p) => publish(s, b, res, p.len, || enc.commit(p)),
-        Err(_) => false,
+        if publish(s, b, res, p.len, || enc.commit(p)) {
+            break true;
+        }
+        if !wait_for_room(s, b) {
+            break false;
+        }
     };
     if !pushed {
         lose(s, enc);
@@ -334,29 +344,37 @@ fn record_new_stack(s: &Slot, b: &Buffers, ev: Event, ts: u64, exact: bool, new:
     sync_if_due(s, b, enc);
     // SAFETY: the owner is the only user of its scratch space.
     let Scratch { bytes, frames } = unsafe { &mut *b.scratch.get() };
-    // SAFETY: the owner is the ring's only producer, and nothing pushes to
-    // the ring before the commit below.
-    let res = unsafe { b.ring.reserve(bytes) };
     let stack = Record::Stack(Stack {
         id: new.id,
         frames: Frames::Slice(&frames[..new.depth]),
     });
-    // Cannot fail: `bytes` holds the longest Stack record and event.
-    let len = match stack.encode(Delta::default(), res.buf) {
-        Ok((n, _)) => n,
-        Err(_) => 0,
-    };
-    let prepared = match res.buf.get_mut(len..) {
-        Some(rest) => enc.prepare_event(rec, rest).ok(),
-        None => None,
-    };
-    let pushed = match prepared {
-        Some(p) => publish(s, b, res, len + p.len, || {
+    let pushed = loop {
+        // SAFETY: the owner is the ring's only producer, and nothing pushes
+        // to the ring before the commit below.
+        let res = unsafe { b.ring.reserve(bytes) };
+        // Cannot fail: `bytes` holds the longest Stack record and event.
+        let len = match stack.encode(Delta::default(), res.buf) {
+            Ok((n, _)) => n,
+            Err(_) => 0,
+        };
+        let prepared = match res.buf.get_mut(len..) {
+            Some(rest) => enc.prepare_event(rec, rest).ok(),
+            None => None,
+        };
+        let Some(p) = prepared else {
+            break false;
+        };
+        let committed = || {
             enc.commit(p);
             // SAFETY: the owner is the only user of its stack table.
             unsafe { (*b.stacks.get()).insert(new.id, new.key, new.at) };
-        }),
-        None => false,
+        };
+        if publish(s, b, res, len + p.len, committed) {
+            break true;
+        }
+        if !wait_for_room(s, b) {
+            break false;
+        }
     };
     if !pushed {
         lose(s, enc);
@@ -389,6 +407,23 @@ fn publish(s: &Slot, b: &Buffers, res: Reserved<'_>, len: usize, committed: impl
         s.unmark(at, end);
         false
     }
+}
+
+/// The ring has no room for the entry: waits for the writer thread to make
+/// some, when the recording says so and the writer can (bounded: see
+/// `slot::full_ring`). Returns whether there is room now. The wait is
+/// outside the seqlock window (none of the event is in the ring or the
+/// counters yet), so a final flush meanwhile cuts the stream at once.
+#[cold]
+#[inline(never)]
+fn wait_for_room(s: &Slot, b: &Buffers) -> bool {
+    let Some(patience) = full_ring::patience() else {
+        return false;
+    };
+    leave(s);
+    let room = full_ring::wait_for_room(s, b, patience, &full_ring::TheWriter);
+    enter(s);
+    room
 }
 
 /// The event did not fit: counted, and reported by the stream's next record.
@@ -543,6 +578,7 @@ fn open_stream(inner: &dyn GlobalAlloc, l: &Local, s: &Slot) -> *const Buffers {
             *s.fast_until.get() = b.ring.head().wrapping_sub(1);
             *s.sync_at.get() = b.ring.head();
         }
+        s.waiter.reset();
         let (os_id, name_buf) = thread_identity();
         let name = core::str::from_utf8(&name_buf)
             .unwrap_or("")

@@ -3,6 +3,7 @@
 
 use crate::event::Event;
 use crate::local;
+use crate::slot::full_ring::{self, FullRing};
 use crate::slot::{Slot, EXITED};
 use crate::stacks::{DEFAULT_DEPTH, MAX_DEPTH};
 use crate::writer;
@@ -97,14 +98,18 @@ pub(crate) fn thread_exited(s: &Slot) {
 pub struct Config {
     out: PathBuf,
     stacks: usize,
+    full: FullRing,
 }
 
 impl Config {
-    /// Record to the file `out`, with call stacks of the default depth (16).
+    /// Record to the file `out`, with call stacks of the default depth (16),
+    /// threads waiting for the writer when their ring is full
+    /// ([`FullRing::DEFAULT`]).
     pub fn new(out: impl Into<PathBuf>) -> Self {
         Config {
             out: out.into(),
             stacks: DEFAULT_DEPTH,
+            full: FullRing::DEFAULT,
         }
     }
 
@@ -114,8 +119,17 @@ impl Config {
         self
     }
 
-    /// `MEMSCOPE_OUT` and `MEMSCOPE_STACKS`; `None` when `MEMSCOPE_OUT` is
-    /// unset or empty. An unreadable `MEMSCOPE_STACKS` keeps the default.
+    /// What a thread does with an event when its ring is full: wait for the
+    /// writer thread (bounded; the default) or drop it (counted as lost).
+    pub fn full_ring(mut self, full: FullRing) -> Self {
+        self.full = full;
+        self
+    }
+
+    /// `MEMSCOPE_OUT`, `MEMSCOPE_STACKS` and `MEMSCOPE_FULL` (`wait`,
+    /// `wait:<milliseconds>` or `drop`: see [`FullRing`]); `None` when
+    /// `MEMSCOPE_OUT` is unset or empty. An unreadable `MEMSCOPE_STACKS` or
+    /// `MEMSCOPE_FULL` keeps the default.
     pub fn from_env() -> Option<Self> {
         let out = std::env::var_os("MEMSCOPE_OUT").filter(|s| !s.is_empty())?;
         let mut c = Config::new(out);
@@ -124,6 +138,12 @@ impl Config {
             .and_then(|s| s.trim().parse::<usize>().ok())
         {
             c = c.stacks(d);
+        }
+        if let Some(f) = std::env::var("MEMSCOPE_FULL")
+            .ok()
+            .and_then(|s| FullRing::parse(&s))
+        {
+            c = c.full_ring(f);
         }
         Some(c)
     }
@@ -136,6 +156,11 @@ impl Config {
     /// The call-stack depth.
     pub fn stack_depth(&self) -> usize {
         self.stacks
+    }
+
+    /// What a thread does when its ring is full.
+    pub fn full_ring_policy(&self) -> FullRing {
+        self.full
     }
 }
 
@@ -279,6 +304,7 @@ pub(crate) fn start_from_env_once() {
 fn begin(config: Config) -> io::Result<()> {
     // Relaxed: published by the Release store of the mode below.
     STACK_DEPTH.store(config.stacks.min(MAX_DEPTH), Ordering::Relaxed);
+    full_ring::configure(config.full);
     let calibration = crate::clock::init();
     // The frame walk accepts only return addresses inside loaded code.
     for m in crate::modules::scan() {

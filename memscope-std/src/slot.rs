@@ -15,6 +15,8 @@
 //!   reads the counters, is the ring's consumer, and after the owner left
 //!   (state [`EXITED`]) resets the slot and frees it.
 
+pub(crate) mod full_ring;
+
 use crate::stacks::StackTable;
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::UnsafeCell;
@@ -201,6 +203,8 @@ pub(crate) struct Slot {
     pub marks: [AtomicUsize; MARKS],
     /// Owner only (the writer once the owner is gone).
     pub enc: UnsafeCell<StreamEncoder>,
+    /// What the owner does when its ring is full (see [`full_ring`]).
+    pub waiter: full_ring::Waiter,
 }
 
 // SAFETY: the `UnsafeCell` fields follow the ownership rules of the module
@@ -227,6 +231,7 @@ impl Slot {
             drained: UnsafeCell::new(0),
             marks: [const { AtomicUsize::new(usize::MAX) }; MARKS],
             enc: UnsafeCell::new(StreamEncoder::new()),
+            waiter: full_ring::Waiter::new(),
         }
     }
 

@@ -19,10 +19,9 @@ use crate::framing;
 use crate::local;
 use crate::modules::{self, ModuleInfo};
 use crate::session;
-use crate::slot::{self, Buffers, Slot, EXITED, FRAME_PAYLOAD_MAX, MARK_CHUNK};
+use crate::slot::{self, full_ring, Buffers, Slot, EXITED, FRAME_PAYLOAD_MAX, MARK_CHUNK};
 use memscope_core::wire::{Delta, End, Header, Module, Record};
-use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{fence, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
@@ -43,11 +42,14 @@ const MODULE_CHECK_CYCLES: u64 = 50;
 /// of threads stopped mid-record (e.g. by a debugger).
 const CUT_PATIENCE: Duration = Duration::from_secs(3);
 
+/// The file is written in pieces of this size (see `write_out`).
+const WRITE_PIECE: usize = 1 << 20;
+
 static STATE: Mutex<Option<Writer>> = Mutex::new(None);
 static THREAD: OnceLock<Thread> = OnceLock::new();
 
 struct Writer {
-    file: File,
+    file: crate::compressed::Output,
     path: PathBuf,
     /// Frames waiting to be written.
     pending: Pending,
@@ -74,7 +76,7 @@ fn lock() -> MutexGuard<'static, Option<Writer>> {
 
 /// Creates the output file.
 pub(crate) fn open(path: &Path, calibration: Calibration) -> io::Result<()> {
-    let file = File::create(path)?;
+    let file = crate::compressed::Output::create(path)?;
     *lock() = Some(Writer {
         file,
         path: path.to_path_buf(),
@@ -136,6 +138,15 @@ pub(crate) fn spawn() -> io::Result<()> {
 fn run() {
     let _ = THREAD.set(std::thread::current());
     crate::exit::install_panic_hook();
+    // Threads with a full ring wait for this thread only while it runs.
+    full_ring::writer_running(true);
+    struct Ended;
+    impl Drop for Ended {
+        fn drop(&mut self) {
+            full_ring::writer_running(false);
+        }
+    }
+    let _ended = Ended;
     loop {
         std::thread::park_timeout(INTERVAL);
         {
@@ -183,7 +194,7 @@ pub(crate) fn finish() -> io::Result<()> {
         streams: session::streams_opened(),
     }));
     w.write_out(true);
-    if let Err(e) = w.file.flush() {
+    if let Err(e) = w.file.finish() {
         w.error.get_or_insert(e);
     }
     match w.error.take() {
@@ -235,6 +246,7 @@ impl Writer {
                 s.wake.store(false, Ordering::Relaxed);
             }
         }
+        full_ring::writer_progressed();
     }
 
     /// Drains whatever is committed.
@@ -427,7 +439,18 @@ impl Writer {
             self.pending.clear();
             return;
         }
-        if let Err(e) = self.file.write_all(self.pending.bytes()) {
+        // In pieces, each one progress for threads waiting on a full ring
+        // (see `full_ring`): a backlog going out slowly is no stuck writer.
+        let written = self
+            .pending
+            .bytes()
+            .chunks(WRITE_PIECE)
+            .try_for_each(|piece| {
+                self.file.write_all(piece)?;
+                full_ring::writer_progressed();
+                Ok::<(), io::Error>(())
+            });
+        if let Err(e) = written {
             eprintln!(
                 "memscope: writing {} failed: {e}; recording stops",
                 self.path.display()

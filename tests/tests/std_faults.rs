@@ -7,8 +7,11 @@
 //!
 //! To overflow rings on purpose, some runs write the trace into a named pipe
 //! the test does not read until the child says so: memscope's writer thread
-//! blocks in `write`, nothing drains the rings, and every thread that keeps
-//! allocating loses events.
+//! blocks in `write` and nothing drains the rings. A thread whose ring is full
+//! then waits for the writer (the default, `MEMSCOPE_FULL=wait`) and gives up
+//! after 50 ms without progress, or drops at once (`MEMSCOPE_FULL=drop`);
+//! either way every thread that keeps allocating loses events, exactly
+//! counted. With a patience longer than the hold-up, nothing is lost.
 
 use memscope_tests::trace::{self, Trace};
 use memscope_tests::{parse_counted, scratch_dir};
@@ -114,8 +117,9 @@ fn run(bin: &str, args: &[&str], dir: &Path) -> Run {
 }
 
 /// Runs `std_faults_child scenario` with its trace going into a named pipe
-/// that is read only once the child printed the line `ready`.
-fn run_blocked(scenario: &str, ready: &str, dir: &Path) -> Run {
+/// that is read only once the child printed the line `ready`; `env` adds to
+/// the child's environment.
+fn run_blocked(scenario: &str, ready: &str, dir: &Path, env: &[(&str, &str)]) -> Run {
     let fifo: PathBuf = dir.join(format!("{scenario}.fifo"));
     let _ = std::fs::remove_file(&fifo);
     let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
@@ -124,6 +128,7 @@ fn run_blocked(scenario: &str, ready: &str, dir: &Path) -> Run {
         .arg(scenario)
         .env("MEMSCOPE_OUT", &fifo)
         .env("MEMSCOPE_STACKS", "0")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -178,11 +183,25 @@ fn lost_in(t: &Trace, name: &str) -> u64 {
 
 /// Two threads overflow their rings (the writer is blocked) and exit while
 /// their rings are still full: for each, recorded + lost == performed,
-/// exactly, where "performed" is what the child counted itself.
+/// exactly, where "performed" is what the child counted itself. By default
+/// (`wait`) each thread first waits for the stuck writer and gives up after
+/// the patience: that it gave up is shown by the losses and the child's end
+/// (a wait without bound would hang it until the watchdog).
 #[test]
 fn a_burst_that_overflows_the_ring_is_accounted_for_exactly() {
-    let dir = scratch_dir("faults-burst");
-    let r = run_blocked("burst", "done", &dir);
+    burst_accounted_for_exactly("faults-burst", &[]);
+}
+
+/// As above with `MEMSCOPE_FULL=drop`: a full ring drops at once, without
+/// waiting for the writer.
+#[test]
+fn a_burst_that_overflows_the_ring_with_drop_is_accounted_for_exactly() {
+    burst_accounted_for_exactly("faults-burst-drop", &[("MEMSCOPE_FULL", "drop")]);
+}
+
+fn burst_accounted_for_exactly(test: &str, env: &[(&str, &str)]) {
+    let dir = scratch_dir(test);
+    let r = run_blocked("burst", "done", &dir, env);
     assert!(r.status.success(), "{:?}\n{}", r.status, r.stdout);
     let t = &r.trace;
     t.assert_complete();
@@ -220,7 +239,7 @@ fn a_burst_that_overflows_the_ring_is_accounted_for_exactly() {
 #[test]
 fn process_exit_from_a_worker_mid_burst_cuts_every_stream_consistently() {
     let dir = scratch_dir("faults-exit-mid-burst");
-    let r = run_blocked("exit-mid-burst", "ready", &dir);
+    let r = run_blocked("exit-mid-burst", "ready", &dir, &[]);
     assert!(r.status.success(), "{:?}\n{}", r.status, r.stdout);
     assert!(r.number("lost ") > 0, "rings overflowed: {}", r.stdout);
     let t = &r.trace;
@@ -235,6 +254,42 @@ fn process_exit_from_a_worker_mid_burst_cuts_every_stream_consistently() {
     }
     assert!(lost > 0, "a spinner's ring overflowed");
     assert!(t.stream("exiter").end.is_some());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The writer is held up (blocked on the pipe) but not stuck for good: a
+/// thread allocating far more than its ring holds waits for it (here with a
+/// patience longer than the test's watchdog), and once the test reads the
+/// pipe the trace comes out complete with nothing lost. The child says
+/// `ready` only once the thread waits, so the wait is what is tested; and
+/// it could not have finished otherwise (its trace is larger than the pipe,
+/// the ring and the writer's one drain before it blocked).
+#[test]
+fn a_thread_waits_for_a_held_up_writer_and_loses_nothing() {
+    let dir = scratch_dir("faults-held-writer");
+    let r = run_blocked(
+        "held-writer",
+        "ready",
+        &dir,
+        &[("MEMSCOPE_FULL", "wait:600000")],
+    );
+    assert!(r.status.success(), "{:?}\n{}", r.status, r.stdout);
+    assert!(
+        r.number("waiting ") >= 1,
+        "the thread waited for the writer: {}",
+        r.stdout
+    );
+    let t = &r.trace;
+    t.assert_complete();
+    let counted = r.counted();
+    let (name, c) = &counted[0];
+    assert!(c[0] >= 1_500_000, "{name}: {c:?}");
+    assert_eq!(lost_in(t, name), 0, "{name}: nothing lost");
+    assert_eq!(t.stream(name).lost_reported, 0);
+    let end = t.control_end.expect("control end");
+    assert_eq!(end.lost, 0, "nothing untracked");
+    t.assert_accounts_for(&counted);
+    assert_eq!(r.number("lost "), 0, "stats() saw no loss: {}", r.stdout);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -6,8 +6,8 @@
 //! can check that each one is recorded, counted as lost, or counted as
 //! untracked — exactly. Threads print `counted <name> <a> <d> <r>` lines.
 //!
-//! Usage: `std_faults_child <scenario>`, one of `burst`, `exit-mid-burst`,
-//! `abort-in-hook`, `fork`, `tls-dtor`.
+//! Usage: `std_faults_child <scenario>`, one of `burst`, `held-writer`,
+//! `exit-mid-burst`, `abort-in-hook`, `fork`, `tls-dtor`.
 
 use memscope_tests::counting::{self, Counted};
 use std::alloc::System;
@@ -58,6 +58,32 @@ fn burst() {
     for label in 1..=2 {
         counting::print(&format!("burst-{label}"), label);
     }
+    say(&format!("lost {}", memscope_std::stats().lost));
+    say("done");
+}
+
+/// A thread allocates far more than its ring, the pipe and one drain of the
+/// writer hold while the writer is blocked: it must wait for the writer
+/// (the test sets a patience no run reaches). The child says `ready` once the
+/// thread waits, and the test only then reads the pipe.
+fn held_writer() {
+    block_the_writer();
+    // About 12 MB of trace; the writer holds at most a pipe (64 KiB), one
+    // cycle's drain and the ring (2 MiB each) while blocked.
+    let held = counting::spawn("held", 1, || churn(1_500_000));
+    // Waits for a full ring, which must come (the give-up only ends a broken
+    // run, before the test's watchdog, with a `waiting 0` line).
+    let give_up = Instant::now() + Duration::from_secs(90);
+    while memscope_std::threads_waiting_for_writer() == 0 && Instant::now() < give_up {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    say(&format!(
+        "waiting {}",
+        memscope_std::threads_waiting_for_writer()
+    ));
+    say("ready");
+    black_box(held.join().unwrap());
+    counting::print("held", 1);
     say(&format!("lost {}", memscope_std::stats().lost));
     say("done");
 }
@@ -280,12 +306,15 @@ fn main() {
     let scenario = std::env::args().nth(1).unwrap_or_default();
     match scenario.as_str() {
         "burst" => burst(),
+        "held-writer" => held_writer(),
         "exit-mid-burst" => exit_mid_burst(),
         "abort-in-hook" => abort_in_hook(),
         "fork" => fork(),
         "tls-dtor" => tls_dtor(),
         _ => {
-            eprintln!("usage: std_faults_child burst|exit-mid-burst|abort-in-hook|fork|tls-dtor");
+            eprintln!(
+                "usage: std_faults_child burst|held-writer|exit-mid-burst|abort-in-hook|fork|tls-dtor"
+            );
             std::process::exit(2);
         }
     }
