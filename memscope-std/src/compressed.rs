@@ -153,8 +153,13 @@ struct Zstd {
 #[cfg(feature = "zstd")]
 impl Zstd {
     fn new(level: i32) -> io::Result<Zstd> {
+        let mut enc = zstd::stream::raw::Encoder::new(level)?;
+        // Each zstd frame ends with a checksum of its bytes, so that damage
+        // libzstd would otherwise decode without noticing is reported with
+        // its compressed offset too (the trace's own frames carry a CRC).
+        enc.set_parameter(zstd::stream::raw::CParameter::ChecksumFlag(true))?;
         Ok(Zstd {
-            enc: zstd::stream::raw::Encoder::new(level)?,
+            enc,
             out: vec![0; zstd::zstd_safe::CCtx::out_size()],
             in_frame: 0,
         })
