@@ -220,20 +220,18 @@ fn record_general(
     sync_if_due(s, b, enc);
     // SAFETY: the owner is the only user of its scratch space.
     let Scratch { bytes, .. } = unsafe { &mut *b.scratch.get() };
-    let pushed = loop {
+    let mut attempt = || {
         // SAFETY: the owner is the ring's only producer, and nothing pushes
         // to the ring before the commit below.
         let res = unsafe { b.ring.reserve(bytes) };
-        let Ok(p) = enc.prepare_event(rec, res.buf) else {
-            break false;
-        };
+        let p = enc.prepare_event(rec, res.buf).ok()?;
         // SAFETY: as above; `res` is this ring's latest reservation.
-        if publish(s, b, res, p.len, || enc.commit(p)) {
-            break true;
-        }
-        if !wait_for_room(s, b) {
-            break false;
-        }
+        Some(publish(s, b, res, p.len, || enc.commit(p)))
+    };
+    let pushed = match attempt() {
+        Some(true) => true,
+        Some(false) => retry_when_room(s, b, attempt),
+        None => false,
     };
     if !pushed {
         lose(s, enc);
@@ -348,7 +346,7 @@ fn record_new_stack(s: &Slot, b: &Buffers, ev: Event, ts: u64, exact: bool, new:
         id: new.id,
         frames: Frames::Slice(&frames[..new.depth]),
     });
-    let pushed = loop {
+    let mut attempt = || {
         // SAFETY: the owner is the ring's only producer, and nothing pushes
         // to the ring before the commit below.
         let res = unsafe { b.ring.reserve(bytes) };
@@ -357,24 +355,18 @@ fn record_new_stack(s: &Slot, b: &Buffers, ev: Event, ts: u64, exact: bool, new:
             Ok((n, _)) => n,
             Err(_) => 0,
         };
-        let prepared = match res.buf.get_mut(len..) {
-            Some(rest) => enc.prepare_event(rec, rest).ok(),
-            None => None,
-        };
-        let Some(p) = prepared else {
-            break false;
-        };
+        let p = enc.prepare_event(rec, res.buf.get_mut(len..)?).ok()?;
         let committed = || {
             enc.commit(p);
             // SAFETY: the owner is the only user of its stack table.
             unsafe { (*b.stacks.get()).insert(new.id, new.key, new.at) };
         };
-        if publish(s, b, res, len + p.len, committed) {
-            break true;
-        }
-        if !wait_for_room(s, b) {
-            break false;
-        }
+        Some(publish(s, b, res, len + p.len, committed))
+    };
+    let pushed = match attempt() {
+        Some(true) => true,
+        Some(false) => retry_when_room(s, b, attempt),
+        None => false,
     };
     if !pushed {
         lose(s, enc);
@@ -409,21 +401,36 @@ fn publish(s: &Slot, b: &Buffers, res: Reserved<'_>, len: usize, committed: impl
     }
 }
 
-/// The ring has no room for the entry: waits for the writer thread to make
-/// some, when the recording says so and the writer can (bounded: see
-/// `slot::full_ring`). Returns whether there is room now. The wait is
-/// outside the seqlock window (none of the event is in the ring or the
-/// counters yet), so a final flush meanwhile cuts the stream at once.
+/// The ring had no room for the entry `attempt` pushes (it returns whether
+/// it pushed, `None` when the entry cannot be encoded): waits for the writer
+/// thread to make room, when the recording says so and the writer can
+/// (bounded: see `slot::full_ring`), and attempts again. Returns whether the
+/// entry went in. Out of line, so that the first attempt's code stays
+/// straight (with the retry in a loop around it, the compiler encoded every
+/// kind's fields ahead of the first attempt: 170 instructions more per call
+/// of `record_general`).
+///
+/// The wait is outside the seqlock window (none of the event is in the ring
+/// or the counters yet), so a final flush meanwhile cuts the stream at once.
 #[cold]
 #[inline(never)]
-fn wait_for_room(s: &Slot, b: &Buffers) -> bool {
+fn retry_when_room(s: &Slot, b: &Buffers, mut attempt: impl FnMut() -> Option<bool>) -> bool {
     let Some(patience) = full_ring::patience() else {
         return false;
     };
-    leave(s);
-    let room = full_ring::wait_for_room(s, b, patience, &full_ring::TheWriter);
-    enter(s);
-    room
+    loop {
+        leave(s);
+        let room = full_ring::wait_for_room(s, b, patience, &full_ring::TheWriter);
+        enter(s);
+        if !room {
+            return false;
+        }
+        match attempt() {
+            Some(true) => return true,
+            Some(false) => {}
+            None => return false,
+        }
+    }
 }
 
 /// The event did not fit: counted, and reported by the stream's next record.
