@@ -43,7 +43,10 @@
 //! held in chunks that lanes share (see [`queue`]): the peak is what was
 //! buffered at once, not twice that as with a deque that grows by doubling.
 
+mod live_sizes;
 mod queue;
+
+pub use live_sizes::LiveSizes;
 
 use crate::records::{Event, Op};
 use queue::{EventQueue, Pool};
@@ -70,9 +73,6 @@ pub const MIN_BUFFERED: usize = 1 << 16;
 /// How early an allocation's clock reading may be (an unfenced read can run
 /// ahead of the inner call's last loads); holds wait this much past a bound.
 pub const SLACK_NS: u64 = 4_000;
-/// How far ahead [`Merger::drain_ahead`] shows an event: far enough that a
-/// prefetch started now lands before the event is applied.
-pub const LOOKAHEAD: usize = 8;
 
 /// How long the merge waits for streams that have not delivered yet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,21 +125,42 @@ pub trait Target {
     /// The size of the block live at `addr` now (`Some(None)`: none is);
     /// `None` when the live set is not tracked (no event is then held).
     fn live_size(&self, addr: u64) -> Option<Option<u64>>;
-    /// Takes the next event of the merged order; `ahead` is an event likely
-    /// released soon (to prefetch its lookup).
-    fn apply(&mut self, ev: &Event, ahead: Option<&Event>);
+    /// Takes the next event of the merged order.
+    fn apply(&mut self, ev: &Event);
 }
 
 /// A closure as a [`Target`] that holds nothing.
 struct Each<F>(F);
 
-impl<F: FnMut(&Event, Option<&Event>)> Target for Each<F> {
+impl<F: FnMut(&Event)> Target for Each<F> {
     fn live_size(&self, _: u64) -> Option<Option<u64>> {
         None
     }
     #[inline]
-    fn apply(&mut self, ev: &Event, ahead: Option<&Event>) {
-        (self.0)(ev, ahead)
+    fn apply(&mut self, ev: &Event) {
+        (self.0)(ev)
+    }
+}
+
+/// A closure as a [`Target`] that keeps the live set the merge checks
+/// itself, in `live` (see [`LiveSizes`]): the merge then needs nothing of
+/// whatever the closure feeds.
+pub struct Tracked<'a, F> {
+    /// The live set in merged order.
+    pub live: &'a mut LiveSizes,
+    /// Takes each merged event.
+    pub each: F,
+}
+
+impl<F: FnMut(&Event)> Target for Tracked<'_, F> {
+    #[inline]
+    fn live_size(&self, addr: u64) -> Option<Option<u64>> {
+        Some(self.live.get(addr))
+    }
+    #[inline]
+    fn apply(&mut self, ev: &Event) {
+        self.live.apply(ev);
+        (self.each)(ev)
     }
 }
 
@@ -225,25 +246,6 @@ pub struct Merger {
     /// until computed): a run of one lane stops past it, so that an expired
     /// hold goes in order.
     hold_floor: u64,
-}
-
-/// Asks the CPU to load the buffered event `e` (both cache lines it may
-/// span). Only a hint.
-#[inline]
-fn prefetch_event(e: Option<&Event>) {
-    #[cfg(target_arch = "x86_64")]
-    if let Some(e) = e {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let p = (e as *const Event).cast::<i8>();
-        // SAFETY: `p` and `p + size_of::<Event>() - 1` lie within the event;
-        // a prefetch neither reads memory architecturally nor faults.
-        unsafe {
-            _mm_prefetch(p, _MM_HINT_T0);
-            _mm_prefetch(p.add(std::mem::size_of::<Event>() - 1), _MM_HINT_T0);
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = e;
 }
 
 /// The address whose liveness `ev` changes.
@@ -379,14 +381,7 @@ impl Merger {
 
     /// Releases, in merged order, every event that can no longer be preceded
     /// by one still to come.
-    pub fn drain(&mut self, mut each: impl FnMut(&Event)) {
-        self.drain_into(&mut Each(|e: &Event, _: Option<&Event>| each(e)));
-    }
-
-    /// [`drain`](Self::drain), also showing each event's successor
-    /// [`LOOKAHEAD`] places on in its stream (likely released soon), so that
-    /// its lookup can be prefetched.
-    pub fn drain_ahead(&mut self, each: impl FnMut(&Event, Option<&Event>)) {
+    pub fn drain(&mut self, each: impl FnMut(&Event)) {
         self.drain_into(&mut Each(each));
     }
 
@@ -397,8 +392,8 @@ impl Merger {
     }
 
     /// Releases everything (end of input, or a session reset).
-    pub fn flush(&mut self, mut each: impl FnMut(&Event)) {
-        self.flush_into(&mut Each(|e: &Event, _: Option<&Event>| each(e)));
+    pub fn flush(&mut self, each: impl FnMut(&Event)) {
+        self.flush_into(&mut Each(each));
     }
 
     /// Releases everything into `target`; holds last only until the other
@@ -553,12 +548,7 @@ impl Merger {
                         self.late += 1;
                     }
                     self.released_ts = self.released_ts.max(ev.ts);
-                    // The buffered events were written a window ago and have
-                    // left the cache: fetch the ones a lookahead further on,
-                    // so that the lookahead's own read (next call) finds
-                    // them. (Events 0..=i are released but still queued.)
-                    prefetch_event(lane.queue.get(i + 1 + 2 * LOOKAHEAD));
-                    target.apply(&ev, lane.queue.get(i + 1 + LOOKAHEAD));
+                    target.apply(&ev);
                     resolved = !self.held.is_empty()
                         && touched(&ev).is_some_and(|a| self.is_held_addr(a))
                         && self.resolve_holds(target);
@@ -835,7 +825,7 @@ mod tests {
         fn live_size(&self, addr: u64) -> Option<Option<u64>> {
             Some(self.live.get(&addr).copied())
         }
-        fn apply(&mut self, e: &Event, _: Option<&Event>) {
+        fn apply(&mut self, e: &Event) {
             let (what, addr) = match e.op {
                 Op::Alloc { addr, size, .. } => {
                     if self.live.insert(addr, size).is_some() {

@@ -10,6 +10,7 @@
 //! Live sources (`gdb.rs`, `tcp.rs`, `probe.rs`) plug in here: each only has to
 //! produce a `Box<dyn Read + Send>` and call [`Source::live`].
 
+pub mod compressed;
 pub mod gdb;
 #[cfg(feature = "probe-rs")]
 pub mod probe;
@@ -77,11 +78,12 @@ impl Source {
     /// A reader from the first byte. A live source gives its reader once; the
     /// second call fails.
     pub fn reader(&mut self) -> io::Result<Box<dyn Read + Send>> {
-        match &mut self.kind {
-            Kind::File(p) => Ok(Box::new(File::open(p)?)),
+        let r: Box<dyn Read + Send> = match &mut self.kind {
+            Kind::File(p) => Box::new(File::open(p)?),
             Kind::Live(r) => r
                 .take()
-                .ok_or_else(|| io::Error::other("a live source can be read only once")),
-        }
+                .ok_or_else(|| io::Error::other("a live source can be read only once"))?,
+        };
+        compressed::decompressing(&self.name, r)
     }
 }
