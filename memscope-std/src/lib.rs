@@ -31,7 +31,7 @@
 //! bound. When a thread's ring is full (the writer thread could not keep up,
 //! on a machine whose cores are all busy) the thread wakes the writer and
 //! waits until it drained some, so the trace stays complete; it gives up
-//! after 50 ms without any progress of the writer (blocked output, a
+//! after 1 s without any progress of the writer (blocked output, a
 //! debugger), and then the event is counted as lost and the trace says so
 //! (see [`FullRing`]). `MEMSCOPE_FULL=drop` (or [`Config::full_ring`]) never
 //! waits: a full ring loses events. `MEMSCOPE_FULL=wait:<ms>` sets the

@@ -9,7 +9,7 @@
 //! the test does not read until the child says so: memscope's writer thread
 //! blocks in `write` and nothing drains the rings. A thread whose ring is full
 //! then waits for the writer (the default, `MEMSCOPE_FULL=wait`) and gives up
-//! after 50 ms without progress, or drops at once (`MEMSCOPE_FULL=drop`);
+//! after 1 s without progress, or drops at once (`MEMSCOPE_FULL=drop`);
 //! either way every thread that keeps allocating loses events, exactly
 //! counted. With a patience longer than the hold-up, nothing is lost.
 

@@ -9,7 +9,7 @@
 //! [`FullRing::Drop`] (counted, reported by the stream's next record and its
 //! end record), when
 //!
-//! - the writer made no progress for the *patience* (50 ms by default): no
+//! - the writer made no progress for the *patience* (1 s by default): no
 //!   drain of this ring and no bytes written out. A writer blocked in
 //!   `write` on a pipe nobody reads, or stopped by a debugger, costs each
 //!   thread one such wait; a thread that gave up does not wait again until
@@ -47,7 +47,7 @@ pub enum FullRing {
 }
 
 impl FullRing {
-    /// The default: wait, with a patience of 50 ms.
+    /// The default: wait, with a patience of 1 s.
     pub const DEFAULT: FullRing = FullRing::Wait(DEFAULT_PATIENCE);
 
     /// Reads `MEMSCOPE_FULL`'s value: `drop`, `wait` (the default
@@ -70,10 +70,14 @@ impl Default for FullRing {
     }
 }
 
-/// A writer thread descheduled on a loaded machine comes back within a few
-/// scheduler periods (milliseconds); a writer that makes no progress for 50
-/// ms is stuck (blocked output, a debugger) or gone.
-const DEFAULT_PATIENCE: Duration = Duration::from_millis(50);
+/// A writer thread kept off the cores of a loaded machine can stay off for
+/// hundreds of milliseconds (its thread reniced to 19 next to two busy
+/// threads on two cores: a drain about every half second), and a thread
+/// that gave up then loses every event until the next drain (5.4M of 9.3M
+/// in one such run with 50 ms, none with 1 s). A writer without progress
+/// for a second is stuck (blocked output, a debugger); that costs each
+/// thread one such wait.
+const DEFAULT_PATIENCE: Duration = Duration::from_secs(1);
 
 /// The recording's patience in nanoseconds; 0: drop, do not wait.
 static PATIENCE_NS: AtomicU64 = AtomicU64::new(0);
