@@ -23,7 +23,7 @@ use memscope_core::wire::{self, Delta, Record, Records};
 use memscope_decode::error::Error;
 use memscope_decode::pipeline::{self, Options, Run};
 use memscope_decode::report::{self, Report};
-use memscope_decode::source::Source;
+use memscope_decode::source::{compressed, Source};
 use memscope_decode::symbolize::Symbolizer;
 use memscope_decode::synth::TraceBuilder;
 use std::path::{Path, PathBuf};
@@ -1192,4 +1192,165 @@ fn many_heap_regions_over_many_blocks_cost_little() {
     let bytes = b.finish().unwrap();
     let (code, stderr) = decode_limited(&bytes, "regions");
     assert_eq!(code, 0, "{stderr}");
+}
+
+// ------------------------------------------------------- compressed traces
+
+/// The framed trace's program recorded compressed, as a user asks for it
+/// (`MEMSCOPE_OUT=trace.bin.zst`: memscope-std's `zstd` feature, on in this
+/// crate), and the same bytes decompressed by memscope-decode's reader.
+fn compressed_trace() -> &'static (Vec<u8>, Vec<u8>) {
+    static TRACE: OnceLock<(Vec<u8>, Vec<u8>)> = OnceLock::new();
+    TRACE.get_or_init(|| {
+        let dir = scratch_dir("zstd");
+        let out = dir.join("trace.bin.zst");
+        let o = Command::new(env!("CARGO_BIN_EXE_std_child"))
+            .args(["sequential", "2", "3000"])
+            .env("MEMSCOPE_OUT", &out)
+            .env_remove("MEMSCOPE_COMPRESS")
+            .current_dir(&dir)
+            .output()
+            .expect("std_child runs");
+        assert!(o.status.success(), "std_child failed: {o:?}");
+        let z = std::fs::read(&out).expect("std_child wrote its trace");
+        let (raw, faults) = decompress(&z);
+        assert!(faults.is_empty(), "{faults:?}");
+        (z, raw)
+    })
+}
+
+/// `z` through memscope-decode's decompressing reader: the bytes and the
+/// faults it found.
+fn decompress(z: &[u8]) -> (Vec<u8>, Vec<compressed::Fault>) {
+    use std::io::Read;
+    let mut r = compressed::Zstd::new("t", Vec::new(), Box::new(std::io::Cursor::new(z.to_vec())))
+        .unwrap()
+        .quiet();
+    let mut out = Vec::new();
+    r.read_to_end(&mut out).expect("faults are not I/O errors");
+    (out, r.faults().to_vec())
+}
+
+/// The report as JSON, without the input's name (the one thing that differs
+/// between a file and its decompressed copy).
+fn report_json(run: &Run) -> serde_json::Value {
+    let mut v = serde_json::to_value(report_of(run)).unwrap();
+    v["input"]["name"] = serde_json::Value::Null;
+    v
+}
+
+#[test]
+fn a_compressed_trace_decodes_to_the_same_report_as_its_bytes_uncompressed() {
+    let (z, raw) = compressed_trace();
+    assert_eq!(z[..4], compressed::ZSTD_MAGIC, "the writer compressed");
+    assert!(z.len() < raw.len(), "{} >= {}", z.len(), raw.len());
+    // Inside: an ordinary trace (it starts with 0x00; every frame intact).
+    assert_eq!(raw[0], 0);
+    let frames = frames_of(raw);
+    let total: u64 = frames.iter().map(|f| f.heap_records).sum();
+    let plain = run_file(raw, "zstd-raw").unwrap();
+    assert!(report_of(&plain).summary.complete);
+    assert_eq!(account(&plain).decoded, total);
+    let from_file = run_file(z, "zstd-file").unwrap();
+    assert_eq!(
+        from_file.bytes,
+        raw.len() as u64,
+        "offsets are decompressed ones"
+    );
+    assert_eq!(report_json(&from_file), report_json(&plain));
+    // A live source (stdin, a socket) is recognised the same way.
+    let live = run_live(z).unwrap();
+    assert_eq!(account(&live), account(&plain));
+    assert!(report_of(&live).summary.complete);
+}
+
+#[test]
+fn a_compressed_trace_cut_anywhere_keeps_every_frame_before_the_cut() {
+    let (z, raw) = compressed_trace();
+    let frames = frames_of(raw);
+    let mut cuts: Vec<usize> = (1..40).map(|i| 8 + i * (z.len() - 8) / 40).collect();
+    cuts.extend([z.len() - 1, z.len() - 2, 9, 30]);
+    let mut kept_before = 0;
+    for cut in cuts {
+        let (d, faults) = decompress(&z[..cut]);
+        assert!(raw.starts_with(&d), "cut {cut}: decompressed a prefix");
+        assert_eq!(
+            faults,
+            [compressed::Fault::Truncated { at: cut as u64 }],
+            "cut {cut}: named by its compressed offset"
+        );
+        // Every trace frame that ends within what the cut file still holds
+        // is decoded, exactly as from that raw prefix.
+        let expected: u64 = frames
+            .iter()
+            .filter(|f| f.end <= d.len())
+            .map(|f| f.heap_records)
+            .sum();
+        let run = match run_file(&z[..cut], &format!("zstd-cut-{cut}")) {
+            Ok(run) => run,
+            Err(e) => {
+                assert_eq!(
+                    expected, 0,
+                    "cut {cut}: refused with records before it: {e}"
+                );
+                continue;
+            }
+        };
+        let a = account(&run);
+        assert_eq!(
+            (a.decoded, a.skipped, a.record_errors),
+            (expected, 0, 0),
+            "cut {cut}"
+        );
+        assert_eq!(a, account(&run_live(&d).unwrap()), "cut {cut}");
+        // Cut in the zstd frame's epilogue (its checksum), every trace byte
+        // is still there: then, and only then, the trace is complete.
+        assert_eq!(
+            report_of(&run).summary.complete,
+            d.len() == raw.len(),
+            "cut {cut}: {} of {} bytes",
+            d.len(),
+            raw.len()
+        );
+        assert!(expected >= kept_before, "cut {cut}: a longer cut kept less");
+        kept_before = expected;
+    }
+    // The writer flushed every cycle: most of the trace survives the cut
+    // just before the end.
+    let total: u64 = frames.iter().map(|f| f.heap_records).sum();
+    assert!(kept_before > 0 && kept_before <= total);
+}
+
+#[test]
+fn damaged_compressed_bytes_keep_what_came_before_and_are_named() {
+    let (z, raw) = compressed_trace();
+    let mut bad = z.clone();
+    let at = z.len() / 2;
+    for b in &mut bad[at..at + 64] {
+        *b ^= 0x5A;
+    }
+    let (d, faults) = decompress(&bad);
+    // Found at or after the damaged bytes: libzstd needs a whole block or,
+    // for damage it decodes silently, the frame's checksum at its end; a
+    // block size made larger reads as a file cut short.
+    let found = match faults.as_slice() {
+        [compressed::Fault::Damaged { from, to, .. }] => {
+            assert!((*from as usize) < z.len(), "{faults:?}");
+            *to as usize
+        }
+        [compressed::Fault::Truncated { at }] => *at as usize,
+        other => panic!("one fault: {other:?}"),
+    };
+    assert!(found > at, "{faults:?}");
+    // What came before the damage is the trace's own bytes; the run decodes
+    // without error, every frame read before the damage intact.
+    let intact = d.iter().zip(raw.iter()).take_while(|(a, b)| a == b).count();
+    let expected: u64 = frames_of(raw)
+        .iter()
+        .filter(|f| f.end <= intact)
+        .map(|f| f.heap_records)
+        .sum();
+    let run = run_file(&bad, "zstd-damaged").unwrap();
+    assert!(account(&run).decoded >= expected);
+    assert!(!report_of(&run).summary.complete);
 }
