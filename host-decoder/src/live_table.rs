@@ -8,8 +8,8 @@
 //! the index of its block (four slots a cache line); the blocks themselves
 //! sit in a slab whose freed entries are reused last-freed first, so the
 //! blocks of a churning program stay in a few hot cache lines, and the
-//! table's own arrays stay small: at most half the slots are full, and an
-//! empty slot costs 16 bytes, not the size of a block. The hash is one
+//! table's own arrays stay small: at most a quarter of the slots are full,
+//! and an empty slot costs 16 bytes, not the size of a block. The hash is one
 //! multiply (Fibonacci hashing): addresses are not attacker-chosen here, and
 //! their low bits (alignment) carry little, which the multiply's top bits mix
 //! away.
@@ -24,6 +24,12 @@ use crate::state::Block;
 const EMPTY: u64 = 0;
 /// Slots at first (a power of two).
 const MIN_SLOTS: usize = 1 << 10;
+/// At most one slot in this many is full. Linear probing's runs, which a
+/// lookup of an absent address and every removal's backward shift walk to
+/// their end, grow fast with the load: at a quarter they are about half as
+/// long as at a half (a churning program's live set sits right below the
+/// limit most of the time), for 16 more bytes per live block.
+const MAX_LOAD: usize = 4;
 
 /// One slot: an address and where its block is in the slab.
 #[derive(Clone, Copy, Default)]
@@ -46,6 +52,8 @@ pub struct LiveTable {
     len: usize,
     /// A block at address 0 (only a broken or hostile trace has one).
     zero: Option<Block>,
+    /// The last block removed from address 0 (what `remove` refers to).
+    zero_gone: Option<Block>,
 }
 
 impl Default for LiveTable {
@@ -70,6 +78,7 @@ impl LiveTable {
             shift: 64 - slots.trailing_zeros(),
             len: 0,
             zero: None,
+            zero_gone: None,
         }
     }
 
@@ -115,7 +124,7 @@ impl LiveTable {
     }
 
     /// The slot holding `addr`, if it is live (`addr` is not 0).
-    #[inline]
+    #[inline(always)]
     fn find(&self, addr: u64) -> Option<usize> {
         let mask = self.mask();
         let mut i = self.home(addr);
@@ -152,12 +161,12 @@ impl LiveTable {
     }
 
     /// Puts `block` at `addr`; returns the block that was there.
-    #[inline]
+    #[inline(always)]
     pub fn insert(&mut self, addr: u64, block: Block) -> Option<Block> {
         if addr == EMPTY {
             return self.zero.replace(block);
         }
-        if (self.len + 1) * 2 > self.slots.len() {
+        if (self.len + 1) * MAX_LOAD > self.slots.len() {
             self.grow();
         }
         let mask = self.mask();
@@ -175,7 +184,7 @@ impl LiveTable {
                         b
                     }
                     None => {
-                        // At most half the slots are full and the slot count
+                        // At most a quarter of the slots are full and the slot count
                         // is far below 2^32 (a slot per byte of a 64 GiB
                         // table): the index fits.
                         let b = self.blocks.len() as u32;
@@ -191,11 +200,15 @@ impl LiveTable {
         }
     }
 
-    /// Takes the block at `addr` out.
-    #[inline]
-    pub fn remove(&mut self, addr: &u64) -> Option<Block> {
+    /// Takes the block at `addr` out. The block is returned by reference:
+    /// it stays where it was in the slab until the next insert (copying it
+    /// out cost more than anything else in a removal).
+    #[inline(always)]
+    pub fn remove(&mut self, addr: &u64) -> Option<&Block> {
         if *addr == EMPTY {
-            return self.zero.take();
+            let b = self.zero.take()?;
+            // Address 0: the block is kept aside until the next insert.
+            return Some(&*self.zero_gone.insert(b));
         }
         let mut hole = self.find(*addr)?;
         let b = self.slots[hole].block;
@@ -219,7 +232,7 @@ impl LiveTable {
             }
         }
         self.slots[hole].addr = EMPTY;
-        Some(self.blocks[b as usize])
+        Some(&self.blocks[b as usize])
     }
 
     /// Twice the slots; blocks stay where they are.
@@ -285,7 +298,7 @@ mod tests {
             if (r >> 32) % 3 < 2 - u64::from(step > 100_000) {
                 assert_eq!(t.insert(addr, block(a)), m.insert(addr, block(a)));
             } else {
-                assert_eq!(t.remove(&addr), m.remove(&addr));
+                assert_eq!(t.remove(&addr).copied(), m.remove(&addr));
             }
             assert_eq!(t.len(), m.len());
             most = most.max(m.len());
@@ -317,7 +330,7 @@ mod tests {
         }
         assert_eq!(t.len(), 10_000);
         for a in (1..=10_000u64).step_by(2) {
-            assert_eq!(t.remove(&(a * 16)), Some(block(a)));
+            assert_eq!(t.remove(&(a * 16)).copied(), Some(block(a)));
         }
         for a in 1..=10_000u64 {
             assert_eq!(t.get(&(a * 16)).is_some(), a % 2 == 0);

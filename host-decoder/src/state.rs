@@ -119,18 +119,19 @@ impl State {
 
     /// Removes the block at `addr`; remembers it as recently freed.
     #[inline]
-    pub fn remove(&mut self, addr: u64, free_stack: u32, free_stream: u32) -> Option<Block> {
+    pub fn remove(&mut self, addr: u64, free_stack: u32, free_stream: u32) -> Option<&Block> {
         let block = self.live.remove(&addr)?;
         self.live_bytes = self.live_bytes.saturating_sub(block.size);
-        if self.freed.is_empty() {
-            self.freed.resize(FREED_MEMORY, Freed::default());
-        }
-        self.freed[freed_slot(addr)] = Freed {
+        let f = Freed {
             addr,
             block: block.info(),
             free_stack,
             free_stream,
         };
+        match self.freed.get_mut(freed_slot(addr)) {
+            Some(slot) => *slot = f,
+            None => first_free(&mut self.freed, f),
+        }
         Some(block)
     }
 
@@ -139,7 +140,7 @@ impl State {
     /// as part of a resize.
     #[inline]
     pub fn take(&mut self, addr: u64) -> Option<Block> {
-        let block = self.live.remove(&addr)?;
+        let block = *self.live.remove(&addr)?;
         self.live_bytes = self.live_bytes.saturating_sub(block.size);
         Some(block)
     }
@@ -195,6 +196,15 @@ impl State {
             _ => {}
         }
     }
+}
+
+/// The session's first free: the memory of recent frees is made (not
+/// before, so a state that never sees a free costs nothing).
+#[cold]
+#[inline(never)]
+fn first_free(freed: &mut Vec<Freed>, f: Freed) {
+    freed.resize(FREED_MEMORY, Freed::default());
+    freed[freed_slot(f.addr)] = f;
 }
 
 #[inline]

@@ -18,6 +18,10 @@ pub struct ThreadStats {
     pub live_blocks: u64,
     /// Their bytes.
     pub live_bytes: u64,
+    /// Generation of its latest allocation (alloc or realloc), if any: a
+    /// block it frees with this generation is a temporary. Kept here, not
+    /// in a map of its own, so an event looks its thread up once.
+    pub last_alloc: Option<u64>,
 }
 
 /// Per scope name.

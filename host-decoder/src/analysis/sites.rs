@@ -61,9 +61,15 @@ impl Sites {
     pub fn get(&mut self, site: u32) -> &mut SiteStats {
         let i = site as usize;
         if i >= self.stats.len() {
-            self.stats.resize(i + 1, SiteStats::default());
+            self.grow(i);
         }
         &mut self.stats[i]
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self, i: usize) {
+        self.stats.resize(i + 1, SiteStats::default());
     }
 
     /// The counters of `site`, if it has any.

@@ -19,6 +19,20 @@ impl<T: Default> StreamMap<T> {
     /// The entry for `stream`, created with `T::default()`.
     #[inline]
     pub fn entry(&mut self, stream: u32) -> &mut T {
+        // The entry nearly always exists: one bounds check and one test on
+        // the way there; creating it is out of line.
+        let i = stream as usize;
+        if matches!(self.dense.get(i), Some(Some(_))) {
+            // Present: nothing is inserted.
+            self.dense[i].get_or_insert_with(T::default)
+        } else {
+            self.create(stream)
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn create(&mut self, stream: u32) -> &mut T {
         if stream < DENSE {
             let i = stream as usize;
             if i >= self.dense.len() {

@@ -8,13 +8,11 @@
 //!   trace says which), and an allocation's is an upper bound, so a measured
 //!   lifetime is a lower bound: the count says which it is.
 
-use super::stream_map::StreamMap;
-
-/// Counts.
+/// Counts. (The generation of each thread's latest allocation, which tells
+/// a temporary, is kept with the thread's other counters:
+/// [`ThreadStats::last_alloc`](super::attribution::ThreadStats::last_alloc).)
 #[derive(Default)]
 pub struct Temporaries {
-    /// Per stream: generation of its latest allocation (alloc or realloc).
-    pub last_alloc: StreamMap<u64>,
     /// Freed right after their allocation.
     pub count: u64,
     /// Their bytes.

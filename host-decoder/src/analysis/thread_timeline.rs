@@ -22,14 +22,22 @@ impl ThreadTimelines {
     /// `stream` holds `bytes` after the current event.
     #[inline]
     pub fn add(&mut self, stream: u32, bytes: u64) {
+        // `series` never holds more than MAX_THREADS.
+        match self.series.get_mut(stream as usize) {
+            Some(s) => s.add(self.now, bytes),
+            None => self.add_new(stream, bytes),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn add_new(&mut self, stream: u32, bytes: u64) {
         let i = stream as usize;
         if i >= MAX_THREADS {
             self.overflow = true;
             return;
         }
-        if i >= self.series.len() {
-            self.series.resize_with(i + 1, Series::default);
-        }
+        self.series.resize_with(i + 1, Series::default);
         self.series[i].add(self.now, bytes);
     }
 
