@@ -13,7 +13,14 @@
 //!   drain of this ring and no bytes written out. A writer blocked in
 //!   `write` on a pipe nobody reads, or stopped by a debugger, costs each
 //!   thread one such wait; a thread that gave up does not wait again until
-//!   the writer drained some of its ring (see [`Waiter::gave_up`]);
+//!   the writer drained some of its ring (see [`Waiter::gave_up`]). So does
+//!   a writer that waits for a lock *the waiting thread* holds: the dynamic
+//!   loader's (the writer's module rescan calls `dl_iterate_phdr`, and
+//!   code that allocates inside its callback, such as std's backtrace
+//!   symbolisation, holds it), the panic hook's (taken once, when the
+//!   writer starts), stderr's (the writer's error message). The writer
+//!   drains before it rescans, so the thread must have filled its whole
+//!   ring under such a lock: rare, and never a deadlock;
 //! - the writer cannot run: its thread ended (a panic in it), the recording
 //!   is ending (the final flush, which cuts this very thread's stream, runs:
 //!   `process::exit`, return from `main`) or ended, or this is a forked
@@ -33,9 +40,17 @@ use super::{Buffers, Slot, RING_BYTES};
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
-/// What a thread does with an event when its ring is full (see the
-/// [module docs](self) for the bounds of a wait). Set with
-/// [`Config::full_ring`](crate::Config::full_ring) or `MEMSCOPE_FULL`.
+/// What a thread does with an event when its ring is full. Set with
+/// [`Config::full_ring`](crate::Config::full_ring) or `MEMSCOPE_FULL`
+/// (`wait`, `wait:<milliseconds>`, `drop`).
+///
+/// A wait ends when the writer thread made room, and gives up (the event is
+/// then lost, counted, as with `Drop`) when the writer made no progress for
+/// the patience, or at once when it cannot run (the recording is ending, the
+/// writer thread ended, a forked child). A thread that gave up does not wait
+/// again until the writer drained some of its ring, so a stuck writer costs
+/// each thread one wait. The writer thread and memscope's own code never
+/// wait.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FullRing {
     /// Count the event as lost and go on (the trace says how many were
