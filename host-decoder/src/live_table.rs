@@ -92,6 +92,27 @@ impl LiveTable {
         (addr.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift) as usize
     }
 
+    /// Slot `i`, which is a home (below the slot count: the multiply's top
+    /// `log2(slots)` bits) or a position masked with [`mask`](Self::mask).
+    /// Unchecked: the probe loops index a slot a few times per event, and
+    /// the compiler cannot see that a masked index is in bounds.
+    #[inline(always)]
+    fn slot(&self, i: usize) -> Slot {
+        debug_assert!(i < self.slots.len());
+        // SAFETY: every caller passes home() or a value masked with
+        // mask() = slots.len() - 1 (slots.len() is a power of two), both
+        // below slots.len().
+        unsafe { *self.slots.get_unchecked(i) }
+    }
+
+    /// Slot `i` to change (same condition as [`slot`](Self::slot)).
+    #[inline(always)]
+    fn slot_mut(&mut self, i: usize) -> &mut Slot {
+        debug_assert!(i < self.slots.len());
+        // SAFETY: as in slot(): `i` is home() or masked with mask().
+        unsafe { self.slots.get_unchecked_mut(i) }
+    }
+
     /// Live blocks.
     #[inline]
     pub fn len(&self) -> usize {
@@ -129,7 +150,7 @@ impl LiveTable {
         let mask = self.mask();
         let mut i = self.home(addr);
         loop {
-            let k = self.slots[i].addr;
+            let k = self.slot(i).addr;
             if k == addr {
                 return Some(i);
             }
@@ -172,9 +193,9 @@ impl LiveTable {
         let mask = self.mask();
         let mut i = self.home(addr);
         loop {
-            let k = self.slots[i].addr;
+            let k = self.slot(i).addr;
             if k == addr {
-                let b = self.slots[i].block as usize;
+                let b = self.slot(i).block as usize;
                 return Some(std::mem::replace(&mut self.blocks[b], block));
             }
             if k == EMPTY {
@@ -184,15 +205,15 @@ impl LiveTable {
                         b
                     }
                     None => {
-                        // At most a quarter of the slots are full and the slot count
-                        // is far below 2^32 (a slot per byte of a 64 GiB
-                        // table): the index fits.
+                        // At most a quarter of the slots are full and the
+                        // slot count is far below 2^32 (a slot per byte of a
+                        // 64 GiB table): the index fits.
                         let b = self.blocks.len() as u32;
                         self.blocks.push(block);
                         b
                     }
                 };
-                self.slots[i] = Slot { addr, block: b };
+                *self.slot_mut(i) = Slot { addr, block: b };
                 self.len += 1;
                 return None;
             }
@@ -211,7 +232,7 @@ impl LiveTable {
             return Some(&*self.zero_gone.insert(b));
         }
         let mut hole = self.find(*addr)?;
-        let b = self.slots[hole].block;
+        let b = self.slot(hole).block;
         self.free.push(b);
         self.len -= 1;
         // Backward shift: every slot after the hole in its probe run moves
@@ -220,18 +241,18 @@ impl LiveTable {
         let mut j = hole;
         loop {
             j = (j + 1) & mask;
-            let s = self.slots[j];
+            let s = self.slot(j);
             if s.addr == EMPTY {
                 break;
             }
             let home = self.home(s.addr);
             // Distance from home to j versus from the hole to j, cyclically.
             if (j.wrapping_sub(home) & mask) >= (j.wrapping_sub(hole) & mask) {
-                self.slots[hole] = s;
+                *self.slot_mut(hole) = s;
                 hole = j;
             }
         }
-        self.slots[hole].addr = EMPTY;
+        self.slot_mut(hole).addr = EMPTY;
         Some(&self.blocks[b as usize])
     }
 
