@@ -127,6 +127,17 @@ pub trait Target {
     fn live_size(&self, addr: u64) -> Option<Option<u64>>;
     /// Takes the next event of the merged order.
     fn apply(&mut self, ev: &Event);
+    /// Takes `ev` if the block at `addr` is as `want` says (always when the
+    /// live set is not tracked); says whether it did. One lookup where
+    /// [`live_size`](Self::live_size) and [`apply`](Self::apply) would be two.
+    #[inline]
+    fn apply_if(&mut self, ev: &Event, addr: u64, want: Want) -> bool {
+        if self.live_size(addr).is_some_and(|size| !want.met(size)) {
+            return false;
+        }
+        self.apply(ev);
+        true
+    }
 }
 
 /// A closure as a [`Target`] that holds nothing.
@@ -162,11 +173,43 @@ impl<F: FnMut(&Event)> Target for Tracked<'_, F> {
         self.live.apply(ev);
         (self.each)(ev)
     }
+    #[inline]
+    fn apply_if(&mut self, ev: &Event, addr: u64, want: Want) -> bool {
+        let in_step = match want {
+            Want::Live(size) => self.live.remove_if_live(addr, size),
+            // `needs` asks for a free address exactly where an event makes
+            // one live.
+            Want::Free => LiveSizes::made_live(ev)
+                .is_some_and(|(a, size)| a == addr && self.live.insert_if_free(addr, size)),
+        };
+        if in_step {
+            (self.each)(ev);
+        }
+        in_step
+    }
+}
+
+/// Appends events to one lane (see [`Merger::push_from`]).
+pub struct LaneFill<'a> {
+    queue: &'a mut EventQueue,
+    pool: &'a mut Pool,
+    newest: u64,
+    n: usize,
+}
+
+impl LaneFill<'_> {
+    /// Appends the stream's next event.
+    #[inline]
+    pub fn push(&mut self, ev: Event) {
+        self.newest = self.newest.max(ev.ts);
+        self.queue.push_back(ev, self.pool);
+        self.n += 1;
+    }
 }
 
 /// What an event needs of its address to be in order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Want {
+pub enum Want {
     /// A free: a live block of this size (the layout a free passes is the
     /// allocation's; a block of another size there is most likely a later
     /// one at a reused address).
@@ -176,8 +219,10 @@ enum Want {
 }
 
 impl Want {
+    /// Whether a block of `live_size` at the address (`None`: no block)
+    /// is what is wanted.
     #[inline]
-    fn met(self, live_size: Option<u64>) -> bool {
+    pub fn met(self, live_size: Option<u64>) -> bool {
         match self {
             Want::Live(size) => live_size == Some(size),
             Want::Free => live_size.is_none(),
@@ -373,6 +418,40 @@ impl Merger {
         self.buffered += events.len();
     }
 
+    /// Adds events of one stream, in stream order, as `fill` hands them to
+    /// the [`LaneFill`] it gets: the same as [`push`](Self::push) of each,
+    /// with one lane lookup and no copy in between. Returns what `fill`
+    /// returns and how many events it added.
+    #[inline]
+    pub fn push_from<R>(
+        &mut self,
+        stream: u32,
+        fill: impl FnOnce(&mut LaneFill<'_>) -> R,
+    ) -> (R, usize) {
+        let l = self.lane(stream);
+        let lane = &mut self.lanes[l as usize];
+        let was_empty = lane.queue.is_empty();
+        let mut f = LaneFill {
+            queue: &mut lane.queue,
+            pool: &mut self.pool,
+            newest: 0,
+            n: 0,
+        };
+        let r = fill(&mut f);
+        let (newest, n) = (f.newest, f.n);
+        if n != 0 {
+            lane.last_ts = lane.last_ts.max(newest);
+            self.newest = self.newest.max(newest);
+            if was_empty {
+                if let Some(first) = lane.queue.front() {
+                    self.heads.push(key(first, l));
+                }
+            }
+            self.buffered += n;
+        }
+        (r, n)
+    }
+
     /// The stream ended: it will deliver nothing more.
     pub fn close(&mut self, stream: u32) {
         let l = self.lane(stream);
@@ -488,6 +567,10 @@ impl Merger {
             // released from the queue a chunk at a time, not event by event.
             let mut first = true;
             let mut resolved = false;
+            // Most events of a run pass every test below by far: checked
+            // against limits worked out once per run, they skip the tests.
+            let (fast_below, fast_count) = self.run_limits(runner_up, bound, end);
+            let mut released = 0usize;
             'run: loop {
                 let avail = self.lanes[l as usize].queue.front_len();
                 if avail == 0 {
@@ -501,7 +584,8 @@ impl Merger {
                 while i < avail {
                     let lane = &mut self.lanes[l as usize];
                     let ev = *lane.queue.front_at(i);
-                    if !first {
+                    let fast = ev.ts < fast_below && released < fast_count;
+                    if !first && !fast {
                         let Reverse(nk) = key(&ev, l);
                         // A lane that stopped being held re-entered the heap
                         // after the runner-up was read: leave the run.
@@ -519,9 +603,9 @@ impl Merger {
                     first = false;
                     let lane = &mut self.lanes[l as usize];
                     let passed = std::mem::take(&mut lane.pass);
-                    if !passed {
-                        if let Some((addr, want)) = needs(&ev) {
-                            if target.live_size(addr).is_some_and(|size| !want.met(size)) {
+                    let applied = match needs(&ev) {
+                        Some((addr, want)) if !passed => {
+                            if !target.apply_if(&ev, addr, want) {
                                 lane.hold = Some(Hold {
                                     addr,
                                     want,
@@ -534,8 +618,11 @@ impl Merger {
                                 self.hold_floor = 0;
                                 break 'run;
                             }
+                            true
                         }
-                    }
+                        _ => false,
+                    };
+                    released += 1;
                     self.buffered -= 1;
                     // Only a clock reading can be late: other timestamps are
                     // lower bounds. A reading may be early by the slack, and a
@@ -548,7 +635,9 @@ impl Merger {
                         self.late += 1;
                     }
                     self.released_ts = self.released_ts.max(ev.ts);
-                    target.apply(&ev);
+                    if !applied {
+                        target.apply(&ev);
+                    }
                     resolved = !self.held.is_empty()
                         && touched(&ev).is_some_and(|a| self.is_held_addr(a))
                         && self.resolve_holds(target);
@@ -557,6 +646,41 @@ impl Merger {
                 self.lanes[l as usize].queue.pop_n(i, &mut self.pool);
             }
         }
+    }
+
+    /// Limits under which an event of a run (after its first) passes the
+    /// run's tests for sure: its timestamp below the first, and fewer than
+    /// the second events released before it in the run. Below the
+    /// runner-up's timestamp it precedes the runner-up and ties with
+    /// nothing; below the window's edge and with enough still buffered it is
+    /// releasable (the edge and the idle bound hold for the whole run, and
+    /// the buffered count drops by one per event). With a lane held, the
+    /// run also stops at the holds' floor and at a resolved hold: no
+    /// shortcut then.
+    fn run_limits(&self, runner_up: Option<(u64, u8, u32)>, bound: u64, end: bool) -> (u64, usize) {
+        if !self.held.is_empty() {
+            return (0, 0);
+        }
+        let mut below = runner_up.map_or(u64::MAX, |r| r.0);
+        let mut count = usize::MAX;
+        if !end && !self.solo {
+            match self.window {
+                Window::Ticks { hold, .. } => {
+                    // k + hold <= newest  <=>  k < newest - hold + 1.
+                    below = below.min(
+                        self.newest
+                            .checked_sub(hold)
+                            .map_or(0, |e| e.saturating_add(1)),
+                    );
+                    count = self.buffered.saturating_sub(MIN_BUFFERED);
+                }
+                Window::Events(n) => {
+                    below = below.min(bound);
+                    count = self.buffered.saturating_sub(n);
+                }
+            }
+        }
+        (below, count)
     }
 
     /// Two frees at the same timestamp (both lower bounds: memscope-std

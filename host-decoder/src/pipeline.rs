@@ -354,8 +354,6 @@ struct Decoding<'a> {
     lost_sent: u64,
     merger: Merger,
     live: LiveSizes,
-    /// The frame being decoded's events.
-    run: Vec<Event>,
     /// Events pushed into the merge since it last released.
     pushed: usize,
     /// Something (an event or a mark) came since the merge last released.
@@ -385,7 +383,6 @@ impl<'a> Decoding<'a> {
             lost_sent: 0,
             merger: Merger::new(),
             live: LiveSizes::default(),
-            run: Vec::new(),
             pushed: 0,
             dirty: false,
             release_at,
@@ -446,19 +443,13 @@ impl<'a> Decoding<'a> {
         self.frames_ok += 1;
         let mut from = 0;
         loop {
-            let run = &mut self.run;
-            let mut newest = 0;
-            let outcome = self
-                .dec
-                .decode_frame(stream, records, offset, from, &mut |ev| {
-                    newest = newest.max(ev.ts);
-                    run.push(ev);
-                });
-            // A frame's events go into the merge at once: one lane lookup.
-            self.merger.push_run(stream, &self.run, newest);
-            self.pushed += self.run.len();
-            self.dirty |= !self.run.is_empty();
-            self.run.clear();
+            // A frame's events go straight into their lane: one lane lookup.
+            let dec = &mut self.dec;
+            let (outcome, n) = self.merger.push_from(stream, |lane| {
+                dec.decode_frame(stream, records, offset, from, &mut |ev| lane.push(ev))
+            });
+            self.pushed += n;
+            self.dirty |= n != 0;
             match outcome {
                 FrameOutcome::Done => break,
                 FrameOutcome::Reset(pos) => {

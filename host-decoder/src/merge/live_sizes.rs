@@ -111,6 +111,49 @@ impl LiveSizes {
         *s = Slot { addr, size };
     }
 
+    /// Makes `addr` live with `size` if it is free; says whether it was.
+    #[inline]
+    pub fn insert_if_free(&mut self, addr: u64, size: u64) -> bool {
+        if addr == EMPTY {
+            let free = self.zero.is_none();
+            if free {
+                self.zero = Some(size);
+            }
+            return free;
+        }
+        if (self.len + 1) * 2 > self.slots.len() {
+            self.grow();
+        }
+        let i = self.probe(addr);
+        let s = &mut self.slots[i];
+        if s.addr != EMPTY {
+            return false;
+        }
+        *s = Slot { addr, size };
+        self.len += 1;
+        true
+    }
+
+    /// Makes `addr` free if a block of `size` is live there; says whether
+    /// one was.
+    #[inline]
+    pub fn remove_if_live(&mut self, addr: u64, size: u64) -> bool {
+        if addr == EMPTY {
+            let live = self.zero == Some(size);
+            if live {
+                self.zero = None;
+            }
+            return live;
+        }
+        let i = self.probe(addr);
+        let s = self.slots[i];
+        if s.addr != addr || s.size != size {
+            return false;
+        }
+        self.remove_at(i);
+        true
+    }
+
     /// Makes `addr` free.
     #[inline]
     pub fn remove(&mut self, addr: u64) {
@@ -118,10 +161,15 @@ impl LiveSizes {
             self.zero = None;
             return;
         }
-        let mut hole = self.probe(addr);
-        if self.slots[hole].addr == EMPTY {
-            return;
+        let i = self.probe(addr);
+        if self.slots[i].addr != EMPTY {
+            self.remove_at(i);
         }
+    }
+
+    /// Empties the full slot `hole`.
+    #[inline]
+    fn remove_at(&mut self, mut hole: usize) {
         self.len -= 1;
         // Backward shift: every slot after the hole in its probe run moves
         // into the hole unless the hole lies before its home slot.
@@ -148,6 +196,18 @@ impl LiveSizes {
         self.zero = old.zero;
         for s in old.slots.into_iter().filter(|s| s.addr != EMPTY) {
             self.insert(s.addr, s.size);
+        }
+    }
+
+    /// The address `ev` makes live and its size, if it makes one live.
+    #[inline]
+    pub fn made_live(ev: &Event) -> Option<(u64, u64)> {
+        match ev.op {
+            Op::Alloc { addr, size, .. } => Some((addr, size)),
+            Op::Realloc {
+                new_addr, new_size, ..
+            } => Some((new_addr, new_size)),
+            _ => None,
         }
     }
 
@@ -216,6 +276,17 @@ mod tests {
                 let addr = a << shift;
                 assert_eq!(t.get(addr), m.get(&addr).copied(), "{addr:#x}");
             }
+        }
+        // The conditional forms do what they say and nothing else.
+        for addr in [0, 0x40, 0x40 << 40] {
+            t.remove(addr);
+            assert!(!t.remove_if_live(addr, 8));
+            assert!(t.insert_if_free(addr, 8));
+            assert!(!t.insert_if_free(addr, 16));
+            assert!(!t.remove_if_live(addr, 16));
+            assert_eq!(t.get(addr), Some(8));
+            assert!(t.remove_if_live(addr, 8));
+            assert_eq!(t.get(addr), None);
         }
         t.clear();
         assert!(t.is_empty() && t.get(0).is_none());
