@@ -19,10 +19,13 @@
 //! resumes at the next frame's magic number).
 //!
 //! Why zstd at level 1: on the comparison harness's churn traces it writes
-//! 4.3 bytes per event where the raw trace takes 6.1 (LZ4 gains 7 %: the
-//! records are already delta-coded varints, what is left is mostly the
-//! entropy of addresses and sizes), for about a tenth of the writer's
-//! framing work per byte at level 3.
+//! 4.3 bytes per event where the raw trace takes 6.1 (4.9 for 7.1 with
+//! stacks). The records are already delta-coded varints; what is left is
+//! mostly the skew of their bytes, which zstd's Huffman coding of literals
+//! takes (LZ4, without one, saves 7 %; so does zstd with literal compression
+//! off). Level 3 writes 4.0 bytes per event, level 19 3.5, at several times
+//! the CPU. Level 1 costs the writer thread about 124 instructions per event
+//! (callgrind), about 20 per byte.
 
 use std::fs::File;
 use std::io::{self, Write};
