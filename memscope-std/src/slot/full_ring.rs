@@ -315,17 +315,20 @@ mod tests {
         }
     }
 
-    /// A fresh slot of our own (not from the registry) with its ring filled
-    /// to within a few bytes of full.
+    /// A fresh slot of our own (not from the registry) with its ring full.
     fn full_slot() -> (&'static Slot, &'static Buffers) {
         let s: &'static Slot = Box::leak(Box::new(Slot::new()));
         let b = s.buffers_or_alloc(&System).expect("memory");
-        let chunk = [7u8; 64 * 1024];
-        // SAFETY (both pushes): this test is the only producer.
-        while unsafe { b.ring.push(&[&chunk]) } {}
-        while unsafe { b.ring.push(&[&chunk[..1]]) } {}
-        assert!(b.ring.len() > RING_BYTES - ROOM);
+        fill(b);
         (s, b)
+    }
+
+    /// Fills the empty ring in one push: each push borrows the whole ring,
+    /// which Miri checks byte by byte, so a few pushes keep it fast there.
+    fn fill(b: &Buffers) {
+        // SAFETY: this test is the only producer.
+        assert!(unsafe { b.ring.push(&[&vec![7u8; RING_BYTES]]) });
+        assert!(b.ring.len() > RING_BYTES - ROOM);
     }
 
     fn drain(b: &Buffers) {
@@ -383,10 +386,7 @@ mod tests {
         // The writer drains, the ring fills again: the next full ring waits
         // (and gives up again: nobody drains now).
         drain(b);
-        let chunk = [1u8; 4096];
-        // SAFETY: the test is the only producer.
-        while unsafe { b.ring.push(&[&chunk]) } {}
-        while unsafe { b.ring.push(&[&chunk[..1]]) } {}
+        fill(b);
         let wakes = w.wakes.load(Ordering::Relaxed);
         assert!(!wait_for_room(s, b, Duration::from_millis(1), &w));
         assert!(w.wakes.load(Ordering::Relaxed) > wakes, "waited again");
