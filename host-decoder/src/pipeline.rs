@@ -360,9 +360,10 @@ struct Decoding<'a> {
     dirty: bool,
     /// The merge releases once this many events were pushed.
     release_at: usize,
-    /// Merged events are shipped once this many are waiting (`usize::MAX`:
-    /// after each release instead, see [`Decoding::read`]).
-    ship_at: usize,
+    /// Merged events are also shipped after each release (a live source:
+    /// what it shows is never a batch behind), not only once
+    /// [`BATCH_EVENTS`] are waiting.
+    ship_each_release: bool,
     /// Merged events and marks not yet shipped.
     out: Batch,
     /// The analysing side asked for no more.
@@ -370,9 +371,9 @@ struct Decoding<'a> {
 }
 
 impl<'a> Decoding<'a> {
-    fn new(input: &'a str, release_at: usize, ship_at: usize) -> Self {
+    fn new(input: &'a str, release_at: usize, ship_each_release: bool) -> Self {
         let mut out = Batch::default();
-        out.events.reserve(ship_at.min(BATCH_EVENTS));
+        out.events.reserve(BATCH_EVENTS);
         Decoding {
             input,
             dec: Decoder::new(),
@@ -386,7 +387,7 @@ impl<'a> Decoding<'a> {
             pushed: 0,
             dirty: false,
             release_at,
-            ship_at,
+            ship_each_release,
             out,
             stopped: false,
         }
@@ -406,10 +407,8 @@ impl<'a> Decoding<'a> {
             live,
             out,
             stopped,
-            ship_at,
             ..
         } = self;
-        let ship_at = *ship_at;
         let mut target = Tracked {
             live,
             each: |ev: &Event| {
@@ -417,7 +416,7 @@ impl<'a> Decoding<'a> {
                     return;
                 }
                 out.events.push(*ev);
-                if out.events.len() >= ship_at && !ship(out) {
+                if out.events.len() >= BATCH_EVENTS && !ship(out) {
                     *stopped = true;
                 }
             },
@@ -521,8 +520,10 @@ impl<'a> Decoding<'a> {
     /// Reads `reader` to its end, merging as it goes: the merge releases
     /// whenever [`release_at`](Self::release_at) events came since it last
     /// did, and everything at the end. Merged events go to `ship` in batches
-    /// of [`ship_at`](Self::ship_at) (`usize::MAX`: after every release that
-    /// left something to ship). Stops early once `ship` says so.
+    /// of [`BATCH_EVENTS`] (and after every release that left something to
+    /// ship, with [`ship_each_release`](Self::ship_each_release)), so that
+    /// what waits is bounded whatever a release lets go. Stops early once
+    /// `ship` says so.
     fn read(
         &mut self,
         reader: Box<dyn Read + Send>,
@@ -558,7 +559,7 @@ impl<'a> Decoding<'a> {
                 }
                 if self.pushed >= self.release_at {
                     self.release(false, ship);
-                    if self.ship_at == usize::MAX && !self.out.is_empty() && !self.stopped {
+                    if self.ship_each_release && !self.out.is_empty() && !self.stopped {
                         self.stopped = !ship(&mut self.out);
                     }
                 }
@@ -710,7 +711,7 @@ impl Pass<'_> {
             lost: 0,
         };
         let (bytes, mut decoding) = if self.incremental {
-            let mut decoding = Decoding::new(self.input, 1, usize::MAX);
+            let mut decoding = Decoding::new(self.input, 1, true);
             let bytes = decoding.read(reader, &progress, &mut |b| {
                 let go_on = an.take(b);
                 b.clear();
@@ -721,7 +722,7 @@ impl Pass<'_> {
             }
             (bytes, decoding)
         } else {
-            let mut decoding = Decoding::new(self.input, BATCH_EVENTS, BATCH_EVENTS);
+            let mut decoding = Decoding::new(self.input, BATCH_EVENTS, false);
             let bytes = self.run_threaded(reader, &progress, &mut decoding, &mut an);
             (bytes, decoding)
         };
