@@ -292,7 +292,6 @@ mod tests {
     use super::*;
     use std::alloc::System;
     use std::sync::atomic::AtomicU64;
-    use std::sync::Arc;
 
     /// A writer the test drives: it counts the owner's wakes; its progress
     /// and whether it can drain are set by hand.
@@ -315,12 +314,31 @@ mod tests {
         }
     }
 
-    /// A fresh slot of our own (not from the registry) with its ring full.
-    fn full_slot() -> (&'static Slot, &'static Buffers) {
-        let s: &'static Slot = Box::leak(Box::new(Slot::new()));
-        let b = s.buffers_or_alloc(&System).expect("memory");
-        fill(b);
-        (s, b)
+    /// A slot of the test's own (not in the registry), freed on drop (Miri
+    /// reports memory that is neither freed nor reachable from a static).
+    struct TestSlot(Box<Slot>);
+
+    impl Drop for TestSlot {
+        fn drop(&mut self) {
+            if let Some(b) = self.0.buffers() {
+                // SAFETY: allocated by `buffers_or_alloc` from `System` with
+                // this layout; nothing uses it any more.
+                unsafe {
+                    std::alloc::GlobalAlloc::dealloc(
+                        &System,
+                        (b as *const Buffers).cast_mut().cast(),
+                        core::alloc::Layout::new::<Buffers>(),
+                    )
+                };
+            }
+        }
+    }
+
+    /// A fresh slot of the test's own with its ring full.
+    fn full_slot() -> TestSlot {
+        let t = TestSlot(Box::new(Slot::new()));
+        fill(t.0.buffers_or_alloc(&System).expect("memory"));
+        t
     }
 
     /// Fills the empty ring in one push: each push borrows the whole ring,
@@ -338,29 +356,29 @@ mod tests {
 
     #[test]
     fn a_writer_that_drains_ends_the_wait_with_room() {
-        let (s, b) = full_slot();
-        let w = Arc::new(Fake::default());
+        let t = full_slot();
+        let (s, b) = (&*t.0, t.0.buffers().expect("allocated"));
+        let w = Fake::default();
         w.alive.store(true, Ordering::Relaxed);
-        let consumer = {
-            let w = w.clone();
-            std::thread::spawn(move || {
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
                 // The drain comes once the owner asked for it.
                 while w.wakes.load(Ordering::Relaxed) == 0 {
                     std::thread::yield_now();
                 }
                 drain(s.buffers().expect("allocated"));
-            })
-        };
-        // A patience no test run reaches: the wait ends by the drain.
-        assert!(wait_for_room(s, b, Duration::from_secs(3600), &*w));
-        consumer.join().unwrap();
+            });
+            // A patience no test run reaches: the wait ends by the drain.
+            assert!(wait_for_room(s, b, Duration::from_secs(3600), &w));
+        });
         assert!(b.ring.len() <= RING_BYTES - ROOM);
         assert!(!s.waiter.waiting.load(Ordering::Relaxed));
     }
 
     #[test]
     fn a_stuck_writer_costs_one_bounded_wait_until_it_drains_again() {
-        let (s, b) = full_slot();
+        let t = full_slot();
+        let (s, b) = (&*t.0, t.0.buffers().expect("allocated"));
         let w = Fake::default();
         w.alive.store(true, Ordering::Relaxed);
         // No progress: the wait gives up after the patience.
@@ -379,7 +397,8 @@ mod tests {
 
     #[test]
     fn after_a_give_up_a_drain_makes_the_thread_wait_again() {
-        let (s, b) = full_slot();
+        let t = full_slot();
+        let (s, b) = (&*t.0, t.0.buffers().expect("allocated"));
         let w = Fake::default();
         w.alive.store(true, Ordering::Relaxed);
         assert!(!wait_for_room(s, b, Duration::from_millis(1), &w));
@@ -394,7 +413,8 @@ mod tests {
 
     #[test]
     fn no_wait_when_the_writer_cannot_drain_or_there_is_room() {
-        let (s, b) = full_slot();
+        let t = full_slot();
+        let (s, b) = (&*t.0, t.0.buffers().expect("allocated"));
         let w = Fake::default();
         // Not alive (recording ended, writer gone): no wait, no wake.
         assert!(!wait_for_room(s, b, Duration::from_secs(3600), &w));
