@@ -320,13 +320,16 @@ mod tests {
 
     impl Drop for TestSlot {
         fn drop(&mut self) {
-            if let Some(b) = self.0.buffers() {
+            // The allocation's own pointer (one derived from `&Buffers` may
+            // only read).
+            let b = self.0.buffers.load(Ordering::Relaxed);
+            if !b.is_null() {
                 // SAFETY: allocated by `buffers_or_alloc` from `System` with
                 // this layout; nothing uses it any more.
                 unsafe {
                     std::alloc::GlobalAlloc::dealloc(
                         &System,
-                        (b as *const Buffers).cast_mut().cast(),
+                        b.cast(),
                         core::alloc::Layout::new::<Buffers>(),
                     )
                 };
