@@ -43,10 +43,7 @@
 //! held in chunks that lanes share (see [`queue`]): the peak is what was
 //! buffered at once, not twice that as with a deque that grows by doubling.
 
-mod live_sizes;
 mod queue;
-
-pub use live_sizes::LiveSizes;
 
 use crate::records::{Event, Op};
 use queue::{EventQueue, Pool};
@@ -73,6 +70,9 @@ pub const MIN_BUFFERED: usize = 1 << 16;
 /// How early an allocation's clock reading may be (an unfenced read can run
 /// ahead of the inner call's last loads); holds wait this much past a bound.
 pub const SLACK_NS: u64 = 4_000;
+/// How far ahead [`Merger::drain_ahead`] shows an event: far enough that a
+/// prefetch started now lands before the event is applied.
+pub const LOOKAHEAD: usize = 8;
 
 /// How long the merge waits for streams that have not delivered yet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,91 +125,27 @@ pub trait Target {
     /// The size of the block live at `addr` now (`Some(None)`: none is);
     /// `None` when the live set is not tracked (no event is then held).
     fn live_size(&self, addr: u64) -> Option<Option<u64>>;
-    /// Takes the next event of the merged order.
-    fn apply(&mut self, ev: &Event);
-    /// Takes `ev` if the block at `addr` is as `want` says (always when the
-    /// live set is not tracked); says whether it did. One lookup where
-    /// [`live_size`](Self::live_size) and [`apply`](Self::apply) would be two.
-    #[inline]
-    fn apply_if(&mut self, ev: &Event, addr: u64, want: Want) -> bool {
-        if self.live_size(addr).is_some_and(|size| !want.met(size)) {
-            return false;
-        }
-        self.apply(ev);
-        true
-    }
+    /// Takes the next event of the merged order; `ahead` is an event likely
+    /// released soon (to prefetch its lookup).
+    fn apply(&mut self, ev: &Event, ahead: Option<&Event>);
 }
 
 /// A closure as a [`Target`] that holds nothing.
 struct Each<F>(F);
 
-impl<F: FnMut(&Event)> Target for Each<F> {
+impl<F: FnMut(&Event, Option<&Event>)> Target for Each<F> {
     fn live_size(&self, _: u64) -> Option<Option<u64>> {
         None
     }
     #[inline]
-    fn apply(&mut self, ev: &Event) {
-        (self.0)(ev)
-    }
-}
-
-/// A closure as a [`Target`] that keeps the live set the merge checks
-/// itself, in `live` (see [`LiveSizes`]): the merge then needs nothing of
-/// whatever the closure feeds.
-pub struct Tracked<'a, F> {
-    /// The live set in merged order.
-    pub live: &'a mut LiveSizes,
-    /// Takes each merged event.
-    pub each: F,
-}
-
-impl<F: FnMut(&Event)> Target for Tracked<'_, F> {
-    #[inline]
-    fn live_size(&self, addr: u64) -> Option<Option<u64>> {
-        Some(self.live.get(addr))
-    }
-    #[inline]
-    fn apply(&mut self, ev: &Event) {
-        self.live.apply(ev);
-        (self.each)(ev)
-    }
-    #[inline]
-    fn apply_if(&mut self, ev: &Event, addr: u64, want: Want) -> bool {
-        let in_step = match want {
-            Want::Live(size) => self.live.remove_if_live(addr, size),
-            // `needs` asks for a free address exactly where an event makes
-            // one live.
-            Want::Free => LiveSizes::made_live(ev)
-                .is_some_and(|(a, size)| a == addr && self.live.insert_if_free(addr, size)),
-        };
-        if in_step {
-            (self.each)(ev);
-        }
-        in_step
-    }
-}
-
-/// Appends events to one lane (see [`Merger::push_from`]).
-pub struct LaneFill<'a> {
-    queue: &'a mut EventQueue,
-    pool: &'a mut Pool,
-    newest: u64,
-    n: usize,
-}
-
-impl LaneFill<'_> {
-    /// Appends the stream's next event.
-    #[inline]
-    pub fn push(&mut self, ev: Event) {
-        self.newest = self.newest.max(ev.ts);
-        self.queue.push_back(ev, self.pool);
-        self.n += 1;
+    fn apply(&mut self, ev: &Event, ahead: Option<&Event>) {
+        (self.0)(ev, ahead)
     }
 }
 
 /// What an event needs of its address to be in order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Want {
+enum Want {
     /// A free: a live block of this size (the layout a free passes is the
     /// allocation's; a block of another size there is most likely a later
     /// one at a reused address).
@@ -219,10 +155,8 @@ pub enum Want {
 }
 
 impl Want {
-    /// Whether a block of `live_size` at the address (`None`: no block)
-    /// is what is wanted.
     #[inline]
-    pub fn met(self, live_size: Option<u64>) -> bool {
+    fn met(self, live_size: Option<u64>) -> bool {
         match self {
             Want::Live(size) => live_size == Some(size),
             Want::Free => live_size.is_none(),
@@ -291,6 +225,25 @@ pub struct Merger {
     /// until computed): a run of one lane stops past it, so that an expired
     /// hold goes in order.
     hold_floor: u64,
+}
+
+/// Asks the CPU to load the buffered event `e` (both cache lines it may
+/// span). Only a hint.
+#[inline]
+fn prefetch_event(e: Option<&Event>) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(e) = e {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let p = (e as *const Event).cast::<i8>();
+        // SAFETY: `p` and `p + size_of::<Event>() - 1` lie within the event;
+        // a prefetch neither reads memory architecturally nor faults.
+        unsafe {
+            _mm_prefetch(p, _MM_HINT_T0);
+            _mm_prefetch(p.add(std::mem::size_of::<Event>() - 1), _MM_HINT_T0);
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = e;
 }
 
 /// The address whose liveness `ev` changes.
@@ -418,40 +371,6 @@ impl Merger {
         self.buffered += events.len();
     }
 
-    /// Adds events of one stream, in stream order, as `fill` hands them to
-    /// the [`LaneFill`] it gets: the same as [`push`](Self::push) of each,
-    /// with one lane lookup and no copy in between. Returns what `fill`
-    /// returns and how many events it added.
-    #[inline]
-    pub fn push_from<R>(
-        &mut self,
-        stream: u32,
-        fill: impl FnOnce(&mut LaneFill<'_>) -> R,
-    ) -> (R, usize) {
-        let l = self.lane(stream);
-        let lane = &mut self.lanes[l as usize];
-        let was_empty = lane.queue.is_empty();
-        let mut f = LaneFill {
-            queue: &mut lane.queue,
-            pool: &mut self.pool,
-            newest: 0,
-            n: 0,
-        };
-        let r = fill(&mut f);
-        let (newest, n) = (f.newest, f.n);
-        if n != 0 {
-            lane.last_ts = lane.last_ts.max(newest);
-            self.newest = self.newest.max(newest);
-            if was_empty {
-                if let Some(first) = lane.queue.front() {
-                    self.heads.push(key(first, l));
-                }
-            }
-            self.buffered += n;
-        }
-        (r, n)
-    }
-
     /// The stream ended: it will deliver nothing more.
     pub fn close(&mut self, stream: u32) {
         let l = self.lane(stream);
@@ -460,7 +379,14 @@ impl Merger {
 
     /// Releases, in merged order, every event that can no longer be preceded
     /// by one still to come.
-    pub fn drain(&mut self, each: impl FnMut(&Event)) {
+    pub fn drain(&mut self, mut each: impl FnMut(&Event)) {
+        self.drain_into(&mut Each(|e: &Event, _: Option<&Event>| each(e)));
+    }
+
+    /// [`drain`](Self::drain), also showing each event's successor
+    /// [`LOOKAHEAD`] places on in its stream (likely released soon), so that
+    /// its lookup can be prefetched.
+    pub fn drain_ahead(&mut self, each: impl FnMut(&Event, Option<&Event>)) {
         self.drain_into(&mut Each(each));
     }
 
@@ -471,8 +397,8 @@ impl Merger {
     }
 
     /// Releases everything (end of input, or a session reset).
-    pub fn flush(&mut self, each: impl FnMut(&Event)) {
-        self.flush_into(&mut Each(each));
+    pub fn flush(&mut self, mut each: impl FnMut(&Event)) {
+        self.flush_into(&mut Each(|e: &Event, _: Option<&Event>| each(e)));
     }
 
     /// Releases everything into `target`; holds last only until the other
@@ -567,10 +493,6 @@ impl Merger {
             // released from the queue a chunk at a time, not event by event.
             let mut first = true;
             let mut resolved = false;
-            // Most events of a run pass every test below by far: checked
-            // against limits worked out once per run, they skip the tests.
-            let (fast_below, fast_count) = self.run_limits(runner_up, bound, end);
-            let mut released = 0usize;
             'run: loop {
                 let avail = self.lanes[l as usize].queue.front_len();
                 if avail == 0 {
@@ -584,8 +506,7 @@ impl Merger {
                 while i < avail {
                     let lane = &mut self.lanes[l as usize];
                     let ev = *lane.queue.front_at(i);
-                    let fast = ev.ts < fast_below && released < fast_count;
-                    if !first && !fast {
+                    if !first {
                         let Reverse(nk) = key(&ev, l);
                         // A lane that stopped being held re-entered the heap
                         // after the runner-up was read: leave the run.
@@ -603,9 +524,9 @@ impl Merger {
                     first = false;
                     let lane = &mut self.lanes[l as usize];
                     let passed = std::mem::take(&mut lane.pass);
-                    let applied = match needs(&ev) {
-                        Some((addr, want)) if !passed => {
-                            if !target.apply_if(&ev, addr, want) {
+                    if !passed {
+                        if let Some((addr, want)) = needs(&ev) {
+                            if target.live_size(addr).is_some_and(|size| !want.met(size)) {
                                 lane.hold = Some(Hold {
                                     addr,
                                     want,
@@ -618,11 +539,8 @@ impl Merger {
                                 self.hold_floor = 0;
                                 break 'run;
                             }
-                            true
                         }
-                        _ => false,
-                    };
-                    released += 1;
+                    }
                     self.buffered -= 1;
                     // Only a clock reading can be late: other timestamps are
                     // lower bounds. A reading may be early by the slack, and a
@@ -635,9 +553,12 @@ impl Merger {
                         self.late += 1;
                     }
                     self.released_ts = self.released_ts.max(ev.ts);
-                    if !applied {
-                        target.apply(&ev);
-                    }
+                    // The buffered events were written a window ago and have
+                    // left the cache: fetch the ones a lookahead further on,
+                    // so that the lookahead's own read (next call) finds
+                    // them. (Events 0..=i are released but still queued.)
+                    prefetch_event(lane.queue.get(i + 1 + 2 * LOOKAHEAD));
+                    target.apply(&ev, lane.queue.get(i + 1 + LOOKAHEAD));
                     resolved = !self.held.is_empty()
                         && touched(&ev).is_some_and(|a| self.is_held_addr(a))
                         && self.resolve_holds(target);
@@ -646,41 +567,6 @@ impl Merger {
                 self.lanes[l as usize].queue.pop_n(i, &mut self.pool);
             }
         }
-    }
-
-    /// Limits under which an event of a run (after its first) passes the
-    /// run's tests for sure: its timestamp below the first, and fewer than
-    /// the second events released before it in the run. Below the
-    /// runner-up's timestamp it precedes the runner-up and ties with
-    /// nothing; below the window's edge and with enough still buffered it is
-    /// releasable (the edge and the idle bound hold for the whole run, and
-    /// the buffered count drops by one per event). With a lane held, the
-    /// run also stops at the holds' floor and at a resolved hold: no
-    /// shortcut then.
-    fn run_limits(&self, runner_up: Option<(u64, u8, u32)>, bound: u64, end: bool) -> (u64, usize) {
-        if !self.held.is_empty() {
-            return (0, 0);
-        }
-        let mut below = runner_up.map_or(u64::MAX, |r| r.0);
-        let mut count = usize::MAX;
-        if !end && !self.solo {
-            match self.window {
-                Window::Ticks { hold, .. } => {
-                    // k + hold <= newest  <=>  k < newest - hold + 1.
-                    below = below.min(
-                        self.newest
-                            .checked_sub(hold)
-                            .map_or(0, |e| e.saturating_add(1)),
-                    );
-                    count = self.buffered.saturating_sub(MIN_BUFFERED);
-                }
-                Window::Events(n) => {
-                    below = below.min(bound);
-                    count = self.buffered.saturating_sub(n);
-                }
-            }
-        }
-        (below, count)
     }
 
     /// Two frees at the same timestamp (both lower bounds: memscope-std
@@ -949,7 +835,7 @@ mod tests {
         fn live_size(&self, addr: u64) -> Option<Option<u64>> {
             Some(self.live.get(&addr).copied())
         }
-        fn apply(&mut self, e: &Event) {
+        fn apply(&mut self, e: &Event, _: Option<&Event>) {
             let (what, addr) = match e.op {
                 Op::Alloc { addr, size, .. } => {
                     if self.live.insert(addr, size).is_some() {
@@ -962,24 +848,6 @@ mod tests {
                         self.errors.push((e.stream, addr));
                     }
                     ("free", addr)
-                }
-                // As the state does: the release half frees, the new half
-                // allocates.
-                Op::ReallocRelease {
-                    old_addr, old_size, ..
-                } => {
-                    if self.live.remove(&old_addr) != Some(old_size) {
-                        self.errors.push((e.stream, old_addr));
-                    }
-                    ("release", old_addr)
-                }
-                Op::Realloc {
-                    new_addr, new_size, ..
-                } => {
-                    if self.live.insert(new_addr, new_size).is_some() {
-                        self.errors.push((e.stream, new_addr));
-                    }
-                    ("realloc", new_addr)
                 }
                 _ => ("other", 0),
             };
@@ -1089,95 +957,6 @@ mod tests {
                 (2, "free", X),
                 (2, "alloc", 0x3000),
             ]
-        );
-    }
-
-    /// The merge's own live set ([`Tracked`] over [`LiveSizes`], what the
-    /// pipeline uses) holds and releases exactly as a target answering from
-    /// its own live set does, on hand-offs, reused addresses, frees of
-    /// unknown addresses and reallocs, across the hold-back window.
-    #[test]
-    fn the_merges_own_live_set_holds_like_the_targets() {
-        let mut evs = Vec::new();
-        let mut r = 0x9E37_79B9_7F4A_7C15u64;
-        for i in 0..20_000u64 {
-            r ^= r << 13;
-            r ^= r >> 7;
-            r ^= r << 17;
-            let stream = 1 + (r % 3) as u32;
-            let addr = 0x1000 + (r >> 8) % 64 * 16;
-            let size = 8 + (r >> 20) % 2 * 8;
-            // Frees carry an older timestamp now and then (a lower bound).
-            let ts = i * 10 + (r >> 30) % 7;
-            let ev = match (r >> 40) % 5 {
-                0 | 1 => sized(alloc_of, stream, ts, addr, size),
-                2 | 3 => sized(
-                    free_of,
-                    stream,
-                    ts.saturating_sub((r >> 50) % 400),
-                    addr,
-                    size,
-                ),
-                _ => {
-                    // Both halves, the release at an earlier timestamp.
-                    evs.push(Event {
-                        ts: ts.saturating_sub(5),
-                        stream,
-                        stack: NO_STACK,
-                        op: Op::ReallocRelease {
-                            old_addr: addr,
-                            old_size: size,
-                            align: 8,
-                        },
-                    });
-                    Event {
-                        ts,
-                        stream,
-                        stack: NO_STACK,
-                        op: Op::Realloc {
-                            old_addr: addr,
-                            old_size: size,
-                            new_addr: addr + 16,
-                            new_size: size,
-                            align: 8,
-                        },
-                    }
-                }
-            };
-            evs.push(ev);
-        }
-        let mut a = clocked();
-        let mut b = clocked();
-        let mut want = LiveSet::default();
-        let mut live = LiveSizes::default();
-        let mut got = Vec::new();
-        for (i, chunk) in evs.chunks(700).enumerate() {
-            for e in chunk {
-                a.push(*e);
-                b.push(*e);
-            }
-            a.drain_into(&mut want);
-            b.drain_into(&mut Tracked {
-                live: &mut live,
-                each: |e: &Event| got.push(*e),
-            });
-            assert_eq!(a.buffered(), b.buffered(), "chunk {i}");
-        }
-        a.flush_into(&mut want);
-        b.flush_into(&mut Tracked {
-            live: &mut live,
-            each: |e: &Event| got.push(*e),
-        });
-        let order = |v: &[Event]| v.iter().map(|e| (e.stream, e.ts)).collect::<Vec<_>>();
-        let want_order: Vec<(u32, u64)> = want.out.iter().map(|o| (o.0, o.1)).collect();
-        assert_eq!(order(&got), want_order);
-        assert_eq!(
-            (a.holds_resolved, a.holds_expired, a.late),
-            (b.holds_resolved, b.holds_expired, b.late)
-        );
-        assert!(
-            a.holds_resolved + a.holds_expired > 0,
-            "some events were held"
         );
     }
 

@@ -7,7 +7,7 @@ use crate::analysis::Analyses;
 use crate::error::Error;
 use crate::frames::{read_frames, DamagedSpan, Flow, Piece};
 use crate::live_view::{Figures, LiveView};
-use crate::merge::{LiveSizes, Merger, Tracked, Window};
+use crate::merge::{Merger, Target, Window};
 use crate::records::{Decoder, Event, FrameOutcome, Session};
 use crate::source::Source;
 use crate::state::State;
@@ -145,6 +145,15 @@ impl SessionRun {
         false
     }
 
+    /// The size of the block live at `addr` (in the pass's own live set).
+    #[inline]
+    fn live_size(&self, addr: u64) -> Option<u64> {
+        match &self.replay {
+            Some(r) => r.live.get(&addr).map(|b| b.1),
+            None => self.state.live.get(&addr).map(|b| b.size),
+        }
+    }
+
     fn for_pass(
         incremental: bool,
         start_offset: u64,
@@ -157,6 +166,25 @@ impl SessionRun {
             s.replay = Some(Default::default());
         }
         s
+    }
+}
+
+/// The merge's output going into a session: `stop` is set once the second
+/// pass captured what it came for.
+struct Feed<'a> {
+    run: &'a mut SessionRun,
+    stop: &'a mut bool,
+}
+
+impl Target for Feed<'_> {
+    #[inline]
+    fn live_size(&self, addr: u64) -> Option<Option<u64>> {
+        Some(self.run.live_size(addr))
+    }
+
+    #[inline]
+    fn apply(&mut self, ev: &Event, ahead: Option<&Event>) {
+        *self.stop |= self.run.apply_ahead(ev, ahead);
     }
 }
 
@@ -282,20 +310,15 @@ pub fn run_with(
 
 /// Events handed from the decoding side to the analysing side at once, when
 /// the two run on their own threads (a file). Large enough that the channel
-/// costs little per event, small enough to stay in the last-level cache. It
-/// is also how many decoded events the merge takes between two releases,
-/// whatever the source: the merged order depends on when the merge releases,
-/// so that must not depend on the threads.
+/// costs little per event, small enough to stay in the last-level cache.
 const BATCH_EVENTS: usize = 8192;
 /// Batches in flight between the two threads.
 const BATCHES_IN_FLIGHT: usize = 4;
-/// How far ahead of the event it applies the analysing side prefetches an
-/// event's live-table slot: far enough that the load lands in time.
-const LOOKAHEAD: usize = 8;
 
-/// What the decoding side found besides heap events, placed between the
-/// merged events.
+/// What the decoding side found besides heap events, placed between them.
 enum Mark {
+    /// The stream's End was read: it delivers nothing more.
+    Close(u32),
     /// The session's header gave its clock.
     Clock(u64),
     /// The session's heap regions so far.
@@ -303,29 +326,44 @@ enum Mark {
     /// Bytes that did not decode.
     Damaged(DamagedSpan),
     /// A target reset in the frame at this offset: the session decoded so
-    /// far is complete (all its events precede the mark), and the merge
-    /// released this many of them late.
-    Reset(u64, Box<Session>, u64),
-    /// The input ended: the merge released this many events of the last
-    /// session late.
-    Late(u64),
+    /// far is complete.
+    Reset(u64, Box<Session>),
     /// Events the producers reported lost so far in the session.
     Lost(u64),
     /// A frame missing, repeated or out of order.
     Sequence(crate::frames::sequence::Issue),
 }
 
-/// Heap events in merged order, with marks at the event index they follow.
+/// Heap events in input order, with marks at the event index they follow.
 #[derive(Default)]
 struct Batch {
     events: Vec<Event>,
+    /// The events cut into runs of one stream (a frame's events, or the part
+    /// of one before or after a reset), in order: the merge takes a run at
+    /// once (one lane lookup, one copy), not event by event.
+    runs: Vec<StreamRun>,
     marks: Vec<(usize, Mark)>,
+}
+
+/// Events `[previous run's end, end)` of a [`Batch`], all of `stream`.
+#[derive(Clone, Copy)]
+struct StreamRun {
+    stream: u32,
+    end: usize,
+    /// Their largest timestamp.
+    newest: u64,
 }
 
 impl Batch {
     fn clear(&mut self) {
         self.events.clear();
+        self.runs.clear();
         self.marks.clear();
+    }
+
+    /// Where the next run starts.
+    fn run_start(&self) -> usize {
+        self.runs.last().map_or(0, |r| r.end)
     }
 
     fn is_empty(&self) -> bool {
@@ -333,16 +371,7 @@ impl Batch {
     }
 }
 
-/// Hands a batch on; says whether to go on (false: the analysing side has
-/// what it needs). Leaves `batch` empty.
-type Ship<'s> = dyn FnMut(&mut Batch) -> bool + 's;
-
-/// The decoding side: frames → records → merge → batches of events in
-/// merged order.
-///
-/// The merge runs here, not on the analysing side, because it keeps its own
-/// copy of the live set's sizes for its hold checks ([`LiveSizes`]): the
-/// analysing side, the busier of the two, then only applies events.
+/// The decoding side: frames → records → batches of events.
 struct Decoding<'a> {
     input: &'a str,
     dec: Decoder,
@@ -352,84 +381,11 @@ struct Decoding<'a> {
     clock_sent: bool,
     regions_sent: usize,
     lost_sent: u64,
-    merger: Merger,
-    live: LiveSizes,
-    /// Events pushed into the merge since it last released.
-    pushed: usize,
-    /// Something (an event or a mark) came since the merge last released.
-    dirty: bool,
-    /// The merge releases once this many events were pushed.
-    release_at: usize,
-    /// Merged events are also shipped after each release (a live source:
-    /// what it shows is never a batch behind), not only once
-    /// [`BATCH_EVENTS`] are waiting.
-    ship_each_release: bool,
-    /// Merged events and marks not yet shipped.
-    out: Batch,
-    /// The analysing side asked for no more.
-    stopped: bool,
 }
 
-impl<'a> Decoding<'a> {
-    fn new(input: &'a str, release_at: usize, ship_each_release: bool) -> Self {
-        let mut out = Batch::default();
-        out.events.reserve(BATCH_EVENTS);
-        Decoding {
-            input,
-            dec: Decoder::new(),
-            frames_ok: 0,
-            verified: false,
-            clock_sent: false,
-            regions_sent: 0,
-            lost_sent: 0,
-            merger: Merger::new(),
-            live: LiveSizes::default(),
-            pushed: 0,
-            dirty: false,
-            release_at,
-            ship_each_release,
-            out,
-            stopped: false,
-        }
-    }
-
-    /// A mark for the analysing side, after the events merged so far.
-    fn mark(&mut self, mark: Mark) {
-        self.dirty = true;
-        self.out.marks.push((self.out.events.len(), mark));
-    }
-
-    /// Releases what the merge can (everything when `flush`) into the
-    /// batch, shipping it whenever it is full.
-    fn release(&mut self, flush: bool, ship: &mut Ship<'_>) {
-        let Decoding {
-            merger,
-            live,
-            out,
-            stopped,
-            ..
-        } = self;
-        let mut target = Tracked {
-            live,
-            each: |ev: &Event| {
-                if *stopped {
-                    return;
-                }
-                out.events.push(*ev);
-                if out.events.len() >= BATCH_EVENTS && !ship(out) {
-                    *stopped = true;
-                }
-            },
-        };
-        if flush {
-            // A reset's flush does not restart the count: the next release
-            // comes when it would have without the reset.
-            merger.flush_into(&mut target);
-        } else {
-            merger.drain_into(&mut target);
-            self.pushed = 0;
-            self.dirty = false;
-        }
+impl Decoding<'_> {
+    fn mark(batch: &mut Batch, mark: Mark) {
+        batch.marks.push((batch.events.len(), mark));
     }
 
     fn frame(
@@ -437,27 +393,31 @@ impl<'a> Decoding<'a> {
         stream: u32,
         records: &[u8],
         offset: u64,
-        ship: &mut Ship<'_>,
+        batch: &mut Batch,
     ) -> Result<(), Error> {
         self.frames_ok += 1;
         let mut from = 0;
         loop {
-            // A frame's events go straight into their lane: one lane lookup.
-            let dec = &mut self.dec;
-            let (outcome, n) = self.merger.push_from(stream, |lane| {
-                dec.decode_frame(stream, records, offset, from, &mut |ev| lane.push(ev))
-            });
-            self.pushed += n;
-            self.dirty |= n != 0;
+            let events = &mut batch.events;
+            let mut newest = 0;
+            let outcome = self
+                .dec
+                .decode_frame(stream, records, offset, from, &mut |ev| {
+                    newest = newest.max(ev.ts);
+                    events.push(ev);
+                });
+            if batch.events.len() > batch.run_start() {
+                batch.runs.push(StreamRun {
+                    stream,
+                    end: batch.events.len(),
+                    newest,
+                });
+            }
             match outcome {
                 FrameOutcome::Done => break,
                 FrameOutcome::Reset(pos) => {
-                    // The session so far goes out whole, before the mark.
-                    self.release(true, ship);
-                    self.live.clear();
-                    let late = std::mem::take(&mut self.merger.late);
                     let finished = self.dec.start_session();
-                    self.mark(Mark::Reset(offset, Box::new(finished), late));
+                    Self::mark(batch, Mark::Reset(offset, Box::new(finished)));
                     self.clock_sent = false;
                     self.regions_sent = 0;
                     self.lost_sent = 0;
@@ -475,24 +435,20 @@ impl<'a> Decoding<'a> {
                 }
             }
         }
+        let session = &self.dec.session;
         if !self.clock_sent {
-            if let Some(tps) = self.dec.session.header.as_ref().map(|h| h.ticks_per_second) {
-                self.merger.set_window(Window::for_clock(tps));
-                self.mark(Mark::Clock(tps));
+            if let Some(h) = &session.header {
+                Self::mark(batch, Mark::Clock(h.ticks_per_second));
                 self.clock_sent = true;
             }
         }
         if self.dec.frame_ended {
-            self.merger.close(stream);
-            self.dirty = true;
+            Self::mark(batch, Mark::Close(stream));
         }
-        let session = &self.dec.session;
         if self.regions_sent != session.regions.len() {
-            let regions = session.regions.clone();
-            self.regions_sent = regions.len();
-            self.mark(Mark::Regions(regions));
+            Self::mark(batch, Mark::Regions(session.regions.clone()));
+            self.regions_sent = session.regions.len();
         }
-        let session = &self.dec.session;
         let lost = session.streams.get(&stream).map_or(0, |s| s.counts.lost);
         if lost != 0 {
             let total = session
@@ -501,34 +457,32 @@ impl<'a> Decoding<'a> {
                 .map(|s| s.counts.lost)
                 .fold(0, u64::saturating_add);
             if total != self.lost_sent {
-                self.mark(Mark::Lost(total));
+                Self::mark(batch, Mark::Lost(total));
                 self.lost_sent = total;
             }
         }
         Ok(())
     }
 
-    fn damaged(&mut self, span: DamagedSpan) -> Result<(), Error> {
+    fn damaged(&mut self, span: DamagedSpan, batch: &mut Batch) -> Result<(), Error> {
         self.dec.damage();
-        self.mark(Mark::Damaged(span));
+        Self::mark(batch, Mark::Damaged(span));
         if self.frames_ok == 0 && span.offset + span.len >= NO_FRAME_LIMIT {
             return Err(not_a_trace(self.input, span.offset + span.len));
         }
         Ok(())
     }
 
-    /// Reads `reader` to its end, merging as it goes: the merge releases
-    /// whenever [`release_at`](Self::release_at) events came since it last
-    /// did, and everything at the end. Merged events go to `ship` in batches
-    /// of [`BATCH_EVENTS`] (and after every release that left something to
-    /// ship, with [`ship_each_release`](Self::ship_each_release)), so that
-    /// what waits is bounded whatever a release lets go. Stops early once
-    /// `ship` says so.
+    /// Reads `reader` to its end, handing a batch to `ship` whenever it holds
+    /// `ship_at` events (1: after every frame) and at the end. `ship` says
+    /// whether to go on.
     fn read(
         &mut self,
         reader: Box<dyn Read + Send>,
         progress: &indicatif::ProgressBar,
-        ship: &mut Ship<'_>,
+        ship_at: usize,
+        batch: &mut Batch,
+        ship: &mut dyn FnMut(&mut Batch) -> bool,
     ) -> Result<u64, Error> {
         let mut fatal = None;
         let result = read_frames(
@@ -537,15 +491,15 @@ impl<'a> Decoding<'a> {
             |piece| {
                 let r = match piece {
                     Piece::Frame(stream, records, offset) => {
-                        self.frame(stream, records, offset, ship)
+                        self.frame(stream, records, offset, batch)
                     }
-                    Piece::Damaged(span) => self.damaged(span),
+                    Piece::Damaged(span) => self.damaged(span, batch),
                     Piece::Verified => {
                         self.verified = true;
                         Ok(())
                     }
                     Piece::Sequence(issue) => {
-                        self.mark(Mark::Sequence(issue));
+                        Self::mark(batch, Mark::Sequence(issue));
                         Ok(())
                     }
                     Piece::Desync(stream) => {
@@ -557,13 +511,7 @@ impl<'a> Decoding<'a> {
                     fatal = Some(e);
                     return Flow::Stop;
                 }
-                if self.pushed >= self.release_at {
-                    self.release(false, ship);
-                    if self.ship_each_release && !self.out.is_empty() && !self.stopped {
-                        self.stopped = !ship(&mut self.out);
-                    }
-                }
-                if self.stopped {
+                if batch.events.len() >= ship_at && !ship(batch) {
                     return Flow::Stop;
                 }
                 Flow::Continue
@@ -577,23 +525,17 @@ impl<'a> Decoding<'a> {
             offset: Some(offset),
             cause,
         })?;
-        if !self.stopped {
-            if self.dirty {
-                self.release(false, ship);
-            }
-            self.release(true, ship);
-            let late = std::mem::take(&mut self.merger.late);
-            self.mark(Mark::Late(late));
-            ship(&mut self.out);
+        if !batch.is_empty() {
+            ship(batch);
         }
         Ok(bytes)
     }
 }
 
-/// The analysing side: batches of merged events → sessions' state and
-/// analyses.
+/// The analysing side: batches → merge → sessions' state and analyses.
 struct Analysing<'a> {
     pass: &'a Pass<'a>,
+    merger: Merger,
     cur: SessionRun,
     done: Vec<SessionRun>,
     /// The second pass captured what it came for.
@@ -605,14 +547,30 @@ struct Analysing<'a> {
 impl Analysing<'_> {
     /// Takes one batch; returns whether to go on.
     fn take(&mut self, batch: &mut Batch) -> bool {
-        let Batch { events, marks } = batch;
+        let Batch {
+            events,
+            runs,
+            marks,
+        } = batch;
+        // Marks sit between frames, so every run ends at or before the next
+        // mark's position.
+        let mut runs = runs.iter().peekable();
         let mut at = 0;
+        let mut push_until = |merger: &mut Merger, pos: usize| {
+            while let Some(r) = runs.next_if(|r| r.end <= pos) {
+                merger.push_run(r.stream, &events[at..r.end], r.newest);
+                at = r.end;
+            }
+        };
         for (pos, mark) in marks.drain(..) {
-            self.apply(&events[at..pos], &events[pos..]);
-            at = pos;
+            push_until(&mut self.merger, pos);
             self.mark(mark);
         }
-        self.apply(&events[at..], &[]);
+        push_until(&mut self.merger, usize::MAX);
+        self.merger.drain_into(&mut Feed {
+            run: &mut self.cur,
+            stop: &mut self.stop,
+        });
         if self.view.is_active() {
             let now = Instant::now();
             if self.view.due(now) {
@@ -624,26 +582,15 @@ impl Analysing<'_> {
         !(self.stop && targets.is_some_and(|t| t.len() <= self.done.len() + 1))
     }
 
-    /// Applies `events`, each with the one [`LOOKAHEAD`] places on (in
-    /// `events`, then in `after`) shown so that its lookup is prefetched.
-    #[inline]
-    fn apply(&mut self, events: &[Event], after: &[Event]) {
-        let ahead = |i: usize| {
-            let j = i + LOOKAHEAD;
-            events.get(j).or_else(|| after.get(j - events.len()))
-        };
-        for (i, ev) in events.iter().enumerate() {
-            self.stop |= self.cur.apply_ahead(ev, ahead(i));
-        }
-    }
-
     fn mark(&mut self, mark: Mark) {
         match mark {
+            Mark::Close(stream) => self.merger.close(stream),
             Mark::Clock(tps) => {
                 self.cur
                     .analyses
                     .set_clock(tps, self.pass.opts.short_lived_ns);
                 self.cur.clock_set = true;
+                self.merger.set_window(Window::for_clock(tps));
             }
             Mark::Regions(r) => self.cur.regions = r,
             Mark::Damaged(span) => {
@@ -656,9 +603,12 @@ impl Analysing<'_> {
             }
             Mark::Lost(n) => self.lost = n,
             Mark::Sequence(issue) => self.cur.damage.frames.add(issue),
-            Mark::Late(late) => self.cur.late_events += late,
-            Mark::Reset(offset, session, late) => {
-                self.cur.late_events += late;
+            Mark::Reset(offset, session) => {
+                self.merger.flush_into(&mut Feed {
+                    run: &mut self.cur,
+                    stop: &mut self.stop,
+                });
+                self.cur.late_events += std::mem::take(&mut self.merger.late);
                 let target = self
                     .pass
                     .targets
@@ -679,9 +629,10 @@ impl Analysing<'_> {
 }
 
 impl Pass<'_> {
-    /// Runs the pass. A file is decoded and merged on a thread of its own
-    /// while this one analyses; a live source is handled frame by frame on
-    /// this thread, so that what it shows is never a batch behind.
+    /// Runs the pass. A file is decoded on a thread of its own while this
+    /// one merges and analyses (the two halves cost about the same); a live
+    /// source is handled frame by frame on this thread, so that what it
+    /// shows is never a batch behind.
     fn run(
         &self,
         reader: Box<dyn Read + Send>,
@@ -693,8 +644,18 @@ impl Pass<'_> {
             self.opts.progress && self.targets.is_none() && !self.incremental,
             len,
         );
+        let mut decoding = Decoding {
+            input: self.input,
+            dec: Decoder::new(),
+            frames_ok: 0,
+            verified: false,
+            clock_sent: false,
+            regions_sent: 0,
+            lost_sent: 0,
+        };
         let mut an = Analysing {
             pass: self,
+            merger: Merger::new(),
             cur: SessionRun::for_pass(
                 self.incremental,
                 0,
@@ -710,9 +671,9 @@ impl Pass<'_> {
             ),
             lost: 0,
         };
-        let (bytes, mut decoding) = if self.incremental {
-            let mut decoding = Decoding::new(self.input, 1, true);
-            let bytes = decoding.read(reader, &progress, &mut |b| {
+        let bytes = if self.incremental {
+            let mut batch = Batch::default();
+            let bytes = decoding.read(reader, &progress, 1, &mut batch, &mut |b| {
                 let go_on = an.take(b);
                 b.clear();
                 go_on
@@ -720,16 +681,28 @@ impl Pass<'_> {
             if let (Ok(_), Some(p)) = (&bytes, self.prepare) {
                 p(&decoding.dec.session);
             }
-            (bytes, decoding)
+            bytes
         } else {
-            let mut decoding = Decoding::new(self.input, BATCH_EVENTS, false);
-            let bytes = self.run_threaded(reader, &progress, &mut decoding, &mut an);
-            (bytes, decoding)
+            self.run_threaded(reader, &progress, &mut decoding, &mut an)
         };
         progress.finish_and_clear();
         an.view.finish();
         let bytes = bytes?;
-        let Analysing { cur, mut done, .. } = an;
+        let Analysing {
+            mut merger,
+            mut cur,
+            mut done,
+            stop,
+            ..
+        } = an;
+        if !stop {
+            let mut ignored = false;
+            merger.flush_into(&mut Feed {
+                run: &mut cur,
+                stop: &mut ignored,
+            });
+        }
+        cur.late_events += merger.late;
         done.push(finish(cur, decoding.dec.start_session()));
         if self.targets.is_none() {
             check_is_trace(
@@ -743,9 +716,8 @@ impl Pass<'_> {
         Ok((done, bytes))
     }
 
-    /// Decoding and merging on a scoped thread, batches over a bounded
-    /// channel (and back again, emptied, to be reused), analysis on this
-    /// thread.
+    /// Decoding on a scoped thread, batches over a bounded channel (and back
+    /// again, emptied, to be reused), analysis on this thread.
     fn run_threaded(
         &self,
         reader: Box<dyn Read + Send>,
@@ -759,10 +731,12 @@ impl Pass<'_> {
         let prepare = self.prepare;
         std::thread::scope(|scope| {
             let producer = scope.spawn(move || {
-                let bytes = decoding.read(reader, progress, &mut |b| {
+                let mut batch = Batch::default();
+                batch.events.reserve(BATCH_EVENTS + 1024);
+                let bytes = decoding.read(reader, progress, BATCH_EVENTS, &mut batch, &mut |b| {
                     let mut next = empty_rx.try_recv().unwrap_or_else(|_| {
                         let mut n = Batch::default();
-                        n.events.reserve(BATCH_EVENTS);
+                        n.events.reserve(BATCH_EVENTS + 1024);
                         n
                     });
                     std::mem::swap(b, &mut next);
