@@ -30,7 +30,12 @@ use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
 /// The fuzz targets, in the order the step runs them.
-pub const TARGETS: [&str; 3] = ["frames_records", "whole_stream", "symbolize_elf"];
+pub const TARGETS: [&str; 4] = [
+    "frames_records",
+    "whole_stream",
+    "compressed_stream",
+    "symbolize_elf",
+];
 
 /// Longest input libFuzzer makes per target: real-trace seeds are cut to it
 /// when loaded (a few dozen frames are plenty), and shorter inputs run many
@@ -39,6 +44,7 @@ fn max_len(target: &str) -> usize {
     match target {
         "frames_records" => 4096,
         "whole_stream" => 8192,
+        "compressed_stream" => 4096,
         _ => 0,
     }
 }
@@ -117,6 +123,19 @@ pub fn seeds() -> Result<PathBuf, Failure> {
                 &format!("{name}-{ctl:02x}"),
                 ctl,
                 trace,
+            )?;
+        }
+        // compressed_stream: a control byte, a position (cut or flipped
+        // byte), the trace: compressed whole, cut, one byte flipped, with a
+        // zstd flush every 64 or 1024 bytes.
+        for ctl in [0x00u8, 0x01, 0x02, 0x3d] {
+            let mut input = vec![ctl, 0xa7, 0x01];
+            input.extend_from_slice(trace);
+            written += seed_raw(
+                &corpus,
+                "compressed_stream",
+                &format!("{name}-{ctl:02x}"),
+                &input,
             )?;
         }
     }

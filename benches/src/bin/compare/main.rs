@@ -42,6 +42,8 @@ struct Config {
     memscope_trace: bool,
     /// Runs under `heaptrack -o`.
     heaptrack: bool,
+    /// Its trace is named `*.zst`: memscope-std's writer compresses it.
+    zstd: bool,
 }
 
 const CONFIGS: &[Config] = &[
@@ -51,6 +53,7 @@ const CONFIGS: &[Config] = &[
         env: &[],
         memscope_trace: false,
         heaptrack: false,
+        zstd: false,
     },
     Config {
         name: "memscope stats only",
@@ -58,6 +61,7 @@ const CONFIGS: &[Config] = &[
         env: &[],
         memscope_trace: false,
         heaptrack: false,
+        zstd: false,
     },
     Config {
         name: "memscope stream, no stacks",
@@ -65,6 +69,7 @@ const CONFIGS: &[Config] = &[
         env: &[("MEMSCOPE_STACKS", "0")],
         memscope_trace: true,
         heaptrack: false,
+        zstd: false,
     },
     Config {
         name: "memscope stream + stacks",
@@ -72,6 +77,15 @@ const CONFIGS: &[Config] = &[
         env: &[],
         memscope_trace: true,
         heaptrack: false,
+        zstd: false,
+    },
+    Config {
+        name: "memscope stream + zstd, no stacks",
+        feature: "memscope_zstd",
+        env: &[("MEMSCOPE_STACKS", "0")],
+        memscope_trace: true,
+        heaptrack: false,
+        zstd: true,
     },
     Config {
         name: "stats_alloc",
@@ -79,6 +93,7 @@ const CONFIGS: &[Config] = &[
         env: &[],
         memscope_trace: false,
         heaptrack: false,
+        zstd: false,
     },
     Config {
         name: "tracking-allocator",
@@ -86,6 +101,7 @@ const CONFIGS: &[Config] = &[
         env: &[],
         memscope_trace: false,
         heaptrack: false,
+        zstd: false,
     },
     Config {
         name: "dhat-rs",
@@ -93,6 +109,7 @@ const CONFIGS: &[Config] = &[
         env: &[],
         memscope_trace: false,
         heaptrack: false,
+        zstd: false,
     },
     Config {
         name: "memscope-rs 0.2.5",
@@ -100,6 +117,7 @@ const CONFIGS: &[Config] = &[
         env: &[],
         memscope_trace: false,
         heaptrack: false,
+        zstd: false,
     },
     Config {
         name: "heaptrack (System build)",
@@ -107,6 +125,7 @@ const CONFIGS: &[Config] = &[
         env: &[],
         memscope_trace: false,
         heaptrack: true,
+        zstd: false,
     },
 ];
 
@@ -208,6 +227,7 @@ fn run(root: &Path, args: &Args) -> Result<(), String> {
     for feature in [
         "",
         "memscope",
+        "memscope_zstd",
         "stats_alloc",
         "tracking_allocator",
         "dhat",
@@ -237,8 +257,10 @@ fn run(root: &Path, args: &Args) -> Result<(), String> {
         .iter()
         .filter(|c| !c.heaptrack || heaptrack.is_some())
         .collect();
-    let trace_path =
-        |c: &Config, threads: usize| traces.join(format!("{}-{threads}t", slug(c.name)));
+    let trace_path = |c: &Config, threads: usize| {
+        let ext = if c.zstd { ".zst" } else { "" };
+        traces.join(format!("{}-{threads}t{ext}", slug(c.name)))
+    };
     // One run of `c` on `threads` threads (its trace, if any, replaced).
     let run_config = |c: &Config, threads: usize| {
         let bin = binary(c.feature).expect("skip set when the build failed");
@@ -356,7 +378,11 @@ fn run(root: &Path, args: &Args) -> Result<(), String> {
                     tool: "memscope-decode",
                     outcome: decode,
                     written,
-                    raw: Some(written),
+                    raw: if c.zstd {
+                        uncompressed_len(&trace)
+                    } else {
+                        Some(written)
+                    },
                     events: events.map(|e| (e.0 + e.1, false)),
                     lost: events.map(|e| e.1),
                 });

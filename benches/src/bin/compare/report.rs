@@ -346,7 +346,8 @@ impl Doc {
             "The last round's trace of each tracing configuration, decoded by its own tool \
              (`memscope-decode TRACE --json FILE`, `heaptrack_print FILE`), measured like the \
              workload. \"Raw\" is the uncompressed size (heaptrack compresses its file with \
-             zstd; memscope writes its frames uncompressed). heaptrack's event count is \
+             zstd; memscope writes its frames uncompressed unless asked, as in the `+ zstd` row, \
+             whose file memscope-std's writer compresses at zstd level 1). heaptrack's event count is \
              memscope's for the same workload (marked *), since heaptrack_print does not count \
              frees. \"Events\" counts the events a trace recorded plus those its producer \
              reported lost (memscope counts an event as lost when the thread's ring is \
