@@ -132,7 +132,7 @@ fn merge_labelled<'a>(rows: impl Iterator<Item = (String, &'a SiteRow)>, by: By)
 fn entry_point(r: &Report, site: u32) -> Option<String> {
     let st = r.stacks.get(&site)?;
     let f = st.frames.get(st.first_user_frame.checked_sub(1)?)?;
-    Some(short_function(f.function.as_deref()?))
+    Some(short_function(f.function.as_deref()?)).filter(|s| !s.is_empty())
 }
 
 /// `alloc::collections::btree::map::BTreeMap<K,V,A>::insert` ->
@@ -140,41 +140,12 @@ fn entry_point(r: &Report, site: u32) -> Option<String> {
 /// -> `String::write_str`: generic arguments and trait qualifications
 /// dropped, the last two path segments kept.
 fn short_function(name: &str) -> String {
-    // `<Type as Trait>::f` and `<Type>::f`: the type's path, then the rest.
-    let name = match name.strip_prefix('<') {
-        Some(rest) => {
-            let mut depth = 1usize;
-            let mut close = rest.len();
-            for (i, c) in rest.char_indices() {
-                match c {
-                    '<' => depth += 1,
-                    '>' => {
-                        depth -= 1;
-                        if depth == 0 {
-                            close = i;
-                            break;
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            let inner = &rest[..close];
-            let ty = inner.split(" as ").next().unwrap_or(inner);
-            format!("{ty}{}", rest.get(close + 1..).unwrap_or(""))
-        }
-        None => name.to_owned(),
+    let plain = crate::symbolize::plain_name(name);
+    // `Type as Trait::f` (a qualified self type): the type's path and `f`.
+    let plain = match plain.split_once(" as ") {
+        Some((ty, rest)) => format!("{ty}::{}", rest.rsplit("::").next().unwrap_or(rest)),
+        None => plain,
     };
-    // Drop generic arguments.
-    let mut plain = String::with_capacity(name.len());
-    let mut depth = 0usize;
-    for c in name.chars() {
-        match c {
-            '<' => depth += 1,
-            '>' => depth = depth.saturating_sub(1),
-            _ if depth == 0 => plain.push(c),
-            _ => {}
-        }
-    }
     let parts: Vec<&str> = plain.split("::").filter(|p| !p.is_empty()).collect();
     parts[parts.len().saturating_sub(2)..].join("::")
 }
@@ -483,7 +454,7 @@ mod tests {
                 "Vec::from_iter",
             ),
             ("main", "main"),
-            ("<unbalanced", "unbalanced"),
+            ("<unbalanced", ""),
         ] {
             assert_eq!(short_function(full), short, "{full}");
         }
