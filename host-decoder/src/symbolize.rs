@@ -65,6 +65,11 @@ pub struct Symbolizer {
     pub warnings: Vec<String>,
     /// Files whose debug information is in use.
     pub loaded: Vec<String>,
+    /// The session records call stacks: without any, the modules' files are
+    /// still checked (a wrong `--elf` is still an error) but their debug
+    /// information is not loaded (for a large program, a tenth of a second
+    /// and tens of MiB spent on nothing).
+    stacks: bool,
 }
 
 struct ElfFacts {
@@ -118,6 +123,7 @@ impl Symbolizer {
             cache: FxHashMap::default(),
             warnings: Vec::new(),
             loaded: Vec::new(),
+            stacks: true,
         }
     }
 
@@ -126,6 +132,7 @@ impl Symbolizer {
     /// whose files cannot be found are warnings.
     pub fn new(session: &Session, opts: &Options) -> Result<Self, Error> {
         let mut s = Symbolizer::none();
+        s.stacks = !session.stacks.is_empty();
         let header_id = session
             .header
             .as_ref()
@@ -272,12 +279,13 @@ impl Symbolizer {
     }
 
     fn add(&mut self, path: &Path, base: u64, size: u64, bias: u64, thumb: bool) {
-        let loader = match addr2line::Loader::new(path) {
-            Ok(l) => {
+        let loader = match self.stacks.then(|| addr2line::Loader::new(path)) {
+            None => None,
+            Some(Ok(l)) => {
                 self.loaded.push(path.display().to_string());
                 Some(l)
             }
-            Err(e) => {
+            Some(Err(e)) => {
                 self.warnings.push(format!(
                     "{}: cannot load debug information: {e}",
                     path.display()
@@ -584,6 +592,51 @@ mod tests {
     use super::*;
     use crate::records::{HeaderInfo, ModuleInfo};
 
+    /// A session that records a call stack (without one, no debug
+    /// information is loaded).
+    fn with_a_stack() -> Session {
+        let mut s = Session::default();
+        s.stacks.intern(&[0x1000]);
+        s
+    }
+
+    /// Without call stacks there is nothing to symbolize: the program's
+    /// file is found and checked as with stacks, but its debug information
+    /// is not loaded; a wrong `--elf` is still an error.
+    #[test]
+    fn a_session_without_stacks_loads_no_debug_information() {
+        let me = std::env::current_exe().unwrap();
+        let id = elf_facts(&me).unwrap().build_id.unwrap();
+        let mut session = Session::default();
+        session.header = Some(HeaderInfo {
+            program: me.display().to_string(),
+            build_id: id.clone(),
+            ..HeaderInfo::default()
+        });
+        let s = Symbolizer::new(&session, &Options::default()).unwrap();
+        assert!(
+            s.loaded.is_empty() && s.warnings.is_empty(),
+            "{:?}",
+            s.warnings
+        );
+        assert_eq!(s.modules.len(), 1);
+        assert!(s.modules[0].loader.is_none());
+        session.header.as_mut().unwrap().build_id = vec![9, 9, 9, 9];
+        let elf = Options {
+            elf: Some(me.clone()),
+            ..Options::default()
+        };
+        assert!(matches!(
+            Symbolizer::new(&session, &elf),
+            Err(Error::Elf { .. })
+        ));
+        // The same session with a stack loads it.
+        session.header.as_mut().unwrap().build_id = id;
+        session.stacks.intern(&[0x1000]);
+        let s = Symbolizer::new(&session, &Options::default()).unwrap();
+        assert_eq!(s.loaded, vec![me.display().to_string()]);
+    }
+
     fn frame(f: &str) -> FrameInfo {
         FrameInfo {
             addr: 0,
@@ -682,7 +735,7 @@ mod tests {
             .arg(&fifo)
             .status()
             .is_ok_and(|s| s.success());
-        let mut session = Session::default();
+        let mut session = with_a_stack();
         let refused: Vec<PathBuf> = [
             Some(PathBuf::from("/dev/zero")),
             have_fifo.then(|| fifo.clone()),
@@ -728,7 +781,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let text = dir.join("not-an-elf");
         std::fs::write(&text, "text").unwrap();
-        let mut session = Session::default();
+        let mut session = with_a_stack();
         for i in 0..(MAX_MODULES as u64 + 500) {
             let mut m = module(&text, &[1, 2]);
             m.base = i << 32;
@@ -751,7 +804,7 @@ mod tests {
     fn the_program_named_in_the_header_is_used_only_with_its_build_id() {
         let me = std::env::current_exe().unwrap();
         let id = elf_facts(&me).unwrap().build_id.unwrap();
-        let mut session = Session::default();
+        let mut session = with_a_stack();
         session.header = Some(HeaderInfo {
             program: me.display().to_string(),
             build_id: vec![9, 9, 9, 9],

@@ -552,7 +552,8 @@
   // Symbolization.
   const sy = section("Symbols");
   const Y = R.symbolization;
-  sy.append(el("p", { text: Y.loaded.length ? "Debug information from: " + Y.loaded.join(", ") : "No debug information loaded: frames are addresses." }));
+  const nStacks = Object.keys(R.stacks || {}).length;
+  sy.append(el("p", { text: Y.loaded.length ? "Debug information from: " + Y.loaded.join(", ") : nStacks ? "No debug information loaded: frames are addresses." : "The trace records no call stacks: no debug information was needed." }));
   for (const w of Y.warnings) sy.append(el("p", { class: "bad symbol-warning", text: w }));
 
   document.body.setAttribute("data-render-ms", String(Math.round(performance.now() - started)));
