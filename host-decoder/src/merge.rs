@@ -357,9 +357,19 @@ impl Merger {
     /// one lane lookup and one copy.
     #[inline]
     pub fn push_run(&mut self, stream: u32, events: &[Event], newest: u64) {
-        let Some(first) = events.first() else {
+        let Some(&first) = events.first() else {
             return;
         };
+        let l = self.admit(stream, &first, events.len(), newest);
+        self.lanes[l]
+            .queue
+            .extend_from_slice(events, &mut self.pool);
+    }
+
+    /// Books `n` events of `stream`, the first `first` and the latest at
+    /// `newest`, about to join their lane; returns the lane.
+    #[inline]
+    fn admit(&mut self, stream: u32, first: &Event, n: usize, newest: u64) -> usize {
         let l = self.lane(stream);
         let lane = &mut self.lanes[l as usize];
         lane.last_ts = lane.last_ts.max(newest);
@@ -367,8 +377,20 @@ impl Merger {
         if lane.queue.is_empty() {
             self.heads.push(key(first, l));
         }
-        lane.queue.extend_from_slice(events, &mut self.pool);
-        self.buffered += events.len();
+        self.buffered += n;
+        l as usize
+    }
+
+    /// [`push_run`](Self::push_run) of all of `events`, which joins its
+    /// lane without a copy when it is long (see [`queue`]): `events` is then
+    /// an emptied vector to refill.
+    #[inline]
+    pub fn push_vec(&mut self, stream: u32, events: &mut Vec<Event>, newest: u64) {
+        let Some(&first) = events.first() else {
+            return;
+        };
+        let l = self.admit(stream, &first, events.len(), newest);
+        self.lanes[l].queue.take_whole(events, &mut self.pool);
     }
 
     /// The stream ended: it will deliver nothing more.

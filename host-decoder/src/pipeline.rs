@@ -309,9 +309,14 @@ pub fn run_with(
 }
 
 /// Events handed from the decoding side to the analysing side at once, when
-/// the two run on their own threads (a file). Large enough that the channel
-/// costs little per event, small enough to stay in the last-level cache.
-const BATCH_EVENTS: usize = 8192;
+/// the two run on their own threads (a file): a batch goes once it holds
+/// this many. Large enough that the channel costs little per event (the
+/// merge keeps a batch of one stream as it is, so it is not copied again).
+const BATCH_EVENTS: usize = 32768;
+/// Room a batch has past [`BATCH_EVENTS`] for the frame that fills it: a
+/// 32 KiB frame of memscope-std holds about 5,000 events, so a batch
+/// rarely grows (a batch that did would sit in the merge half empty).
+const FRAME_EVENTS: usize = 8192;
 /// Batches in flight between the two threads.
 const BATCHES_IN_FLIGHT: usize = 4;
 
@@ -369,6 +374,26 @@ impl Batch {
     fn is_empty(&self) -> bool {
         self.events.is_empty() && self.marks.is_empty()
     }
+
+    /// The events since the last run are `stream`'s: they lengthen the
+    /// last run when it is the same stream's and no mark sits between
+    /// (a batch of one thread's frames is then one run, which the merge
+    /// can take whole), or start a run.
+    fn extend_run(&mut self, stream: u32, newest: u64) {
+        let end = self.events.len();
+        let mark_at = self.marks.last().map(|m| m.0);
+        match self.runs.last_mut() {
+            Some(r) if r.stream == stream && mark_at.is_none_or(|m| m < r.end) => {
+                r.end = end;
+                r.newest = r.newest.max(newest);
+            }
+            _ => self.runs.push(StreamRun {
+                stream,
+                end,
+                newest,
+            }),
+        }
+    }
 }
 
 /// The decoding side: frames → records → batches of events.
@@ -407,11 +432,7 @@ impl Decoding<'_> {
                     events.push(ev);
                 });
             if batch.events.len() > batch.run_start() {
-                batch.runs.push(StreamRun {
-                    stream,
-                    end: batch.events.len(),
-                    newest,
-                });
+                batch.extend_run(stream, newest);
             }
             match outcome {
                 FrameOutcome::Done => break,
@@ -553,12 +574,18 @@ impl Analysing<'_> {
             marks,
         } = batch;
         // Marks sit between frames, so every run ends at or before the next
-        // mark's position.
+        // mark's position. A run that is the whole batch joins the merge
+        // without a copy, and `events` comes back emptied.
+        let whole = runs.len() == 1;
         let mut runs = runs.iter().peekable();
         let mut at = 0;
         let mut push_until = |merger: &mut Merger, pos: usize| {
             while let Some(r) = runs.next_if(|r| r.end <= pos) {
-                merger.push_run(r.stream, &events[at..r.end], r.newest);
+                if whole {
+                    merger.push_vec(r.stream, events, r.newest);
+                } else {
+                    merger.push_run(r.stream, &events[at..r.end], r.newest);
+                }
                 at = r.end;
             }
         };
@@ -580,6 +607,19 @@ impl Analysing<'_> {
         }
         let targets = self.pass.targets.as_ref();
         !(self.stop && targets.is_some_and(|t| t.len() <= self.done.len() + 1))
+    }
+
+    /// The input is read: releases what the merge still holds (a second
+    /// pass that captured what it came for needs no more). Running it again
+    /// finds nothing to release.
+    fn flush(&mut self) {
+        if !self.stop {
+            let mut ignored = false;
+            self.merger.flush_into(&mut Feed {
+                run: &mut self.cur,
+                stop: &mut ignored,
+            });
+        }
     }
 
     fn mark(&mut self, mark: Mark) {
@@ -688,20 +728,13 @@ impl Pass<'_> {
         progress.finish_and_clear();
         an.view.finish();
         let bytes = bytes?;
+        an.flush();
         let Analysing {
-            mut merger,
+            merger,
             mut cur,
             mut done,
-            stop,
             ..
         } = an;
-        if !stop {
-            let mut ignored = false;
-            merger.flush_into(&mut Feed {
-                run: &mut cur,
-                stop: &mut ignored,
-            });
-        }
         cur.late_events += merger.late;
         done.push(finish(cur, decoding.dec.start_session()));
         if self.targets.is_none() {
@@ -732,13 +765,12 @@ impl Pass<'_> {
         std::thread::scope(|scope| {
             let producer = scope.spawn(move || {
                 let mut batch = Batch::default();
-                batch.events.reserve(BATCH_EVENTS + 1024);
+                batch.events.reserve(BATCH_EVENTS + FRAME_EVENTS);
                 let bytes = decoding.read(reader, progress, BATCH_EVENTS, &mut batch, &mut |b| {
-                    let mut next = empty_rx.try_recv().unwrap_or_else(|_| {
-                        let mut n = Batch::default();
-                        n.events.reserve(BATCH_EVENTS + 1024);
-                        n
-                    });
+                    let mut next = empty_rx.try_recv().unwrap_or_default();
+                    // A batch taken whole by the merge came back with a
+                    // segment it had drained (or none, while it fills).
+                    next.events.reserve(BATCH_EVENTS + FRAME_EVENTS);
                     std::mem::swap(b, &mut next);
                     // A closed channel: the analysing side has what it needs.
                     full_tx.send(next).is_ok()
@@ -762,6 +794,9 @@ impl Pass<'_> {
             // Dropping the receivers ends a producer that is still reading.
             drop(full_rx);
             drop(empty_tx);
+            // The merge's last window (about HOLD_BACK_NS of events) is
+            // released while the producer loads symbols, not after.
+            an.flush();
             producer
                 .join()
                 .unwrap_or_else(|p| std::panic::resume_unwind(p))
