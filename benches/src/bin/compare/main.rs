@@ -359,24 +359,53 @@ fn run(root: &Path, args: &Args) -> Result<(), String> {
                 }
             }
         }
-        // Decode the traces kept from the last round.
+        // Decode the traces kept from the last round: every decoder once per
+        // round, DECODE_ROUNDS rounds, so that each tool's runs are spread
+        // over the same stretch of time (a single run of a 0.5 s process
+        // moves by a fifth on this kind of machine).
+        let mut jobs: Vec<(usize, Vec<std::ffi::OsString>)> = Vec::new();
         for (i, c) in configs.iter().enumerate() {
             let Some(trace) = results[i].trace.clone() else {
                 continue;
             };
-            let written = std::fs::metadata(&trace).map(|m| m.len()).unwrap_or(0);
             if c.memscope_trace {
                 let json = trace.with_extension("json");
-                let mut cmd = Command::new(&decoder);
-                cmd.arg(&trace)
-                    .arg("--json")
-                    .arg(&json)
-                    .stdout(Stdio::null());
-                let decode = run_measured(&mut cmd, Duration::from_secs(600));
-                let events = read_event_count(&json);
+                jobs.push((
+                    i,
+                    vec![
+                        decoder.clone().into(),
+                        trace.into(),
+                        "--json".into(),
+                        json.into(),
+                    ],
+                ));
+            } else if c.heaptrack {
+                let tool = heaptrack_print
+                    .as_ref()
+                    .ok_or("heaptrack_print not found")?;
+                jobs.push((i, vec![tool.clone().into(), trace.into()]));
+            }
+        }
+        let mut decodes: Vec<Vec<Outcome>> = jobs.iter().map(|_| Vec::new()).collect();
+        for _ in 0..DECODE_ROUNDS {
+            for (j, (_, argv)) in jobs.iter().enumerate() {
+                let mut cmd = Command::new(&argv[0]);
+                cmd.args(&argv[1..]).stdout(Stdio::null());
+                decodes[j].push(run_measured(&mut cmd, Duration::from_secs(600)));
+            }
+        }
+        for ((i, _), outcomes) in jobs.iter().zip(decodes) {
+            let (i, c) = (*i, &configs[*i]);
+            let Some(trace) = results[i].trace.clone() else {
+                continue;
+            };
+            let written = std::fs::metadata(&trace).map(|m| m.len()).unwrap_or(0);
+            let runs = report::DecodeRuns::from(outcomes);
+            if c.memscope_trace {
+                let events = read_event_count(&trace.with_extension("json"));
                 results[i].decode = Some(report::Decoded {
                     tool: "memscope-decode",
-                    outcome: decode,
+                    runs,
                     written,
                     raw: if c.zstd {
                         uncompressed_len(&trace)
@@ -386,23 +415,15 @@ fn run(root: &Path, args: &Args) -> Result<(), String> {
                     events: events.map(|e| (e.0 + e.1, false)),
                     lost: events.map(|e| e.1),
                 });
-            } else if c.heaptrack {
-                let raw = uncompressed_len(&trace);
-                let mut cmd = Command::new(
-                    heaptrack_print
-                        .as_ref()
-                        .ok_or("heaptrack_print not found")?,
-                );
-                cmd.arg(&trace).stdout(Stdio::null());
-                let decode = run_measured(&mut cmd, Duration::from_secs(600));
+            } else {
                 // heaptrack counts allocation calls only; the same deterministic
                 // workload's total (allocs + frees + reallocs) comes from the
                 // memscope trace of the same thread count.
                 results[i].decode = Some(report::Decoded {
                     tool: "heaptrack_print",
-                    outcome: decode,
+                    runs,
                     written,
-                    raw,
+                    raw: uncompressed_len(&trace),
                     events: None,
                     lost: None,
                 });
@@ -453,6 +474,9 @@ fn run(root: &Path, args: &Args) -> Result<(), String> {
     );
     Ok(())
 }
+
+/// Rounds of decoding each kept trace (every decoder once per round).
+pub const DECODE_ROUNDS: usize = 5;
 
 fn slug(name: &str) -> String {
     name.chars()

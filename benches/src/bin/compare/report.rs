@@ -11,7 +11,7 @@ use std::time::Duration;
 /// A decoded trace of one configuration (the last round's).
 pub struct Decoded {
     pub tool: &'static str,
-    pub outcome: Outcome,
+    pub runs: DecodeRuns,
     /// File size on disk.
     pub written: u64,
     /// Bytes once decompressed (memscope writes no compression: = written).
@@ -21,6 +21,44 @@ pub struct Decoded {
     pub events: Option<(u64, bool)>,
     /// Events the producer counted as lost (ring full), included in `events`.
     pub lost: Option<u64>,
+}
+
+/// The decodes of one trace, one per round.
+pub struct DecodeRuns {
+    /// The successful ones.
+    pub ok: Vec<Measured>,
+    /// Why the others failed (the first), and how many did.
+    pub failed: Option<(String, usize)>,
+}
+
+impl From<Vec<Outcome>> for DecodeRuns {
+    fn from(outcomes: Vec<Outcome>) -> Self {
+        let mut runs = DecodeRuns {
+            ok: Vec::new(),
+            failed: None,
+        };
+        for o in outcomes {
+            let why = match o {
+                Outcome::Done(m) if m.success => {
+                    runs.ok.push(m);
+                    continue;
+                }
+                Outcome::Done(m) => format!("failed ({})", m.stderr_tail.trim()),
+                Outcome::TimedOut(t) => format!("killed after {:.0} s", t.as_secs_f64()),
+                Outcome::SpawnFailed(e) => format!("could not start: {e}"),
+            };
+            let f = runs.failed.get_or_insert((why, 0));
+            f.1 += 1;
+        }
+        runs
+    }
+}
+
+impl DecodeRuns {
+    /// Median wall time, seconds.
+    pub fn wall(&self) -> Option<f64> {
+        median(self.ok.iter().map(|m| m.wall.as_secs_f64()).collect())
+    }
 }
 
 /// Runs of one configuration at one thread count, in round order.
@@ -345,13 +383,16 @@ impl Doc {
             w,
             "The last round's trace of each tracing configuration, decoded by its own tool \
              (`memscope-decode TRACE --json FILE`, `heaptrack_print FILE`), measured like the \
-             workload. \"Raw\" is the uncompressed size (heaptrack compresses its file with \
+             workload, {} times: in each round every trace of the table is decoded once, so \
+             the tools' runs share the same stretch of time. Decode wall is the median \
+             (fastest–slowest), CPU and peak RSS are medians. \"Raw\" is the uncompressed size (heaptrack compresses its file with \
              zstd; memscope writes its frames uncompressed unless asked, as in the `+ zstd` row, \
              whose file memscope-std's writer compresses at zstd level 1). heaptrack's event count is \
              memscope's for the same workload (marked *), since heaptrack_print does not count \
              frees. \"Events\" counts the events a trace recorded plus those its producer \
              reported lost (memscope counts an event as lost when the thread's ring is \
-             full); a trace with lost events is incomplete and cost its producer less.\n"
+             full); a trace with lost events is incomplete and cost its producer less.\n",
+            super::DECODE_ROUNDS
         );
         let _ = writeln!(
             w,
@@ -372,20 +413,30 @@ impl Doc {
                         .map(|e| format!("{:.2}", b as f64 / e.max(1) as f64))
                         .unwrap_or("-".into())
                 };
-                let dec = match &d.outcome {
-                    Outcome::Done(m) if m.success => format!(
-                        "{:.2} s | {:.2} s | {:.1} MiB",
-                        m.wall.as_secs_f64(),
-                        m.cpu.as_secs_f64(),
-                        m.max_rss as f64 / 1048576.0
+                let runs = &d.runs;
+                let walls: Vec<f64> = runs.ok.iter().map(|m| m.wall.as_secs_f64()).collect();
+                let failed = runs
+                    .failed
+                    .as_ref()
+                    .map(|(why, n)| {
+                        format!(
+                            " ({n} of {} {})",
+                            super::DECODE_ROUNDS,
+                            why.replace('|', "/")
+                        )
+                    })
+                    .unwrap_or_default();
+                let dec = match runs.wall() {
+                    Some(wall) => format!(
+                        "{wall:.2} s ({:.2}–{:.2}){failed} | {:.2} s | {:.1} MiB",
+                        walls.iter().copied().fold(f64::INFINITY, f64::min),
+                        walls.iter().copied().fold(0.0, f64::max),
+                        median(runs.ok.iter().map(|m| m.cpu.as_secs_f64()).collect())
+                            .unwrap_or(0.0),
+                        median(runs.ok.iter().map(|m| m.max_rss as f64).collect()).unwrap_or(0.0)
+                            / 1048576.0
                     ),
-                    Outcome::Done(m) => {
-                        format!("failed ({}) | - | -", m.stderr_tail.replace('|', "/"))
-                    }
-                    Outcome::TimedOut(t) => {
-                        format!("killed after {:.0} s | - | -", t.as_secs_f64())
-                    }
-                    Outcome::SpawnFailed(e) => format!("could not start: {e} | - | -"),
+                    None => format!("{} | - | -", failed.trim()),
                 };
                 let _ = writeln!(
                     w,
@@ -401,6 +452,36 @@ impl Doc {
                     d.raw.map(mib).unwrap_or("unknown".into()),
                     d.raw.map(per).unwrap_or("-".into()),
                     d.tool
+                );
+            }
+        }
+        let _ = writeln!(w);
+        // memscope-decode against heaptrack_print on the same workload.
+        for (threads, results) in &self.tables {
+            let decoded = || {
+                results
+                    .iter()
+                    .filter_map(|r| r.decode.as_ref().map(|d| (r.name, d)))
+            };
+            let Some(hp) = decoded()
+                .find(|(_, d)| d.tool == "heaptrack_print")
+                .and_then(|(_, d)| d.runs.wall())
+            else {
+                continue;
+            };
+            for (name, d) in decoded().filter(|(_, d)| d.tool == "memscope-decode") {
+                let (Some(m), Some((events, _))) = (d.runs.wall(), d.events) else {
+                    continue;
+                };
+                let rate = |s: f64| events as f64 / s / 1e6;
+                let _ = writeln!(
+                    w,
+                    "- {threads} thread(s), {name}: memscope-decode {m:.2} s, heaptrack_print \
+                     {hp:.2} s (medians): **{:.2}x** heaptrack_print's speed ({:.1}M against \
+                     {:.1}M events/s)",
+                    hp / m,
+                    rate(m),
+                    rate(hp)
                 );
             }
         }
