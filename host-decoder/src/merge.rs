@@ -40,7 +40,7 @@
 //! timestamp rules; [`Target`] answers the live-set questions.
 //!
 //! Memory: bounded by [`MAX_BUFFERED`] events, whatever the trace's length,
-//! held in chunks that lanes share (see [`queue`]): the peak is what was
+//! held in segments that lanes share (see `merge/queue.rs`): the peak is what was
 //! buffered at once, not twice that as with a deque that grows by doubling.
 
 mod queue;
@@ -382,7 +382,7 @@ impl Merger {
     }
 
     /// [`push_run`](Self::push_run) of all of `events`, which joins its
-    /// lane without a copy when it is long (see [`queue`]): `events` is then
+    /// lane without a copy when it is long (see `merge/queue.rs`): `events` is then
     /// an emptied vector to refill.
     #[inline]
     pub fn push_vec(&mut self, stream: u32, events: &mut Vec<Event>, newest: u64) {

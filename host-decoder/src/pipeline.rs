@@ -207,7 +207,7 @@ struct Pass<'a> {
     opts: &'a Options,
     /// Pass 2: sequence numbers to capture, per session index.
     targets: Option<Vec<Option<u64>>>,
-    /// Called with the last session once the input is read (see [`run_with`]).
+    /// Called with the last session's metadata (see [`run_with`]).
     prepare: Option<Prepare<'a>>,
 }
 
@@ -224,13 +224,15 @@ pub fn run(src: &mut Source, opts: &Options) -> Result<Run, Error> {
 /// [`run_with`].
 pub type Prepare<'a> = &'a (dyn Fn(&Session) + Sync);
 
-/// [`run`], also calling `prepare` once with the last session as the input
-/// left it (header, modules, streams, stacks — everything but the analyses),
-/// as soon as the input has been read. For a file that happens on the
-/// decoding thread, which is otherwise idle while the analysing thread
-/// catches up: loading debug information there (a few hundred million
-/// instructions for a Rust program) costs no wall time. `prepare` is not
-/// called when reading fails.
+/// [`run`], also calling `prepare` with the last session: for a file, first
+/// on a thread of its own with the header, modules and (if any) a stack
+/// known when the first batch of events goes out — the analysing thread
+/// waits for the merge's first window then, so loading debug information
+/// (a few hundred million instructions for a Rust program) overlaps the
+/// decode — and again once the input has been read, on the decoding thread,
+/// only if those changed. A live source gets one call once it has been read.
+/// Its last call is never before the last session's metadata is complete;
+/// when reading fails it is not called again.
 pub fn run_with(
     src: &mut Source,
     opts: &Options,
@@ -503,7 +505,7 @@ impl Decoding<'_> {
         progress: &indicatif::ProgressBar,
         ship_at: usize,
         batch: &mut Batch,
-        ship: &mut dyn FnMut(&mut Batch) -> bool,
+        ship: &mut dyn FnMut(&mut Batch, &Session) -> bool,
     ) -> Result<u64, Error> {
         let mut fatal = None;
         let result = read_frames(
@@ -532,7 +534,7 @@ impl Decoding<'_> {
                     fatal = Some(e);
                     return Flow::Stop;
                 }
-                if batch.events.len() >= ship_at && !ship(batch) {
+                if batch.events.len() >= ship_at && !ship(batch, &self.dec.session) {
                     return Flow::Stop;
                 }
                 Flow::Continue
@@ -547,9 +549,40 @@ impl Decoding<'_> {
             cause,
         })?;
         if !batch.is_empty() {
-            ship(batch);
+            ship(batch, &self.dec.session);
         }
         Ok(bytes)
+    }
+}
+
+/// What [`Prepare`] may look at of a session: its header, its modules and
+/// whether it records call stacks.
+#[derive(PartialEq)]
+struct Metadata {
+    header: Option<crate::records::HeaderInfo>,
+    modules: Vec<crate::records::ModuleInfo>,
+    /// The first stack, when there is one.
+    stack: Option<Box<[u64]>>,
+}
+
+impl Metadata {
+    fn of(s: &Session) -> Self {
+        Metadata {
+            header: s.header.clone(),
+            modules: s.modules.clone(),
+            stack: (!s.stacks.is_empty()).then(|| s.stacks.get(1).into()),
+        }
+    }
+
+    /// A session holding only this.
+    fn session(&self) -> Session {
+        let mut s = Session::default();
+        s.header.clone_from(&self.header);
+        s.modules.clone_from(&self.modules);
+        if let Some(frames) = &self.stack {
+            s.stacks.intern(frames);
+        }
+        s
     }
 }
 
@@ -713,7 +746,7 @@ impl Pass<'_> {
         };
         let bytes = if self.incremental {
             let mut batch = Batch::default();
-            let bytes = decoding.read(reader, &progress, 1, &mut batch, &mut |b| {
+            let bytes = decoding.read(reader, &progress, 1, &mut batch, &mut |b, _| {
                 let go_on = an.take(b);
                 b.clear();
                 go_on
@@ -766,7 +799,17 @@ impl Pass<'_> {
             let producer = scope.spawn(move || {
                 let mut batch = Batch::default();
                 batch.events.reserve(BATCH_EVENTS + FRAME_EVENTS);
-                let bytes = decoding.read(reader, progress, BATCH_EVENTS, &mut batch, &mut |b| {
+                // `prepare` starts on a thread of its own with the first
+                // batch (the header and modules come first), while the
+                // analysing thread still waits for the merge's first window;
+                // it runs again at the end only if the session changed.
+                let mut early = None;
+                let ship = &mut |b: &mut Batch, session: &Session| {
+                    if let (None, Some(p), Some(_)) = (&early, prepare, &session.header) {
+                        let meta = Metadata::of(session);
+                        let copy = meta.session();
+                        early = Some((meta, scope.spawn(move || p(&copy))));
+                    }
                     let mut next = empty_rx.try_recv().unwrap_or_default();
                     // A batch taken whole by the merge came back with a
                     // segment it had drained (or none, while it fills).
@@ -774,11 +817,21 @@ impl Pass<'_> {
                     std::mem::swap(b, &mut next);
                     // A closed channel: the analysing side has what it needs.
                     full_tx.send(next).is_ok()
-                });
+                };
+                let bytes = decoding.read(reader, progress, BATCH_EVENTS, &mut batch, ship);
                 // The last batch is on its way: this thread is free while
                 // the analysing one catches up.
                 drop(full_tx);
-                if let (Ok(_), Some(p)) = (&bytes, prepare) {
+                let again = match early {
+                    Some((meta, handle)) => {
+                        handle
+                            .join()
+                            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+                        meta != Metadata::of(&decoding.dec.session)
+                    }
+                    None => true,
+                };
+                if let (Ok(_), Some(p), true) = (&bytes, prepare, again) {
                     p(&decoding.dec.session);
                 }
                 bytes
@@ -895,4 +948,66 @@ fn progress_bar(enabled: bool, len: Option<u64>) -> indicatif::ProgressBar {
         bar.set_style(style.progress_chars("=> "));
     }
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synth::TraceBuilder;
+    use memscope_core::wire::{Module, Record};
+    use std::sync::Mutex;
+
+    /// A file of 80,000 allocations (more than two batches) whose second
+    /// module, when `late_module`, is recorded after the first half.
+    fn trace(name: &str, late_module: bool) -> std::path::PathBuf {
+        let path = std::env::temp_dir().join(format!(
+            "memscope-prepare-{}-{name}.bin",
+            std::process::id()
+        ));
+        let mut t = TraceBuilder::new(std::fs::File::create(&path).unwrap());
+        t.simple_header("/nonexistent/program", 1_000_000_000)
+            .unwrap();
+        let module = |path| {
+            Record::Module(Module {
+                base: 0x1000,
+                size: 0x1000,
+                path,
+                build_id: &[],
+            })
+        };
+        t.record(0, &module("/nonexistent/a")).unwrap();
+        t.flush(0).unwrap();
+        t.thread(1, 7, "main").unwrap();
+        for i in 0..80_000u64 {
+            if i == 40_000 && late_module {
+                t.flush(1).unwrap();
+                t.record(0, &module("/nonexistent/b")).unwrap();
+                t.flush(0).unwrap();
+            }
+            t.alloc(1, 1_000 + i * 100, 0x10_0000 + i * 16, 16, 8, None)
+                .unwrap();
+        }
+        t.end(1, 2).unwrap();
+        t.end(0, 2).unwrap();
+        t.finish().unwrap();
+        path
+    }
+
+    /// `prepare` sees the session while the file is read (the analysing
+    /// thread is idle then), and once more at the end only when the
+    /// modules it saw changed; the last call always sees the whole session.
+    #[test]
+    fn prepare_starts_early_and_runs_again_only_for_a_changed_session() {
+        for (late_module, calls) in [(false, vec![1]), (true, vec![1, 2])] {
+            let path = trace(if late_module { "late" } else { "same" }, late_module);
+            let seen = Mutex::new(Vec::new());
+            let prepare = |s: &Session| seen.lock().unwrap().push(s.modules.len());
+            let mut src = Source::open(&path).unwrap();
+            let run = run_with(&mut src, &Options::default(), Some(&prepare)).unwrap();
+            let _ = std::fs::remove_file(&path);
+            assert_eq!(run.sessions.len(), 1);
+            assert_eq!(run.sessions[0].analyses.totals.allocations, 80_000);
+            assert_eq!(*seen.lock().unwrap(), calls, "late module: {late_module}");
+        }
+    }
 }
