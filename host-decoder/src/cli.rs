@@ -217,8 +217,9 @@ pub fn analyse(mut src: Source, c: &Common) -> Result<(Run, Report, Vec<Symboliz
         elf: c.elf.clone(),
         debug_dirs: c.debug_dirs.clone(),
     };
-    // The last session's symbols load on the decoding thread once the input
-    // is read, while the analysis finishes (see `pipeline::run_with`).
+    // The last session's symbols load while the input is decoded and
+    // analysed, and again only if its modules changed (see
+    // `pipeline::run_with`).
     let early = std::sync::Mutex::new(None);
     let load = |s: &crate::records::Session| {
         let sym = Symbolizer::new(s, &sym_opts);
