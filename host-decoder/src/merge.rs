@@ -70,6 +70,11 @@ pub const MIN_BUFFERED: usize = 1 << 16;
 /// How early an allocation's clock reading may be (an unfenced read can run
 /// ahead of the inner call's last loads); holds wait this much past a bound.
 pub const SLACK_NS: u64 = 4_000;
+/// Most other lanes holding events for a batch to join its lane whole
+/// (see [`Merger::push_vec`]). A program's threads share the writer's
+/// cycles, so with more than a few busy ones a batch holds several runs and
+/// is copied anyway.
+pub const WHOLE_LANES: usize = 16;
 /// How far ahead [`Merger::drain_ahead`] shows an event: far enough that a
 /// prefetch started now lands before the event is applied.
 pub const LOOKAHEAD: usize = 8;
@@ -382,15 +387,27 @@ impl Merger {
     }
 
     /// [`push_run`](Self::push_run) of all of `events`, which joins its
-    /// lane without a copy when it is long (see `merge/queue.rs`): `events` is then
-    /// an emptied vector to refill.
+    /// lane without a copy when it is long (see `merge/queue.rs`): `events`
+    /// is then an emptied vector to refill. Only while at most
+    /// [`WHOLE_LANES`] other lanes hold events: a vector taken whole is
+    /// freed once its last event is released, so each lane can keep one
+    /// nearly drained (2.5 MiB for a few events), and a trace with hundreds
+    /// of streams could otherwise hold hundreds of them.
     #[inline]
     pub fn push_vec(&mut self, stream: u32, events: &mut Vec<Event>, newest: u64) {
         let Some(&first) = events.first() else {
             return;
         };
         let l = self.admit(stream, &first, events.len(), newest);
-        self.lanes[l].queue.take_whole(events, &mut self.pool);
+        let others = self.lanes.iter().filter(|x| !x.queue.is_empty()).count()
+            - usize::from(!self.lanes[l].queue.is_empty());
+        if others <= WHOLE_LANES {
+            self.lanes[l].queue.take_whole(events, &mut self.pool);
+        } else {
+            self.lanes[l]
+                .queue
+                .extend_from_slice(events, &mut self.pool);
+        }
     }
 
     /// The stream ended: it will deliver nothing more.
@@ -879,6 +896,41 @@ mod tests {
 
     fn alloc(stream: u32, ts: u64, addr: u64) -> Event {
         sized(alloc_of, stream, ts, addr, 8)
+    }
+
+    /// Many streams, each delivering one long batch whose last event is far
+    /// ahead in time (so that it stays buffered): only [`WHOLE_LANES`] + 1
+    /// lanes keep a batch's vector; the others copied theirs, so what the
+    /// lanes hold stays near what they buffer.
+    #[test]
+    fn few_lanes_keep_a_batch_vector() {
+        const N: usize = 4 * 1024;
+        let mut m = Merger::new();
+        m.set_window(Window::for_clock(1_000_000_000));
+        let mut events = Vec::new();
+        let mut out = 0;
+        for stream in 1..=200u32 {
+            events.reserve_exact(N);
+            let base = u64::from(stream) * 1_000_000;
+            events.extend((0..N as u64 - 1).map(|i| alloc(stream, base + i, base + i * 16)));
+            events.push(alloc(stream, 1 << 40, base + N as u64 * 16));
+            m.push_vec(stream, &mut events, 1 << 40);
+            events.clear();
+            m.drain(|_| out += 1);
+        }
+        let held: usize = m.lanes.iter().map(|l| l.queue.capacity()).sum();
+        let kept = m.lanes.iter().filter(|l| l.queue.taken() > 0).count();
+        assert!(kept <= WHOLE_LANES + 1, "{kept} lanes keep a batch vector");
+        // Copied segments hold what they buffer plus one partly used one per
+        // lane; the kept vectors add at most their own size each. (Before
+        // the cap: every lane kept its vector, 200 * N slots here.)
+        assert!(
+            held <= 200 * 1024 + (WHOLE_LANES + 1) * N + m.buffered(),
+            "{held} event slots held for {} buffered",
+            m.buffered()
+        );
+        m.flush(|_| out += 1);
+        assert_eq!(out, 200 * N, "every event released once");
     }
 
     fn free(stream: u32, ts: u64, addr: u64) -> Event {

@@ -19,7 +19,11 @@
 //! written on the other core and its destination last used a window ago.
 //! Short runs are copied into segments of [`SEG`] events; a long run that
 //! follows them first tops up the last one (so that no segment is left
-//! partly used), and the rest of it joins as it is.
+//! partly used), and the rest of it joins as it is. A vector taken whole is
+//! freed only once its last event is released, so the merge takes whole
+//! only while few lanes hold events (`WHOLE_LANES` in `merge.rs`): the
+//! memory is then that of the buffered events, one partly used segment per
+//! lane, and at most one batch per lane for those few lanes.
 
 use crate::records::Event;
 
@@ -117,6 +121,18 @@ impl EventQueue {
     #[inline]
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Event slots its segments hold (buffered or not).
+    #[cfg(test)]
+    pub fn capacity(&self) -> usize {
+        self.segs.iter().map(|s| s.v.capacity()).sum()
+    }
+
+    /// Segments it took whole (larger than the ones it copies into).
+    #[cfg(test)]
+    pub fn taken(&self) -> usize {
+        self.segs.iter().filter(|s| s.v.capacity() > SEG).count()
     }
 
     /// The last segment, if it has room for another event.
