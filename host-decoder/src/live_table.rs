@@ -199,26 +199,61 @@ impl LiveTable {
                 return Some(std::mem::replace(&mut self.blocks[b], block));
             }
             if k == EMPTY {
-                let b = match self.free.pop() {
-                    Some(b) => {
-                        self.blocks[b as usize] = block;
-                        b
-                    }
-                    None => {
-                        // At most a quarter of the slots are full and the
-                        // slot count is far below 2^32 (a slot per byte of a
-                        // 64 GiB table): the index fits.
-                        let b = self.blocks.len() as u32;
-                        self.blocks.push(block);
-                        b
-                    }
-                };
-                *self.slot_mut(i) = Slot { addr, block: b };
-                self.len += 1;
+                self.fill(i, addr, block);
                 return None;
             }
             i = (i + 1) & mask;
         }
+    }
+
+    /// Puts `block` at `addr` if no block is there; returns whether it did
+    /// (one probe where a lookup and an insert take two).
+    #[inline(always)]
+    pub fn insert_vacant(&mut self, addr: u64, block: Block) -> bool {
+        if addr == EMPTY {
+            if self.zero.is_some() {
+                return false;
+            }
+            self.zero = Some(block);
+            return true;
+        }
+        if (self.len + 1) * MAX_LOAD > self.slots.len() {
+            self.grow();
+        }
+        let mask = self.mask();
+        let mut i = self.home(addr);
+        loop {
+            let k = self.slot(i).addr;
+            if k == addr {
+                return false;
+            }
+            if k == EMPTY {
+                self.fill(i, addr, block);
+                return true;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// Puts `block` in the empty slot `i` for `addr`.
+    #[inline(always)]
+    fn fill(&mut self, i: usize, addr: u64, block: Block) {
+        let b = match self.free.pop() {
+            Some(b) => {
+                self.blocks[b as usize] = block;
+                b
+            }
+            None => {
+                // At most a quarter of the slots are full and the slot count
+                // is far below 2^32 (a slot per byte of a 64 GiB table): the
+                // index fits.
+                let b = self.blocks.len() as u32;
+                self.blocks.push(block);
+                b
+            }
+        };
+        *self.slot_mut(i) = Slot { addr, block: b };
+        self.len += 1;
     }
 
     /// Takes the block at `addr` out. The block is returned by reference:
@@ -226,13 +261,30 @@ impl LiveTable {
     /// out cost more than anything else in a removal).
     #[inline(always)]
     pub fn remove(&mut self, addr: &u64) -> Option<&Block> {
-        if *addr == EMPTY {
+        self.remove_if(*addr, |_| true)
+    }
+
+    /// [`remove`](Self::remove) of the block at `addr` only if `keep_out`
+    /// says so of it (one probe where a lookup and a removal take two).
+    #[inline(always)]
+    pub fn remove_if(
+        &mut self,
+        addr: u64,
+        keep_out: impl FnOnce(&Block) -> bool,
+    ) -> Option<&Block> {
+        if addr == EMPTY {
+            if !self.zero.as_ref().is_some_and(keep_out) {
+                return None;
+            }
             let b = self.zero.take()?;
             // Address 0: the block is kept aside until the next insert.
             return Some(&*self.zero_gone.insert(b));
         }
-        let mut hole = self.find(*addr)?;
+        let mut hole = self.find(addr)?;
         let b = self.slot(hole).block;
+        if !keep_out(&self.blocks[b as usize]) {
+            return None;
+        }
         self.free.push(b);
         self.len -= 1;
         // Backward shift: every slot after the hole in its probe run moves

@@ -30,22 +30,32 @@
 //! sorts before its allocation. So when an event reaches the head of the
 //! merged order out of step with the live set — a free (or a realloc's
 //! release) of a block not live with its size, an allocation over a live
-//! address — its lane is *held*: that event and the rest of its lane wait
-//! while the other lanes go on, until the event it waits for is merged (the
-//! held one then follows right after it) or the merge passes the held
-//! event's upper bound (for a free: the next clock-reading event of its lane;
-//! for an allocation: its own timestamp; each plus the clock's slack), or the
-//! session ends. Only then does it go out as it is, and the analyses report
-//! the error. The contract with the producer is in docs/FORMAT.md's
-//! timestamp rules; [`Target`] answers the live-set questions.
+//! address — its stream is *held*: that event and the rest of its stream
+//! wait while the other streams go on, until the event it waits for is
+//! merged (the held one then follows right after it) or the merge passes
+//! the held event's upper bound (for a free: the next clock-reading event of
+//! its stream; for an allocation: its own timestamp; each plus the clock's
+//! slack), or the session ends. Only then does it go out as it is, and the
+//! analyses report the error. The contract with the producer is in
+//! docs/FORMAT.md's timestamp rules; [`Target`] answers the live-set
+//! questions.
+//!
+//! The two halves are separate stages: [`Merger`] orders by time alone (its
+//! window, its lanes' buffers, the heap of their heads), and [`Holds`]
+//! (`merge/holds.rs`) takes that order and holds streams, next to the live
+//! set it asks. The pipeline runs the first on the decoding thread and the
+//! second on the analysing thread; [`Merger::drain_into`] and
+//! [`Merger::flush_into`] run both in turn.
 //!
 //! Memory: bounded by [`MAX_BUFFERED`] events, whatever the trace's length,
 //! held in segments that lanes share (see `merge/queue.rs`): the peak is what was
 //! buffered at once, not twice that as with a deque that grows by doubling.
 
+mod holds;
 mod queue;
 
 use crate::records::{Event, Op};
+pub use holds::Holds;
 use queue::{EventQueue, Pool};
 use rustc_hash::FxHashMap;
 use std::cmp::Reverse;
@@ -117,7 +127,8 @@ impl Window {
         }
     }
 
-    fn slack(self) -> u64 {
+    /// How long holds wait past their bound.
+    pub fn slack(self) -> u64 {
         match self {
             Window::Ticks { slack, .. } => slack,
             Window::Events(_) => 0,
@@ -133,19 +144,29 @@ pub trait Target {
     /// Takes the next event of the merged order; `ahead` is an event likely
     /// released soon (to prefetch its lookup).
     fn apply(&mut self, ev: &Event, ahead: Option<&Event>);
+    /// Applies `ev` unless it is out of step with the live set (see
+    /// [`needs`]: then nothing changes); returns whether it was applied.
+    #[inline]
+    fn apply_checked(&mut self, ev: &Event, ahead: Option<&Event>) -> bool {
+        apply_in_step(self, ev, ahead)
+    }
 }
 
-/// A closure as a [`Target`] that holds nothing.
-struct Each<F>(F);
-
-impl<F: FnMut(&Event, Option<&Event>)> Target for Each<F> {
-    fn live_size(&self, _: u64) -> Option<Option<u64>> {
-        None
+/// [`Target::apply_checked`] by a [`Target::live_size`] lookup, then
+/// [`Target::apply`].
+#[inline]
+pub fn apply_in_step<T: Target + ?Sized>(
+    target: &mut T,
+    ev: &Event,
+    ahead: Option<&Event>,
+) -> bool {
+    if let Some((addr, want)) = needs(ev) {
+        if target.live_size(addr).is_some_and(|size| !want.met(size)) {
+            return false;
+        }
     }
-    #[inline]
-    fn apply(&mut self, ev: &Event, ahead: Option<&Event>) {
-        (self.0)(ev, ahead)
-    }
+    target.apply(ev, ahead);
+    true
 }
 
 /// What an event needs of its address to be in order.
@@ -169,55 +190,32 @@ impl Want {
     }
 }
 
-/// Why a lane's head waits.
-#[derive(Clone, Copy, Debug)]
-struct Hold {
-    addr: u64,
-    want: Want,
-    /// Once known: the merge may release the head past this timestamp.
-    upper: Option<u64>,
-    /// Events of the lane already searched for that bound.
-    scanned: usize,
-}
-
 struct Lane {
     queue: EventQueue,
     /// Ended streams cannot deliver more.
     closed: bool,
     last_ts: u64,
-    hold: Option<Hold>,
-    /// The head was held and may now go without a check.
-    pass: bool,
-    /// The merge had reached this timestamp when the lane's last hold ended:
-    /// its events before it were delayed by the hold, not released late.
-    held_until: u64,
 }
 
 /// Key of a lane's head in the heap: timestamp, frees first, stream order.
 type HeadKey = Reverse<(u64, u8, u32)>;
 
-/// Merges per-stream events into one stream.
+/// Merges per-stream events into one stream, by time (see the module docs;
+/// [`Holds`] does the rest).
 #[derive(Default)]
 pub struct Merger {
     lanes: Vec<Lane>,
     /// Chunks of buffered events, shared by the lanes (see [`queue`]).
     pool: Pool,
     lane_of: FxHashMap<u32, u32>,
-    /// Heads of lanes that have events and are not held.
+    /// Heads of lanes that have events.
     heads: BinaryHeap<HeadKey>,
-    /// Lanes whose head is held.
-    held: Vec<u32>,
     buffered: usize,
     /// Events that arrived later than the merge could wait: a clock reading
     /// (alloc, realloc) released after an event more than the
     /// clock's slack later. (A free's or a realloc release's timestamp is
     /// only a lower bound, so releasing it after later events is no fault.)
     pub late: u64,
-    /// Events released by a hold's expiry (reported as they are).
-    pub holds_expired: u64,
-    /// Holds ended because the live set changed (the event is then checked
-    /// again: it may be held anew).
-    pub holds_resolved: u64,
     /// The last stream pushed and its lane: a frame's events share a stream.
     last: Option<(u32, u32)>,
     released_ts: u64,
@@ -226,29 +224,84 @@ pub struct Merger {
     window: Window,
     /// The only stream is 0 (a firmware trace): nothing to wait for.
     solo: bool,
-    /// While lanes are held: the lowest upper bound known among them (0
-    /// until computed): a run of one lane stops past it, so that an expired
-    /// hold goes in order.
-    hold_floor: u64,
+    /// The holds of [`drain_into`](Self::drain_into) and
+    /// [`flush_into`](Self::flush_into) (a caller that holds on another
+    /// thread keeps its own).
+    pub holds: Holds,
 }
 
-/// Asks the CPU to load the buffered event `e` (both cache lines it may
-/// span). Only a hint.
-#[inline]
-fn prefetch_event(e: Option<&Event>) {
-    #[cfg(target_arch = "x86_64")]
-    if let Some(e) = e {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let p = (e as *const Event).cast::<i8>();
-        // SAFETY: `p` and `p + size_of::<Event>() - 1` lie within the event;
-        // a prefetch neither reads memory architecturally nor faults.
-        unsafe {
-            _mm_prefetch(p, _MM_HINT_T0);
-            _mm_prefetch(p.add(std::mem::size_of::<Event>() - 1), _MM_HINT_T0);
-        }
+/// Where the merge releases events.
+trait Sink {
+    /// Takes the next released events, in order.
+    fn take(&mut self, events: &[Event]);
+    /// Wants no more for now: the release stops after the run it is in.
+    #[inline]
+    fn full(&self) -> bool {
+        false
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = e;
+}
+
+/// A closure as a [`Sink`].
+struct EachSink<F>(F);
+
+impl<F: FnMut(&Event)> Sink for EachSink<F> {
+    #[inline]
+    fn take(&mut self, events: &[Event]) {
+        events.iter().for_each(&mut self.0);
+    }
+}
+
+/// Appends to a vector until it holds `max` events (see
+/// [`Merger::drain_to`]).
+struct UpTo<'a> {
+    out: &'a mut Vec<Event>,
+    max: usize,
+}
+
+impl Sink for UpTo<'_> {
+    #[inline]
+    fn take(&mut self, events: &[Event]) {
+        self.out.extend_from_slice(events);
+    }
+    #[inline]
+    fn full(&self) -> bool {
+        self.out.len() >= self.max
+    }
+}
+
+/// Into [`Holds`], then a [`Target`].
+struct HoldSink<'a, T> {
+    holds: &'a mut Holds,
+    target: &'a mut T,
+}
+
+impl<T: Target> Sink for HoldSink<'_, T> {
+    #[inline]
+    fn take(&mut self, events: &[Event]) {
+        self.holds.push_all(events, self.target);
+    }
+}
+
+/// Whether the event with key `k` may go, `buffered` events being buffered
+/// and `newest` the latest timestamp pushed (see [`Merger::release`]).
+#[inline]
+fn releasable(
+    window: Window,
+    solo: bool,
+    buffered: usize,
+    newest: u64,
+    k: &(u64, u8, u32),
+    bound: u64,
+) -> bool {
+    if solo || buffered > MAX_BUFFERED {
+        return true;
+    }
+    match window {
+        Window::Ticks { hold, .. } => buffered > MIN_BUFFERED && k.0.saturating_add(hold) <= newest,
+        // An open stream with nothing buffered may still deliver an event
+        // at `bound`; frees sort before allocations at equal timestamps.
+        Window::Events(n) => buffered > n && (k.0 < bound || (k.0 == bound && k.1 == 0)),
+    }
 }
 
 /// The address whose liveness `ev` changes.
@@ -304,6 +357,7 @@ impl Merger {
     /// Sets how long to wait for other streams (from the session's header).
     pub fn set_window(&mut self, window: Window) {
         self.window = window;
+        self.holds.set_slack(window.slack());
     }
 
     #[inline]
@@ -322,9 +376,6 @@ impl Merger {
             queue: EventQueue::default(),
             closed: false,
             last_ts: 0,
-            hold: None,
-            pass: false,
-            held_until: 0,
         });
         self.lane_of.insert(stream, l);
         self.solo = self.lanes.len() == 1 && stream == 0;
@@ -418,36 +469,68 @@ impl Merger {
 
     /// Releases, in merged order, every event that can no longer be preceded
     /// by one still to come.
-    pub fn drain(&mut self, mut each: impl FnMut(&Event)) {
-        self.drain_into(&mut Each(|e: &Event, _: Option<&Event>| each(e)));
+    pub fn drain(&mut self, each: impl FnMut(&Event)) {
+        self.release(&mut EachSink(each), false);
     }
 
-    /// [`drain`](Self::drain), also showing each event's successor
-    /// [`LOOKAHEAD`] places on in its stream (likely released soon), so that
-    /// its lookup can be prefetched.
-    pub fn drain_ahead(&mut self, each: impl FnMut(&Event, Option<&Event>)) {
-        self.drain_into(&mut Each(each));
+    /// [`drain`](Self::drain) into `out`, stopping after the run that
+    /// brings it to `max` events (call again for more).
+    pub fn drain_to(&mut self, out: &mut Vec<Event>, max: usize) {
+        self.release(&mut UpTo { out, max }, false);
     }
 
-    /// Releases what can go into `target`, holding lanes whose head is out of
-    /// step with its live set (see the module docs).
+    /// Releases what can go through [`Merger::holds`] into `target`.
     pub fn drain_into(&mut self, target: &mut impl Target) {
-        self.release(target, false);
+        let mut holds = std::mem::take(&mut self.holds);
+        self.release(
+            &mut HoldSink {
+                holds: &mut holds,
+                target,
+            },
+            false,
+        );
+        self.holds = holds;
     }
 
     /// Releases everything (end of input, or a session reset).
-    pub fn flush(&mut self, mut each: impl FnMut(&Event)) {
-        self.flush_into(&mut Each(|e: &Event, _: Option<&Event>| each(e)));
+    pub fn flush(&mut self, each: impl FnMut(&Event)) {
+        self.release(&mut EachSink(each), true);
+        self.reset();
     }
 
-    /// Releases everything into `target`; holds last only until the other
-    /// lanes are empty.
+    /// [`flush`](Self::flush) into `out`, stopping after the run that
+    /// brings it to `max` events; returns whether everything went (else call
+    /// again).
+    pub fn flush_to(&mut self, out: &mut Vec<Event>, max: usize) -> bool {
+        self.release(&mut UpTo { out, max }, true);
+        let done = self.buffered == 0;
+        if done {
+            self.reset();
+        }
+        done
+    }
+
+    /// Releases everything through [`Merger::holds`] into `target`; holds
+    /// last only until nothing else is left.
     pub fn flush_into(&mut self, target: &mut impl Target) {
-        self.release(target, true);
+        let mut holds = std::mem::take(&mut self.holds);
+        self.release(
+            &mut HoldSink {
+                holds: &mut holds,
+                target,
+            },
+            true,
+        );
+        holds.flush(target);
+        self.holds = holds;
+        self.reset();
+    }
+
+    /// Forgets the streams once everything went.
+    fn reset(&mut self) {
         debug_assert_eq!(self.buffered, 0);
         self.lanes.clear();
         self.lane_of.clear();
-        self.held.clear();
         self.heads.clear();
         self.last = None;
         self.released_ts = 0;
@@ -470,53 +553,26 @@ impl Merger {
         }
     }
 
-    /// Whether the event with key `k` may go now.
-    #[inline]
-    fn releasable(&self, k: &(u64, u8, u32), bound: u64) -> bool {
-        if self.solo || self.buffered > MAX_BUFFERED {
-            return true;
-        }
-        match self.window {
-            Window::Ticks { hold, .. } => {
-                self.buffered > MIN_BUFFERED && k.0.saturating_add(hold) <= self.newest
-            }
-            // An open stream with nothing buffered may still deliver an event
-            // at `bound`; frees sort before allocations at equal timestamps.
-            Window::Events(n) => self.buffered > n && (k.0 < bound || (k.0 == bound && k.1 == 0)),
-        }
-    }
-
-    /// The timestamp up to which nothing more can arrive (holds expire below it).
-    fn frontier(&self, end: bool) -> u64 {
-        match self.window {
-            _ if end => u64::MAX,
-            Window::Ticks { hold, .. } => self.newest.saturating_sub(hold),
-            Window::Events(_) => 0,
-        }
-    }
-
-    fn release(&mut self, target: &mut impl Target, end: bool) {
+    fn release(&mut self, sink: &mut impl Sink, end: bool) {
         // Computed once per call: during the loop a lane only ever becomes
         // empty (its last timestamp then lowers the bound, below).
         let mut bound = if end { u64::MAX } else { self.idle_bound() };
         let slack = self.window.slack();
-        loop {
+        while !sink.full() {
             let Some(&Reverse(k)) = self.heads.peek() else {
-                // Nothing in order: held lanes whose bound the merge passed
-                // (all of them at the end) go as they are.
-                if !self.held.is_empty() && self.expire_holds(self.frontier(end), end) {
-                    continue;
-                }
                 return;
             };
-            if !end && !self.releasable(&k, bound) {
-                if !self.held.is_empty() && self.expire_holds(self.frontier(false), false) {
-                    continue;
-                }
+            if !end
+                && !releasable(
+                    self.window,
+                    self.solo,
+                    self.buffered,
+                    self.newest,
+                    &k,
+                    bound,
+                )
+            {
                 return;
-            }
-            if !self.held.is_empty() && self.expire_holds(k.0, false) {
-                continue;
             }
             self.heads.pop();
             let k = self.prefer_tied_free(k);
@@ -528,82 +584,62 @@ impl Merger {
             // the heap. Keys are unique (they end with the lane), so the order
             // is exactly that of releasing one heap top at a time.
             //
-            // The run walks the lane's front chunk by index and drops what it
-            // released from the queue a chunk at a time, not event by event.
+            // The run is found in the lane's front segment by index, handed
+            // to the sink as one slice, and dropped from the queue at once.
             let mut first = true;
-            let mut resolved = false;
-            'run: loop {
-                let avail = self.lanes[l as usize].queue.front_len();
+            loop {
+                let Merger {
+                    lanes,
+                    pool,
+                    heads,
+                    buffered,
+                    late,
+                    released_ts,
+                    newest,
+                    window,
+                    solo,
+                    ..
+                } = self;
+                let lane = &mut lanes[l as usize];
+                let avail = lane.queue.front_len();
                 if avail == 0 {
-                    let lane = &self.lanes[l as usize];
                     if !lane.closed && !end {
                         bound = bound.min(lane.last_ts);
                     }
                     break;
                 }
-                let mut i = 0;
-                while i < avail {
-                    let lane = &mut self.lanes[l as usize];
-                    let ev = *lane.queue.front_at(i);
+                let mut n = 0;
+                let mut stop = false;
+                while n < avail {
+                    let ev = lane.queue.front_at(n);
                     if !first {
-                        let Reverse(nk) = key(&ev, l);
-                        // A lane that stopped being held re-entered the heap
-                        // after the runner-up was read: leave the run.
-                        if resolved
-                            || (!self.held.is_empty() && nk.0 > self.hold_floor)
-                            || runner_up
-                                .is_some_and(|r| nk > r || (nk.0 == r.0 && nk.1 == 0 && r.1 == 0))
-                            || (!end && !self.releasable(&nk, bound))
+                        let Reverse(nk) = key(ev, l);
+                        if runner_up
+                            .is_some_and(|r| nk > r || (nk.0 == r.0 && nk.1 == 0 && r.1 == 0))
+                            || (!end && !releasable(*window, *solo, *buffered, *newest, &nk, bound))
                         {
-                            self.heads.push(Reverse(nk));
-                            self.lanes[l as usize].queue.pop_n(i, &mut self.pool);
-                            break 'run;
+                            stop = true;
+                            break;
                         }
                     }
                     first = false;
-                    let lane = &mut self.lanes[l as usize];
-                    let passed = std::mem::take(&mut lane.pass);
-                    if !passed {
-                        if let Some((addr, want)) = needs(&ev) {
-                            if target.live_size(addr).is_some_and(|size| !want.met(size)) {
-                                lane.hold = Some(Hold {
-                                    addr,
-                                    want,
-                                    upper: None,
-                                    scanned: 1,
-                                });
-                                lane.queue.pop_n(i, &mut self.pool);
-                                self.held.push(l);
-                                // Until expire_holds() knows the new bound.
-                                self.hold_floor = 0;
-                                break 'run;
-                            }
-                        }
-                    }
-                    self.buffered -= 1;
+                    *buffered -= 1;
                     // Only a clock reading can be late: other timestamps are
-                    // lower bounds. A reading may be early by the slack, and a
-                    // lane that was held lags by design.
-                    if !passed
-                        && ev.ts.saturating_add(slack) < self.released_ts
-                        && ev.ts >= lane.held_until
-                        && reads_clock(&ev)
-                    {
-                        self.late += 1;
+                    // lower bounds. A reading may be early by the slack.
+                    if ev.ts.saturating_add(slack) < *released_ts && reads_clock(ev) {
+                        *late += 1;
                     }
-                    self.released_ts = self.released_ts.max(ev.ts);
-                    // The buffered events were written a window ago and have
-                    // left the cache: fetch the ones a lookahead further on,
-                    // so that the lookahead's own read (next call) finds
-                    // them. (Events 0..=i are released but still queued.)
-                    prefetch_event(lane.queue.get(i + 1 + 2 * LOOKAHEAD));
-                    target.apply(&ev, lane.queue.get(i + 1 + LOOKAHEAD));
-                    resolved = !self.held.is_empty()
-                        && touched(&ev).is_some_and(|a| self.is_held_addr(a))
-                        && self.resolve_holds(target);
-                    i += 1;
+                    *released_ts = (*released_ts).max(ev.ts);
+                    n += 1;
                 }
-                self.lanes[l as usize].queue.pop_n(i, &mut self.pool);
+                sink.take(lane.queue.front_slice(n));
+                lane.queue.pop_n(n, pool);
+                if stop || sink.full() {
+                    if let Some(head) = lane.queue.front() {
+                        heads.push(key(head, l));
+                    }
+                    break;
+                }
             }
         }
     }
@@ -672,100 +708,6 @@ impl Merger {
             }
         }
         best
-    }
-
-    /// Whether a held lane waits on `addr`.
-    #[inline]
-    fn is_held_addr(&self, addr: u64) -> bool {
-        self.held
-            .iter()
-            .any(|&l| self.lanes[l as usize].hold.is_some_and(|h| h.addr == addr))
-    }
-
-    /// Held lanes whose wait is over (their conflicting event was merged)
-    /// go back into the order, first. Returns whether any did.
-    fn resolve_holds(&mut self, target: &impl Target) -> bool {
-        let mut any = false;
-        let mut i = 0;
-        while i < self.held.len() {
-            let l = self.held[i];
-            let lane = &mut self.lanes[l as usize];
-            let Some(h) = lane.hold else {
-                self.held.swap_remove(i);
-                continue;
-            };
-            if target
-                .live_size(h.addr)
-                .is_some_and(|size| h.want.met(size))
-            {
-                // Checked again when it comes out: two lanes may have waited
-                // for the same address (two threads' first frees of blocks
-                // the main thread allocated at one address in turn).
-                lane.hold = None;
-                lane.held_until = self.released_ts;
-                self.holds_resolved += 1;
-                if let Some(head) = lane.queue.front() {
-                    self.heads.push(key(head, l));
-                }
-                self.held.swap_remove(i);
-                any = true;
-            } else {
-                i += 1;
-            }
-        }
-        any
-    }
-
-    /// Releases held lanes whose upper bound lies before `ts` (every lane
-    /// when `all`). Returns whether any was.
-    fn expire_holds(&mut self, ts: u64, all: bool) -> bool {
-        let slack = self.window.slack();
-        let mut any = false;
-        let mut i = 0;
-        while i < self.held.len() {
-            let l = self.held[i];
-            let lane = &mut self.lanes[l as usize];
-            let Some(mut h) = lane.hold else {
-                self.held.swap_remove(i);
-                continue;
-            };
-            if h.upper.is_none() {
-                h.upper = if h.want != Want::Free {
-                    // A free happened before the next event of its stream
-                    // that read the clock.
-                    let found = lane
-                        .queue
-                        .iter_from(h.scanned)
-                        .find(|e| reads_clock(e))
-                        .map(|e| e.ts.saturating_add(slack));
-                    h.scanned = lane.queue.len();
-                    found
-                } else {
-                    lane.queue.front().map(|e| e.ts.saturating_add(slack))
-                };
-                lane.hold = Some(h);
-            }
-            if all || h.upper.is_some_and(|u| u < ts) {
-                lane.hold = None;
-                lane.pass = true;
-                lane.held_until = self.released_ts;
-                self.holds_expired += 1;
-                if let Some(head) = lane.queue.front() {
-                    self.heads.push(key(head, l));
-                }
-                self.held.swap_remove(i);
-                any = true;
-            } else {
-                i += 1;
-            }
-        }
-        self.hold_floor = self
-            .held
-            .iter()
-            .filter_map(|&l| self.lanes[l as usize].hold.and_then(|h| h.upper))
-            .min()
-            .unwrap_or(u64::MAX);
-        any
     }
 }
 
@@ -1009,7 +951,7 @@ mod tests {
                 (1, 170, "alloc", 0x4000),
             ]
         );
-        assert_eq!((m.holds_resolved, m.holds_expired, m.late), (1, 0, 0));
+        assert_eq!((m.holds.resolved, m.holds.expired, m.late), (1, 0, 0));
 
         // The same with the window doing the releasing (not the flush): A's
         // later events move the merge 50 ms on.
@@ -1054,7 +996,7 @@ mod tests {
         assert_eq!(t.errors, vec![(2, 0xdead)]);
         let order: Vec<u64> = t.out.iter().map(|o| o.1).collect();
         assert_eq!(order, vec![900, 5_000, 50, 1_000, 5_001]);
-        assert_eq!(m.holds_expired, 1);
+        assert_eq!(m.holds.expired, 1);
     }
 
     /// An allocation whose (early, unfenced) reading sorts it before the
@@ -1075,7 +1017,7 @@ mod tests {
             order,
             vec![(1, "alloc"), (1, "alloc"), (1, "free"), (2, "alloc")]
         );
-        assert_eq!(m.holds_resolved, 1);
+        assert_eq!(m.holds.resolved, 1);
     }
 
     /// A firmware trace (stream 0 only) has nothing to wait for.

@@ -7,7 +7,7 @@ use crate::analysis::Analyses;
 use crate::error::Error;
 use crate::frames::{read_frames, DamagedSpan, Flow, Piece};
 use crate::live_view::{Figures, LiveView};
-use crate::merge::{Merger, Target, Window};
+use crate::merge::{Holds, Merger, Target, Window};
 use crate::records::{Decoder, Event, FrameOutcome, Session};
 use crate::source::Source;
 use crate::state::State;
@@ -186,6 +186,20 @@ impl Target for Feed<'_> {
     fn apply(&mut self, ev: &Event, ahead: Option<&Event>) {
         *self.stop |= self.run.apply_ahead(ev, ahead);
     }
+
+    #[inline]
+    fn apply_checked(&mut self, ev: &Event, ahead: Option<&Event>) -> bool {
+        let run = &mut *self.run;
+        if run.replay.is_none() {
+            if let Some(a) = ahead {
+                run.state.prefetch(a);
+            }
+            if let Some(applied) = run.analyses.apply_checked(&mut run.state, ev) {
+                return applied;
+            }
+        }
+        crate::merge::apply_in_step(self, ev, ahead)
+    }
 }
 
 /// The whole input, analysed.
@@ -337,11 +351,16 @@ enum Mark {
     Reset(u64, Box<Session>),
     /// Events the producers reported lost so far in the session.
     Lost(u64),
+    /// Clock readings the merge released after later ones (see
+    /// [`Merger::late`]), since the last such mark.
+    Late(u64),
     /// A frame missing, repeated or out of order.
     Sequence(crate::frames::sequence::Issue),
 }
 
-/// Heap events in input order, with marks at the event index they follow.
+/// Heap events with marks at the event index they follow: decoded, in
+/// input order cut into runs of one stream; or merged (no runs), in the
+/// order the analyses take them.
 #[derive(Default)]
 struct Batch {
     events: Vec<Event>,
@@ -586,21 +605,33 @@ impl Metadata {
     }
 }
 
-/// The analysing side: batches → merge → sessions' state and analyses.
-struct Analysing<'a> {
-    pass: &'a Pass<'a>,
+/// The merging side: decoded batches → events in merged order (by time; see
+/// `merge.rs`), with the marks between them, in batches. On the decoding
+/// thread for a file: the merge (its window of buffered events, its copies
+/// and its heap of streams) cost the analysing thread about as much as
+/// decoding costs this one, so the analysing thread now only holds streams
+/// out of step with its live set and analyses.
+struct Merging {
     merger: Merger,
-    cur: SessionRun,
-    done: Vec<SessionRun>,
-    /// The second pass captured what it came for.
-    stop: bool,
-    view: LiveView<std::io::Stderr>,
-    lost: u64,
+    out: Batch,
 }
 
-impl Analysing<'_> {
-    /// Takes one batch; returns whether to go on.
-    fn take(&mut self, batch: &mut Batch) -> bool {
+/// Takes a merged batch; returns whether to go on. It leaves the batch
+/// emptied (or swaps in an empty one).
+type Ship<'s> = dyn FnMut(&mut Batch) -> bool + 's;
+
+impl Merging {
+    fn new() -> Self {
+        Merging {
+            merger: Merger::new(),
+            out: Batch::default(),
+        }
+    }
+
+    /// Takes one decoded batch, handing merged batches to `ship` when they
+    /// hold [`BATCH_EVENTS`] events and, unless `batched`, whatever the
+    /// batch released. Returns whether to go on.
+    fn take(&mut self, batch: &mut Batch, batched: bool, ship: &mut Ship<'_>) -> bool {
         let Batch {
             events,
             runs,
@@ -624,13 +655,99 @@ impl Analysing<'_> {
         };
         for (pos, mark) in marks.drain(..) {
             push_until(&mut self.merger, pos);
-            self.mark(mark);
+            match mark {
+                Mark::Close(stream) => self.merger.close(stream),
+                Mark::Clock(tps) => {
+                    self.merger.set_window(Window::for_clock(tps));
+                    self.mark(Mark::Clock(tps));
+                }
+                Mark::Reset(..) => {
+                    // The session's events go before the reset.
+                    if !self.release(true, ship) {
+                        return false;
+                    }
+                    self.mark(mark);
+                }
+                _ => self.mark(mark),
+            }
         }
         push_until(&mut self.merger, usize::MAX);
-        self.merger.drain_into(&mut Feed {
-            run: &mut self.cur,
-            stop: &mut self.stop,
-        });
+        self.release(false, ship) && (batched || self.out.is_empty() || ship(&mut self.out))
+    }
+
+    /// The input ended: everything goes. Returns whether the analysing side
+    /// went on.
+    fn finish(&mut self, ship: &mut Ship<'_>) -> bool {
+        self.release(true, ship) && (self.out.is_empty() || ship(&mut self.out))
+    }
+
+    /// A mark after the events released so far.
+    fn mark(&mut self, mark: Mark) {
+        self.out.marks.push((self.out.events.len(), mark));
+    }
+
+    /// Releases what the merge can (everything at the `end` of a session),
+    /// shipping each full batch; at the end, the count of late events
+    /// follows.
+    fn release(&mut self, end: bool, ship: &mut Ship<'_>) -> bool {
+        loop {
+            let more = if end {
+                !self.merger.flush_to(&mut self.out.events, BATCH_EVENTS)
+            } else {
+                self.merger.drain_to(&mut self.out.events, BATCH_EVENTS);
+                self.out.events.len() >= BATCH_EVENTS
+            };
+            if !more {
+                break;
+            }
+            if !ship(&mut self.out) {
+                return false;
+            }
+        }
+        if end && self.merger.late != 0 {
+            let late = std::mem::take(&mut self.merger.late);
+            self.mark(Mark::Late(late));
+        }
+        true
+    }
+}
+
+/// The analysing side: merged batches → holds → sessions' state and
+/// analyses.
+struct Analysing<'a> {
+    pass: &'a Pass<'a>,
+    /// Streams held while out of step with the live set (see `merge.rs`).
+    holds: Holds,
+    cur: SessionRun,
+    done: Vec<SessionRun>,
+    /// The second pass captured what it came for.
+    stop: bool,
+    view: LiveView<std::io::Stderr>,
+    lost: u64,
+}
+
+impl Analysing<'_> {
+    /// Takes one merged batch; returns whether to go on.
+    fn take(&mut self, batch: &mut Batch) -> bool {
+        let mut at = 0;
+        for (pos, mark) in batch.marks.drain(..) {
+            self.holds.push_all(
+                &batch.events[at..pos],
+                &mut Feed {
+                    run: &mut self.cur,
+                    stop: &mut self.stop,
+                },
+            );
+            at = pos;
+            self.mark(mark);
+        }
+        self.holds.push_all(
+            &batch.events[at..],
+            &mut Feed {
+                run: &mut self.cur,
+                stop: &mut self.stop,
+            },
+        );
         if self.view.is_active() {
             let now = Instant::now();
             if self.view.due(now) {
@@ -642,13 +759,13 @@ impl Analysing<'_> {
         !(self.stop && targets.is_some_and(|t| t.len() <= self.done.len() + 1))
     }
 
-    /// The input is read: releases what the merge still holds (a second
-    /// pass that captured what it came for needs no more). Running it again
-    /// finds nothing to release.
+    /// The input is read: releases what is still held (a second pass that
+    /// captured what it came for needs no more). Running it again finds
+    /// nothing to release.
     fn flush(&mut self) {
         if !self.stop {
             let mut ignored = false;
-            self.merger.flush_into(&mut Feed {
+            self.holds.flush(&mut Feed {
                 run: &mut self.cur,
                 stop: &mut ignored,
             });
@@ -657,14 +774,16 @@ impl Analysing<'_> {
 
     fn mark(&mut self, mark: Mark) {
         match mark {
-            Mark::Close(stream) => self.merger.close(stream),
+            // The merging side closed the stream.
+            Mark::Close(_) => {}
             Mark::Clock(tps) => {
                 self.cur
                     .analyses
                     .set_clock(tps, self.pass.opts.short_lived_ns);
                 self.cur.clock_set = true;
-                self.merger.set_window(Window::for_clock(tps));
+                self.holds.set_slack(Window::for_clock(tps).slack());
             }
+            Mark::Late(n) => self.cur.late_events += n,
             Mark::Regions(r) => self.cur.regions = r,
             Mark::Damaged(span) => {
                 let d = &mut self.cur.damage;
@@ -677,11 +796,10 @@ impl Analysing<'_> {
             Mark::Lost(n) => self.lost = n,
             Mark::Sequence(issue) => self.cur.damage.frames.add(issue),
             Mark::Reset(offset, session) => {
-                self.merger.flush_into(&mut Feed {
+                self.holds.flush(&mut Feed {
                     run: &mut self.cur,
                     stop: &mut self.stop,
                 });
-                self.cur.late_events += std::mem::take(&mut self.merger.late);
                 let target = self
                     .pass
                     .targets
@@ -726,9 +844,10 @@ impl Pass<'_> {
             regions_sent: 0,
             lost_sent: 0,
         };
+        let mut merging = Merging::new();
         let mut an = Analysing {
             pass: self,
-            merger: Merger::new(),
+            holds: Holds::default(),
             cur: SessionRun::for_pass(
                 self.incremental,
                 0,
@@ -746,29 +865,31 @@ impl Pass<'_> {
         };
         let bytes = if self.incremental {
             let mut batch = Batch::default();
+            let ship = &mut |m: &mut Batch| {
+                let go_on = an.take(m);
+                m.clear();
+                go_on
+            };
             let bytes = decoding.read(reader, &progress, 1, &mut batch, &mut |b, _| {
-                let go_on = an.take(b);
+                let go_on = merging.take(b, false, ship);
                 b.clear();
                 go_on
             });
+            if bytes.is_ok() {
+                merging.finish(ship);
+            }
             if let (Ok(_), Some(p)) = (&bytes, self.prepare) {
                 p(&decoding.dec.session);
             }
             bytes
         } else {
-            self.run_threaded(reader, &progress, &mut decoding, &mut an)
+            self.run_threaded(reader, &progress, &mut decoding, &mut merging, &mut an)
         };
         progress.finish_and_clear();
         an.view.finish();
         let bytes = bytes?;
         an.flush();
-        let Analysing {
-            merger,
-            mut cur,
-            mut done,
-            ..
-        } = an;
-        cur.late_events += merger.late;
+        let Analysing { cur, mut done, .. } = an;
         done.push(finish(cur, decoding.dec.start_session()));
         if self.targets.is_none() {
             check_is_trace(
@@ -789,6 +910,7 @@ impl Pass<'_> {
         reader: Box<dyn Read + Send>,
         progress: &indicatif::ProgressBar,
         decoding: &mut Decoding<'_>,
+        merging: &mut Merging,
         an: &mut Analysing<'_>,
     ) -> Result<u64, Error> {
         use std::sync::mpsc::sync_channel;
@@ -804,21 +926,30 @@ impl Pass<'_> {
                 // analysing thread still waits for the merge's first window;
                 // it runs again at the end only if the session changed.
                 let mut early = None;
+                let send = &mut |m: &mut Batch| {
+                    let mut next = empty_rx.try_recv().unwrap_or_default();
+                    next.events.reserve(BATCH_EVENTS + FRAME_EVENTS);
+                    std::mem::swap(m, &mut next);
+                    // A closed channel: the analysing side has what it needs.
+                    full_tx.send(next).is_ok()
+                };
                 let ship = &mut |b: &mut Batch, session: &Session| {
                     if let (None, Some(p), Some(_)) = (&early, prepare, &session.header) {
                         let meta = Metadata::of(session);
                         let copy = meta.session();
                         early = Some((meta, scope.spawn(move || p(&copy))));
                     }
-                    let mut next = empty_rx.try_recv().unwrap_or_default();
+                    let go_on = merging.take(b, true, send);
                     // A batch taken whole by the merge came back with a
                     // segment it had drained (or none, while it fills).
-                    next.events.reserve(BATCH_EVENTS + FRAME_EVENTS);
-                    std::mem::swap(b, &mut next);
-                    // A closed channel: the analysing side has what it needs.
-                    full_tx.send(next).is_ok()
+                    b.clear();
+                    b.events.reserve(BATCH_EVENTS + FRAME_EVENTS);
+                    go_on
                 };
                 let bytes = decoding.read(reader, progress, BATCH_EVENTS, &mut batch, ship);
+                if bytes.is_ok() {
+                    merging.finish(send);
+                }
                 // The last batch is on its way: this thread is free while
                 // the analysing one catches up.
                 drop(full_tx);
@@ -847,8 +978,8 @@ impl Pass<'_> {
             // Dropping the receivers ends a producer that is still reading.
             drop(full_rx);
             drop(empty_tx);
-            // The merge's last window (about HOLD_BACK_NS of events) is
-            // released while the producer loads symbols, not after.
+            // What is still held is released while the producer loads
+            // symbols, not after.
             an.flush();
             producer
                 .join()

@@ -117,10 +117,36 @@ impl State {
         old
     }
 
+    /// Adds a block where none is live; returns whether it did (see
+    /// [`LiveTable::insert_vacant`]).
+    #[inline]
+    pub fn insert_vacant(&mut self, addr: u64, block: Block) -> bool {
+        let done = self.live.insert_vacant(addr, block);
+        if done {
+            self.live_bytes = self.live_bytes.saturating_add(block.size);
+        }
+        done
+    }
+
     /// Removes the block at `addr`; remembers it as recently freed.
     #[inline]
     pub fn remove(&mut self, addr: u64, free_stack: u32, free_stream: u32) -> Option<&Block> {
-        let block = self.live.remove(&addr)?;
+        self.remove_sized(addr, None, free_stack, free_stream)
+    }
+
+    /// [`remove`](Self::remove), only if the block is of `size` (when one
+    /// is given).
+    #[inline(always)]
+    pub fn remove_sized(
+        &mut self,
+        addr: u64,
+        size: Option<u64>,
+        free_stack: u32,
+        free_stream: u32,
+    ) -> Option<&Block> {
+        let block = self
+            .live
+            .remove_if(addr, |b| size.is_none_or(|s| s == b.size))?;
         self.live_bytes = self.live_bytes.saturating_sub(block.size);
         let f = Freed {
             addr,

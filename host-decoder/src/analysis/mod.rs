@@ -142,11 +142,7 @@ impl Analyses {
     #[inline]
     pub fn apply(&mut self, state: &mut State, ev: &Event) {
         let seq = state.seq;
-        self.events_seen += 1;
-        self.thread_timelines.now = ev.ts;
-        if self.first_ts.is_none() && matches!(ev.op, Op::Alloc { .. } | Op::AllocFailed { .. }) {
-            self.first_ts = Some(ev.ts);
-        }
+        self.begin(ev);
         match ev.op {
             Op::Alloc {
                 addr,
@@ -154,10 +150,7 @@ impl Analyses {
                 align,
                 zeroed,
             } => {
-                self.totals.allocations += 1;
-                self.totals.zeroed += u64::from(zeroed);
-                self.totals.bytes_allocated = self.totals.bytes_allocated.saturating_add(size);
-                self.sizes.add(size);
+                self.count_alloc(size, zeroed);
                 let block = state.new_block(ev, size, align);
                 // The block's site, thread and scope are the event's: the
                 // allocation is counted where its block is.
@@ -174,27 +167,11 @@ impl Analyses {
                 align,
                 ts_exact,
             } => {
-                self.totals.deallocations += 1;
-                self.totals.exact_free_ts += u64::from(ts_exact);
+                self.count_free(ts_exact);
                 // The freeing thread's `frees` is counted by on_freed (in
                 // the lookup it makes anyway) or below.
                 match state.remove(addr, ev.stack, ev.stream) {
-                    Some(b) => {
-                        if b.size != size || b.align != align {
-                            self.error(
-                                ErrorKind::DeallocLayoutMismatch,
-                                ev,
-                                seq,
-                                addr,
-                                (size, align),
-                                Some(b.info()),
-                                None,
-                            );
-                        }
-                        self.before_decrease();
-                        self.totals.bytes_freed = self.totals.bytes_freed.saturating_add(b.size);
-                        self.on_freed(b, ev, ts_exact);
-                    }
+                    Some(b) => self.freed(ev, seq, addr, b, (size, align), ts_exact),
                     None => {
                         self.attribution.threads.entry(ev.stream).frees += 1;
                         let (kind, block, first) = match state.recently_freed(addr) {
@@ -333,8 +310,111 @@ impl Analyses {
                 }
             }
         }
-        self.timeline.add(seq, ev.ts, self.peak.current_bytes);
+        self.end(state, ev);
+    }
+
+    /// [`apply`](Self::apply) of an event that may be out of step with the
+    /// live set (see `merge.rs`): an allocation over a live block, a free of
+    /// a block that is not live with its size. Such an event changes
+    /// nothing and `Some(false)` is returned. Allocations and frees are
+    /// checked by the lookup that applies them (the merge's own check took
+    /// a lookup of its own: a seventh of the analysing thread's
+    /// instructions); for other events `None` says to check and apply them
+    /// as usual.
+    #[inline]
+    pub fn apply_checked(&mut self, state: &mut State, ev: &Event) -> Option<bool> {
+        match ev.op {
+            Op::Alloc {
+                addr,
+                size,
+                align,
+                zeroed,
+            } => {
+                let block = state.new_block(ev, size, align);
+                if !state.insert_vacant(addr, block) {
+                    return Some(false);
+                }
+                self.begin(ev);
+                self.count_alloc(size, zeroed);
+                self.count_new_block(state, ev, block, size, true);
+                self.end(state, ev);
+            }
+            Op::Dealloc {
+                addr,
+                size,
+                align,
+                ts_exact,
+            } => {
+                let seq = state.seq;
+                let Some(b) = state.remove_sized(addr, Some(size), ev.stack, ev.stream) else {
+                    return Some(false);
+                };
+                self.begin(ev);
+                self.count_free(ts_exact);
+                self.freed(ev, seq, addr, b, (size, align), ts_exact);
+                self.end(state, ev);
+            }
+            _ => return None,
+        }
+        Some(true)
+    }
+
+    /// What every event counts first.
+    #[inline(always)]
+    fn begin(&mut self, ev: &Event) {
+        self.events_seen += 1;
+        self.thread_timelines.now = ev.ts;
+        if self.first_ts.is_none() && matches!(ev.op, Op::Alloc { .. } | Op::AllocFailed { .. }) {
+            self.first_ts = Some(ev.ts);
+        }
+    }
+
+    /// What every event counts last; the next event's sequence number.
+    #[inline(always)]
+    fn end(&mut self, state: &mut State, ev: &Event) {
+        self.timeline.add(state.seq, ev.ts, self.peak.current_bytes);
         state.seq += 1;
+    }
+
+    #[inline(always)]
+    fn count_alloc(&mut self, size: u64, zeroed: bool) {
+        self.totals.allocations += 1;
+        self.totals.zeroed += u64::from(zeroed);
+        self.totals.bytes_allocated = self.totals.bytes_allocated.saturating_add(size);
+        self.sizes.add(size);
+    }
+
+    #[inline(always)]
+    fn count_free(&mut self, ts_exact: bool) {
+        self.totals.deallocations += 1;
+        self.totals.exact_free_ts += u64::from(ts_exact);
+    }
+
+    /// `ev` freed `b` at `addr`, passing `layout`.
+    #[inline(always)]
+    fn freed(
+        &mut self,
+        ev: &Event,
+        seq: u64,
+        addr: u64,
+        b: &Block,
+        layout: (u64, u64),
+        ts_exact: bool,
+    ) {
+        if b.size != layout.0 || b.align != layout.1 {
+            self.error(
+                ErrorKind::DeallocLayoutMismatch,
+                ev,
+                seq,
+                addr,
+                layout,
+                Some(b.info()),
+                None,
+            );
+        }
+        self.before_decrease();
+        self.totals.bytes_freed = self.totals.bytes_freed.saturating_add(b.size);
+        self.on_freed(b, ev, ts_exact);
     }
 
     /// A block became live at `addr` (alloc, or the new half of a realloc);
@@ -366,6 +446,13 @@ impl Analyses {
             self.before_decrease();
             self.on_block_gone(&over, ev.stream);
         }
+        self.count_new_block(state, ev, block, size, alloc);
+    }
+
+    /// What [`on_new_block`](Self::on_new_block) counts once the block is
+    /// in the live set.
+    #[inline(always)]
+    fn count_new_block(&mut self, state: &State, ev: &Event, block: Block, size: u64, alloc: bool) {
         let s = self.sites.get(block.site);
         s.live_bytes = s.live_bytes.saturating_add(size);
         s.live_blocks += 1;
@@ -513,5 +600,88 @@ impl Analyses {
             block,
             first_free,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::NO_STACK;
+
+    fn ev(stream: u32, ts: u64, op: Op) -> Event {
+        Event {
+            ts,
+            stream,
+            stack: NO_STACK,
+            op,
+        }
+    }
+
+    fn alloc(addr: u64, size: u64) -> Op {
+        Op::Alloc {
+            addr,
+            size,
+            align: 8,
+            zeroed: false,
+        }
+    }
+
+    fn free(addr: u64, size: u64) -> Op {
+        Op::Dealloc {
+            addr,
+            size,
+            align: 8,
+            ts_exact: false,
+        }
+    }
+
+    /// `apply_checked` refuses, changing nothing, exactly what the merge's
+    /// check holds (an allocation over a live block, a free of a block not
+    /// live with its size), and otherwise does what `apply` does.
+    #[test]
+    fn a_checked_apply_refuses_what_is_out_of_step_and_otherwise_applies() {
+        let events = [
+            ev(1, 10, alloc(0x100, 16)),
+            ev(1, 11, alloc(0x200, 32)),
+            ev(2, 12, free(0x100, 16)),
+            ev(1, 13, alloc(0x100, 8)),
+            ev(1, 14, free(0x200, 32)),
+        ];
+        let (mut plain, mut plain_state) = (Analyses::new(false), State::new());
+        let (mut checked, mut checked_state) = (Analyses::new(false), State::new());
+        for e in &events {
+            plain.apply(&mut plain_state, e);
+            assert_eq!(checked.apply_checked(&mut checked_state, e), Some(true));
+            // Whichever of these is out of step now is refused.
+            for probe in [
+                alloc(0x100, 8),
+                free(0x100, 16),
+                free(0x100, 8),
+                free(0x300, 8),
+            ] {
+                let out_of_step = match probe {
+                    Op::Alloc { addr, .. } => checked_state.live.get(&addr).is_some(),
+                    Op::Dealloc { addr, size, .. } => {
+                        checked_state.live.get(&addr).map(|b| b.size) != Some(size)
+                    }
+                    _ => unreachable!(),
+                };
+                if out_of_step {
+                    assert_eq!(
+                        checked.apply_checked(&mut checked_state, &ev(3, 20, probe)),
+                        Some(false)
+                    );
+                }
+            }
+            assert_eq!(checked_state.seq, plain_state.seq);
+            assert_eq!(checked_state.live_bytes, plain_state.live_bytes);
+            assert_eq!(checked.totals, plain.totals);
+            assert_eq!(checked.peak, plain.peak);
+            assert_eq!(checked.events_seen, plain.events_seen);
+        }
+        assert!(checked.errors.examples.is_empty() && plain.errors.examples.is_empty());
+        // Other events are left to the caller's own check.
+        let mark = ev(1, 30, Op::ScopeExit);
+        assert_eq!(checked.apply_checked(&mut checked_state, &mark), None);
     }
 }

@@ -112,7 +112,7 @@ pub struct EventQueue {
 
 impl EventQueue {
     /// Events buffered.
-    #[inline]
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.len
     }
@@ -214,6 +214,15 @@ impl EventQueue {
         &s.v[s.start + i]
     }
 
+    /// The first `n` events, `n` at most [`front_len`](Self::front_len).
+    #[inline]
+    pub fn front_slice(&self, n: usize) -> &[Event] {
+        match self.segs.first() {
+            Some(s) => &s.v[s.start..s.start + n],
+            None => &[],
+        }
+    }
+
     /// Drops the first `n` events (at most [`front_len`](Self::front_len));
     /// a segment left empty goes back to `pool`.
     #[inline]
@@ -237,7 +246,7 @@ impl EventQueue {
     }
 
     /// The event `i` places after the first.
-    #[inline]
+    #[cfg(test)]
     pub fn get(&self, mut i: usize) -> Option<&Event> {
         if i >= self.len {
             return None;
