@@ -239,6 +239,28 @@ trait Sink {
     fn full(&self) -> bool {
         false
     }
+    /// Events it takes before it is [`full`](Self::full) (a run is cut
+    /// there).
+    #[inline]
+    fn room(&self) -> usize {
+        usize::MAX
+    }
+    /// Whether it ever takes a vector whole.
+    #[inline]
+    fn swaps(&self) -> bool {
+        false
+    }
+    /// Whether [`take_whole`](Self::take_whole) would take a vector now.
+    #[inline]
+    fn takes_whole(&self) -> bool {
+        false
+    }
+    /// Takes all of `events` by swapping in an empty vector, if it can
+    /// (returns whether it did); else they go to [`take`](Self::take).
+    #[inline]
+    fn take_whole(&mut self, _events: &mut Vec<Event>) -> bool {
+        false
+    }
 }
 
 /// A closure as a [`Sink`].
@@ -267,6 +289,29 @@ impl Sink for UpTo<'_> {
     fn full(&self) -> bool {
         self.out.len() >= self.max
     }
+    /// Up to `max`, never more: the vector (a batch's, whose capacity has
+    /// room for `max` and a frame) then never grows, and a larger one would
+    /// come back to the decoding side to be filled a fraction full.
+    #[inline]
+    fn room(&self) -> usize {
+        self.max.saturating_sub(self.out.len())
+    }
+    #[inline]
+    fn swaps(&self) -> bool {
+        true
+    }
+    #[inline]
+    fn takes_whole(&self) -> bool {
+        self.out.is_empty()
+    }
+    #[inline]
+    fn take_whole(&mut self, events: &mut Vec<Event>) -> bool {
+        if !self.out.is_empty() {
+            return false;
+        }
+        std::mem::swap(self.out, events);
+        true
+    }
 }
 
 /// Into [`Holds`], then a [`Target`].
@@ -280,6 +325,19 @@ impl<T: Target> Sink for HoldSink<'_, T> {
     fn take(&mut self, events: &[Event]) {
         self.holds.push_all(events, self.target);
     }
+}
+
+/// How far a run goes in a lane's front segment (see [`Merger::release`]):
+/// `n` events, `stop`ping there (at the `window` when `at_window`), and the
+/// merge's buffered count, late count and latest released timestamp once
+/// they went.
+struct Scan {
+    n: usize,
+    stop: bool,
+    at_window: bool,
+    left: usize,
+    late: u64,
+    last_ts: u64,
 }
 
 /// Whether the event with key `k` may go, `buffered` events being buffered
@@ -473,10 +531,12 @@ impl Merger {
         self.release(&mut EachSink(each), false);
     }
 
-    /// [`drain`](Self::drain) into `out`, stopping after the run that
-    /// brings it to `max` events (call again for more).
-    pub fn drain_to(&mut self, out: &mut Vec<Event>, max: usize) {
-        self.release(&mut UpTo { out, max }, false);
+    /// [`drain`](Self::drain) into `out`, at most `max` events; returns
+    /// whether it stopped for `out`, to be emptied before the next call
+    /// (full, or a batch taken whole is to go on whole: into an empty
+    /// `out`, by a swap of vectors).
+    pub fn drain_to(&mut self, out: &mut Vec<Event>, max: usize) -> bool {
+        self.release(&mut UpTo { out, max }, false)
     }
 
     /// Releases what can go through [`Merger::holds`] into `target`.
@@ -498,9 +558,8 @@ impl Merger {
         self.reset();
     }
 
-    /// [`flush`](Self::flush) into `out`, stopping after the run that
-    /// brings it to `max` events; returns whether everything went (else call
-    /// again).
+    /// [`flush`](Self::flush) into `out`, at most `max` events; returns
+    /// whether everything went (else empty `out` and call again).
     pub fn flush_to(&mut self, out: &mut Vec<Event>, max: usize) -> bool {
         self.release(&mut UpTo { out, max }, true);
         let done = self.buffered == 0;
@@ -553,14 +612,16 @@ impl Merger {
         }
     }
 
-    fn release(&mut self, sink: &mut impl Sink, end: bool) {
+    /// Releases what can go into `sink`; returns whether it stopped for the
+    /// sink (full, or to be emptied before a batch goes on whole).
+    fn release(&mut self, sink: &mut impl Sink, end: bool) -> bool {
         // Computed once per call: during the loop a lane only ever becomes
         // empty (its last timestamp then lowers the bound, below).
         let mut bound = if end { u64::MAX } else { self.idle_bound() };
         let slack = self.window.slack();
         while !sink.full() {
             let Some(&Reverse(k)) = self.heads.peek() else {
-                return;
+                return false;
             };
             if !end
                 && !releasable(
@@ -572,7 +633,7 @@ impl Merger {
                     bound,
                 )
             {
-                return;
+                return false;
             }
             self.heads.pop();
             let k = self.prefer_tied_free(k);
@@ -608,33 +669,90 @@ impl Merger {
                     }
                     break;
                 }
-                let mut n = 0;
-                let mut stop = false;
-                while n < avail {
-                    let ev = lane.queue.front_at(n);
-                    if !first {
-                        let Reverse(nk) = key(ev, l);
-                        if runner_up
-                            .is_some_and(|r| nk > r || (nk.0 == r.0 && nk.1 == 0 && r.1 == 0))
-                            || (!end && !releasable(*window, *solo, *buffered, *newest, &nk, bound))
-                        {
-                            stop = true;
-                            break;
+                // A decoded batch the queue took whole goes on whole, not
+                // copied: released only once all of it can go (waiting
+                // past the window is always allowed, and nothing after an
+                // event the window stops can go before it).
+                // (Not past the bound on buffered events: they go anyway.)
+                let whole = !end
+                    && sink.swaps()
+                    && *buffered <= MAX_BUFFERED
+                    && lane.queue.front_is_whole();
+                if whole {
+                    // Its last event decides (without a scan of it each
+                    // time a batch arrives).
+                    let last = lane.queue.front_at(avail - 1);
+                    let left = buffered.saturating_sub(avail - 1);
+                    if !releasable(*window, *solo, left, *newest, &key(last, l).0, bound) {
+                        if let Some(head) = lane.queue.front() {
+                            heads.push(key(head, l));
                         }
+                        return false;
                     }
-                    first = false;
-                    *buffered -= 1;
-                    // Only a clock reading can be late: other timestamps are
-                    // lower bounds. A reading may be early by the slack.
-                    if ev.ts.saturating_add(slack) < *released_ts && reads_clock(ev) {
-                        *late += 1;
-                    }
-                    *released_ts = (*released_ts).max(ev.ts);
-                    n += 1;
                 }
-                sink.take(lane.queue.front_slice(n));
-                lane.queue.pop_n(n, pool);
-                if stop || sink.full() {
+                // How far the run goes in this segment, at most `limit`
+                // events, and what releasing them changes (applied below
+                // only if they go).
+                let queue = &lane.queue;
+                let (window, solo, newest) = (*window, *solo, *newest);
+                let (buffered0, late0, released0) = (*buffered, *late, *released_ts);
+                let scan = |limit: usize| {
+                    let mut r = Scan {
+                        n: 0,
+                        stop: limit < avail,
+                        at_window: false,
+                        left: buffered0,
+                        late: late0,
+                        last_ts: released0,
+                    };
+                    while r.n < limit {
+                        let ev = queue.front_at(r.n);
+                        if !first || r.n > 0 {
+                            let Reverse(nk) = key(ev, l);
+                            if runner_up
+                                .is_some_and(|r| nk > r || (nk.0 == r.0 && nk.1 == 0 && r.1 == 0))
+                            {
+                                r.stop = true;
+                                break;
+                            }
+                            if !end && !releasable(window, solo, r.left, newest, &nk, bound) {
+                                (r.stop, r.at_window) = (true, true);
+                                break;
+                            }
+                        }
+                        r.left -= 1;
+                        // Only a clock reading can be late: other timestamps
+                        // are lower bounds. A reading may be early by the
+                        // slack.
+                        if ev.ts.saturating_add(slack) < r.last_ts && reads_clock(ev) {
+                            r.late += 1;
+                        }
+                        r.last_ts = r.last_ts.max(ev.ts);
+                        r.n += 1;
+                    }
+                    r
+                };
+                let room = sink.room();
+                let mut run = scan(if whole { avail } else { avail.min(room) });
+                let all = whole && run.n == avail;
+                if whole && (run.at_window || (all && !sink.takes_whole())) {
+                    // Not all of it can go yet; or it can, into an empty
+                    // batch: the sink is to ship what it has first.
+                    if let Some(head) = lane.queue.front() {
+                        heads.push(key(head, l));
+                    }
+                    return all;
+                }
+                if !all && run.n > room {
+                    run = scan(room);
+                }
+                (*buffered, *late, *released_ts) = (run.left, run.late, run.last_ts);
+                first &= run.n == 0;
+                if !(all && lane.queue.take_front_whole(|v| sink.take_whole(v), pool)) {
+                    sink.take(lane.queue.front_slice(run.n));
+                    lane.queue.pop_n(run.n, pool);
+                }
+                if run.stop || sink.full() {
                     if let Some(head) = lane.queue.front() {
                         heads.push(key(head, l));
                     }
@@ -642,6 +760,7 @@ impl Merger {
                 }
             }
         }
+        sink.full()
     }
 
     /// Two frees at the same timestamp (both lower bounds: memscope-std
@@ -1174,5 +1293,118 @@ mod tests {
                 (4, 900, "alloc"),
             ]
         );
+    }
+
+    /// A stream held again while its events are released after a hold
+    /// expired: its new hold's bound is checked before the event that
+    /// ended the first one goes, so that event does not resolve it (found
+    /// in review: the free of 0xbeef at 200 was taken by stream 1's later
+    /// allocation, losing an error and a live block).
+    #[test]
+    fn a_stream_held_again_on_release_expires_in_order() {
+        let mut m = clocked();
+        let mut t = LiveSet::default();
+        m.push(free(2, 50, 0xdead));
+        m.push(alloc(2, 200, 0x3000));
+        m.push(free(2, 200, 0xbeef));
+        m.push(alloc(2, 300, 0x4000));
+        m.push(alloc(1, 10_000, 0xbeef));
+        m.push(alloc(1, 20_000, 0x6000));
+        m.flush_into(&mut t);
+        let order: Vec<(u32, u64, &str)> = t.out.iter().map(|o| (o.0, o.1, o.2)).collect();
+        assert_eq!(
+            order,
+            vec![
+                (2, 50, "free"),
+                (2, 200, "alloc"),
+                (2, 200, "free"),
+                (2, 300, "alloc"),
+                (1, 10_000, "alloc"),
+                (1, 20_000, "alloc"),
+            ]
+        );
+        assert_eq!(t.errors, vec![(2, 0xdead), (2, 0xbeef)]);
+        assert_eq!(t.live.get(&0xbeef), Some(&8));
+        assert_eq!(m.holds.expired, 2);
+    }
+
+    /// A held stream that goes on alone (the others idle, or none) is
+    /// released once the merge passes its bound, not buffered to the end
+    /// of the input (found in review: nothing was applied).
+    #[test]
+    fn a_held_stream_that_goes_on_alone_is_released_past_its_bound() {
+        for idle_other in [false, true] {
+            let mut m = clocked();
+            let mut t = LiveSet::default();
+            if idle_other {
+                m.push(alloc(2, 0, 0x9));
+            }
+            m.push(free(1, 0, 0xdead));
+            let n = 200_000u64;
+            for i in 0..n {
+                m.push(alloc(1, 1000 * (i + 1), 0x10_0000 + i * 16));
+            }
+            m.drain_into(&mut t);
+            let pushed = n as usize + 1 + usize::from(idle_other);
+            assert!(t.out.len() > 100_000, "{} applied", t.out.len());
+            assert_eq!(
+                t.out.len() + m.buffered(),
+                pushed,
+                "nothing waits in the holds"
+            );
+            assert!(m.holds.is_empty());
+            assert_eq!(t.errors, vec![(1, 0xdead)]);
+        }
+    }
+
+    /// A batch the queue took whole goes on whole into an empty `out` (the
+    /// same vector, not a copy) once all of it can go, and waits until
+    /// then; into an `out` that holds events it does not go (the caller is
+    /// to empty it first); a sink that takes slices never waits for it.
+    #[test]
+    fn a_batch_taken_whole_goes_on_whole() {
+        const N: u64 = 40_000;
+        // Stream 1's events from `from` on, 1 ns apart (the clock is 1 GHz,
+        // the window 50 ms).
+        let batch = |from: u64| -> Vec<Event> {
+            (0..N)
+                .map(|i| alloc(1, from + i, 0x1000 + (from + i) * 16))
+                .collect()
+        };
+        let starts = [1_000_000, 30_000_000, 51_030_000, 80_100_000];
+        let mut m = clocked();
+        let mut ptrs = Vec::new();
+        let mut out = Vec::new();
+        let push = |m: &mut Merger, k: usize| {
+            let mut b = batch(starts[k]);
+            let ptr = b.as_ptr();
+            m.push_vec(1, &mut b, starts[k] + N - 1);
+            ptr
+        };
+        ptrs.push(push(&mut m, 0));
+        ptrs.push(push(&mut m, 1));
+        // The window has passed none of the first batch.
+        assert!(!m.drain_to(&mut out, 100_000));
+        assert!(out.is_empty());
+        // Now all of it: it goes on as the vector it came in.
+        ptrs.push(push(&mut m, 2));
+        assert!(!m.drain_to(&mut out, 100_000));
+        assert_eq!((out.as_ptr(), out.len()), (ptrs[0], N as usize));
+        // The second can go too, but `out` holds events: it stops for it.
+        push(&mut m, 3);
+        assert!(m.drain_to(&mut out, 100_000), "stops for `out`");
+        assert_eq!(out.len(), N as usize);
+        out.clear();
+        m.drain_to(&mut out, 100_000);
+        assert_eq!((out.as_ptr(), out.len()), (ptrs[1], N as usize));
+        assert!(out.windows(2).all(|w| w[0].ts < w[1].ts));
+        // A closure gets the first batch's events with no wait for a swap.
+        let mut m = clocked();
+        for k in 0..3 {
+            push(&mut m, k);
+        }
+        let mut n = 0;
+        m.drain(|_| n += 1);
+        assert_eq!(n, N as usize);
     }
 }

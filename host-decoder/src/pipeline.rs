@@ -672,7 +672,9 @@ impl Merging {
             }
         }
         push_until(&mut self.merger, usize::MAX);
-        self.release(false, ship) && (batched || self.out.is_empty() || ship(&mut self.out))
+        // A live source ships after every frame, released events or not:
+        // the live view is updated there.
+        self.release(false, ship) && (batched || ship(&mut self.out))
     }
 
     /// The input ended: everything goes. Returns whether the analysing side
@@ -694,8 +696,7 @@ impl Merging {
             let more = if end {
                 !self.merger.flush_to(&mut self.out.events, BATCH_EVENTS)
             } else {
-                self.merger.drain_to(&mut self.out.events, BATCH_EVENTS);
-                self.out.events.len() >= BATCH_EVENTS
+                self.merger.drain_to(&mut self.out.events, BATCH_EVENTS)
             };
             if !more {
                 break;
@@ -928,7 +929,7 @@ impl Pass<'_> {
                 let mut early = None;
                 let send = &mut |m: &mut Batch| {
                     let mut next = empty_rx.try_recv().unwrap_or_default();
-                    next.events.reserve(BATCH_EVENTS + FRAME_EVENTS);
+                    next.events.reserve_exact(BATCH_EVENTS + FRAME_EVENTS);
                     std::mem::swap(m, &mut next);
                     // A closed channel: the analysing side has what it needs.
                     full_tx.send(next).is_ok()
@@ -943,7 +944,9 @@ impl Pass<'_> {
                     // A batch taken whole by the merge came back with a
                     // segment it had drained (or none, while it fills).
                     b.clear();
-                    b.events.reserve(BATCH_EVENTS + FRAME_EVENTS);
+                    // Exactly: a vector handed back smaller would double,
+                    // and the merge would copy a batch that fills half of it.
+                    b.events.reserve_exact(BATCH_EVENTS + FRAME_EVENTS);
                     go_on
                 };
                 let bytes = decoding.read(reader, progress, BATCH_EVENTS, &mut batch, ship);

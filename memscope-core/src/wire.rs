@@ -519,7 +519,7 @@ struct In<'a> {
 }
 
 impl<'a> In<'a> {
-    #[inline]
+    #[inline(always)]
     fn u64(&mut self) -> Result<u64, DecodeError> {
         // One- and two-byte varints (sizes, small deltas) are most fields of
         // hot records: read them without the general loop. Same values and
@@ -1061,6 +1061,7 @@ fn encode_stack(out: &mut [u8], s: Stack<'_>) -> Result<usize, EncodeError> {
     Ok(o.pos)
 }
 
+#[inline(always)]
 fn decode_align(code: u8, r: &mut In<'_>) -> Result<u64, DecodeError> {
     if code == ALIGN_EXPLICIT {
         let a = r.u64()?;

@@ -23,8 +23,13 @@
 //! Split from the merge so that the two run on different threads: the merge
 //! (its window of buffered events, the heap of streams, the copies) next to
 //! the decoder, the holds next to the analyses, whose live set they ask.
-//! Streams are rarely held, so on the common path an event costs one lookup
-//! of its address (which the analysis then finds in cache).
+//! Streams are rarely held, so on the common path an event costs nothing
+//! more than its apply: [`Target::apply_checked`] checks it with the lookup
+//! that applies it. A held stream's events wait here, not in the merge, so
+//! they do not count towards its bound on buffered events; a hold ends at
+//! the latest when the merge passes its bound, which the stream's next
+//! clock reading sets (the old single-stage merge kept them the same
+//! way).
 
 use super::{needs, reads_clock, touched, Target, Want, LOOKAHEAD};
 use crate::records::Event;
@@ -108,14 +113,22 @@ impl Holds {
     #[inline(never)]
     fn push_held(&mut self, ev: &Event, ahead: Option<&Event>, target: &mut impl Target) {
         self.arrived += 1;
-        if let Some(h) = self.held.iter_mut().find(|h| h.stream == ev.stream) {
+        let own = self.held.iter_mut().find(|h| h.stream == ev.stream);
+        let is_held = own.is_some();
+        if let Some(h) = own {
             h.events.push_back((self.arrived, *ev));
+        }
+        // The merge released `ev`, so it passed `ev.ts`: holds whose bound
+        // lies before it end, their events going first (`ev`'s own stream's
+        // too: its bound is one of its later events). A release may hold a
+        // stream anew, and that hold may be over as well: until none is.
+        // (Checked only when some stream delivered, a held stream that went
+        // on alone stayed held, and buffered, to the end of the input.)
+        while self.expire(ev.ts, false, target) {}
+        if is_held {
             return;
         }
-        // The merged order reached `ev`: holds whose bound lies before it
-        // end (their events go first; only a stream held already is held
-        // by their release, so `ev`'s is not).
-        self.expire(ev.ts, false, target);
+        // Only a stream held already is held by a release, so `ev`'s is not.
         if let Some((addr, want)) = needs(ev) {
             if target.live_size(addr).is_some_and(|size| !want.met(size)) {
                 self.hold(ev, addr, want);
@@ -177,8 +190,8 @@ impl Holds {
     }
 
     /// Ends the holds whose upper bound lies before `ts` (all of them when
-    /// `all`), then releases what they held.
-    fn expire(&mut self, ts: u64, all: bool, target: &mut impl Target) {
+    /// `all`), then releases what they held. Returns whether any ended.
+    fn expire(&mut self, ts: u64, all: bool, target: &mut impl Target) -> bool {
         let slack = self.slack;
         let mut any = false;
         for h in &mut self.held {
@@ -203,6 +216,7 @@ impl Holds {
         if any {
             self.release(target);
         }
+        any
     }
 
     /// Releases the events of streams no longer held, those that arrived

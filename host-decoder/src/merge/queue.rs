@@ -24,6 +24,12 @@
 //! only while few lanes hold events (`WHOLE_LANES` in `merge.rs`): the
 //! memory is then that of the buffered events, one partly used segment per
 //! lane, and at most one batch per lane for those few lanes.
+//!
+//! A vector taken whole leaves whole too when the merge releases all of it
+//! at once into an empty batch ([`take_front_whole`](EventQueue::take_front_whole)):
+//! the merge waits for that moment rather than release part of it (a
+//! single-threaded trace is then never copied on the way), and the batch's
+//! emptied vector comes back to the pool in exchange.
 
 use crate::records::Event;
 
@@ -82,10 +88,13 @@ impl Pool {
     fn give(&mut self, seg: Seg) {
         let mut v = seg.v;
         v.clear();
-        let (kind, keep) = if v.capacity() > SEG {
-            (&mut self.big, POOL_KEEP_BIG)
-        } else {
-            (&mut self.small, POOL_KEEP)
+        let (kind, keep) = match v.capacity() {
+            c if c > SEG => (&mut self.big, POOL_KEEP_BIG),
+            SEG => (&mut self.small, POOL_KEEP),
+            // A vector handed in for one taken whole (see
+            // `take_front_whole`) may be smaller: a segment to copy into
+            // must have room.
+            _ => return,
         };
         if kind.len() < keep {
             kind.push(v);
@@ -221,6 +230,35 @@ impl EventQueue {
             Some(s) => &s.v[s.start..s.start + n],
             None => &[],
         }
+    }
+
+    /// Whether the front segment is a vector taken whole that none of its
+    /// events has left yet.
+    #[inline]
+    pub fn front_is_whole(&self) -> bool {
+        self.segs
+            .first()
+            .is_some_and(|s| s.start == 0 && s.v.capacity() > SEG)
+    }
+
+    /// Offers the front segment's vector, all of whose events are to go, to
+    /// `take`, which may swap it for an empty one (then returning true): the
+    /// segment is dropped, its events gone without a copy.
+    pub fn take_front_whole(
+        &mut self,
+        take: impl FnOnce(&mut Vec<Event>) -> bool,
+        pool: &mut Pool,
+    ) -> bool {
+        let Some(s) = self.segs.first_mut() else {
+            return false;
+        };
+        let n = s.len();
+        if s.start != 0 || !take(&mut s.v) {
+            return false;
+        }
+        self.len -= n;
+        pool.give(self.segs.remove(0));
+        true
     }
 
     /// Drops the first `n` events (at most [`front_len`](Self::front_len));
