@@ -187,22 +187,15 @@ impl LiveTable {
         if addr == EMPTY {
             return self.zero.replace(block);
         }
-        if (self.len + 1) * MAX_LOAD > self.slots.len() {
-            self.grow();
-        }
-        let mask = self.mask();
-        let mut i = self.home(addr);
-        loop {
-            let k = self.slot(i).addr;
-            if k == addr {
+        match self.probe_to_insert(addr) {
+            Ok(i) => {
                 let b = self.slot(i).block as usize;
-                return Some(std::mem::replace(&mut self.blocks[b], block));
+                Some(std::mem::replace(&mut self.blocks[b], block))
             }
-            if k == EMPTY {
+            Err(i) => {
                 self.fill(i, addr, block);
-                return None;
+                None
             }
-            i = (i + 1) & mask;
         }
     }
 
@@ -217,6 +210,20 @@ impl LiveTable {
             self.zero = Some(block);
             return true;
         }
+        match self.probe_to_insert(addr) {
+            Ok(_) => false,
+            Err(i) => {
+                self.fill(i, addr, block);
+                true
+            }
+        }
+    }
+
+    /// The slot holding `addr` (not 0), or else the empty slot where it
+    /// goes, the table grown first if one more block would fill it past
+    /// [`MAX_LOAD`].
+    #[inline(always)]
+    fn probe_to_insert(&mut self, addr: u64) -> Result<usize, usize> {
         if (self.len + 1) * MAX_LOAD > self.slots.len() {
             self.grow();
         }
@@ -225,11 +232,10 @@ impl LiveTable {
         loop {
             let k = self.slot(i).addr;
             if k == addr {
-                return false;
+                return Ok(i);
             }
             if k == EMPTY {
-                self.fill(i, addr, block);
-                return true;
+                return Err(i);
             }
             i = (i + 1) & mask;
         }

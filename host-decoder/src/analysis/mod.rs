@@ -318,7 +318,7 @@ impl Analyses {
     /// a block that is not live with its size. Such an event changes
     /// nothing and `Some(false)` is returned. Allocations and frees are
     /// checked by the lookup that applies them (the merge's own check took
-    /// a lookup of its own: a seventh of the analysing thread's
+    /// a lookup of its own: a fifth of the analysing thread's
     /// instructions); for other events `None` says to check and apply them
     /// as usual.
     #[inline]
