@@ -75,7 +75,7 @@ pub const HOLD_BACK_NS: u64 = 50_000_000;
 /// With a clock, this many events stay buffered besides: on a loaded machine
 /// a producer descheduled between its clock read and its commit can deliver
 /// an event well past the time window (seen: 66 ms on a 2-core machine with
-/// a load average of 15). 4 MiB of events; a short trace is merged whole.
+/// a load average of 15). 2.5 MiB of events; a short trace is merged whole.
 pub const MIN_BUFFERED: usize = 1 << 16;
 /// How early an allocation's clock reading may be (an unfenced read can run
 /// ahead of the inner call's last loads); holds wait this much past a bound.
@@ -500,7 +500,7 @@ impl Merger {
     /// is then an emptied vector to refill. Only while at most
     /// [`WHOLE_LANES`] other lanes hold events: a vector taken whole is
     /// freed once its last event is released, so each lane can keep one
-    /// nearly drained (2.5 MiB for a few events), and a trace with hundreds
+    /// nearly drained (1.6 MiB for a few events), and a trace with hundreds
     /// of streams could otherwise hold hundreds of them.
     #[inline]
     pub fn push_vec(&mut self, stream: u32, events: &mut Vec<Event>, newest: u64) {
@@ -833,21 +833,21 @@ impl Merger {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::records::{Op, NO_STACK};
+    use crate::records::{Align, Op, NO_STACK};
 
     fn ev(stream: u32, ts: u64, free: bool) -> Event {
         let op = if free {
             Op::Dealloc {
                 addr: ts,
                 size: 1,
-                align: 1,
+                align: Align::new(1),
                 ts_exact: false,
             }
         } else {
             Op::Alloc {
                 addr: ts,
                 size: 1,
-                align: 1,
+                align: Align::new(1),
                 zeroed: false,
             }
         };
@@ -1011,7 +1011,7 @@ mod tests {
         Op::Alloc {
             addr,
             size,
-            align: 8,
+            align: Align::new(8),
             zeroed: false,
         }
     }
@@ -1020,7 +1020,7 @@ mod tests {
         Op::Dealloc {
             addr,
             size,
-            align: 8,
+            align: Align::new(8),
             ts_exact: false,
         }
     }

@@ -16,7 +16,7 @@ pub mod thread_timeline;
 pub mod timeline;
 pub mod totals;
 
-use crate::records::{Event, Op};
+use crate::records::{Align, Event, Op};
 use crate::state::{Block, State, NONE};
 use attribution::Attribution;
 use errors::{ErrorKind, Errors, HeapError};
@@ -82,7 +82,18 @@ pub struct Analyses {
     /// Timestamp of the session's first heap event.
     pub first_ts: Option<u64>,
     /// Stashed old blocks between a realloc's release and allocation halves.
-    pending_realloc: stream_map::StreamMap<Option<Block>>,
+    pending_realloc: stream_map::StreamMap<Option<Released>>,
+}
+
+/// What a realloc's release half leaves for its allocation half, the next
+/// event of its stream.
+#[derive(Clone, Copy)]
+struct Released {
+    /// The old address and the size passed in.
+    addr: u64,
+    size: u64,
+    /// The block that was live there, if any.
+    block: Option<Block>,
 }
 
 impl Analyses {
@@ -224,20 +235,34 @@ impl Analyses {
                         );
                     }
                 }
-                *self.pending_realloc.entry(ev.stream) = old;
+                *self.pending_realloc.entry(ev.stream) = Some(Released {
+                    addr: old_addr,
+                    size: old_size,
+                    block: old,
+                });
             }
             Op::Realloc {
-                old_addr,
-                old_size,
                 new_addr,
                 new_size,
                 align,
             } => {
                 self.totals.reallocations += 1;
-                let old = self
+                // The release half is the previous event of this stream (the
+                // merge and the holds keep a stream's order); without it
+                // (never decoded so) the old block is unknown.
+                let Released {
+                    addr: old_addr,
+                    size: old_size,
+                    block: old,
+                } = self
                     .pending_realloc
                     .get_mut(ev.stream)
-                    .and_then(Option::take);
+                    .and_then(Option::take)
+                    .unwrap_or(Released {
+                        addr: new_addr,
+                        size: 0,
+                        block: None,
+                    });
                 let old_len = old.map_or(old_size, |b| b.size);
                 self.totals.bytes_allocated = self
                     .totals
@@ -398,7 +423,7 @@ impl Analyses {
         seq: u64,
         addr: u64,
         b: &Block,
-        layout: (u64, u64),
+        layout: (u64, Align),
         ts_exact: bool,
     ) {
         if b.size != layout.0 || b.align != layout.1 {
@@ -585,7 +610,7 @@ impl Analyses {
         ev: &Event,
         seq: u64,
         addr: u64,
-        layout: (u64, u64),
+        layout: (u64, Align),
         block: Option<(u32, u32, u64, u64)>,
         first_free: Option<(u32, u32)>,
     ) {
@@ -596,7 +621,7 @@ impl Analyses {
             seq,
             stream: ev.stream,
             stack: ev.stack,
-            layout,
+            layout: (layout.0, layout.1.bytes()),
             block,
             first_free,
         });
@@ -621,7 +646,7 @@ mod tests {
         Op::Alloc {
             addr,
             size,
-            align: 8,
+            align: Align::new(8),
             zeroed: false,
         }
     }
@@ -630,7 +655,7 @@ mod tests {
         Op::Dealloc {
             addr,
             size,
-            align: 8,
+            align: Align::new(8),
             ts_exact: false,
         }
     }

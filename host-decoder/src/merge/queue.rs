@@ -2,7 +2,7 @@
 //! back to, one pool shared by all lanes of a merge.
 //!
 //! Why not a `VecDeque<Event>` per lane: the merge buffers up to
-//! [`MAX_BUFFERED`](super::MAX_BUFFERED) events (64 MiB), mostly in one or
+//! [`MAX_BUFFERED`](super::MAX_BUFFERED) events (40 MiB), mostly in one or
 //! two lanes, and a deque grows by doubling — copying everything and holding
 //! the old and the new buffer at once, so the merge's peak was about twice
 //! what it buffered, and every growth touched fresh pages. Segments are never
@@ -33,7 +33,7 @@
 
 use crate::records::Event;
 
-/// Events in a segment the queue fills by copying (64 KiB of them: a short
+/// Events in a segment the queue fills by copying (40 KiB of them: a short
 /// trace, or a lane that holds few events, does not pay for much more).
 const SEG: usize = 1 << 10;
 /// A run at least this long joins a lane as it is instead of being copied...
@@ -43,7 +43,7 @@ const TAKE_WHOLE: usize = SEG;
 /// fullest use touched, so a segment held a quarter full would hold four
 /// times the memory of its events.
 const TAKE_FILL_EIGHTHS: usize = 6;
-/// Emptied segments of [`SEG`] events the pool keeps (4 MiB); more are
+/// Emptied segments of [`SEG`] events the pool keeps (2.5 MiB); more are
 /// freed. A trace whose runs turn from short (copied) to long (taken)
 /// would otherwise keep a window's worth of each kind.
 const POOL_KEEP: usize = 64;
