@@ -150,6 +150,10 @@ pub trait Target {
     fn apply_checked(&mut self, ev: &Event, ahead: Option<&Event>) -> bool {
         apply_in_step(self, ev, ahead)
     }
+    /// `near` is applied soon, sooner than an `ahead` (whose lookups were
+    /// asked for already): a second stage of prefetching.
+    #[inline]
+    fn prefetch_near(&self, _near: &Event) {}
 }
 
 /// [`Target::apply_checked`] by a [`Target::live_size`] lookup, then

@@ -188,6 +188,13 @@ impl Target for Feed<'_> {
     }
 
     #[inline]
+    fn prefetch_near(&self, near: &Event) {
+        if self.run.replay.is_none() {
+            self.run.state.prefetch_free(near);
+        }
+    }
+
+    #[inline]
     fn apply_checked(&mut self, ev: &Event, ahead: Option<&Event>) -> bool {
         let run = &mut *self.run;
         if run.replay.is_none() {

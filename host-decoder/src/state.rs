@@ -191,6 +191,27 @@ impl State {
         }
     }
 
+    /// The event `ev`, a free or a realloc, comes after the next few: its
+    /// block (whose slot [`prefetch`](Self::prefetch) asked for earlier)
+    /// and, for a free, the slot of the memory of recent frees it will
+    /// write (a miss as often: the memory is larger than the L2 cache).
+    #[inline]
+    pub fn prefetch_free(&self, ev: &Event) {
+        let addr = match ev.op {
+            Op::Dealloc { addr, .. } => addr,
+            Op::ReallocRelease { old_addr, .. } => old_addr,
+            _ => return,
+        };
+        self.live.prefetch_block(addr);
+        #[cfg(target_arch = "x86_64")]
+        if let Some(f) = self.freed.get(freed_slot(addr)) {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            // SAFETY: a prefetch neither reads memory architecturally nor
+            // faults; the pointer is to an element of `freed`.
+            unsafe { _mm_prefetch(std::ptr::from_ref(f).cast::<i8>(), _MM_HINT_T0) }
+        }
+    }
+
     /// The recent free of `addr`, if it is remembered.
     pub fn recently_freed(&self, addr: u64) -> Option<&Freed> {
         self.freed

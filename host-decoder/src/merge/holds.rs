@@ -90,6 +90,9 @@ impl Holds {
     #[inline]
     pub fn push_all(&mut self, events: &[Event], target: &mut impl Target) {
         for (i, ev) in events.iter().enumerate() {
+            if let Some(near) = events.get(i + LOOKAHEAD / 2) {
+                target.prefetch_near(near);
+            }
             self.push(ev, events.get(i + LOOKAHEAD), target);
         }
     }
