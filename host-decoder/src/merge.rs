@@ -232,12 +232,20 @@ pub struct Merger {
     /// [`flush_into`](Self::flush_into) (a caller that holds on another
     /// thread keeps its own).
     pub holds: Holds,
+    /// Tests compare [`Merger::two_lanes`] with the runs it stands for.
+    #[cfg(test)]
+    runs_only: bool,
 }
 
 /// Where the merge releases events.
 trait Sink {
     /// Takes the next released events, in order.
     fn take(&mut self, events: &[Event]);
+    /// Takes the next released event.
+    #[inline]
+    fn take_one(&mut self, ev: &Event) {
+        self.take(std::slice::from_ref(ev));
+    }
     /// Wants no more for now: the release stops after the run it is in.
     #[inline]
     fn full(&self) -> bool {
@@ -288,6 +296,10 @@ impl Sink for UpTo<'_> {
     #[inline]
     fn take(&mut self, events: &[Event]) {
         self.out.extend_from_slice(events);
+    }
+    #[inline]
+    fn take_one(&mut self, ev: &Event) {
+        self.out.push(*ev);
     }
     #[inline]
     fn full(&self) -> bool {
@@ -641,6 +653,13 @@ impl Merger {
             }
             self.heads.pop();
             let k = self.prefer_tied_free(k);
+            #[cfg(test)]
+            let two = !self.runs_only;
+            #[cfg(not(test))]
+            let two = true;
+            if two && self.heads.len() == 1 && self.two_lanes(k, sink, end, &mut bound, slack) {
+                continue;
+            }
             let l = k.2;
             let runner_up = self.heads.peek().map(|r| r.0);
             // The earliest lane releases a run of events while its head stays
@@ -765,6 +784,97 @@ impl Merger {
             }
         }
         sink.full()
+    }
+
+    /// [`release`](Self::release) when exactly two lanes hold events (the
+    /// heap holds the other's head, `k` is the popped one's): a two-finger
+    /// merge of their front segments, one event at a time, where releasing
+    /// runs costs a heap pop and push, a scan and a copy of a few events
+    /// each time the lanes take turns (on the 2-thread churn trace, every
+    /// 3.5 events). It releases the order runs would, and stops where they
+    /// would go back to the heap: a front segment ends, the window or the
+    /// sink stops, or two frees tie (for
+    /// [`prefer_tied_free`](Self::prefer_tied_free)). Returns false, having
+    /// done nothing, when a front segment is a batch taken whole (it waits
+    /// to go whole).
+    fn two_lanes(
+        &mut self,
+        k: (u64, u8, u32),
+        sink: &mut impl Sink,
+        end: bool,
+        bound: &mut u64,
+        slack: u64,
+    ) -> bool {
+        let Some(&Reverse(r)) = self.heads.peek() else {
+            return false;
+        };
+        let (la, lb) = (k.2, r.2);
+        let waits_whole = |l: u32| self.lanes[l as usize].queue.front_is_whole();
+        if !end
+            && sink.swaps()
+            && self.buffered <= MAX_BUFFERED
+            && (waits_whole(la) || waits_whole(lb))
+        {
+            return false;
+        }
+        let (qa, qb) = (
+            &self.lanes[la as usize].queue,
+            &self.lanes[lb as usize].queue,
+        );
+        let (sa, sb) = (
+            qa.front_slice(qa.front_len()),
+            qb.front_slice(qb.front_len()),
+        );
+        let room = sink.room();
+        let (window, solo, newest) = (self.window, self.solo, self.newest);
+        let (mut left, mut late, mut last_ts) = (self.buffered, self.late, self.released_ts);
+        let (mut ia, mut ib, mut n) = (0, 0, 0);
+        // The lanes' heads' keys, each computed once; the first to go is
+        // `k`'s: the heap (and the tie rule) chose it.
+        let (mut ka, mut kb) = (k, r);
+        let mut from_a = true;
+        loop {
+            let (ev, kev) = if from_a { (&sa[ia], ka) } else { (&sb[ib], kb) };
+            if n > 0 && !end && !releasable(window, solo, left, newest, &kev, *bound) {
+                break;
+            }
+            // As in `release`: only a clock reading can be late.
+            if ev.ts.saturating_add(slack) < last_ts && reads_clock(ev) {
+                late += 1;
+            }
+            last_ts = last_ts.max(ev.ts);
+            left -= 1;
+            sink.take_one(ev);
+            n += 1;
+            if from_a {
+                ia += 1;
+                let Some(next) = sa.get(ia) else { break };
+                ka = key(next, la).0;
+            } else {
+                ib += 1;
+                let Some(next) = sb.get(ib) else { break };
+                kb = key(next, lb).0;
+            }
+            if n == room || (ka.0 == kb.0 && ka.1 == 0 && kb.1 == 0) {
+                break;
+            }
+            from_a = ka < kb;
+        }
+        (self.buffered, self.late, self.released_ts) = (left, late, last_ts);
+        // The heap held only `lb`'s head.
+        self.heads.clear();
+        for (l, i) in [(la, ia), (lb, ib)] {
+            let lane = &mut self.lanes[l as usize];
+            lane.queue.pop_n(i, &mut self.pool);
+            match lane.queue.front() {
+                Some(head) => self.heads.push(key(head, l)),
+                // As in `release`: an emptied open lane may still deliver
+                // from its last timestamp on.
+                None if !lane.closed && !end => *bound = (*bound).min(lane.last_ts),
+                None => {}
+            }
+        }
+        true
     }
 
     /// Two frees at the same timestamp (both lower bounds: memscope-std
@@ -1410,5 +1520,76 @@ mod tests {
         let mut n = 0;
         m.drain(|_| n += 1);
         assert_eq!(n, N as usize);
+    }
+
+    /// The two-finger merge of two lanes releases exactly what runs
+    /// released through the heap do: same order, same late count, on
+    /// interleaved streams with ties, tied frees of one block, a window
+    /// that stops releases, and batches cut short.
+    #[test]
+    fn two_lanes_release_what_runs_release() {
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut rnd = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for round in 0..6 {
+            // Two busy streams (a third in some rounds), timestamps that
+            // often tie, frees of a few shared addresses.
+            let streams = if round % 2 == 0 { 2 } else { 3 };
+            let mut input = Vec::new();
+            let mut ts = [0u64; 3];
+            for _ in 0..(3 * MIN_BUFFERED) {
+                let s = rnd(streams) as usize;
+                ts[s] += rnd(3);
+                let addr = 16 * (1 + rnd(8));
+                let mut e = ev(s as u32 + 1, ts[s], rnd(2) == 0);
+                match &mut e.op {
+                    Op::Alloc { addr: a, .. } | Op::Dealloc { addr: a, .. } => *a = addr,
+                    _ => {}
+                }
+                // A clock reading now and then earlier than its stream's last.
+                if rnd(50) == 0 {
+                    e.ts = e.ts.saturating_sub(40);
+                }
+                input.push(e);
+            }
+            let run = |runs_only: bool| {
+                let mut m = Merger::new();
+                m.runs_only = runs_only;
+                m.set_window(Window::Ticks { hold: 64, slack: 2 });
+                let mut out = Vec::new();
+                let mut batch = Vec::new();
+                let mut at = 0;
+                let mut cut = 0x2545_F491_4F6C_DD1Du64;
+                while at < input.len() {
+                    cut = cut.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                    let n = (1 + (cut >> 33) % 700) as usize;
+                    for e in &input[at..(at + n).min(input.len())] {
+                        m.push(*e);
+                    }
+                    at += n;
+                    // Small batches: the sink is often full mid-run.
+                    let max = 1 + ((cut >> 20) % 300) as usize;
+                    while m.drain_to(&mut batch, max) {
+                        out.append(&mut batch);
+                    }
+                    out.append(&mut batch);
+                }
+                while !m.flush_to(&mut batch, 97) {
+                    out.append(&mut batch);
+                }
+                out.append(&mut batch);
+                (out, m.late)
+            };
+            let (two, late_two) = run(false);
+            let (runs, late_runs) = run(true);
+            assert_eq!(two.len(), input.len());
+            assert_eq!(two, runs, "round {round}");
+            assert_eq!(late_two, late_runs, "round {round}");
+            assert!(late_two > 0, "round {round}: the late rule is exercised");
+        }
     }
 }
