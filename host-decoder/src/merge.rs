@@ -794,9 +794,11 @@ impl Merger {
     /// 3.5 events). It releases the order runs would, and stops where they
     /// would go back to the heap: a front segment ends, the window or the
     /// sink stops, or two frees tie (for
-    /// [`prefer_tied_free`](Self::prefer_tied_free)). Returns false, having
-    /// done nothing, when a front segment is a batch taken whole (it waits
-    /// to go whole).
+    /// [`prefer_tied_free`](Self::prefer_tied_free)). A batch taken whole
+    /// goes like any segment: two lanes that take turns never let one go
+    /// whole, and waiting for it to (as runs do) would keep this merge from
+    /// the split decoding thread's batches. Returns whether it released
+    /// (false only without a second lane).
     fn two_lanes(
         &mut self,
         k: (u64, u8, u32),
@@ -809,14 +811,6 @@ impl Merger {
             return false;
         };
         let (la, lb) = (k.2, r.2);
-        let waits_whole = |l: u32| self.lanes[l as usize].queue.front_is_whole();
-        if !end
-            && sink.swaps()
-            && self.buffered <= MAX_BUFFERED
-            && (waits_whole(la) || waits_whole(lb))
-        {
-            return false;
-        }
         let (qa, qb) = (
             &self.lanes[la as usize].queue,
             &self.lanes[lb as usize].queue,

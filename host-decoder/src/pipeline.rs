@@ -376,6 +376,9 @@ struct Batch {
     /// once (one lane lookup, one copy), not event by event.
     runs: Vec<StreamRun>,
     marks: Vec<(usize, Mark)>,
+    /// The earliest timestamp of `events` (meaningless while `runs` is
+    /// empty).
+    oldest: u64,
 }
 
 /// Events `[previous run's end, end)` of a [`Batch`], all of `stream`.
@@ -392,6 +395,16 @@ impl Batch {
         self.events.clear();
         self.runs.clear();
         self.marks.clear();
+    }
+
+    /// Events as early as `ts` were added.
+    fn note_oldest(&mut self, ts: u64) {
+        // `oldest` is stale in an emptied batch: the first run resets it.
+        if self.runs.is_empty() {
+            self.oldest = ts;
+        } else {
+            self.oldest = self.oldest.min(ts);
+        }
     }
 
     /// Where the next run starts.
@@ -452,14 +465,16 @@ impl Decoding<'_> {
         let mut from = 0;
         loop {
             let events = &mut batch.events;
-            let mut newest = 0;
+            let (mut newest, mut oldest) = (0, u64::MAX);
             let outcome = self
                 .dec
                 .decode_frame(stream, records, offset, from, &mut |ev| {
                     newest = newest.max(ev.ts);
+                    oldest = oldest.min(ev.ts);
                     events.push(ev);
                 });
             if batch.events.len() > batch.run_start() {
+                batch.note_oldest(oldest);
                 batch.extend_run(stream, newest);
             }
             match outcome {
@@ -525,6 +540,10 @@ impl Decoding<'_> {
     /// Reads `reader` to its end, handing a batch to `ship` whenever it holds
     /// `ship_at` events (1: after every frame) and at the end. `ship` says
     /// whether to go on.
+    ///
+    /// Batched (`ship_at` > 1) and once the clock is known, each stream's
+    /// events go into a batch of their own (see [`Split`]), which the merge
+    /// then takes whole instead of copying each stream's runs into its lane.
     fn read(
         &mut self,
         reader: Box<dyn Read + Send>,
@@ -534,20 +553,47 @@ impl Decoding<'_> {
         ship: &mut dyn FnMut(&mut Batch, &Session) -> bool,
     ) -> Result<u64, Error> {
         let mut fatal = None;
+        let mut split = Split::default();
         let result = read_frames(
             reader,
             |off| progress.set_position(off),
             |piece| {
+                let hold = if ship_at > 1 { self.hold() } else { None };
                 let r = match piece {
-                    Piece::Frame(stream, records, offset) => {
-                        self.frame(stream, records, offset, batch)
+                    Piece::Frame(stream, records, offset) => match hold {
+                        Some(hold) => {
+                            let i = match split.slot(stream, &self.dec.session, batch, ship) {
+                                Some(i) => i,
+                                None => return Flow::Stop,
+                            };
+                            match self.frame(stream, records, offset, &mut split.own[i].1) {
+                                Ok(()) => {
+                                    let session = &self.dec.session;
+                                    if !split.after_frame(i, hold, ship_at, session, batch, ship) {
+                                        return Flow::Stop;
+                                    }
+                                    return Flow::Continue;
+                                }
+                                Err(e) => Err(e),
+                            }
+                        }
+                        None => self.frame(stream, records, offset, batch),
+                    },
+                    Piece::Damaged(span) => {
+                        // Marks between frames: what was decoded before goes first.
+                        if !split.ship_all(&self.dec.session, batch, ship) {
+                            return Flow::Stop;
+                        }
+                        self.damaged(span, batch)
                     }
-                    Piece::Damaged(span) => self.damaged(span, batch),
                     Piece::Verified => {
                         self.verified = true;
                         Ok(())
                     }
                     Piece::Sequence(issue) => {
+                        if !split.ship_all(&self.dec.session, batch, ship) {
+                            return Flow::Stop;
+                        }
                         Self::mark(batch, Mark::Sequence(issue));
                         Ok(())
                     }
@@ -560,6 +606,8 @@ impl Decoding<'_> {
                     fatal = Some(e);
                     return Flow::Stop;
                 }
+                // (In split mode the shared batch holds only marks, which go
+                // before any stream's batch.)
                 if batch.events.len() >= ship_at && !ship(batch, &self.dec.session) {
                     return Flow::Stop;
                 }
@@ -574,11 +622,149 @@ impl Decoding<'_> {
             offset: Some(offset),
             cause,
         })?;
-        if !batch.is_empty() {
+        if split.ship_all(&self.dec.session, batch, ship) && !batch.is_empty() {
             ship(batch, &self.dec.session);
         }
         Ok(bytes)
     }
+
+    /// The merge's hold-back in ticks once the session's clock is known.
+    fn hold(&self) -> Option<u64> {
+        let tps = self.dec.session.header.as_ref()?.ticks_per_second;
+        match Window::for_clock(tps) {
+            Window::Ticks { hold, .. } => Some(hold),
+            Window::Events(_) => None,
+        }
+    }
+}
+
+/// Streams that get a batch of their own at once (see [`Split`]); a frame
+/// of one more stream ships them all first.
+const SPLIT_STREAMS: usize = 8;
+
+/// The decoding thread's batches of one stream each. A batch of several
+/// streams' frames is copied run by run into the merge's lanes; a batch of
+/// one stream joins its lane whole (on the 2-thread churn trace the copies
+/// moved every event once more, 384 MB). A stream's batch goes when it is
+/// full or holds a mark (after every other stream's, which were decoded
+/// before), and another stream's goes before it whenever the batch about to
+/// go could let the merge release past that stream's earliest pending event:
+/// the merge releases only events a hold-back older than the latest it was
+/// given, and a pending batch goes once its earliest event is half a
+/// hold-back older than that.
+#[derive(Default)]
+struct Split {
+    own: Vec<(u32, Batch)>,
+    /// Emptied batches to reuse (a trace of many threads turns them over).
+    spare: Vec<Batch>,
+    /// The latest timestamp shipped so far.
+    newest: u64,
+}
+
+impl Split {
+    /// The index of `stream`'s batch, made if need be (shipping them all
+    /// first when [`SPLIT_STREAMS`] are open); `None`: `ship` said stop.
+    fn slot(
+        &mut self,
+        stream: u32,
+        session: &Session,
+        shared: &mut Batch,
+        ship: &mut dyn FnMut(&mut Batch, &Session) -> bool,
+    ) -> Option<usize> {
+        if let Some(i) = self.own.iter().position(|(s, _)| *s == stream) {
+            return Some(i);
+        }
+        if self.own.len() == SPLIT_STREAMS {
+            if !self.ship_all(session, shared, ship) {
+                return None;
+            }
+            self.spare.extend(self.own.drain(..).map(|(_, b)| b));
+        }
+        let mut b = self.spare.pop().unwrap_or_default();
+        b.events.reserve_exact(BATCH_EVENTS + FRAME_EVENTS);
+        self.own.push((stream, b));
+        Some(self.own.len() - 1)
+    }
+
+    /// Batch `i` took a frame: ships what is due (see [`Split`]).
+    fn after_frame(
+        &mut self,
+        i: usize,
+        hold: u64,
+        ship_at: usize,
+        session: &Session,
+        shared: &mut Batch,
+        ship: &mut dyn FnMut(&mut Batch, &Session) -> bool,
+    ) -> bool {
+        let b = &self.own[i].1;
+        if !b.marks.is_empty() {
+            return self.ship_all_but(i, session, shared, ship)
+                && self.ship_one(i, session, shared, ship);
+        }
+        if b.events.len() < ship_at {
+            return true;
+        }
+        let newest = self.newest.max(newest_of(b));
+        for j in 0..self.own.len() {
+            let o = &self.own[j].1;
+            if j != i
+                && !o.runs.is_empty()
+                && o.oldest.saturating_add(hold / 2) <= newest
+                && !self.ship_one(j, session, shared, ship)
+            {
+                return false;
+            }
+        }
+        self.ship_one(i, session, shared, ship)
+    }
+
+    /// Ships batch `i`, after the shared batch: what that holds (the
+    /// session's first frames, marks between frames) was decoded before
+    /// anything a stream's batch holds. The first batch shipped then has the
+    /// header and modules, as before the split.
+    fn ship_one(
+        &mut self,
+        i: usize,
+        session: &Session,
+        shared: &mut Batch,
+        ship: &mut dyn FnMut(&mut Batch, &Session) -> bool,
+    ) -> bool {
+        let b = &mut self.own[i].1;
+        if b.is_empty() {
+            return true;
+        }
+        if !shared.is_empty() && !ship(shared, session) {
+            return false;
+        }
+        self.newest = self.newest.max(newest_of(b));
+        ship(b, session)
+    }
+
+    fn ship_all_but(
+        &mut self,
+        skip: usize,
+        session: &Session,
+        shared: &mut Batch,
+        ship: &mut dyn FnMut(&mut Batch, &Session) -> bool,
+    ) -> bool {
+        (0..self.own.len()).all(|j| j == skip || self.ship_one(j, session, shared, ship))
+    }
+
+    /// Ships every stream's batch (before a mark between frames, and at the
+    /// end).
+    fn ship_all(
+        &mut self,
+        session: &Session,
+        shared: &mut Batch,
+        ship: &mut dyn FnMut(&mut Batch, &Session) -> bool,
+    ) -> bool {
+        self.ship_all_but(usize::MAX, session, shared, ship)
+    }
+}
+
+/// The latest timestamp of a decoded batch.
+fn newest_of(b: &Batch) -> u64 {
+    b.runs.iter().map(|r| r.newest).max().unwrap_or(0)
 }
 
 /// What [`Prepare`] may look at of a session: its header, its modules and
@@ -643,6 +829,7 @@ impl Merging {
             events,
             runs,
             marks,
+            ..
         } = batch;
         // Marks sit between frames, so every run ends at or before the next
         // mark's position. A run that is the whole batch joins the merge
@@ -1132,6 +1319,45 @@ mod tests {
         t.end(0, 2).unwrap();
         t.finish().unwrap();
         path
+    }
+
+    /// A stream that delivers rarely, while another fills batch after
+    /// batch, keeps its place in time: its batch of its own goes to the
+    /// merge before the merge could release past its events (else every
+    /// one of them would arrive late, after what came after it).
+    #[test]
+    fn a_rare_stream_is_not_left_behind_by_a_busy_one() {
+        let path = std::env::temp_dir().join(format!("memscope-split-{}.bin", std::process::id()));
+        let mut t = TraceBuilder::new(std::fs::File::create(&path).unwrap()).batched(16 << 10);
+        t.simple_header("/nonexistent/program", 1_000_000_000)
+            .unwrap();
+        t.flush(0).unwrap();
+        t.thread(1, 7, "busy").unwrap();
+        t.thread(2, 8, "rare").unwrap();
+        // 2 s of trace: the busy thread allocates every 10 µs (200,000
+        // events, about six batches), the rare one every 100 ms.
+        let mut rare = 0;
+        for i in 0..200_000u64 {
+            let ts = 1_000 + i * 10_000;
+            t.alloc(1, ts, 0x100_0000 + i * 16, 16, 8, None).unwrap();
+            if i % 10_000 == 5_000 {
+                t.alloc(2, ts + 1, 0x8000_0000 + rare * 16, 32, 8, None)
+                    .unwrap();
+                t.flush(1).unwrap();
+                t.flush(2).unwrap();
+                rare += 1;
+            }
+        }
+        t.end(1, 3).unwrap();
+        t.end(2, 3).unwrap();
+        t.end(0, 3).unwrap();
+        t.finish().unwrap();
+        let mut src = Source::open(&path).unwrap();
+        let run = run(&mut src, &Options::default()).unwrap();
+        let _ = std::fs::remove_file(&path);
+        let s = &run.sessions[0];
+        assert_eq!(s.analyses.totals.allocations, 200_000 + rare);
+        assert_eq!(s.late_events, 0, "the rare stream's events came late");
     }
 
     /// `prepare` sees the session while the file is read (the analysing
