@@ -550,7 +550,7 @@ impl Decoding<'_> {
         progress: &indicatif::ProgressBar,
         ship_at: usize,
         batch: &mut Batch,
-        ship: &mut dyn FnMut(&mut Batch, &Session) -> bool,
+        ship: &mut ShipDecoded<'_>,
     ) -> Result<u64, Error> {
         let mut fatal = None;
         let mut split = Split::default();
@@ -608,7 +608,7 @@ impl Decoding<'_> {
                 }
                 // (In split mode the shared batch holds only marks, which go
                 // before any stream's batch.)
-                if batch.events.len() >= ship_at && !ship(batch, &self.dec.session) {
+                if batch.events.len() >= ship_at && !ship(batch, &self.dec.session, true) {
                     return Flow::Stop;
                 }
                 Flow::Continue
@@ -622,8 +622,9 @@ impl Decoding<'_> {
             offset: Some(offset),
             cause,
         })?;
-        if split.ship_all(&self.dec.session, batch, ship) && !batch.is_empty() {
-            ship(batch, &self.dec.session);
+        split.ship_all(&self.dec.session, batch, ship);
+        if !batch.is_empty() {
+            ship(batch, &self.dec.session, true);
         }
         Ok(bytes)
     }
@@ -642,22 +643,33 @@ impl Decoding<'_> {
 /// of one more stream ships them all first.
 const SPLIT_STREAMS: usize = 8;
 
+/// Takes a decoded batch into the merge (see [`Merging::take`]): the
+/// session so far, and whether the merge is to release what it can now
+/// (false: more batches follow at once, and the merge waits for them).
+type ShipDecoded<'s> = dyn FnMut(&mut Batch, &Session, bool) -> bool + 's;
+
 /// The decoding thread's batches of one stream each. A batch of several
 /// streams' frames is copied run by run into the merge's lanes; a batch of
 /// one stream joins its lane whole (on the 2-thread churn trace the copies
-/// moved every event once more, 384 MB). A stream's batch goes when it is
-/// full or holds a mark (after every other stream's, which were decoded
-/// before), and another stream's goes before it whenever the batch about to
-/// go could let the merge release past that stream's earliest pending event:
-/// the merge releases only events a hold-back older than the latest it was
-/// given, and a pending batch goes once its earliest event is half a
-/// hold-back older than that.
+/// moved every event once more, 384 MB).
+///
+/// The merge releases only events a hold-back older than the latest
+/// timestamp it was given, so an event waiting here must reach it before
+/// that passes the event: a stream's batch goes when it is full, and with it
+/// (pushed before the merge releases once) every other stream's batch whose
+/// earliest event is half a hold-back older than the latest timestamp of
+/// all that goes, found again after each addition (one batch that goes can
+/// make another due). A batch holding a mark goes after all the others,
+/// which were decoded before it; so does every batch before a mark between
+/// frames, at the end, and when a ninth stream needs a batch. The shared
+/// batch (the session's first frames, marks between frames) holds what was
+/// decoded before any of them and goes first.
 #[derive(Default)]
 struct Split {
     own: Vec<(u32, Batch)>,
     /// Emptied batches to reuse (a trace of many threads turns them over).
     spare: Vec<Batch>,
-    /// The latest timestamp shipped so far.
+    /// The latest timestamp shipped so far (in the session).
     newest: u64,
 }
 
@@ -669,7 +681,7 @@ impl Split {
         stream: u32,
         session: &Session,
         shared: &mut Batch,
-        ship: &mut dyn FnMut(&mut Batch, &Session) -> bool,
+        ship: &mut ShipDecoded<'_>,
     ) -> Option<usize> {
         if let Some(i) = self.own.iter().position(|(s, _)| *s == stream) {
             return Some(i);
@@ -694,71 +706,95 @@ impl Split {
         ship_at: usize,
         session: &Session,
         shared: &mut Batch,
-        ship: &mut dyn FnMut(&mut Batch, &Session) -> bool,
+        ship: &mut ShipDecoded<'_>,
     ) -> bool {
         let b = &self.own[i].1;
+        let mut due = vec![false; self.own.len()];
+        due[i] = true;
         if !b.marks.is_empty() {
-            return self.ship_all_but(i, session, shared, ship)
-                && self.ship_one(i, session, shared, ship);
-        }
-        if b.events.len() < ship_at {
+            due.fill(true);
+        } else if b.events.len() < ship_at {
             return true;
+        } else {
+            let mut newest = self.newest.max(newest_of(b)).max(newest_of(shared));
+            loop {
+                let mut more = false;
+                for (j, (_, o)) in self.own.iter().enumerate() {
+                    if !due[j]
+                        && !o.events.is_empty()
+                        && o.oldest.saturating_add(hold / 2) <= newest
+                    {
+                        due[j] = true;
+                        newest = newest.max(newest_of(o));
+                        more = true;
+                    }
+                }
+                if !more {
+                    break;
+                }
+            }
         }
-        let newest = self.newest.max(newest_of(b));
-        for j in 0..self.own.len() {
-            let o = &self.own[j].1;
-            if j != i
-                && !o.runs.is_empty()
-                && o.oldest.saturating_add(hold / 2) <= newest
-                && !self.ship_one(j, session, shared, ship)
-            {
+        let order: Vec<usize> = (0..self.own.len())
+            .filter(|&j| due[j] && j != i)
+            .chain(std::iter::once(i))
+            .collect();
+        self.ship_in_order(&order, session, shared, ship)
+    }
+
+    /// Ships the shared batch and then batches `order`, the merge releasing
+    /// once, after the last.
+    fn ship_in_order(
+        &mut self,
+        order: &[usize],
+        session: &Session,
+        shared: &mut Batch,
+        ship: &mut ShipDecoded<'_>,
+    ) -> bool {
+        let order: Vec<usize> = order
+            .iter()
+            .copied()
+            .filter(|&j| !self.own[j].1.is_empty())
+            .collect();
+        let mut left = order.len() + usize::from(!shared.is_empty());
+        if !shared.is_empty() {
+            left -= 1;
+            self.note(shared);
+            if !ship(shared, session, left == 0) {
                 return false;
             }
         }
-        self.ship_one(i, session, shared, ship)
-    }
-
-    /// Ships batch `i`, after the shared batch: what that holds (the
-    /// session's first frames, marks between frames) was decoded before
-    /// anything a stream's batch holds. The first batch shipped then has the
-    /// header and modules, as before the split.
-    fn ship_one(
-        &mut self,
-        i: usize,
-        session: &Session,
-        shared: &mut Batch,
-        ship: &mut dyn FnMut(&mut Batch, &Session) -> bool,
-    ) -> bool {
-        let b = &mut self.own[i].1;
-        if b.is_empty() {
-            return true;
+        for j in order {
+            left -= 1;
+            let b = &mut self.own[j].1;
+            let newest = newest_of(b);
+            let reset = b.marks.iter().any(|(_, m)| matches!(m, Mark::Reset(..)));
+            // A reset starts the merge's timestamps afresh.
+            self.newest = if reset {
+                newest
+            } else {
+                self.newest.max(newest)
+            };
+            if !ship(b, session, left == 0) {
+                return false;
+            }
         }
-        if !shared.is_empty() && !ship(shared, session) {
-            return false;
-        }
-        self.newest = self.newest.max(newest_of(b));
-        ship(b, session)
+        true
     }
 
-    fn ship_all_but(
-        &mut self,
-        skip: usize,
-        session: &Session,
-        shared: &mut Batch,
-        ship: &mut dyn FnMut(&mut Batch, &Session) -> bool,
-    ) -> bool {
-        (0..self.own.len()).all(|j| j == skip || self.ship_one(j, session, shared, ship))
+    /// Counts the latest timestamp of the shared batch, about to go.
+    fn note(&mut self, shared: &Batch) {
+        self.newest = self.newest.max(newest_of(shared));
     }
 
-    /// Ships every stream's batch (before a mark between frames, and at the
-    /// end).
+    /// Ships every batch (before a mark between frames, and at the end).
     fn ship_all(
         &mut self,
         session: &Session,
         shared: &mut Batch,
-        ship: &mut dyn FnMut(&mut Batch, &Session) -> bool,
+        ship: &mut ShipDecoded<'_>,
     ) -> bool {
-        self.ship_all_but(usize::MAX, session, shared, ship)
+        let order: Vec<usize> = (0..self.own.len()).collect();
+        self.ship_in_order(&order, session, shared, ship)
     }
 }
 
@@ -823,8 +859,16 @@ impl Merging {
 
     /// Takes one decoded batch, handing merged batches to `ship` when they
     /// hold [`BATCH_EVENTS`] events and, unless `batched`, whatever the
-    /// batch released. Returns whether to go on.
-    fn take(&mut self, batch: &mut Batch, batched: bool, ship: &mut Ship<'_>) -> bool {
+    /// batch released. Without `release`, more batches follow at once and
+    /// nothing is released for now (but a reset's session still is).
+    /// Returns whether to go on.
+    fn take(
+        &mut self,
+        batch: &mut Batch,
+        batched: bool,
+        release: bool,
+        ship: &mut Ship<'_>,
+    ) -> bool {
         let Batch {
             events,
             runs,
@@ -866,6 +910,9 @@ impl Merging {
             }
         }
         push_until(&mut self.merger, usize::MAX);
+        if !release {
+            return true;
+        }
         // A live source ships after every frame, released events or not:
         // the live view is updated there.
         self.release(false, ship) && (batched || ship(&mut self.out))
@@ -1065,8 +1112,8 @@ impl Pass<'_> {
                 m.clear();
                 go_on
             };
-            let bytes = decoding.read(reader, &progress, 1, &mut batch, &mut |b, _| {
-                let go_on = merging.take(b, false, ship);
+            let bytes = decoding.read(reader, &progress, 1, &mut batch, &mut |b, _, release| {
+                let go_on = merging.take(b, false, release, ship);
                 b.clear();
                 go_on
             });
@@ -1128,13 +1175,13 @@ impl Pass<'_> {
                     // A closed channel: the analysing side has what it needs.
                     full_tx.send(next).is_ok()
                 };
-                let ship = &mut |b: &mut Batch, session: &Session| {
+                let ship = &mut |b: &mut Batch, session: &Session, release: bool| {
                     if let (None, Some(p), Some(_)) = (&early, prepare, &session.header) {
                         let meta = Metadata::of(session);
                         let copy = meta.session();
                         early = Some((meta, scope.spawn(move || p(&copy))));
                     }
-                    let go_on = merging.take(b, true, send);
+                    let go_on = merging.take(b, true, release, send);
                     // A batch taken whole by the merge came back with a
                     // segment it had drained (or none, while it fills).
                     b.clear();
@@ -1358,6 +1405,91 @@ mod tests {
         let s = &run.sessions[0];
         assert_eq!(s.analyses.totals.allocations, 200_000 + rare);
         assert_eq!(s.late_events, 0, "the rare stream's events came late");
+    }
+
+    /// Three streams (see the tests below): A allocates every 100 ns from
+    /// 40 ms on, a frame per 1024; B at 70 ms (written when A is at 71 ms)
+    /// and at 130 ms (written when A is at 89 ms); C at 78 ms (written when
+    /// A is at 78 ms) and, when `c_first`, at 50 ms (written when A is at
+    /// 51 ms, so that C's batch comes before B's). Without `to_the_end`
+    /// the input ends after B's second frame. Returns the late events.
+    fn three_streams(name: &str, c_first: bool, to_the_end: bool) -> u64 {
+        const MS: u64 = 1_000_000;
+        let path =
+            std::env::temp_dir().join(format!("memscope-split-{name}-{}.bin", std::process::id()));
+        let mut t = TraceBuilder::new(std::fs::File::create(&path).unwrap()).batched(1 << 30);
+        t.simple_header("/nonexistent/program", 1_000_000_000)
+            .unwrap();
+        t.flush(0).unwrap();
+        t.thread(1, 7, "a").unwrap();
+        t.thread(2, 8, "b").unwrap();
+        t.thread(3, 9, "c").unwrap();
+        let mut i = 0u64;
+        let mut a_until = |t: &mut TraceBuilder<std::fs::File>, end: u64| {
+            while i < end {
+                t.alloc(1, 40 * MS + i * 100, 0x100_0000 + i * 16, 16, 8, None)
+                    .unwrap();
+                i += 1;
+                if i.is_multiple_of(1024) {
+                    t.flush(1).unwrap();
+                }
+            }
+        };
+        let other = |t: &mut TraceBuilder<std::fs::File>, s: u32, ms: u64, addr: u64| {
+            t.alloc(s, ms * MS, addr, 32, 8, None).unwrap();
+            t.flush(s).unwrap();
+        };
+        let mut allocs = 3;
+        if c_first {
+            a_until(&mut t, 110 * 1024);
+            other(&mut t, 3, 50, 0x9000_0010);
+            allocs += 1;
+        }
+        a_until(&mut t, 300 * 1024);
+        other(&mut t, 2, 70, 0x8000_0000);
+        a_until(&mut t, 370 * 1024);
+        other(&mut t, 3, 78, 0x9000_0000);
+        a_until(&mut t, 490 * 1024);
+        other(&mut t, 2, 130, 0x8000_0010);
+        if to_the_end {
+            a_until(&mut t, 1_000 * 1024);
+        }
+        t.flush(1).unwrap();
+        for s in [1, 2, 3, 0] {
+            t.end(s, 4).unwrap();
+        }
+        t.finish().unwrap();
+        let mut src = Source::open(&path).unwrap();
+        let run = run(&mut src, &Options::default()).unwrap();
+        let _ = std::fs::remove_file(&path);
+        let s = &run.sessions[0];
+        assert_eq!(s.analyses.totals.allocations, i + allocs);
+        s.late_events
+    }
+
+    /// Found in review: when A's batch fills (at 95.7 ms) B's is due (70 ms
+    /// is half a hold-back behind) and goes too, carrying 130 ms; released
+    /// on its own, it let the merge pass C's waiting 78 ms. The batches that
+    /// go together now all reach the merge before it releases, and C's,
+    /// due once B's 130 ms counts, goes with them.
+    #[test]
+    fn a_batch_that_goes_early_does_not_let_the_merge_pass_a_third_stream() {
+        assert_eq!(three_streams("third", false, true), 0);
+    }
+
+    /// The same with C's batch before B's: C is due only once B's 130 ms
+    /// counts, which the due batches are looked for again after.
+    #[test]
+    fn a_batch_made_due_by_another_that_goes_goes_too() {
+        assert_eq!(three_streams("again", true, true), 0);
+    }
+
+    /// Found in review: the batches that go at the end of the input (and
+    /// before any mark) went in index order, each released on its own, and
+    /// B let the merge pass C's event.
+    #[test]
+    fn the_batches_shipped_at_the_end_all_reach_the_merge_before_it_releases() {
+        assert_eq!(three_streams("end", false, false), 0);
     }
 
     /// `prepare` sees the session while the file is read (the analysing
