@@ -608,8 +608,11 @@ impl Decoding<'_> {
                 }
                 // (In split mode the shared batch holds only marks, which go
                 // before any stream's batch.)
-                if batch.events.len() >= ship_at && !ship(batch, &self.dec.session, true) {
-                    return Flow::Stop;
+                if batch.events.len() >= ship_at {
+                    split.note(batch);
+                    if !ship(batch, &self.dec.session, true) {
+                        return Flow::Stop;
+                    }
                 }
                 Flow::Continue
             },
@@ -766,13 +769,24 @@ impl Split {
         for j in order {
             left -= 1;
             let b = &mut self.own[j].1;
-            let newest = newest_of(b);
-            let reset = b.marks.iter().any(|(_, m)| matches!(m, Mark::Reset(..)));
-            // A reset starts the merge's timestamps afresh.
-            self.newest = if reset {
-                newest
-            } else {
-                self.newest.max(newest)
+            let reset_at = b
+                .marks
+                .iter()
+                .rev()
+                .find(|(_, m)| matches!(m, Mark::Reset(..)))
+                .map(|(at, _)| *at);
+            // A reset starts the merge's timestamps afresh: only the runs
+            // after it count (runs end at or before a mark, and start at
+            // or after it).
+            self.newest = match reset_at {
+                Some(at) => b
+                    .runs
+                    .iter()
+                    .filter(|r| r.end > at)
+                    .map(|r| r.newest)
+                    .max()
+                    .unwrap_or(0),
+                None => self.newest.max(newest_of(b)),
             };
             if !ship(b, session, left == 0) {
                 return false;
