@@ -194,7 +194,9 @@ impl Target for Feed<'_> {
         }
     }
 
-    #[inline]
+    // Always: left out of line by the inliner, a call per event cost the
+    // analysing thread 5 % more instructions.
+    #[inline(always)]
     fn apply_checked(&mut self, ev: &Event, ahead: Option<&Event>) -> bool {
         let run = &mut *self.run;
         if run.replay.is_none() {

@@ -99,7 +99,7 @@ impl Holds {
 
     /// Takes the next event of the merged order; `ahead` is one likely
     /// applied soon (see [`Target::apply`]).
-    #[inline]
+    #[inline(always)]
     pub fn push(&mut self, ev: &Event, ahead: Option<&Event>, target: &mut impl Target) {
         if self.held.is_empty() {
             if !target.apply_checked(ev, ahead) {
