@@ -1231,6 +1231,24 @@ fn decompress(z: &[u8]) -> (Vec<u8>, Vec<compressed::Fault>) {
     (out, r.faults().to_vec())
 }
 
+/// `bytes` as a file through the source the pipeline reads, in the chunks
+/// `frames::read_frames` reads.
+fn read_as_the_pipeline(bytes: &[u8], tag: &str) -> Vec<u8> {
+    use std::io::Read;
+    let p = scratch_dir("files").join(format!("{tag}.bin"));
+    std::fs::write(&p, bytes).unwrap();
+    let mut r = Source::open(&p).unwrap().reader().unwrap();
+    let _ = std::fs::remove_file(&p);
+    let (mut out, mut chunk) = (Vec::new(), vec![0u8; 1 << 20]);
+    loop {
+        let n = r.read(&mut chunk).expect("faults are not I/O errors");
+        if n == 0 {
+            return out;
+        }
+        out.extend_from_slice(&chunk[..n]);
+    }
+}
+
 /// The report as JSON, without the input's name (the one thing that differs
 /// between a file and its decompressed copy).
 fn report_json(run: &Run) -> serde_json::Value {
@@ -1329,7 +1347,7 @@ fn damaged_compressed_bytes_keep_what_came_before_and_are_named() {
     for b in &mut bad[at..at + 64] {
         *b ^= 0x5A;
     }
-    let (d, faults) = decompress(&bad);
+    let (_, faults) = decompress(&bad);
     // Found at or after the damaged bytes: libzstd needs a whole block or,
     // for damage it decodes silently, the frame's checksum at its end; a
     // block size made larger reads as a file cut short.
@@ -1346,7 +1364,13 @@ fn damaged_compressed_bytes_keep_what_came_before_and_are_named() {
     // What came before the damage is the trace's own bytes; the run decodes
     // without error, every heap record of a trace frame before the damage
     // decoded or counted as skipped (its stream's base unknown after the
-    // damage, as for raw mutations above).
+    // damage, as for raw mutations above). "Before the damage" as the
+    // pipeline reads it: libzstd gives nothing of a call that fails, so
+    // what is kept before the damage depends on the sizes read (up to one
+    // 16 KiB step of compressed input is lost), and `decompress` reads
+    // with other sizes than the pipeline (this test failed about one run
+    // in four, on traces where that step held whole frames).
+    let d = read_as_the_pipeline(&bad, "zstd-damaged-read");
     let intact = d.iter().zip(raw.iter()).take_while(|(a, b)| a == b).count();
     let expected: u64 = frames_of(raw)
         .iter()
