@@ -1386,8 +1386,8 @@ mod tests {
 
     /// A stream that delivers rarely, while another fills batch after
     /// batch, keeps its place in time: its batch of its own goes to the
-    /// merge before the merge could release past its events (else every
-    /// one of them would arrive late, after what came after it).
+    /// merge before the merge could release past its events (without the
+    /// rule 10 of its 20 arrived late, after what came after them).
     #[test]
     fn a_rare_stream_is_not_left_behind_by_a_busy_one() {
         let path = std::env::temp_dir().join(format!("memscope-split-{}.bin", std::process::id()));
