@@ -7,7 +7,7 @@ use crate::analysis::Analyses;
 use crate::error::Error;
 use crate::frames::{read_frames, DamagedSpan, Flow, Piece};
 use crate::live_view::{Figures, LiveView};
-use crate::merge::{Holds, Merger, Target, Window};
+use crate::merge::{Holds, Merger, Target, Window, MAX_BUFFERED};
 use crate::records::{Decoder, Event, FrameOutcome, Session};
 use crate::source::Source;
 use crate::state::State;
@@ -381,6 +381,9 @@ struct Batch {
     /// The earliest timestamp of `events` (meaningless while `runs` is
     /// empty).
     oldest: u64,
+    /// A stream's batch in a [`Split`]: the events shipped before its
+    /// first was decoded.
+    since: u64,
 }
 
 /// Events `[previous run's end, end)` of a [`Batch`], all of `stream`.
@@ -568,6 +571,7 @@ impl Decoding<'_> {
                                 Some(i) => i,
                                 None => return Flow::Stop,
                             };
+                            split.start(i);
                             match self.frame(stream, records, offset, &mut split.own[i].1) {
                                 Ok(()) => {
                                     let session = &self.dec.session;
@@ -664,7 +668,14 @@ type ShipDecoded<'s> = dyn FnMut(&mut Batch, &Session, bool) -> bool + 's;
 /// (pushed before the merge releases once) every other stream's batch whose
 /// earliest event is half a hold-back older than the latest timestamp of
 /// all that goes, found again after each addition (one batch that goes can
-/// make another due). A batch holding a mark goes after all the others,
+/// make another due). The merge also releases past its window when it
+/// holds more than [`MAX_BUFFERED`] events (a trace of 33M events a second,
+/// as the 2-thread churn trace is on a fast machine, fills it in 30 ms), so
+/// a batch also goes, by the same rule, once [`SPLIT_LAG_EVENTS`] events
+/// have been shipped since its first was decoded: without it, the main
+/// thread's frame of that trace waited 25 ms of trace time here while the
+/// merge, full, released past its events (15 late, and two cross-thread
+/// frees reported as frees of unknown blocks). A batch holding a mark goes after all the others,
 /// which were decoded before it; so does every batch before a mark between
 /// frames, at the end, and when a ninth stream needs a batch. The shared
 /// batch (the session's first frames, marks between frames) holds what was
@@ -676,7 +687,16 @@ struct Split {
     spare: Vec<Batch>,
     /// The latest timestamp shipped so far (in the session).
     newest: u64,
+    /// Events shipped so far.
+    shipped: u64,
 }
+
+/// Events shipped while a stream's batch waits, at most, before it goes
+/// too (see [`Split`]): an eighth of what makes the merge release past its
+/// window. The events decoded before its first were shipped before it, as
+/// in a batch of several streams' frames, so this bounds what the split
+/// adds to that.
+const SPLIT_LAG_EVENTS: u64 = MAX_BUFFERED as u64 / 8;
 
 impl Split {
     /// The index of `stream`'s batch, made if need be (shipping them all
@@ -703,6 +723,15 @@ impl Split {
         Some(self.own.len() - 1)
     }
 
+    /// Batch `i` is about to take a frame: an empty one starts waiting.
+    fn start(&mut self, i: usize) {
+        let shipped = self.shipped;
+        let b = &mut self.own[i].1;
+        if b.events.is_empty() {
+            b.since = shipped;
+        }
+    }
+
     /// Batch `i` took a frame: ships what is due (see [`Split`]).
     fn after_frame(
         &mut self,
@@ -722,15 +751,19 @@ impl Split {
             return true;
         } else {
             let mut newest = self.newest.max(newest_of(b)).max(newest_of(shared));
+            // Events in the merge once these go.
+            let mut shipped = self.shipped + (b.events.len() + shared.events.len()) as u64;
             loop {
                 let mut more = false;
                 for (j, (_, o)) in self.own.iter().enumerate() {
                     if !due[j]
                         && !o.events.is_empty()
-                        && o.oldest.saturating_add(hold / 2) <= newest
+                        && (o.oldest.saturating_add(hold / 2) <= newest
+                            || shipped - o.since.min(shipped) >= SPLIT_LAG_EVENTS)
                     {
                         due[j] = true;
                         newest = newest.max(newest_of(o));
+                        shipped += o.events.len() as u64;
                         more = true;
                     }
                 }
@@ -790,6 +823,7 @@ impl Split {
                     .unwrap_or(0),
                 None => self.newest.max(newest_of(b)),
             };
+            self.shipped += b.events.len() as u64;
             if !ship(b, session, left == 0) {
                 return false;
             }
@@ -797,9 +831,11 @@ impl Split {
         true
     }
 
-    /// Counts the latest timestamp of the shared batch, about to go.
+    /// Counts the shared batch, about to go: its events and its latest
+    /// timestamp.
     fn note(&mut self, shared: &Batch) {
         self.newest = self.newest.max(newest_of(shared));
+        self.shipped += shared.events.len() as u64;
     }
 
     /// Ships every batch (before a mark between frames, and at the end).
@@ -1421,6 +1457,55 @@ mod tests {
         let s = &run.sessions[0];
         assert_eq!(s.analyses.totals.allocations, 200_000 + rare);
         assert_eq!(s.late_events, 0, "the rare stream's events came late");
+    }
+
+    /// A stream's batch also goes once the merge could fill while it waits:
+    /// past [`MAX_BUFFERED`] events the merge releases inside its window.
+    /// Here a busy thread allocates every 10 ns (the merge is full 10 ms
+    /// in, long before a rare thread's batch would be half a hold-back
+    /// old) and the rare thread's one allocation, at 1 ms, is written when
+    /// the busy one is at 2 ms. Without the count rule it arrived late, and
+    /// the busy thread's free of the rare thread's block was reported as a
+    /// free of an unknown block.
+    #[test]
+    fn a_rare_stream_keeps_its_place_when_the_merge_fills_first() {
+        let path =
+            std::env::temp_dir().join(format!("memscope-split-full-{}.bin", std::process::id()));
+        let mut t = TraceBuilder::new(std::fs::File::create(&path).unwrap()).batched(32 << 10);
+        t.simple_header("/nonexistent/program", 1_000_000_000)
+            .unwrap();
+        t.flush(0).unwrap();
+        t.thread(1, 7, "busy").unwrap();
+        t.thread(2, 8, "rare").unwrap();
+        let events = MAX_BUFFERED as u64 * 5 / 4;
+        for i in 0..events {
+            let ts = 1_000 + i * 10;
+            t.alloc(1, ts, 0x100_0000 + i * 16, 16, 8, None).unwrap();
+            if i == 200_000 {
+                t.flush(1).unwrap();
+                t.alloc(2, 1_000_000, 0x8000_0000, 32, 8, None).unwrap();
+                t.flush(2).unwrap();
+            }
+            if i == 300_000 {
+                // The rare thread's block, handed over and freed.
+                t.dealloc(1, None, 0x8000_0000, 32, 8, None).unwrap();
+            }
+        }
+        t.end(1, 3).unwrap();
+        t.end(2, 3).unwrap();
+        t.end(0, 3).unwrap();
+        t.finish().unwrap();
+        let mut src = Source::open(&path).unwrap();
+        let run = run(&mut src, &Options::default()).unwrap();
+        let _ = std::fs::remove_file(&path);
+        let s = &run.sessions[0];
+        assert_eq!(s.analyses.totals.allocations, events + 1);
+        assert_eq!(s.late_events, 0, "the rare stream's allocation came late");
+        assert!(
+            s.analyses.errors.examples.is_empty(),
+            "the handed-over free found no block"
+        );
+        assert_eq!(s.analyses.attribution.cross_thread.count, 1);
     }
 
     /// Three streams (see the tests below): A allocates every 100 ns from
