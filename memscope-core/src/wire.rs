@@ -535,6 +535,26 @@ impl<'a> In<'a> {
             }
             _ => {}
         }
+        // Three to eight bytes (address deltas, most timestamp deltas of a
+        // fast clock): from one 8-byte load, without a loop. Same values as
+        // `varint::read_u64`, which only fails past eight bytes.
+        if let Some(w) = self.buf.get(self.pos..).and_then(<[u8]>::first_chunk::<8>) {
+            let w = u64::from_le_bytes(*w);
+            // The high bit of every byte that ends a varint.
+            let ends = !w & 0x8080_8080_8080_8080;
+            if ends != 0 {
+                // 8 × the bytes up to and including the first end.
+                let bits = ends.trailing_zeros() + 1;
+                let w = w & (u64::MAX >> (64 - bits));
+                // The 7-bit groups, packed: pairs, then fours, then all.
+                let v = w & 0x7f7f_7f7f_7f7f_7f7f;
+                let v = (v & 0x007f_007f_007f_007f) | ((v & 0x7f00_7f00_7f00_7f00) >> 1);
+                let v = (v & 0x0000_3fff_0000_3fff) | ((v & 0x3fff_0000_3fff_0000) >> 2);
+                let v = (v & 0x0000_0000_0fff_ffff) | ((v & 0x0fff_ffff_0000_0000) >> 4);
+                self.pos += (bits / 8) as usize;
+                return Ok(v);
+            }
+        }
         let rest = self.buf.get(self.pos..).ok_or(DecodeError::Truncated)?;
         let (v, n) = varint::read_u64(rest)?;
         self.pos += n;
@@ -1405,5 +1425,69 @@ impl<'a> Iterator for BasedRecords<'a> {
                 Some(Err(e))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The decoder's varint reads (one and two bytes by hand, three to
+    /// eight from one load, the rest by `varint::read_u64`) give what
+    /// `varint::read_u64` gives, at every length, whatever follows the
+    /// varint, and with the input cut anywhere.
+    #[test]
+    fn field_reads_match_the_varint_reader() {
+        let mut r = 0x2545_F491_4F6C_DD1Du64;
+        // Miri is slow: every length still comes up three times.
+        let rounds = if cfg!(miri) { 195 } else { 20_000 };
+        for round in 0..rounds {
+            r ^= r << 13;
+            r ^= r >> 7;
+            r ^= r << 17;
+            // Every length from 1 to 10 bytes, boundaries included.
+            let bits = round % 65;
+            let v = if bits == 0 { 0 } else { r >> (64 - bits) };
+            let mut buf = [0u8; 24];
+            let n = varint::write_u64(&mut buf, v).unwrap();
+            // What follows: bytes with and without the high bit.
+            for (i, b) in buf[n..].iter_mut().enumerate() {
+                *b = (r >> (i % 8 * 8)) as u8;
+            }
+            for end in [n, n + 1, n + 7, buf.len()] {
+                let mut input = In {
+                    buf: &buf[..end],
+                    pos: 0,
+                };
+                assert_eq!(input.u64(), Ok(v), "{v:#x} with {end} bytes");
+                assert_eq!(input.pos, n);
+            }
+            // At an offset, the load still starts at the varint.
+            let mut shifted = [0xffu8; 27];
+            shifted[3..].copy_from_slice(&buf);
+            let mut input = In {
+                buf: &shifted,
+                pos: 3,
+            };
+            assert_eq!(input.u64(), Ok(v));
+            assert_eq!(input.pos, 3 + n);
+            // Cut inside the varint: truncated, as the varint reader says.
+            for cut in 0..n {
+                let mut input = In {
+                    buf: &buf[..cut],
+                    pos: 0,
+                };
+                assert_eq!(input.u64().ok(), None);
+                assert_eq!(
+                    varint::read_u64(&buf[..cut]).map_err(DecodeError::from),
+                    input_err(&buf[..cut])
+                );
+            }
+        }
+    }
+
+    fn input_err(b: &[u8]) -> Result<(u64, usize), DecodeError> {
+        let mut input = In { buf: b, pos: 0 };
+        input.u64().map(|v| (v, input.pos))
     }
 }
