@@ -41,6 +41,19 @@ impl Align {
     pub const fn bytes(self) -> u64 {
         1 << self.0
     }
+
+    /// Its exponent: `bytes() == 1 << exponent()`.
+    #[inline]
+    pub const fn exponent(self) -> u8 {
+        self.0
+    }
+
+    /// The alignment of `1 << exponent` (an exponent past 63 is kept
+    /// modulo 64, as `bytes` would shift).
+    #[inline]
+    pub const fn from_exponent(exponent: u8) -> Align {
+        Align(exponent & 63)
+    }
 }
 
 /// What happened, decoded and with absolute values.

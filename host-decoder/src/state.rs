@@ -21,20 +21,22 @@ pub const NONE: u32 = u32::MAX;
 pub struct Block {
     /// Requested size.
     pub size: u64,
-    /// Requested alignment.
-    pub align: Align,
+    /// Its address: the live table's slots hold a 32-bit key of it and
+    /// check a match here (set by the table when the block goes in).
+    pub addr: u64,
     /// Stack of the call that produced this block (alloc, or the realloc that moved or resized it).
     pub site: u32,
     /// Stack of the first allocation of its realloc chain.
     pub origin_site: u32,
     /// Stream (thread) that allocated it.
     pub stream: u32,
-    /// Timestamp of the first allocation of its realloc chain.
-    pub origin_ts: u64,
-    /// Generation: merged-stream sequence number of the allocation.
-    pub generation: u64,
     /// Reallocs since the first allocation.
     pub reallocs: u32,
+    /// Timestamp of the first allocation of its realloc chain.
+    pub origin_ts: u64,
+    /// The generation (low [`GENERATION_BITS`] bits) and the alignment's
+    /// exponent (the top six): the address took the room the alignment had.
+    gen_align: u64,
     /// Size at the first allocation.
     pub first_size: u64,
     /// Innermost scope open on its thread when first allocated, or [`NONE`].
@@ -46,11 +48,34 @@ pub struct Block {
 #[cfg(target_pointer_width = "64")]
 const _: () = assert!(std::mem::size_of::<Block>() == 64);
 
+/// Bits of a block's generation: 2^58 events, 90 years at 10^8 a second.
+pub const GENERATION_BITS: u32 = 58;
+
 impl Block {
     /// Site, stream, size and alignment: what error reports need of a block.
     #[inline]
     pub fn info(&self) -> (u32, u32, u64, u64) {
-        (self.site, self.stream, self.size, self.align.bytes())
+        (self.site, self.stream, self.size, self.align().bytes())
+    }
+
+    /// Requested alignment.
+    #[inline]
+    pub fn align(&self) -> Align {
+        Align::from_exponent((self.gen_align >> GENERATION_BITS) as u8)
+    }
+
+    /// Generation: merged-stream sequence number of the allocation.
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        self.gen_align & ((1 << GENERATION_BITS) - 1)
+    }
+
+    /// Sets the generation (its low [`GENERATION_BITS`] bits) and the
+    /// alignment.
+    #[inline]
+    pub fn set_generation_align(&mut self, generation: u64, align: Align) {
+        self.gen_align = (generation & ((1 << GENERATION_BITS) - 1))
+            | u64::from(align.exponent()) << GENERATION_BITS;
     }
 }
 
@@ -222,19 +247,21 @@ impl State {
     /// A new block for `ev`, which allocated `size` bytes of `align`.
     #[inline]
     pub fn new_block(&self, ev: &Event, size: u64, align: Align) -> Block {
-        Block {
+        let mut b = Block {
             size,
-            align,
+            addr: 0,
             site: ev.stack,
             origin_site: ev.stack,
             stream: ev.stream,
-            origin_ts: ev.ts,
-            generation: self.seq,
             reallocs: 0,
+            origin_ts: ev.ts,
+            gen_align: 0,
             first_size: size,
             scope: self.scope_of(ev.stream),
             name: NONE,
-        }
+        };
+        b.set_generation_align(self.seq, align);
+        b
     }
 
     /// Applies scope changes of `ev` (the only state they touch).

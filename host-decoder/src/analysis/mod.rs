@@ -205,7 +205,7 @@ impl Analyses {
                 let old = state.take(old_addr);
                 match &old {
                     Some(b) => {
-                        if b.size != old_size || b.align != align {
+                        if b.size != old_size || b.align() != align {
                             self.error(
                                 ErrorKind::ReallocLayoutMismatch,
                                 ev,
@@ -426,7 +426,7 @@ impl Analyses {
         layout: (u64, Align),
         ts_exact: bool,
     ) {
-        if b.size != layout.0 || b.align != layout.1 {
+        if b.size != layout.0 || b.align() != layout.1 {
             self.error(
                 ErrorKind::DeallocLayoutMismatch,
                 ev,
@@ -464,7 +464,7 @@ impl Analyses {
                 ev,
                 state.seq,
                 addr,
-                (size, block.align),
+                (size, block.align()),
                 Some(over.info()),
                 None,
             );
@@ -495,7 +495,7 @@ impl Analyses {
         }
         // `block.stream` is the event's: the block is new.
         let t = self.attribution.threads.entry(block.stream);
-        t.last_alloc = Some(block.generation);
+        t.last_alloc = Some(block.generation());
         t.live_bytes = t.live_bytes.saturating_add(size);
         t.live_blocks += 1;
         if alloc {
@@ -552,7 +552,7 @@ impl Analyses {
         // The block's thread has an entry (made when it allocated the block).
         let mut temporary = false;
         if let Some(t) = self.attribution.threads.get_mut(b.stream) {
-            temporary = !cross && t.last_alloc == Some(b.generation);
+            temporary = !cross && t.last_alloc == Some(b.generation());
             t.frees += u64::from(!cross);
             t.live_bytes = t.live_bytes.saturating_sub(b.size);
             t.live_blocks = t.live_blocks.saturating_sub(1);
