@@ -393,12 +393,16 @@ impl LiveTable {
         }
     }
 
-    /// Doubles the slab's room (as `push` would), in memory that may be
-    /// backed by huge pages.
+    /// Eight times the slab's room, in memory that may be backed by huge
+    /// pages. Room is only address space until a block is written there
+    /// (the slab fills from its start), so a large step costs nothing until
+    /// it is used, while each step writes every block so far into fresh
+    /// memory: doubling wrote the slab about twice in all, at 0.8 ms a MiB
+    /// of first touches.
     #[cold]
     #[inline(never)]
     fn grow_blocks(&mut self) {
-        let mut blocks = Vec::with_capacity((self.blocks.capacity() * 2).max(64));
+        let mut blocks = Vec::with_capacity((self.blocks.capacity() * 8).max(1 << 10));
         huge_pages(&blocks);
         blocks.extend_from_slice(&self.blocks);
         self.blocks = blocks;
