@@ -1493,6 +1493,7 @@ mod tests {
     use super::*;
     use crate::synth::TraceBuilder;
     use memscope_core::wire::{Module, Record};
+    use std::path::{Path, PathBuf};
     use std::sync::Mutex;
 
     /// A file of 80,000 allocations (more than two batches) whose second
@@ -1548,19 +1549,39 @@ mod tests {
         assert!(v.capacity() >= BATCH_EVENTS + FRAME_EVENTS);
     }
 
+    /// A trace at `name` in the temporary directory (1 GHz clock, frames
+    /// of `frame_bytes`) with a thread "busy" (stream 1) and a thread
+    /// "rare" (stream 2).
+    fn busy_and_rare(name: &str, frame_bytes: usize) -> (PathBuf, TraceBuilder<std::fs::File>) {
+        let path = std::env::temp_dir().join(format!("{name}-{}.bin", std::process::id()));
+        let mut t = TraceBuilder::new(std::fs::File::create(&path).unwrap()).batched(frame_bytes);
+        t.simple_header("/nonexistent/program", 1_000_000_000)
+            .unwrap();
+        t.flush(0).unwrap();
+        t.thread(1, 7, "busy").unwrap();
+        t.thread(2, 8, "rare").unwrap();
+        (path, t)
+    }
+
+    /// Ends [`busy_and_rare`]'s trace, decodes it and deletes it.
+    fn end_and_decode(mut t: TraceBuilder<std::fs::File>, path: &Path) -> Run {
+        t.end(1, 3).unwrap();
+        t.end(2, 3).unwrap();
+        t.end(0, 3).unwrap();
+        t.finish().unwrap();
+        let mut src = Source::open(path).unwrap();
+        let run = run(&mut src, &Options::default()).unwrap();
+        let _ = std::fs::remove_file(path);
+        run
+    }
+
     /// A stream that delivers rarely, while another fills batch after
     /// batch, keeps its place in time: its batch of its own goes to the
     /// merge before the merge could release past its events (without the
     /// rule 10 of its 20 arrived late, after what came after them).
     #[test]
     fn a_rare_stream_is_not_left_behind_by_a_busy_one() {
-        let path = std::env::temp_dir().join(format!("memscope-split-{}.bin", std::process::id()));
-        let mut t = TraceBuilder::new(std::fs::File::create(&path).unwrap()).batched(16 << 10);
-        t.simple_header("/nonexistent/program", 1_000_000_000)
-            .unwrap();
-        t.flush(0).unwrap();
-        t.thread(1, 7, "busy").unwrap();
-        t.thread(2, 8, "rare").unwrap();
+        let (path, mut t) = busy_and_rare("memscope-split", 16 << 10);
         // 2 s of trace: the busy thread allocates every 10 µs (200,000
         // events, about six batches), the rare one every 100 ms.
         let mut rare = 0;
@@ -1575,13 +1596,7 @@ mod tests {
                 rare += 1;
             }
         }
-        t.end(1, 3).unwrap();
-        t.end(2, 3).unwrap();
-        t.end(0, 3).unwrap();
-        t.finish().unwrap();
-        let mut src = Source::open(&path).unwrap();
-        let run = run(&mut src, &Options::default()).unwrap();
-        let _ = std::fs::remove_file(&path);
+        let run = end_and_decode(t, &path);
         let s = &run.sessions[0];
         assert_eq!(s.analyses.totals.allocations, 200_000 + rare);
         assert_eq!(s.late_events, 0, "the rare stream's events came late");
@@ -1598,16 +1613,7 @@ mod tests {
     /// no block; with the first fix (a batch went after 128K events
     /// shipped), the 9.5 ms delay (a reviewer's) still came late.
     fn rare_after_busy(delay_ns: u64) -> (u64, usize) {
-        let path = std::env::temp_dir().join(format!(
-            "memscope-split-full-{}-{delay_ns}.bin",
-            std::process::id()
-        ));
-        let mut t = TraceBuilder::new(std::fs::File::create(&path).unwrap()).batched(32 << 10);
-        t.simple_header("/nonexistent/program", 1_000_000_000)
-            .unwrap();
-        t.flush(0).unwrap();
-        t.thread(1, 7, "busy").unwrap();
-        t.thread(2, 8, "rare").unwrap();
+        let (path, mut t) = busy_and_rare(&format!("memscope-split-full-{delay_ns}"), 32 << 10);
         let at = (1_000_000 + delay_ns - 1_000) / 10;
         let events = at + MAX_BUFFERED as u64 + 200_000;
         for i in 0..events {
@@ -1623,13 +1629,7 @@ mod tests {
                 t.dealloc(1, None, 0x8000_0000, 32, 8, None).unwrap();
             }
         }
-        t.end(1, 3).unwrap();
-        t.end(2, 3).unwrap();
-        t.end(0, 3).unwrap();
-        t.finish().unwrap();
-        let mut src = Source::open(&path).unwrap();
-        let run = run(&mut src, &Options::default()).unwrap();
-        let _ = std::fs::remove_file(&path);
+        let run = end_and_decode(t, &path);
         let s = &run.sessions[0];
         assert_eq!(s.analyses.totals.allocations, events + 1);
         assert_eq!(s.analyses.attribution.cross_thread.count, 1);
