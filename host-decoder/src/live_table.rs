@@ -28,8 +28,9 @@ use crate::state::Block;
 
 /// Slots at first (a power of two).
 const MIN_SLOTS: usize = 1 << 10;
-/// Most slots: a key's 32 bits name the home slot.
-const MAX_SLOTS: usize = 1 << 32;
+/// Most slots: a key's 32 bits name the home slot (a `u64`, so that a
+/// 32-bit host builds too).
+const MAX_SLOTS: u64 = 1 << 32;
 /// At most one slot in this many is full. Linear probing's runs, which a
 /// lookup of an absent address and every removal's backward shift walk to
 /// their end, grow fast with the load: at a quarter they are about half as
@@ -375,7 +376,7 @@ impl LiveTable {
     fn grow(&mut self) {
         let n = self.slots.len() * 2;
         // Never reached: 2^30 live blocks take 64 GiB of slab first.
-        if n > MAX_SLOTS {
+        if n as u64 > MAX_SLOTS {
             return;
         }
         let mut slots = Vec::with_capacity(n);

@@ -676,9 +676,10 @@ type ShipDecoded<'s> = dyn FnMut(&mut Batch, &Session, bool) -> bool + 's;
 /// and two cross-thread frees reported as frees of unknown blocks). A
 /// review found that a bound on the events shipped while a batch waits
 /// (128K, the first fix) still let a frame written 9.5 ms after its event
-/// come late where the decoder before the split kept it in order. A batch holding a mark goes after all the others,
-/// which were decoded before it; so does every batch before a mark between
-/// frames, at the end, and when a ninth stream needs a batch. The shared
+/// come late where the decoder before the split kept it in order. A batch
+/// holding a mark goes after all the others, which were decoded before it;
+/// so does every batch before a mark between frames, at the end, and when
+/// a ninth stream needs a batch. The shared
 /// batch (the session's first frames, marks between frames) holds what was
 /// decoded before any of them and goes first.
 #[derive(Default)]

@@ -51,6 +51,9 @@ const _: () = assert!(std::mem::size_of::<Block>() == 64);
 /// Bits of a block's generation: 2^58 events, 90 years at 10^8 a second.
 pub const GENERATION_BITS: u32 = 58;
 
+/// The generation's bits of [`Block`]'s word shared with the alignment.
+const GENERATION_MASK: u64 = (1 << GENERATION_BITS) - 1;
+
 impl Block {
     /// Site, stream, size and alignment: what error reports need of a block.
     #[inline]
@@ -67,15 +70,15 @@ impl Block {
     /// Generation: merged-stream sequence number of the allocation.
     #[inline]
     pub fn generation(&self) -> u64 {
-        self.gen_align & ((1 << GENERATION_BITS) - 1)
+        self.gen_align & GENERATION_MASK
     }
 
     /// Sets the generation (its low [`GENERATION_BITS`] bits) and the
     /// alignment.
     #[inline]
     pub fn set_generation_align(&mut self, generation: u64, align: Align) {
-        self.gen_align = (generation & ((1 << GENERATION_BITS) - 1))
-            | u64::from(align.exponent()) << GENERATION_BITS;
+        self.gen_align =
+            (generation & GENERATION_MASK) | u64::from(align.exponent()) << GENERATION_BITS;
     }
 }
 
