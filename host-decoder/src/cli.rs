@@ -227,6 +227,16 @@ pub fn analyse(mut src: Source, c: &Common) -> Result<(Run, Report, Vec<Symboliz
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(sym);
     };
+    // Then, while the analysis finishes, the stacks' addresses are resolved
+    // ahead of the report (which looks up only those it shows).
+    let warm = |s: &crate::records::Session, done: &std::sync::atomic::AtomicBool| {
+        let mut early = early
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(Ok(sym)) = early.as_mut() {
+            sym.warm(&s.stacks, done);
+        }
+    };
     let run = pipeline::run_with(
         &mut src,
         &pipeline::Options {
@@ -234,7 +244,10 @@ pub fn analyse(mut src: Source, c: &Common) -> Result<(Run, Report, Vec<Symboliz
             progress: !c.no_progress,
             second_pass: false,
         },
-        Some(&load),
+        Some(pipeline::Prepare {
+            load: &load,
+            warm: &warm,
+        }),
     )?;
     let mut early = early
         .into_inner()

@@ -13,6 +13,7 @@ use crate::source::Source;
 use crate::state::State;
 use std::cell::Cell;
 use std::io::{IsTerminal, Read};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// How to run.
@@ -243,12 +244,21 @@ pub fn run(src: &mut Source, opts: &Options) -> Result<Run, Error> {
     run_with(src, opts, None)
 }
 
-/// Work on the last session's metadata (its header and modules: what
-/// symbolization needs) that can start before the analysis is done. See
+/// Work for the report that can be done before the analysis is: see
 /// [`run_with`].
-pub type Prepare<'a> = &'a (dyn Fn(&Session) + Sync);
+#[derive(Clone, Copy)]
+pub struct Prepare<'a> {
+    /// Work on the last session's metadata (its header and modules: what
+    /// symbolization needs, loading debug information).
+    pub load: &'a (dyn Fn(&Session) + Sync),
+    /// Work on the last session once it has been read (resolving its
+    /// stacks' addresses), after `load`'s last call, while the analysing
+    /// thread catches up. It may stop at any point and must stop soon once
+    /// the flag it is given is set: the analysis is done.
+    pub warm: &'a (dyn Fn(&Session, &AtomicBool) + Sync),
+}
 
-/// [`run`], also calling `prepare` with the last session: for a file, first
+/// [`run`], also calling `prepare.load` with the last session: for a file, first
 /// on a thread of its own with the header, modules and (if any) a stack
 /// known when the first batch of events goes out — the analysing thread
 /// waits for the merge's first window then, so loading debug information
@@ -256,7 +266,11 @@ pub type Prepare<'a> = &'a (dyn Fn(&Session) + Sync);
 /// decode — and again once the input has been read, on the decoding thread,
 /// only if those changed. A live source gets one call once it has been read.
 /// Its last call is never before the last session's metadata is complete;
-/// when reading fails it is not called again.
+/// when reading fails it is not called again. For a file read on two
+/// threads, `prepare.warm` follows the early call on its thread, with the
+/// stacks known then, and runs again on the decoding thread once the input
+/// has been read, at the lowest priority, until the analysing thread is
+/// done.
 pub fn run_with(
     src: &mut Source,
     opts: &Options,
@@ -1168,7 +1182,7 @@ impl Pass<'_> {
                 merging.finish(ship);
             }
             if let (Ok(_), Some(p)) = (&bytes, self.prepare) {
-                p(&decoding.dec.session);
+                (p.load)(&decoding.dec.session);
             }
             bytes
         } else {
@@ -1218,6 +1232,7 @@ impl Pass<'_> {
         let (empty_tx, empty_rx) = sync_channel::<Batch>(BATCHES_IN_FLIGHT + 2);
         let (faulted_tx, faulted_rx) = sync_channel::<Vec<Event>>(FAULTED_AHEAD);
         let prepare = self.prepare;
+        let analysed = &AtomicBool::new(false);
         std::thread::scope(|scope| {
             let producer = scope.spawn(move || {
                 // A batch vector: one faulted in by the analysing thread
@@ -1251,12 +1266,19 @@ impl Pass<'_> {
                 let ship = &mut |b: &mut Batch, session: &Session, release: bool| {
                     if let (None, Some(p), Some(_)) = (&early, prepare, &session.header) {
                         let meta = Metadata::of(session);
-                        let copy = meta.session();
+                        let mut copy = meta.session();
+                        // The stacks known so far, to warm while the
+                        // analysing thread waits for the first window.
+                        let known = session.stacks.len().min(EARLY_STACKS) as u32;
+                        for id in 2..=known {
+                            copy.stacks.intern(session.stacks.get(id));
+                        }
                         early = Some((
                             meta,
                             scope.spawn(move || {
                                 in_the_background();
-                                p(&copy)
+                                (p.load)(&copy);
+                                (p.warm)(&copy, analysed);
                             }),
                         ));
                     }
@@ -1292,7 +1314,14 @@ impl Pass<'_> {
                     None => true,
                 };
                 if let (Ok(_), Some(p), true) = (&bytes, prepare, again) {
-                    p(&decoding.dec.session);
+                    (p.load)(&decoding.dec.session);
+                }
+                // What is left of this thread's time, until the analysing
+                // thread is done, goes to work the report would otherwise
+                // do after it, alone.
+                if let (Ok(_), Some(p)) = (&bytes, prepare) {
+                    in_the_background();
+                    (p.warm)(&decoding.dec.session, analysed);
                 }
                 bytes
             });
@@ -1343,6 +1372,9 @@ impl Pass<'_> {
             // What is still held is released while the producer loads
             // symbols, not after.
             an.flush();
+            // Relaxed: the flag only asks the producer to stop early; what
+            // it did is handed over by the join below.
+            analysed.store(true, Ordering::Relaxed);
             producer
                 .join()
                 .unwrap_or_else(|p| std::panic::resume_unwind(p))
@@ -1364,6 +1396,10 @@ fn in_the_background() {
         libc::setpriority(libc::PRIO_PROCESS, 0, 19);
     }
 }
+
+/// At most this many stacks go to [`Prepare::warm`] early, with the
+/// metadata (a copy: about 250 bytes a stack).
+const EARLY_STACKS: usize = 4096;
 
 /// Batch vectors faulted in ahead of what the decoding thread took (see
 /// [`prefault_count`]).
@@ -1733,17 +1769,27 @@ mod tests {
         assert_eq!(three_streams("end", false, false), 0);
     }
 
-    /// `prepare` sees the session while the file is read (the analysing
-    /// thread is idle then), and once more at the end only when the
-    /// modules it saw changed; the last call always sees the whole session.
+    /// `prepare.load` sees the session while the file is read (the
+    /// analysing thread is idle then), and once more at the end only when
+    /// the modules it saw changed; the last call always sees the whole
+    /// session. `prepare.warm` follows each call of `load` and, at the end,
+    /// sees the whole session too.
     #[test]
     fn prepare_starts_early_and_runs_again_only_for_a_changed_session() {
-        for (late_module, calls) in [(false, vec![1]), (true, vec![1, 2])] {
+        for (late_module, calls) in [(false, vec![1, 101, 101]), (true, vec![1, 101, 2, 102])] {
             let path = trace(if late_module { "late" } else { "same" }, late_module);
             let seen = Mutex::new(Vec::new());
-            let prepare = |s: &Session| seen.lock().unwrap().push(s.modules.len());
+            let load = |s: &Session| seen.lock().unwrap().push(s.modules.len());
+            // Warming follows each load: early with the stacks known then,
+            // at the end with the whole session.
+            let warm =
+                |s: &Session, _: &AtomicBool| seen.lock().unwrap().push(100 + s.modules.len());
             let mut src = Source::open(&path).unwrap();
-            let run = run_with(&mut src, &Options::default(), Some(&prepare)).unwrap();
+            let prepare = Prepare {
+                load: &load,
+                warm: &warm,
+            };
+            let run = run_with(&mut src, &Options::default(), Some(prepare)).unwrap();
             let _ = std::fs::remove_file(&path);
             assert_eq!(run.sessions.len(), 1);
             assert_eq!(run.sessions[0].analyses.totals.allocations, 80_000);

@@ -47,14 +47,55 @@ pub struct Options {
     pub debug_dirs: Vec<PathBuf>,
 }
 
+mod partial;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
 struct Module {
     base: u64,
     size: u64,
     /// Subtracted from a runtime address to get the file's address.
     bias: u64,
     name: String,
-    loader: Option<addr2line::Loader>,
+    loader: Option<Debug>,
     thumb: bool,
+}
+
+/// A module's debug information.
+enum Debug {
+    /// The whole file, through addr2line's loader.
+    Whole(Box<addr2line::Loader>),
+    /// Compressed debug information, inflated and parsed as far as the
+    /// addresses asked for need (see `partial`).
+    Partial(Box<partial::Partial>),
+}
+
+impl Debug {
+    fn load(path: &Path) -> Result<Self, String> {
+        match partial::Partial::open(path)? {
+            Some(p) => Ok(Debug::Partial(Box::new(p))),
+            None => addr2line::Loader::new(path)
+                .map(|l| Debug::Whole(Box::new(l)))
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    fn frames(&mut self, probe: u64) -> Vec<partial::RawFrame> {
+        match self {
+            Debug::Whole(l) => l
+                .find_frames(probe)
+                .map(partial::collect)
+                .unwrap_or_default(),
+            Debug::Partial(p) => p.frames(probe),
+        }
+    }
+
+    fn symbol(&mut self, probe: u64) -> Option<String> {
+        match self {
+            Debug::Whole(l) => l.find_symbol(probe).map(str::to_owned),
+            Debug::Partial(p) => p.symbol(probe),
+        }
+    }
 }
 
 /// Resolves addresses of one session, caching each address.
@@ -113,6 +154,18 @@ fn elf_facts(path: &Path) -> Result<ElfFacts, String> {
 /// Lower-case hex.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Module {
+    /// The file address to look up for return address `addr`.
+    fn probe(&self, addr: u64) -> u64 {
+        let mut probe = addr.wrapping_sub(self.bias);
+        if self.thumb {
+            probe &= !1;
+        }
+        // A return address points after the call; step back into it.
+        probe.saturating_sub(1)
+    }
 }
 
 impl Symbolizer {
@@ -279,7 +332,7 @@ impl Symbolizer {
     }
 
     fn add(&mut self, path: &Path, base: u64, size: u64, bias: u64, thumb: bool) {
-        let loader = match self.stacks.then(|| addr2line::Loader::new(path)) {
+        let loader = match self.stacks.then(|| Debug::load(path)) {
             None => None,
             Some(Ok(l)) => {
                 self.loaded.push(path.display().to_string());
@@ -307,6 +360,51 @@ impl Symbolizer {
         });
     }
 
+    /// Readies the debug information for these return addresses at once:
+    /// a module loaded in part (see `partial`) then inflates and parses the
+    /// units they need in one step rather than one address at a time.
+    pub fn want(&mut self, addrs: impl IntoIterator<Item = u64>) {
+        let mut probes: Vec<Vec<u64>> = vec![Vec::new(); self.modules.len()];
+        for addr in addrs {
+            if self.cache.contains_key(&addr) {
+                continue;
+            }
+            if let Some(i) = self.module_of(addr) {
+                probes[i].push(self.modules[i].probe(addr));
+            }
+        }
+        for (m, p) in self.modules.iter_mut().zip(probes) {
+            if let (Some(Debug::Partial(d)), false) = (&mut m.loader, p.is_empty()) {
+                d.want(p);
+            }
+        }
+    }
+
+    /// Resolves the addresses of `stacks` ahead of their use, in order,
+    /// until `done` is set (checked between addresses).
+    pub fn warm(&mut self, stacks: &crate::records::StackTable, done: &AtomicBool) {
+        let ids = 1..=u32::try_from(stacks.len()).unwrap_or(u32::MAX);
+        // Relaxed: a hint to stop; nothing is read through it.
+        if done.load(Ordering::Relaxed) {
+            return;
+        }
+        self.want(ids.clone().flat_map(|id| stacks.get(id).iter().copied()));
+        for id in ids {
+            for &addr in stacks.get(id) {
+                if done.load(Ordering::Relaxed) {
+                    return;
+                }
+                self.resolve(addr);
+            }
+        }
+    }
+
+    fn module_of(&self, addr: u64) -> Option<usize> {
+        self.modules
+            .iter()
+            .position(|m| addr >= m.base && addr - m.base < m.size)
+    }
+
     /// The frames for return address `addr`, innermost (inlined) first.
     pub fn resolve(&mut self, addr: u64) -> &[FrameInfo] {
         if !self.cache.contains_key(&addr) {
@@ -325,7 +423,7 @@ impl Symbolizer {
         out
     }
 
-    fn lookup(&self, addr: u64) -> Vec<FrameInfo> {
+    fn lookup(&mut self, addr: u64) -> Vec<FrameInfo> {
         let bare = |module: Option<String>| {
             vec![FrameInfo {
                 addr,
@@ -336,46 +434,27 @@ impl Symbolizer {
                 module,
             }]
         };
-        let Some(m) = self
-            .modules
-            .iter()
-            .find(|m| addr >= m.base && addr - m.base < m.size)
-        else {
+        let Some(i) = self.module_of(addr) else {
             return bare(None);
         };
+        let m = &mut self.modules[i];
         let module = (m.size != u64::MAX).then(|| format!("{}+{:#x}", m.name, addr - m.base));
-        let Some(loader) = &m.loader else {
+        let probe = m.probe(addr);
+        let Some(loader) = &mut m.loader else {
             return bare(module);
         };
-        let mut probe = addr.wrapping_sub(m.bias);
-        if m.thumb {
-            probe &= !1;
-        }
-        // A return address points after the call; step back into it.
-        probe = probe.saturating_sub(1);
-        let mut out = Vec::new();
-        if let Ok(mut iter) = loader.find_frames(probe) {
-            while let Ok(Some(f)) = addr2line::fallible_iterator::FallibleIterator::next(&mut iter)
-            {
-                let function = f
-                    .function
-                    .as_ref()
-                    .and_then(|n| n.raw_name().ok())
-                    .map(|raw| demangle(&raw));
-                let (file, line) = match &f.location {
-                    Some(l) => (l.file.map(str::to_owned), l.line),
-                    None => (None, None),
-                };
-                out.push(FrameInfo {
-                    addr,
-                    function,
-                    file,
-                    line,
-                    inlined: true,
-                    module: module.clone(),
-                });
-            }
-        }
+        let mut out: Vec<FrameInfo> = loader
+            .frames(probe)
+            .into_iter()
+            .map(|(function, file, line)| FrameInfo {
+                addr,
+                function: function.map(|raw| demangle(&raw)),
+                file,
+                line,
+                inlined: true,
+                module: module.clone(),
+            })
+            .collect();
         if let Some(last) = out.last_mut() {
             last.inlined = false;
         }
@@ -387,10 +466,10 @@ impl Symbolizer {
         // table wins.
         if m.size == u64::MAX {
             if let (Some(sym), Some(Some(dwarf))) = (
-                loader.find_symbol(probe),
+                loader.symbol(probe),
                 out.last().map(|f| f.function.as_deref()),
             ) {
-                let sym = demangle(sym);
+                let sym = demangle(&sym);
                 if plain_name(&sym) != plain_name(dwarf) {
                     out = vec![FrameInfo {
                         addr,
@@ -404,7 +483,7 @@ impl Symbolizer {
             }
         }
         if out.is_empty() || out.iter().all(|f| f.function.is_none()) {
-            if let Some(sym) = loader.find_symbol(probe) {
+            if let Some(sym) = loader.symbol(probe) {
                 let mut f = out.pop().unwrap_or(FrameInfo {
                     addr,
                     function: None,
@@ -413,7 +492,7 @@ impl Symbolizer {
                     inlined: false,
                     module: module.clone(),
                 });
-                f.function = Some(demangle(sym));
+                f.function = Some(demangle(&sym));
                 out = vec![f];
             }
         }
