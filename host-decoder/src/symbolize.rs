@@ -210,7 +210,7 @@ impl Symbolizer {
                 if let Ok(facts) = elf_facts(&p) {
                     let id = facts.build_id.clone().unwrap_or_default();
                     if !header_id.is_empty() && id == header_id {
-                        s.add(&p, 0, u64::MAX, 0, facts.thumb);
+                        s.add(&p, &p, 0, u64::MAX, 0, facts.thumb);
                     } else {
                         s.warnings.push(format!(
                             "{}: not used for symbols (its build id does not match the trace's); pass --elf",
@@ -241,7 +241,7 @@ impl Symbolizer {
                         if header_id.is_empty() { "the trace" } else { "the ELF" }
                     ));
                 }
-                s.add(p.as_path(), 0, u64::MAX, 0, facts.thumb);
+                s.add(&p, &p, 0, u64::MAX, 0, facts.thumb);
             }
             return Ok(s);
         }
@@ -306,7 +306,9 @@ impl Symbolizer {
                     // For a position-independent file the first segment's
                     // file address (usually 0) is mapped at `base`.
                     let bias = m.base.wrapping_sub(facts.min_vaddr & !0xfff);
-                    s.add(&p, m.base, m.size, bias, facts.thumb);
+                    // Named as the process mapped it (`libc.so.6`), not
+                    // as the debug file found for it (`<build id>.debug`).
+                    s.add(&p, Path::new(&m.path), m.base, m.size, bias, facts.thumb);
                 }
                 // The vDSO and other pseudo-modules have no file to look for.
                 None if !m.path.starts_with('/') => {}
@@ -331,7 +333,8 @@ impl Symbolizer {
         Ok(s)
     }
 
-    fn add(&mut self, path: &Path, base: u64, size: u64, bias: u64, thumb: bool) {
+    /// Adds a module read from `path`, named by `shown`'s file name.
+    fn add(&mut self, path: &Path, shown: &Path, base: u64, size: u64, bias: u64, thumb: bool) {
         let loader = match self.stacks.then(|| Debug::load(path)) {
             None => None,
             Some(Ok(l)) => {
@@ -346,7 +349,7 @@ impl Symbolizer {
                 None
             }
         };
-        let name = path
+        let name = shown
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
@@ -848,6 +851,34 @@ mod tests {
             .warnings
             .iter()
             .any(|w| w.contains("differs from the recorded 01020304")));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A module whose debug information is a separate file, found by build
+    /// id under a debug directory (as libc's is in `/usr/lib/debug`), is
+    /// still named as the process mapped it, not as `<build id>.debug`.
+    #[cfg(unix)]
+    #[test]
+    fn a_module_found_by_build_id_keeps_its_own_name() {
+        let me = std::env::current_exe().unwrap();
+        let id = elf_facts(&me).unwrap().build_id.unwrap();
+        let dir = std::env::temp_dir().join(format!("memscope-sym-dbg-{}", std::process::id()));
+        let sub = dir.join(".build-id").join(hex(&id[..1]));
+        std::fs::create_dir_all(&sub).unwrap();
+        let debug = sub.join(format!("{}.debug", hex(&id[1..])));
+        std::os::unix::fs::symlink(&me, &debug).unwrap();
+        let mut session = with_a_stack();
+        session
+            .modules
+            .push(module(Path::new("/nowhere/libdemo.so.1"), &id));
+        let opts = Options {
+            elf: None,
+            debug_dirs: vec![dir.clone()],
+        };
+        let mut s = Symbolizer::new(&session, &opts).unwrap();
+        assert_eq!(s.loaded, vec![debug.display().to_string()]);
+        let f = &s.resolve(0x10_0010)[0];
+        assert_eq!(f.module.as_deref(), Some("libdemo.so.1+0x10"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
