@@ -264,7 +264,11 @@ pub fn analyse(mut src: Source, c: &Common) -> Result<(Run, Report, Vec<Symboliz
                 Symbolizer::new(&s.session, &sym_opts)
             }
         };
-        syms.push(sym?);
+        let mut sym = sym?;
+        // Every stack known: what the report shows no longer depends on
+        // how far the warming got.
+        sym.want_stacks(&s.session.stacks);
+        syms.push(sym);
     }
     let rep = report::build(
         &run,

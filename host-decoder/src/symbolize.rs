@@ -57,7 +57,12 @@ struct Module {
     /// Subtracted from a runtime address to get the file's address.
     bias: u64,
     name: String,
+    /// The file its debug information is read from.
+    path: PathBuf,
     loader: Option<Debug>,
+    /// A failure to load it whole (see [`Symbolizer::want_stacks`]) was
+    /// reported.
+    failure_told: bool,
     thumb: bool,
 }
 
@@ -77,6 +82,14 @@ impl Debug {
             None => addr2line::Loader::new(path)
                 .map(|l| Debug::Whole(Box::new(l)))
                 .map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Readies `probes`; whether earlier answers may have changed.
+    fn want(&mut self, probes: impl IntoIterator<Item = u64>) -> bool {
+        match self {
+            Debug::Whole(_) => false,
+            Debug::Partial(p) => p.want(probes),
         }
     }
 
@@ -358,7 +371,9 @@ impl Symbolizer {
             size,
             bias,
             name,
+            path: path.to_path_buf(),
             loader,
+            failure_told: false,
             thumb,
         });
     }
@@ -376,9 +391,41 @@ impl Symbolizer {
                 probes[i].push(self.modules[i].probe(addr));
             }
         }
-        for (m, p) in self.modules.iter_mut().zip(probes) {
-            if let (Some(Debug::Partial(d)), false) = (&mut m.loader, p.is_empty()) {
-                d.want(p);
+        for (i, p) in probes.into_iter().enumerate() {
+            let m = &mut self.modules[i];
+            if let (Some(d), false) = (&mut m.loader, p.is_empty()) {
+                if d.want(p) {
+                    self.forget(i);
+                }
+            }
+        }
+    }
+
+    /// Forgets the answers for module `i`'s addresses: what its debug
+    /// information answers changed (see `partial::Partial::want`), and no
+    /// answer may depend on when an address was first asked for.
+    fn forget(&mut self, i: usize) {
+        let (base, size) = (self.modules[i].base, self.modules[i].size);
+        self.cache.retain(|&a, _| !(a >= base && a - base < size));
+    }
+
+    /// [`want`](Self::want) for every address of `stacks`, then a warning
+    /// for each module whose debug information had to be loaded whole and
+    /// could not be. Called once the stacks are all known and before the
+    /// report resolves any, so that what the report shows does not depend
+    /// on how far [`warm`](Self::warm) got.
+    pub fn want_stacks(&mut self, stacks: &crate::records::StackTable) {
+        let ids = 1..=u32::try_from(stacks.len()).unwrap_or(u32::MAX);
+        self.want(ids.flat_map(|id| stacks.get(id).iter().copied()));
+        for m in &mut self.modules {
+            if let Some(Debug::Partial(d)) = &m.loader {
+                if let (Some(e), false) = (d.failure(), m.failure_told) {
+                    self.warnings.push(format!(
+                        "{}: cannot load debug information: {e}",
+                        m.path.display()
+                    ));
+                    m.failure_told = true;
+                }
             }
         }
     }
@@ -440,9 +487,14 @@ impl Symbolizer {
         let Some(i) = self.module_of(addr) else {
             return bare(None);
         };
+        let probe = self.modules[i].probe(addr);
+        if let Some(d) = &mut self.modules[i].loader {
+            if d.want([probe]) {
+                self.forget(i);
+            }
+        }
         let m = &mut self.modules[i];
         let module = (m.size != u64::MAX).then(|| format!("{}+{:#x}", m.name, addr - m.base));
-        let probe = m.probe(addr);
         let Some(loader) = &mut m.loader else {
             return bare(module);
         };
@@ -880,6 +932,42 @@ mod tests {
         let f = &s.resolve(0x10_0010)[0];
         assert_eq!(f.module.as_deref(), Some("libdemo.so.1+0x10"));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// When a module's debug information changes what it answers (units
+    /// added, or the whole file taken), the answers cached for its
+    /// addresses are forgotten: none depends on which address came first.
+    #[test]
+    fn answers_are_asked_again_when_a_module_loads_more() {
+        let path = partial::tests::compressed_program(5, true);
+        let (probes, expected) = partial::tests::whole_answers(&path);
+        let id = elf_facts(&path).unwrap().build_id.unwrap();
+        let mut session = with_a_stack();
+        let mut m = module(&path, &id);
+        m.size = 1 << 20;
+        session.modules.push(m);
+        let mut s = Symbolizer::new(&session, &Options::default()).unwrap();
+        let addr = |p: u64| 0x10_0000 + p + 1;
+        // An address in the first unit, which `.debug_aranges` lists.
+        let covered = expected
+            .iter()
+            .position(|e| e.1.as_deref() == Some("leaf"))
+            .unwrap();
+        s.want([addr(probes[covered])]);
+        s.resolve(addr(probes[covered]));
+        assert!(s.cache.contains_key(&addr(probes[covered])));
+        // Every address at once: the unit without aranges is among them,
+        // and the whole file is taken.
+        s.want(probes.iter().map(|&p| addr(p)));
+        assert!(s.cache.is_empty());
+        for (i, &p) in probes.iter().enumerate() {
+            let got: Vec<_> = s.resolve(addr(p)).iter().map(|f| f.line).collect();
+            let want: Vec<_> = expected[i].0.iter().map(|f| f.2).collect();
+            if !want.is_empty() {
+                assert_eq!(got, want, "{p:#x}");
+            }
+        }
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 
     /// A trace can list any number of modules; the symbolizer looks at the

@@ -107,7 +107,12 @@ pub(crate) struct Partial {
     symbols: Option<Vec<(u64, String)>>,
     /// Set when this cannot answer as the whole file would.
     whole: Option<Result<addr2line::Loader, String>>,
+    /// Contexts built so far (see [`MAX_BUILDS`]).
+    builds: u32,
 }
+
+/// Steps of units added before the whole file is loaded instead.
+const MAX_BUILDS: u32 = 8;
 
 impl Partial {
     /// A partial loader for `path`, or `None` when its `.debug_info` is not
@@ -171,6 +176,7 @@ impl Partial {
             ctx: None,
             symbols: None,
             whole: None,
+            builds: 0,
             map,
         };
         p.ranges = p.read_aranges().map_err(|e| e.to_string())?;
@@ -192,7 +198,11 @@ impl Partial {
         while let Some(h) = headers.next()? {
             let unit = h.debug_info_offset().0;
             let mut entries = h.entries();
-            while let Some(e) = entries.next()? {
+            while let Some(e) = entries.next().transpose() {
+                // As addr2line: an entry that does not read (an address
+                // that overflows, seen from rustc) is skipped; the iterator
+                // ends after any error it cannot go on from.
+                let Ok(e) = e else { continue };
                 let r = e.range();
                 if r.begin < r.end {
                     out.push((r.begin, r.end, unit, 0));
@@ -208,40 +218,65 @@ impl Partial {
         Ok(out)
     }
 
-    /// The units whose ranges cover `probe`.
-    fn units_of(&self, probe: u64, out: &mut BTreeSet<usize>) {
+    /// Adds the units whose ranges cover `probe` to `out`; whether any does.
+    fn units_of(&self, probe: u64, out: &mut BTreeSet<usize>) -> bool {
         let mut i = self.ranges.partition_point(|r| r.0 <= probe);
+        let mut found = false;
         while i > 0 && self.ranges[i - 1].3 > probe {
             i -= 1;
             if self.ranges[i].1 > probe {
                 out.insert(self.ranges[i].2);
+                found = true;
             }
         }
+        found
     }
 
     /// Makes sure the units covering `probes` are parsed, inflating further
     /// if need be; on anything this cannot answer exactly, the whole file
-    /// is loaded instead.
-    pub(crate) fn want(&mut self, probes: impl IntoIterator<Item = u64>) {
+    /// is loaded instead. Returns whether what it answers may have changed
+    /// (units added, or the whole file taken): answers given before must
+    /// then be asked for again, so that none depends on the order in which
+    /// addresses came.
+    pub(crate) fn want(&mut self, probes: impl IntoIterator<Item = u64>) -> bool {
         if self.whole.is_some() {
-            return;
+            return false;
         }
         let mut need = BTreeSet::new();
         for p in probes {
-            self.units_of(p, &mut need);
+            // An address no `.debug_aranges` entry covers may still be in a
+            // unit the section leaves out (clang emits none by default),
+            // which addr2line would find by the unit's own ranges.
+            if !self.units_of(p, &mut need) {
+                self.give_up();
+                return true;
+            }
         }
         need.retain(|&u| !self.units.iter().any(|&(s, _)| s == u));
         if need.is_empty() {
-            return;
+            return false;
         }
-        if let Err(why) = self.add_units(&need) {
-            self.give_up(why);
+        self.builds += 1;
+        // Each step rebuilds addr2line's context from every unit so far: a
+        // few steps (the early stacks, the rest) are cheap, one unit at a
+        // time would be quadratic.
+        if self.builds > MAX_BUILDS || self.add_units(&need).is_err() {
+            self.give_up();
         }
+        true
     }
 
-    fn give_up(&mut self, _why: String) {
+    fn give_up(&mut self) {
         self.ctx = None;
         self.whole = Some(addr2line::Loader::new(&self.path).map_err(|e| e.to_string()));
+    }
+
+    /// Why the whole file could not be loaded, once this had to.
+    pub(crate) fn failure(&self) -> Option<&str> {
+        match &self.whole {
+            Some(Err(e)) => Some(e),
+            _ => None,
+        }
     }
 
     /// Inflates `.debug_info` up to `end` (at most its size).
@@ -396,7 +431,7 @@ impl Partial {
             let gap = start - at;
             // A run too short for a placeholder stays as it is: real units,
             // parsed for nothing but correct.
-            if gap >= PLACEHOLDER && gap - 4 <= 0xffff_fff0 {
+            if gap >= PLACEHOLDER && gap - 4 < 0xffff_fff0 {
                 let mut old = [0u8; PLACEHOLDER];
                 old.copy_from_slice(&buf[at..at + PLACEHOLDER]);
                 self.patches.push((at, old));
@@ -434,7 +469,8 @@ impl Partial {
         Ok(())
     }
 
-    /// The frames for `probe` (a file address), innermost first.
+    /// The frames for `probe` (a file address), innermost first. Callers
+    /// that keep answers call [`want`](Self::want) first.
     pub(crate) fn frames(&mut self, probe: u64) -> Vec<RawFrame> {
         self.want([probe]);
         if let Some(w) = &self.whole {
@@ -529,15 +565,19 @@ fn refers_outside<R: gimli::Reader>(r: &mut R) -> gimli::Result<bool> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use object::ObjectSymbol;
 
     /// A program of three compilation units, with inlined functions,
-    /// built by the C compiler with zlib-compressed debug information.
-    fn compressed_program(dwarf: u8) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("memscope-partial-{}-{dwarf}", std::process::id()));
+    /// built by the C compiler, its debug information compressed with
+    /// zlib by objcopy. With `hidden`, the second unit's `.debug_aranges`
+    /// is removed before linking (clang emits none at all by default).
+    pub(crate) fn compressed_program(dwarf: u8, hidden: bool) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "memscope-partial-{}-{dwarf}-{hidden}",
+            std::process::id()
+        ));
         std::fs::create_dir_all(&dir).unwrap();
         let units = [
             "__attribute__((noinline)) int leaf(int x) { return x ^ 5; }\n\
@@ -549,21 +589,65 @@ mod tests {
             "extern int second(int);\n\
              int main(int argc, char **argv) { (void)argv; return second(argc); }\n",
         ];
-        let mut args = Vec::new();
+        let run = |cmd: &mut std::process::Command| {
+            let status = cmd.status().expect("cc and objcopy to build the fixture");
+            assert!(status.success(), "{cmd:?}");
+        };
+        let mut objects = Vec::new();
         for (i, src) in units.iter().enumerate() {
-            let p = dir.join(format!("u{i}.c"));
-            std::fs::write(&p, src).unwrap();
-            args.push(p);
+            let c = dir.join(format!("u{i}.c"));
+            let o = dir.join(format!("u{i}.o"));
+            std::fs::write(&c, src).unwrap();
+            run(std::process::Command::new("cc")
+                .args(["-c", "-O2", "-g", &format!("-gdwarf-{dwarf}"), "-o"])
+                .arg(&o)
+                .arg(&c));
+            if hidden && i == 1 {
+                run(std::process::Command::new("objcopy")
+                    .args(["--remove-section", ".debug_aranges"])
+                    .arg(&o));
+            }
+            objects.push(o);
         }
         let out = dir.join("program");
-        let status = std::process::Command::new("cc")
-            .args(["-O2", "-g", &format!("-gdwarf-{dwarf}"), "-gz=zlib", "-o"])
+        run(std::process::Command::new("cc")
+            .arg("-o")
             .arg(&out)
-            .args(&args)
-            .status()
-            .expect("a C compiler (cc) to build the fixture");
-        assert!(status.success());
+            .args(&objects));
+        run(std::process::Command::new("objcopy")
+            .arg("--compress-debug-sections=zlib")
+            .arg(&out));
         out
+    }
+
+    /// What the whole file answers for an address: frames, symbol.
+    pub(crate) type Answer = (Vec<RawFrame>, Option<String>);
+
+    /// The functions the fixture's own units define (the C runtime's, such
+    /// as `_start`, have no debug information).
+    const OWN: [&str; 4] = ["leaf", "first", "second", "main"];
+
+    /// Every address of the fixture's own functions and the whole file's
+    /// answers for them: frames and symbol.
+    pub(crate) fn whole_answers(path: &Path) -> (Vec<u64>, Vec<Answer>) {
+        let whole = addr2line::Loader::new(path).unwrap();
+        let data = std::fs::read(path).unwrap();
+        let obj = object::File::parse(&*data).unwrap();
+        let mut probes = Vec::new();
+        for sym in obj.symbols() {
+            let own = sym.name().is_ok_and(|n| OWN.contains(&n));
+            if sym.kind() == object::SymbolKind::Text && sym.size() > 0 && own {
+                probes.extend(sym.address()..sym.address() + sym.size());
+            }
+        }
+        let answers = probes
+            .iter()
+            .map(|&p| {
+                let frames = whole.find_frames(p).map(collect).unwrap();
+                (frames, whole.find_symbol(p).map(str::to_owned))
+            })
+            .collect();
+        (probes, answers)
     }
 
     /// Every address of every function: frames and symbols as the whole
@@ -573,24 +657,9 @@ mod tests {
     #[test]
     fn a_partial_load_answers_as_the_whole_file() {
         for dwarf in [4, 5] {
-            let path = compressed_program(dwarf);
-            let whole = addr2line::Loader::new(&path).unwrap();
-            let data = std::fs::read(&path).unwrap();
-            let obj = object::File::parse(&*data).unwrap();
-            let mut probes = Vec::new();
-            for sym in obj.symbols() {
-                if sym.kind() == object::SymbolKind::Text && sym.size() > 0 {
-                    probes.extend(sym.address()..sym.address() + sym.size());
-                }
-            }
+            let path = compressed_program(dwarf, false);
+            let (probes, expected) = whole_answers(&path);
             assert!(probes.len() > 50, "{} probes", probes.len());
-            let expected: Vec<_> = probes
-                .iter()
-                .map(|&p| {
-                    let frames = whole.find_frames(p).map(collect).unwrap();
-                    (frames, whole.find_symbol(p).map(str::to_owned))
-                })
-                .collect();
             assert!(
                 expected.iter().any(|(f, _)| f.len() > 1),
                 "the fixture has inlined frames"
@@ -617,6 +686,41 @@ mod tests {
             }
             let _ = std::fs::remove_dir_all(path.parent().unwrap());
         }
+    }
+
+    /// A unit that `.debug_aranges` leaves out is found by addr2line from
+    /// its own ranges: an address no entry covers takes the whole file,
+    /// whichever address comes first.
+    #[test]
+    fn an_address_outside_the_aranges_takes_the_whole_file() {
+        let path = compressed_program(5, true);
+        let (probes, expected) = whole_answers(&path);
+        let hidden = probes
+            .iter()
+            .position(|&p| {
+                let p0 = Partial::open(&path).unwrap().expect("compressed");
+                !p0.units_of(p, &mut BTreeSet::new())
+            })
+            .expect("an address of the unit without aranges");
+        assert!(
+            expected[hidden]
+                .0
+                .iter()
+                .any(|f| f.0.as_deref() == Some("second")),
+            "{:?}",
+            expected[hidden]
+        );
+        for order in [vec![hidden, 0], vec![0, hidden]] {
+            let mut p = Partial::open(&path).unwrap().expect("compressed");
+            for &i in &order {
+                p.want([probes[i]]);
+            }
+            assert!(!p.is_partial(), "{order:?}");
+            for (i, &probe) in probes.iter().enumerate() {
+                assert_eq!((p.frames(probe), p.symbol(probe)), expected[i]);
+            }
+        }
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 
     /// A unit whose abbreviations use a form that refers outside the unit
