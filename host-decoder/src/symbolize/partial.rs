@@ -15,8 +15,13 @@
 //!
 //! Anything this cannot answer exactly as the whole file would — a unit
 //! that refers into another unit (`DW_FORM_ref_addr`, dwz's alternate
-//! file), a split-DWARF skeleton, damaged data — falls back to the whole
-//! file through `addr2line::Loader`, as before.
+//! file), a split-DWARF skeleton, an address no `.debug_aranges` entry
+//! covers, damaged data — falls back to the whole file through
+//! `addr2line::Loader`, as before. One case is not told apart: a unit
+//! missing from `.debug_aranges` whose own ranges cover code a listed unit
+//! also covers (the linker's identical-code folding across units from
+//! different compilers), where addr2line may answer from the unlisted one;
+//! finding it would take inflating every unit header.
 
 use std::collections::BTreeSet;
 use std::ops::Deref;
