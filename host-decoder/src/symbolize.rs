@@ -169,6 +169,12 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Every return address of `stacks`, stack by stack, innermost first.
+fn stack_addresses(stacks: &crate::records::StackTable) -> impl Iterator<Item = u64> + '_ {
+    let ids = 1..=u32::try_from(stacks.len()).unwrap_or(u32::MAX);
+    ids.flat_map(|id| stacks.get(id).iter().copied())
+}
+
 impl Module {
     /// The file address to look up for return address `addr`.
     fn probe(&self, addr: u64) -> u64 {
@@ -415,8 +421,7 @@ impl Symbolizer {
     /// report resolves any, so that what the report shows does not depend
     /// on how far [`warm`](Self::warm) got.
     pub fn want_stacks(&mut self, stacks: &crate::records::StackTable) {
-        let ids = 1..=u32::try_from(stacks.len()).unwrap_or(u32::MAX);
-        self.want(ids.flat_map(|id| stacks.get(id).iter().copied()));
+        self.want(stack_addresses(stacks));
         for m in &mut self.modules {
             if let Some(Debug::Partial(d)) = &m.loader {
                 if let (Some(e), false) = (d.failure(), m.failure_told) {
@@ -433,19 +438,16 @@ impl Symbolizer {
     /// Resolves the addresses of `stacks` ahead of their use, in order,
     /// until `done` is set (checked between addresses).
     pub fn warm(&mut self, stacks: &crate::records::StackTable, done: &AtomicBool) {
-        let ids = 1..=u32::try_from(stacks.len()).unwrap_or(u32::MAX);
         // Relaxed: a hint to stop; nothing is read through it.
         if done.load(Ordering::Relaxed) {
             return;
         }
-        self.want(ids.clone().flat_map(|id| stacks.get(id).iter().copied()));
-        for id in ids {
-            for &addr in stacks.get(id) {
-                if done.load(Ordering::Relaxed) {
-                    return;
-                }
-                self.resolve(addr);
+        self.want(stack_addresses(stacks));
+        for addr in stack_addresses(stacks) {
+            if done.load(Ordering::Relaxed) {
+                return;
             }
+            self.resolve(addr);
         }
     }
 

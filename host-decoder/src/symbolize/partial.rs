@@ -360,36 +360,16 @@ impl Partial {
 
     /// Where the unit at `u` ends, from its initial length.
     fn unit_end(&self, u: usize) -> Result<usize, String> {
-        let buf: &[u8] = &self.info;
+        use gimli::Reader as _;
         let bad = || format!("unit at {u:#x} of .debug_info lies past its end");
-        let word = |at: usize, n: usize| -> Result<u64, String> {
-            let b = at
-                .checked_add(n)
-                .and_then(|e| buf.get(at..e))
-                .ok_or_else(bad)?;
-            let mut v = 0u64;
-            for (i, &x) in b.iter().enumerate() {
-                let shift = if self.endian == RunTimeEndian::Little {
-                    8 * i
-                } else {
-                    8 * (n - 1 - i)
-                };
-                v |= u64::from(x) << shift;
-            }
-            Ok(v)
-        };
-        let len = word(u, 4)?;
-        let (len, head) = if len == 0xffff_ffff {
-            (word(u.saturating_add(4), 8)?, 12)
-        } else {
-            (len, 4)
-        };
-        let end = usize::try_from(len)
-            .ok()
-            .and_then(|l| u.checked_add(head)?.checked_add(l))
+        let buf: &[u8] = &self.info;
+        let mut r = gimli::EndianSlice::new(buf.get(u..).ok_or_else(bad)?, self.endian);
+        // gimli reads the initial length (32- or 64-bit DWARF) as addr2line will.
+        let (len, format) = r.read_initial_length().map_err(|_| bad())?;
+        u.checked_add(usize::from(format.initial_length_size()))
+            .and_then(|at| at.checked_add(len))
             .filter(|&e| e <= buf.len())
-            .ok_or_else(bad)?;
-        Ok(end)
+            .ok_or_else(bad)
     }
 
     /// Refuses units this cannot give addr2line on their own: split-DWARF
