@@ -182,15 +182,25 @@ impl State {
             .live
             .remove_if(addr, |b| size.is_none_or(|s| s == b.size))?;
         self.live_bytes = self.live_bytes.saturating_sub(block.size);
-        let f = Freed {
-            addr,
-            block: block.info(),
-            free_stack,
-            free_stream,
-        };
         match self.freed.get_mut(freed_slot(addr)) {
-            Some(slot) => *slot = f,
-            None => first_free(&mut self.freed, f),
+            // Field by field: a `Freed` built whole went through the stack,
+            // where an 8-byte load of two 4-byte stores could not be
+            // forwarded (9 % of the analysing thread's samples).
+            Some(slot) => {
+                slot.addr = addr;
+                slot.block = block.info();
+                slot.free_stack = free_stack;
+                slot.free_stream = free_stream;
+            }
+            None => first_free(
+                &mut self.freed,
+                Freed {
+                    addr,
+                    block: block.info(),
+                    free_stack,
+                    free_stream,
+                },
+            ),
         }
         Some(block)
     }
