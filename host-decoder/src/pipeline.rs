@@ -1427,8 +1427,18 @@ fn prefault_count(len: Option<u64>) -> usize {
         .min(most)
 }
 
-/// A batch vector with every page written once (empty again): the pages a
-/// new vector's first events would fault in.
+/// Of a batch vector's room, what [`faulted_in`] writes: a batch and 1024
+/// events past it. The rest of the room, for the frame that takes a batch
+/// past [`BATCH_EVENTS`], is reached only as far as that frame goes (the
+/// decoding thread faults in those pages itself); leaving it out lets the
+/// analysing thread fault in a fifth more vectors ahead of the decoding
+/// thread, which faulted in whole vectors of its own when none was ready:
+/// both churn traces about 4 % faster (three interleaved runs each), with
+/// 2 MiB less.
+const FAULTED_EVENTS: usize = BATCH_EVENTS + 1024;
+
+/// A batch vector with its first [`FAULTED_EVENTS`] pages written once
+/// (empty again): the pages a new vector's events would fault in.
 fn faulted_in() -> Vec<Event> {
     let mut v: Vec<Event> = Vec::with_capacity(BATCH_EVENTS + FRAME_EVENTS);
     let page = (4096 / std::mem::size_of::<Event>()).max(1);
@@ -1438,7 +1448,10 @@ fn faulted_in() -> Vec<Event> {
         stack: NO_STACK,
         op: Op::ScopeExit,
     };
-    for e in v.spare_capacity_mut().iter_mut().step_by(page) {
+    for e in v.spare_capacity_mut()[..FAULTED_EVENTS]
+        .iter_mut()
+        .step_by(page)
+    {
         e.write(any);
     }
     v
