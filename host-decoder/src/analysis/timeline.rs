@@ -71,10 +71,16 @@ impl Series {
         x.wrapping_sub(self.last_start) < self.width
     }
 
+    /// Where the last bucket begins and its width (0: no bucket yet):
+    /// an `x` with `x - start < width` (wrapping) falls in it.
+    pub(crate) fn last_bucket(&self) -> (u64, u64) {
+        (self.last_start, self.width)
+    }
+
     /// Folds a run of events that all fell in the last bucket (see
     /// [`Timeline`]): as if each had been [`add`](Self::add)ed.
     #[inline]
-    fn fold_last(&mut self, run: &Slot) {
+    pub(crate) fn fold_last(&mut self, run: &Slot) {
         if let Some(s) = self.slots.last_mut() {
             s.min = s.min.min(run.min);
             s.max = s.max.max(run.max);
