@@ -476,10 +476,15 @@ fn run(root: &Path, args: &Args) -> Result<(), String> {
 }
 
 /// Rounds of decoding each kept trace (every decoder once per round).
-/// Eleven: a decode of a fraction of a second moves by 10-15 % from run
-/// to run on this kind of machine, now and then by half, and the median of
-/// five still followed such spells.
-pub const DECODE_ROUNDS: usize = 11;
+/// Twenty-one: a decode of a fraction of a second moves by 10-15 % from run
+/// to run on this kind of machine, now and then by half (a two-threaded
+/// decoder more than a one-threaded one when the host takes a core away),
+/// and the median of five still followed such spells; with twelve, two
+/// interleaved comparisons half an hour apart put the 2-thread row at 2.07x
+/// and then 1.90x heaptrack_print, the second with a decoder that was
+/// faster than the first when the two ran interleaved. About a minute of
+/// decoding in all.
+pub const DECODE_ROUNDS: usize = 21;
 
 fn slug(name: &str) -> String {
     name.chars()
