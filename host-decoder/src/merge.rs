@@ -85,8 +85,9 @@ pub const SLACK_NS: u64 = 4_000;
 /// cycles, so with more than a few busy ones a batch holds several runs and
 /// is copied anyway.
 pub const WHOLE_LANES: usize = 16;
-/// How far ahead [`Merger::drain_ahead`] shows an event: far enough that a
-/// prefetch started now lands before the event is applied.
+/// How far ahead of the event being applied the analysing side looks for
+/// one to prefetch (see [`Holds::push_all`]): far enough that a prefetch
+/// started now lands before the event is applied.
 pub const LOOKAHEAD: usize = 8;
 
 /// How long the merge waits for streams that have not delivered yet.
@@ -144,8 +145,9 @@ pub trait Target {
     /// Takes the next event of the merged order; `ahead` is an event likely
     /// released soon (to prefetch its lookup).
     fn apply(&mut self, ev: &Event, ahead: Option<&Event>);
-    /// Applies `ev` unless it is out of step with the live set (see
-    /// [`needs`]: then nothing changes); returns whether it was applied.
+    /// Applies `ev` unless it is out of step with the live set (a free of
+    /// a block not live with its size, an allocation over a live one: then
+    /// nothing changes); returns whether it was applied.
     #[inline]
     fn apply_checked(&mut self, ev: &Event, ahead: Option<&Event>) -> bool {
         apply_in_step(self, ev, ahead)

@@ -11,7 +11,7 @@ pub const MAX_THREADS: usize = 64;
 /// One series per stream.
 ///
 /// Nearly every update of a stream's series lands in its last bucket: such
-/// updates are summed up in the stream's [`Run`] (least, most and last
+/// updates are summed up in the stream's `Run` (least, most and last
 /// bytes), kept in a fixed array that the per-event path reaches with one
 /// bounds check and no pointer to follow, and folded into the series' last
 /// bucket only when an update falls elsewhere, or when the series are read
