@@ -176,6 +176,21 @@ impl SessionRun {
 struct Feed<'a> {
     run: &'a mut SessionRun,
     stop: &'a mut bool,
+    /// The session's events go to the analyses (not to a second pass's
+    /// replay of the live set): read once here rather than through `run`
+    /// twice per event.
+    analysing: bool,
+}
+
+impl<'a> Feed<'a> {
+    fn new(run: &'a mut SessionRun, stop: &'a mut bool) -> Self {
+        let analysing = run.replay.is_none();
+        Feed {
+            run,
+            stop,
+            analysing,
+        }
+    }
 }
 
 impl Target for Feed<'_> {
@@ -191,7 +206,7 @@ impl Target for Feed<'_> {
 
     #[inline]
     fn prefetch_near(&self, near: &Event) {
-        if self.run.replay.is_none() {
+        if self.analysing {
             self.run.state.prefetch_free(near);
         }
     }
@@ -201,7 +216,7 @@ impl Target for Feed<'_> {
     #[inline(always)]
     fn apply_checked(&mut self, ev: &Event, ahead: Option<&Event>) -> bool {
         let run = &mut *self.run;
-        if run.replay.is_none() {
+        if self.analysing {
             if let Some(a) = ahead {
                 run.state.prefetch(a);
             }
@@ -1027,20 +1042,14 @@ impl Analysing<'_> {
         for (pos, mark) in batch.marks.drain(..) {
             self.holds.push_all(
                 &batch.events[at..pos],
-                &mut Feed {
-                    run: &mut self.cur,
-                    stop: &mut self.stop,
-                },
+                &mut Feed::new(&mut self.cur, &mut self.stop),
             );
             at = pos;
             self.mark(mark);
         }
         self.holds.push_all(
             &batch.events[at..],
-            &mut Feed {
-                run: &mut self.cur,
-                stop: &mut self.stop,
-            },
+            &mut Feed::new(&mut self.cur, &mut self.stop),
         );
         if self.view.is_active() {
             let now = Instant::now();
@@ -1059,10 +1068,8 @@ impl Analysing<'_> {
     fn flush(&mut self) {
         if !self.stop {
             let mut ignored = false;
-            self.holds.flush(&mut Feed {
-                run: &mut self.cur,
-                stop: &mut ignored,
-            });
+            self.holds
+                .flush(&mut Feed::new(&mut self.cur, &mut ignored));
         }
     }
 
@@ -1090,10 +1097,8 @@ impl Analysing<'_> {
             Mark::Lost(n) => self.lost = n,
             Mark::Sequence(issue) => self.cur.damage.frames.add(issue),
             Mark::Reset(offset, session) => {
-                self.holds.flush(&mut Feed {
-                    run: &mut self.cur,
-                    stop: &mut self.stop,
-                });
+                self.holds
+                    .flush(&mut Feed::new(&mut self.cur, &mut self.stop));
                 let target = self
                     .pass
                     .targets
