@@ -3,7 +3,7 @@
 //! Threads past [`MAX_THREADS`] (by stream id) are not followed; the report
 //! says so.
 
-use crate::analysis::timeline::{Series, Slot};
+use crate::analysis::timeline::{self, Series, Slot};
 
 /// Streams followed (stream ids from 0).
 pub const MAX_THREADS: usize = 64;
@@ -41,14 +41,7 @@ struct Run {
 const NO_RUN: Run = Run {
     start: 0,
     width: 0,
-    sum: NOTHING,
-};
-
-/// A pending sum with nothing in it.
-const NOTHING: Slot = Slot {
-    min: u64::MAX,
-    max: 0,
-    last: 0,
+    sum: timeline::NO_RUN,
 };
 
 impl Default for ThreadTimelines {
@@ -96,7 +89,7 @@ impl ThreadTimelines {
         fold(s, &r.sum);
         s.add(self.now, bytes);
         (r.start, r.width) = s.last_bucket();
-        r.sum = NOTHING;
+        r.sum = timeline::NO_RUN;
     }
 
     /// The series of every stream with events, by timestamp; empty without a clock.

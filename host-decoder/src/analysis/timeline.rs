@@ -184,8 +184,8 @@ pub struct Timeline {
     pending: bool,
 }
 
-/// A run with no event in it.
-const NO_RUN: Slot = Slot {
+/// A run with no event in it (folding it changes nothing but `last`).
+pub(crate) const NO_RUN: Slot = Slot {
     min: u64::MAX,
     max: 0,
     last: 0,
