@@ -153,7 +153,7 @@ impl Analyses {
     #[inline]
     pub fn apply(&mut self, state: &mut State, ev: &Event) {
         let seq = state.seq;
-        self.begin(ev);
+        self.begin();
         match ev.op {
             Op::Alloc {
                 addr,
@@ -161,13 +161,14 @@ impl Analyses {
                 align,
                 zeroed,
             } => {
-                self.count_alloc(size, zeroed);
+                self.count_alloc(ev.ts, size, zeroed);
                 let block = state.new_block(ev, size, align);
                 // The block's site, thread and scope are the event's: the
                 // allocation is counted where its block is.
                 self.on_new_block(state, ev, addr, block, size, true);
             }
             Op::AllocFailed { .. } => {
+                self.first_alloc(ev.ts);
                 self.totals.allocations += 1;
                 self.totals.failed_allocs += 1;
                 self.sites.get(ev.stack).failed += 1;
@@ -217,7 +218,7 @@ impl Analyses {
                             );
                         }
                         self.before_decrease();
-                        self.on_block_gone(b, ev.stream);
+                        self.on_block_gone(b, ev.ts);
                     }
                     None => {
                         let (block, first) = match state.recently_freed(old_addr) {
@@ -359,8 +360,8 @@ impl Analyses {
                 if !state.insert_vacant(addr, block) {
                     return Some(false);
                 }
-                self.begin(ev);
-                self.count_alloc(size, zeroed);
+                self.begin();
+                self.count_alloc(ev.ts, size, zeroed);
                 self.count_new_block(state, ev, block, size, true);
                 self.end(state, ev);
             }
@@ -374,7 +375,7 @@ impl Analyses {
                 let Some(b) = state.remove_sized(addr, Some(size), ev.stack, ev.stream) else {
                     return Some(false);
                 };
-                self.begin(ev);
+                self.begin();
                 self.count_free(ts_exact);
                 self.freed(ev, seq, addr, b, (size, align), ts_exact);
                 self.end(state, ev);
@@ -386,11 +387,17 @@ impl Analyses {
 
     /// What every event counts first.
     #[inline(always)]
-    fn begin(&mut self, ev: &Event) {
+    fn begin(&mut self) {
         self.events_seen += 1;
-        self.thread_timelines.now = ev.ts;
-        if self.first_ts.is_none() && matches!(ev.op, Op::Alloc { .. } | Op::AllocFailed { .. }) {
-            self.first_ts = Some(ev.ts);
+    }
+
+    /// An allocation (successful or not) at `ts`: the session's first one
+    /// sets [`first_ts`](Self::first_ts). Checked in the allocations' arms,
+    /// not for every event.
+    #[inline(always)]
+    fn first_alloc(&mut self, ts: u64) {
+        if self.first_ts.is_none() {
+            self.first_ts = Some(ts);
         }
     }
 
@@ -402,7 +409,8 @@ impl Analyses {
     }
 
     #[inline(always)]
-    fn count_alloc(&mut self, size: u64, zeroed: bool) {
+    fn count_alloc(&mut self, ts: u64, size: u64, zeroed: bool) {
+        self.first_alloc(ts);
         self.totals.allocations += 1;
         self.totals.zeroed += u64::from(zeroed);
         self.totals.bytes_allocated = self.totals.bytes_allocated.saturating_add(size);
@@ -469,7 +477,7 @@ impl Analyses {
                 None,
             );
             self.before_decrease();
-            self.on_block_gone(&over, ev.stream);
+            self.on_block_gone(&over, ev.ts);
         }
         self.count_new_block(state, ev, block, size, alloc);
     }
@@ -502,7 +510,7 @@ impl Analyses {
             t.allocs += 1;
             t.bytes = t.bytes.saturating_add(size);
         }
-        self.thread_timelines.add(block.stream, t.live_bytes);
+        self.thread_timelines.add(block.stream, ev.ts, t.live_bytes);
         if block.scope != NONE {
             let sc = self.attribution.scopes.entry(block.scope).or_default();
             sc.live_bytes = sc.live_bytes.saturating_add(size);
@@ -517,7 +525,7 @@ impl Analyses {
 
     /// A block stopped being live (freed, or released by a realloc).
     #[inline]
-    fn on_block_gone(&mut self, b: &Block, _by_stream: u32) {
+    fn on_block_gone(&mut self, b: &Block, ts: u64) {
         self.peak.shrink(b.size, 1);
         let s = self.sites.get(b.site);
         s.live_bytes -= b.size.min(s.live_bytes);
@@ -525,7 +533,7 @@ impl Analyses {
         if let Some(t) = self.attribution.threads.get_mut(b.stream) {
             t.live_bytes = t.live_bytes.saturating_sub(b.size);
             t.live_blocks = t.live_blocks.saturating_sub(1);
-            self.thread_timelines.add(b.stream, t.live_bytes);
+            self.thread_timelines.add(b.stream, ts, t.live_bytes);
         }
         if b.scope != NONE {
             if let Some(sc) = self.attribution.scopes.get_mut(&b.scope) {
@@ -556,7 +564,7 @@ impl Analyses {
             t.frees += u64::from(!cross);
             t.live_bytes = t.live_bytes.saturating_sub(b.size);
             t.live_blocks = t.live_blocks.saturating_sub(1);
-            self.thread_timelines.add(b.stream, t.live_bytes);
+            self.thread_timelines.add(b.stream, ev.ts, t.live_bytes);
         }
         let short = self
             .temporaries

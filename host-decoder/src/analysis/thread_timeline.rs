@@ -22,8 +22,6 @@ pub const MAX_THREADS: usize = 64;
 pub struct ThreadTimelines {
     series: Vec<Series>,
     runs: [Run; MAX_THREADS],
-    /// Timestamp of the event being applied (frees find it here).
-    pub now: u64,
     /// A stream past [`MAX_THREADS`] had events.
     pub overflow: bool,
 }
@@ -49,25 +47,24 @@ impl Default for ThreadTimelines {
         ThreadTimelines {
             series: Vec::new(),
             runs: [NO_RUN; MAX_THREADS],
-            now: 0,
             overflow: false,
         }
     }
 }
 
 impl ThreadTimelines {
-    /// `stream` holds `bytes` after the current event.
+    /// `stream` holds `bytes` after the event at `ts`.
     #[inline]
-    pub fn add(&mut self, stream: u32, bytes: u64) {
+    pub fn add(&mut self, stream: u32, ts: u64, bytes: u64) {
         if let Some(r) = self.runs.get_mut(stream as usize) {
-            if self.now.wrapping_sub(r.start) < r.width {
+            if ts.wrapping_sub(r.start) < r.width {
                 r.sum.min = r.sum.min.min(bytes);
                 r.sum.max = r.sum.max.max(bytes);
                 r.sum.last = bytes;
                 return;
             }
         }
-        self.add_elsewhere(stream, bytes);
+        self.add_elsewhere(stream, ts, bytes);
     }
 
     /// [`add`](Self::add) outside the stream's last bucket (or of a stream
@@ -75,7 +72,7 @@ impl ThreadTimelines {
     /// the run set to its last bucket.
     #[cold]
     #[inline(never)]
-    fn add_elsewhere(&mut self, stream: u32, bytes: u64) {
+    fn add_elsewhere(&mut self, stream: u32, ts: u64, bytes: u64) {
         let i = stream as usize;
         if i >= MAX_THREADS {
             self.overflow = true;
@@ -87,7 +84,7 @@ impl ThreadTimelines {
         let s = &mut self.series[i];
         let r = &mut self.runs[i];
         fold(s, &r.sum);
-        s.add(self.now, bytes);
+        s.add(ts, bytes);
         (r.start, r.width) = s.last_bucket();
         r.sum = timeline::NO_RUN;
     }
@@ -184,8 +181,7 @@ mod tests {
             } else {
                 b.saturating_sub(r >> 49)
             };
-            t.now = now;
-            t.add(stream, *b);
+            t.add(stream, now, *b);
             reference[stream as usize].add(now, *b);
             if n % 60_001 == 0 || n == 299_999 {
                 let out = t.out(1);
@@ -205,7 +201,7 @@ mod tests {
         }
         assert!(reference.iter().all(|s| s.width > 1), "halved");
         // Past the streams followed: counted as not followed.
-        t.add(MAX_THREADS as u32, 1);
+        t.add(MAX_THREADS as u32, now, 1);
         assert!(t.out(1).streams_not_followed);
     }
 }
