@@ -83,6 +83,8 @@ pub mod ext {
     /// never a [`Record`](super::Record) of its own; a reader that does not
     /// take it off sees [`Record::Unknown`](super::Record::Unknown).
     pub const FRAME_SEQ: u64 = 11;
+    /// [`Record::Watermark`](super::Record::Watermark).
+    pub const WATERMARK: u64 = 12;
 }
 
 const KIND_MASK: u8 = 0b0000_0111;
@@ -413,6 +415,14 @@ pub enum Record<'a> {
         /// Its name.
         name: &'a str,
     },
+    /// A promise about every stream of the session: each heap event with a
+    /// timestamp below `ts` that will ever be written is in a frame before
+    /// this record (memscope-std's writer; see docs/FORMAT.md). A reader
+    /// that merges streams by time need wait no longer for such events.
+    Watermark {
+        /// In the header's ticks.
+        ts: u64,
+    },
     /// An extension kind this version does not know; skipped whole.
     Unknown {
         /// The extension kind.
@@ -647,6 +657,7 @@ impl Record<'_> {
             Record::Name(n) => ext_serde(out, ext::NAME, &n)?,
             Record::Module(m) => ext_serde(out, ext::MODULE, &m)?,
             Record::Mark { name } => ext_serde(out, ext::MARK, &name)?,
+            Record::Watermark { ts } => encode_varints(out, ext::WATERMARK, &[ts])?,
             Record::Stack(s) => encode_stack(out, s)?,
             Record::Unknown { .. } => return Err(EncodeError::Unrepresentable),
         };
@@ -1220,6 +1231,9 @@ fn decode_ext(kind: u64, body: &[u8]) -> Result<Record<'_>, DecodeError> {
         ext::MODULE => Record::Module(serde_body(kind, body)?),
         ext::MARK => Record::Mark {
             name: serde_body(kind, body)?,
+        },
+        ext::WATERMARK => Record::Watermark {
+            ts: serde_body(kind, body)?,
         },
         ext::STACK => {
             let mut r = In { buf: body, pos: 0 };

@@ -263,6 +263,7 @@ proptest! {
             Record::Header(h) => postcard::to_slice(&h, &mut body).unwrap().to_vec(),
             Record::HeapRegion(r) => postcard::to_slice(&r, &mut body).unwrap().to_vec(),
             Record::End(e) => postcard::to_slice(&e, &mut body).unwrap().to_vec(),
+            Record::Watermark { ts } => postcard::to_slice(&ts, &mut body).unwrap().to_vec(),
             _ => return Ok(()),
         };
         let mut buf = vec![0u8; 1 << 15];

@@ -58,6 +58,7 @@ pub enum Owned {
         name: String,
     },
     ScopeEnter(String),
+    Watermark(u64),
     ScopeExit,
     Name {
         addr: u64,
@@ -136,6 +137,7 @@ impl Owned {
                 build_id,
             }),
             Owned::Mark(name) => Record::Mark { name },
+            Owned::Watermark(ts) => Record::Watermark { ts: *ts },
         }
     }
 
@@ -330,6 +332,7 @@ pub fn ext_record(max_depth: usize) -> impl Strategy<Value = Owned> {
             }
         ),
         text().prop_map(Owned::Mark),
+        any::<u64>().prop_map(Owned::Watermark),
     ]
 }
 
