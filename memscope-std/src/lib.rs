@@ -300,6 +300,7 @@ macro_rules! out_of_line {
             $($slot: &slot::Slot,)?
             fp: usize,
         ) -> *mut u8 {
+            $(slot::realloc_begin($slot);)?
             // SAFETY: the caller upholds the contract.
             let new = unsafe { self.inner.realloc(ptr, layout, new_size) };
             let ev = Event::Realloc {
@@ -310,6 +311,7 @@ macro_rules! out_of_line {
                 align: layout.align(),
             };
             $after(&self.inner, $($slot,)? fp, ev);
+            $(slot::realloc_end($slot);)?
             new
         }
     };

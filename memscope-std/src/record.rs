@@ -93,6 +93,9 @@ fn record_kind(l: &Local, s: &Slot, b: &Buffers, fp: usize, ev: Event) {
         // little early (see `clock`), and deltas only go forward.
         _ => crate::clock::now_with(l.tsc.get()).max(last_ts),
     };
+    // Release: a writer that Acquire-loads this value sees every earlier
+    // record of this thread committed (see `writer::allows`).
+    s.pending_ts.store(ts, Ordering::Release);
     // A free's timestamp goes on the wire only when it is not the previous one.
     let exact = ts != last_ts;
     let depth = l.stack_depth.get();
@@ -418,19 +421,28 @@ fn retry_when_room(s: &Slot, b: &Buffers, mut attempt: impl FnMut() -> Option<bo
     let Some(patience) = full_ring::patience() else {
         return false;
     };
-    loop {
+    // The event's timestamp is read, and the window is left while it waits:
+    // `retrying` odd tells the writer (which sees the seqlock even) that an
+    // event older than its drain may still come. Relaxed: only this thread
+    // writes it, and the Release store of `leave` below publishes it.
+    let r = s.retrying.load(Ordering::Relaxed);
+    s.retrying.store(r.wrapping_add(1), Ordering::Relaxed);
+    let pushed = loop {
         leave(s);
         let room = full_ring::wait_for_room(s, b, patience, &full_ring::TheWriter);
         enter(s);
         if !room {
-            return false;
+            break false;
         }
         match attempt() {
-            Some(true) => return true,
+            Some(true) => break true,
             Some(false) => {}
-            None => return false,
+            None => break false,
         }
-    }
+    };
+    // Release: a writer that Acquire-loads the even value sees the push.
+    s.retrying.store(r.wrapping_add(2), Ordering::Release);
+    pushed
 }
 
 /// The event did not fit: counted, and reported by the stream's next record.

@@ -22,7 +22,7 @@ use core::alloc::{GlobalAlloc, Layout};
 use core::cell::UnsafeCell;
 use core::ptr;
 use core::sync::atomic::{
-    AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
+    fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
 };
 use memscope_core::{Ring, StreamEncoder};
 
@@ -185,6 +185,18 @@ pub(crate) struct Slot {
     pub stream: AtomicU32,
     /// Seqlock: odd while the owner is inside a record (ring + counters).
     pub seq: AtomicUsize,
+    /// The timestamp of the owner's latest record, stored as soon as it is
+    /// taken: a lower bound of every event the owner has not committed
+    /// yet (its timestamps never decrease), for the writer's watermark
+    /// while the owner is stuck in a record (see `writer::allows`).
+    pub pending_ts: AtomicU64,
+    /// Odd while the owner waits for room in its ring outside the seqlock
+    /// window, holding an event whose timestamp it already read (see
+    /// `record::retry_when_room`): the writer then writes no watermark.
+    pub retrying: AtomicUsize,
+    /// Reallocs the owner is inside, from before the inner call until their
+    /// record is committed (see [`realloc_begin`]).
+    pub reallocating: AtomicUsize,
     pub buffers: AtomicPtr<Buffers>,
     pub counts: StreamCounts,
     pub stats: ThreadStats,
@@ -198,6 +210,10 @@ pub(crate) struct Slot {
     pub sync_at: UnsafeCell<usize>,
     /// Consumer side: bytes ever released from the ring (mirrors its tail).
     pub drained: UnsafeCell<usize>,
+    /// Consumer side: the watermark this thread allows, the reading the
+    /// writer had published before its last drain that found the owner
+    /// outside a record (see `writer::settled`).
+    pub horizon: UnsafeCell<u64>,
     /// For each `MARK_CHUNK` of ring positions, the first record boundary in
     /// it, so the writer can cut frames at record boundaries without parsing.
     pub marks: [AtomicUsize; MARKS],
@@ -212,6 +228,33 @@ pub(crate) struct Slot {
 // Release/Acquire); everything else is atomic.
 unsafe impl Sync for Slot {}
 
+/// Before a recorded realloc's inner call: the block it releases may be
+/// handed to another thread before the realloc's record is written, while
+/// the decoder orders that release at the thread's previous timestamp, so
+/// the writer's watermark must not pass that timestamp meanwhile (see
+/// `writer::settled`). A count, not a flag: an inner allocator may realloc
+/// through the global one. (A thread's very first allocator call has no
+/// slot to count in yet: a realloc there is not covered.)
+#[inline(always)]
+pub(crate) fn realloc_begin(s: &Slot) {
+    // Relaxed: only the owner writes it; the fence below orders it.
+    let n = s.reallocating.load(Ordering::Relaxed);
+    s.reallocating.store(n.wrapping_add(1), Ordering::Relaxed);
+    // Release fence: the count is written before anything of the inner
+    // call (as `record::enter` does for the seqlock).
+    fence(Ordering::Release);
+}
+
+/// After a recorded realloc's record (see [`realloc_begin`]).
+#[inline(always)]
+pub(crate) fn realloc_end(s: &Slot) {
+    // Relaxed: only the owner writes it.
+    let n = s.reallocating.load(Ordering::Relaxed);
+    // Release: a writer that Acquire-loads the lower count sees the record
+    // committed.
+    s.reallocating.store(n.wrapping_sub(1), Ordering::Release);
+}
+
 static HEAD: AtomicPtr<Slot> = AtomicPtr::new(ptr::null_mut());
 
 impl Slot {
@@ -222,6 +265,9 @@ impl Slot {
             wake: AtomicBool::new(false),
             stream: AtomicU32::new(0),
             seq: AtomicUsize::new(0),
+            pending_ts: AtomicU64::new(0),
+            retrying: AtomicUsize::new(0),
+            reallocating: AtomicUsize::new(0),
             buffers: AtomicPtr::new(ptr::null_mut()),
             counts: StreamCounts::new(),
             stats: ThreadStats::new(),
@@ -229,6 +275,7 @@ impl Slot {
             fast_until: UnsafeCell::new(usize::MAX),
             sync_at: UnsafeCell::new(0),
             drained: UnsafeCell::new(0),
+            horizon: UnsafeCell::new(0),
             marks: [const { AtomicUsize::new(usize::MAX) }; MARKS],
             enc: UnsafeCell::new(StreamEncoder::new()),
             waiter: full_ring::Waiter::new(),

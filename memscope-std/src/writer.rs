@@ -4,8 +4,12 @@
 //! committed bytes and writes them as frames of that thread's stream
 //! (checked, at most [`FRAME_PAYLOAD_MAX`] payload bytes each, cut at record
 //! boundaries). Stream 0, the control stream, gets the header, the module
-//! records (again after a `dlopen`) and, at the end, an end record stating how
-//! many streams were opened. Each thread's stream ends with an end record
+//! records (again after a `dlopen`), after each cycle a watermark when it
+//! rose (every event with an earlier timestamp is in the frames before it:
+//! see [`settled`]; a reader merging the streams by time then need not wait
+//! the 50 ms it otherwise allows for a thread descheduled between its clock
+//! read and its commit) and, at the end, an end record stating how many
+//! streams were opened. Each thread's stream ends with an end record
 //! stating its totals, written once the thread exited and its ring is empty,
 //! or by the final flush for threads still running.
 //!
@@ -42,6 +46,46 @@ const MODULE_CHECK_CYCLES: u64 = 50;
 /// of threads stopped mid-record (e.g. by a debugger).
 const CUT_PATIENCE: Duration = Duration::from_secs(3);
 
+/// How long a drain waits for a thread to leave the record it is inside
+/// before giving up this cycle's watermark (see [`settled`]). A record takes
+/// well under a microsecond, one with a call stack a few.
+const SETTLE_PATIENCE: Duration = Duration::from_micros(100);
+
+/// Where [`barrier_on_every_thread`] is not available: how long after
+/// publishing a clock reading a cycle checks the threads, so that one that
+/// had not yet entered a record then reads a clock, or the published
+/// reading, no earlier than it (see [`settled`]): far longer than a store
+/// takes to leave a core's buffer, which is all the two could otherwise be
+/// out of step by.
+const PUBLISH_GAP: Duration = Duration::from_micros(50);
+
+/// Has every other thread of the process that is running now execute a full
+/// memory barrier before this returns: Linux's `membarrier` (private
+/// expedited: an interrupt to each CPU running one of them, 0.4 µs here;
+/// one not running passed a barrier when it was switched out). Returns
+/// false where that is not available (other systems, kernels before 4.14,
+/// a sandbox that refuses it), and the caller waits [`PUBLISH_GAP`]
+/// instead.
+fn barrier_on_every_thread() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        // From the kernel's uapi `linux/membarrier.h`.
+        const PRIVATE_EXPEDITED: libc::c_long = 1 << 3;
+        const REGISTER_PRIVATE_EXPEDITED: libc::c_long = 1 << 4;
+        static REGISTERED: OnceLock<bool> = OnceLock::new();
+        let registered = *REGISTERED.get_or_init(|| {
+            // SAFETY: a syscall that reads and writes none of our memory.
+            unsafe { libc::syscall(libc::SYS_membarrier, REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0 }
+        });
+        // SAFETY: as above; a process that registered may ask for it.
+        registered && unsafe { libc::syscall(libc::SYS_membarrier, PRIVATE_EXPEDITED, 0, 0) == 0 }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        false
+    }
+}
+
 /// The file is written in pieces of this size (see `write_out`).
 const WRITE_PIECE: usize = 1 << 20;
 
@@ -65,6 +109,8 @@ struct Writer {
     modules: Vec<ModuleInfo>,
     loads: u64,
     cycles: u64,
+    /// The last watermark written (see [`Writer::cycle`]).
+    watermark: u64,
     error: Option<io::Error>,
 }
 
@@ -88,6 +134,7 @@ pub(crate) fn open(path: &Path, calibration: Calibration) -> io::Result<()> {
         modules: Vec::new(),
         loads: 0,
         cycles: 0,
+        watermark: 0,
         error: None,
     });
     Ok(())
@@ -181,7 +228,7 @@ pub(crate) fn finish() -> io::Result<()> {
     let Some(mut w) = lock().take() else {
         return Ok(());
     };
-    w.drain_all(true);
+    w.drain_all(true, 0);
     w.rescan_modules();
     let [allocs, deallocs, reallocs, failed] = session::untracked();
     w.control(&Record::End(End {
@@ -209,7 +256,17 @@ pub(crate) fn finish() -> io::Result<()> {
 impl Writer {
     fn cycle(&mut self) {
         clock::publish_recent();
-        self.drain_all(false);
+        // The watermark this cycle may write: the reading just published,
+        // once every thread sees it (see `settled`).
+        let horizon = clock::recent();
+        if !barrier_on_every_thread() {
+            std::thread::sleep(PUBLISH_GAP);
+        }
+        let watermark = self.drain_all(false, horizon);
+        if watermark > self.watermark {
+            self.control(&Record::Watermark { ts: watermark });
+            self.watermark = watermark;
+        }
         self.cycles += 1;
         if self.cycles % MODULE_CHECK_CYCLES == 1 {
             self.rescan_modules();
@@ -217,8 +274,12 @@ impl Writer {
         self.write_out(false);
     }
 
-    fn drain_all(&mut self, last: bool) {
+    /// Drains every thread; returns the watermark that may follow: at most
+    /// `horizon`, the reading the previous cycle published, and lowered to
+    /// what each thread allows (see [`allows`]).
+    fn drain_all(&mut self, last: bool, horizon: u64) -> u64 {
         let give_up = Instant::now() + CUT_PATIENCE;
+        let mut watermark = horizon;
         for s in slot::iter() {
             // Acquire: pairs with the exiting owner's Release, so its last
             // records and counters are visible.
@@ -235,18 +296,21 @@ impl Writer {
                     self.record(stream, &Record::End(end));
                 }
             } else if state == EXITED {
+                watermark = watermark.min(allows(s, horizon));
                 self.drain(s, b, stream);
                 let end = counts(s);
                 self.record(stream, &Record::End(end));
                 self.numbering.close(stream);
                 local::release_slot(s);
             } else {
+                watermark = watermark.min(allows(s, horizon));
                 self.drain(s, b, stream);
                 // Relaxed: a hint flag, see `record::wake_if_filling`.
                 s.wake.store(false, Ordering::Relaxed);
             }
         }
         full_ring::writer_progressed();
+        watermark
     }
 
     /// Drains whatever is committed.
@@ -501,6 +565,82 @@ impl Pending {
     fn clear(&mut self) {
         self.len = 0;
     }
+}
+
+/// Whether `s`'s owner can still commit an event this drain misses with a
+/// timestamp before the previous cycle's published reading. Checked
+/// before the drain; waits up to [`SETTLE_PATIENCE`] for the owner to leave
+/// a record.
+///
+/// The watermark a cycle writes is the reading it published at its start,
+/// before it checks any thread. An event the drain misses is one whose
+/// record the owner entered (`seq` odd) after this check saw it outside
+/// one: its clock read, or its load of `recent` (a free's), comes after
+/// that entry in program order. Only a store buffer could put them out of
+/// step (the entry's store not yet seen here while the read already ran),
+/// and between the publication and the checks every running thread passed
+/// a full barrier ([`barrier_on_every_thread`]; the interrupt's return is
+/// serializing, so a later clock read runs after it too): an entry from
+/// before the barrier is seen here, and a read after it sees the
+/// publication and is later than the reading. (Without `membarrier`, the
+/// [`PUBLISH_GAP`] stands in: far longer than a store buffer takes to
+/// drain.) So its timestamp is at least the watermark. The exceptions are the cases this returns false for: the
+/// owner inside a record past the patience (descheduled there), or waiting
+/// for room outside the window with a timestamp already read
+/// (`Slot::retrying`), or inside a realloc (`Slot::reallocating`, from
+/// before its inner call: the decoder orders the release of the old block
+/// at the thread's previous timestamp, and the block may be handed to
+/// another thread before the realloc's record is written; a watermark past
+/// that timestamp would let that thread's allocation of it be merged before
+/// its release). That thread then holds the watermark at what it allowed
+/// when it was last found settled ([`allows`]): its pending event was
+/// entered, or its realloc begun, after that check.
+fn settled(s: &Slot) -> bool {
+    // Acquire: pairs with `leave`'s Release (and with the Release fence of
+    // `enter` for a later value), so that a record seen closed is in the
+    // ring for the drain that follows.
+    let seq = s.seq.load(Ordering::Acquire);
+    if seq % 2 == 1 {
+        let give_up = Instant::now() + SETTLE_PATIENCE;
+        // Any change means the record seen open was closed (a later odd
+        // value is a record entered after this check began).
+        // Acquire: as above.
+        while s.seq.load(Ordering::Acquire) == seq {
+            if Instant::now() > give_up {
+                return false;
+            }
+            std::hint::spin_loop();
+        }
+    }
+    // Acquire: pairs with the Release that ends a wait for room, so that
+    // the event pushed then is in the ring for the drain.
+    s.retrying.load(Ordering::Acquire).is_multiple_of(2)
+        // Acquire: pairs with `realloc_end`'s Release, as above.
+        && s.reallocating.load(Ordering::Acquire) == 0
+}
+
+/// The watermark thread `s` allows this cycle: `horizon` if it is
+/// [`settled`] now. Else (descheduled inside a record, or waiting for room)
+/// the later of what it allowed when it was last settled (an event it has
+/// not committed yet was entered after that check) and the timestamp of
+/// its latest record (`Slot::pending_ts`: its timestamps never decrease,
+/// and every record before that one was committed before it was stored,
+/// so the drain that follows takes them) — but not that timestamp inside a
+/// realloc, whose release the decoder orders at the one before.
+fn allows(s: &Slot, horizon: u64) -> u64 {
+    // SAFETY: the writer (under `STATE`'s lock) is the slot's only consumer,
+    // the only user of `horizon`.
+    let h = unsafe { &mut *s.horizon.get() };
+    if settled(s) {
+        *h = horizon;
+    } else if s.reallocating.load(Ordering::Acquire) == 0 {
+        // (Acquire: as in `settled`.) Not inside a realloc, whose released
+        // block is ordered at the previous timestamp, before this one.
+        // Acquire: pairs with the Release store of the record path, so the
+        // records committed before it are in the ring for the drain.
+        *h = (*h).max(s.pending_ts.load(Ordering::Acquire));
+    }
+    *h
 }
 
 fn module_record(m: &ModuleInfo) -> Record<'_> {

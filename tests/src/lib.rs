@@ -209,6 +209,12 @@ pub mod trace {
         /// Records that broke a stream's rules (an event before the `Thread`
         /// record, anything after `End`, an unexpected kind on stream 0).
         pub misplaced: Vec<String>,
+        /// `Watermark` records on the control stream, and the latest one.
+        pub watermarks: u64,
+        pub watermark: u64,
+        /// Heap events that broke a watermark's promise: a timestamp below
+        /// a watermark written before their frame.
+        pub below_watermark: Vec<String>,
     }
 
     impl Trace {
@@ -274,6 +280,12 @@ pub mod trace {
             assert!(self.damaged.is_empty(), "damaged: {:?}", self.damaged);
             assert!(self.bad_records.is_empty(), "bad: {:?}", self.bad_records);
             assert!(self.misplaced.is_empty(), "misplaced: {:?}", self.misplaced);
+            assert!(
+                self.below_watermark.is_empty(),
+                "{} events below an earlier watermark, first: {:?}",
+                self.below_watermark.len(),
+                self.below_watermark.first()
+            );
             assert_eq!(self.headers, 1, "one header");
             assert!(self.ticks_per_second > 0, "a measured tick rate");
         }
@@ -372,6 +384,10 @@ pub mod trace {
                     }
                     Record::Module(_) => self.modules += 1,
                     Record::End(e) => self.control_end = Some(e),
+                    Record::Watermark { ts } => {
+                        self.watermarks += 1;
+                        self.watermark = self.watermark.max(ts);
+                    }
                     other => self.misplaced.push(format!("stream 0: {other:?}")),
                 }
                 return;
@@ -382,6 +398,18 @@ pub mod trace {
                 self.misplaced
                     .push(format!("stream {stream}: {rec:?} after its end"));
                 return;
+            }
+            let ts = match rec {
+                Record::Alloc(a) => Some(a.ts),
+                Record::Dealloc(d) => Some(d.ts),
+                Record::Realloc(r) => Some(r.ts),
+                _ => None,
+            };
+            if ts.is_some_and(|ts| ts < self.watermark) {
+                self.below_watermark.push(format!(
+                    "stream {stream}: {rec:?} below the watermark {}",
+                    self.watermark
+                ));
             }
             let kind = match rec {
                 Record::Alloc(a) => {

@@ -77,7 +77,9 @@ fn one_thread_counts_match_exactly() {
 #[test]
 fn four_threads_with_stacks_and_an_early_exit_match_exactly() {
     let (t, counted) = run(&["threads", "4"], "four.bin", "16");
+    // Includes: no event below a watermark written before its frame.
     assert_complete(&t);
+    assert!(t.watermarks > 0, "the writer wrote watermarks");
     assert_eq!(counted.len(), 5);
     for (name, c) in &counted {
         assert_measured(&t, name, *c);

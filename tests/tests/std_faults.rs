@@ -280,7 +280,10 @@ fn a_thread_waits_for_a_held_up_writer_and_loses_nothing() {
         r.stdout
     );
     let t = &r.trace;
+    // Includes: no event below a watermark written before it, though the
+    // thread waited for room holding events it had taken the time of.
     t.assert_complete();
+    assert!(t.watermarks > 0, "the writer wrote watermarks");
     let counted = r.counted();
     let (name, c) = &counted[0];
     assert!(c[0] >= 1_500_000, "{name}: {c:?}");
