@@ -227,6 +227,9 @@ pub struct Merger {
     released_ts: u64,
     /// Largest timestamp pushed.
     newest: u64,
+    /// Every event earlier than this was pushed (see
+    /// [`raise_watermark`](Self::raise_watermark)).
+    watermark: u64,
     window: Window,
     /// The only stream is 0 (a firmware trace): nothing to wait for.
     solo: bool,
@@ -368,8 +371,11 @@ fn releasable(
     newest: u64,
     k: &(u64, u8, u32),
     bound: u64,
+    watermark: u64,
 ) -> bool {
-    if solo || buffered > MAX_BUFFERED {
+    // Below the watermark nothing earlier can still come (a free at the
+    // watermark itself could, and would go first).
+    if solo || buffered > MAX_BUFFERED || k.0 < watermark {
         return true;
     }
     match window {
@@ -434,6 +440,14 @@ impl Merger {
     pub fn set_window(&mut self, window: Window) {
         self.window = window;
         self.holds.set_slack(window.slack());
+    }
+
+    /// Every event with a timestamp below `ts` that the session will ever
+    /// have was pushed (the producer's watermark, lowered by the caller to
+    /// whatever it decoded and did not push yet): such events go at once,
+    /// whatever the window says.
+    pub fn raise_watermark(&mut self, ts: u64) {
+        self.watermark = self.watermark.max(ts);
     }
 
     #[inline]
@@ -612,6 +626,7 @@ impl Merger {
         self.last = None;
         self.released_ts = 0;
         self.newest = 0;
+        self.watermark = 0;
         self.solo = false;
     }
 
@@ -649,6 +664,7 @@ impl Merger {
                     self.newest,
                     &k,
                     bound,
+                    self.watermark,
                 )
             {
                 return false;
@@ -684,6 +700,7 @@ impl Merger {
                     newest,
                     window,
                     solo,
+                    watermark,
                     ..
                 } = self;
                 let lane = &mut lanes[l as usize];
@@ -712,7 +729,8 @@ impl Merger {
                     // time a batch arrives).
                     let last = lane.queue.front_at(avail - 1);
                     let left = buffered.saturating_sub(avail - 1);
-                    if !releasable(*window, *solo, left, *newest, &key(last, l).0, bound) {
+                    let k = key(last, l).0;
+                    if !releasable(*window, *solo, left, *newest, &k, bound, *watermark) {
                         if let Some(head) = lane.queue.front() {
                             heads.push(key(head, l));
                         }
@@ -723,7 +741,7 @@ impl Merger {
                 // events, and what releasing them changes (applied below
                 // only if they go).
                 let queue = &lane.queue;
-                let (window, solo, newest) = (*window, *solo, *newest);
+                let (window, solo, newest, watermark) = (*window, *solo, *newest, *watermark);
                 let (buffered0, late0, released0) = (*buffered, *late, *released_ts);
                 let scan = |limit: usize| {
                     let mut r = Scan {
@@ -746,7 +764,7 @@ impl Merger {
                             }
                             if !end
                                 && !forced
-                                && !releasable(window, solo, r.left, newest, &nk, bound)
+                                && !releasable(window, solo, r.left, newest, &nk, bound, watermark)
                             {
                                 (r.stop, r.at_window) = (true, true);
                                 break;
@@ -829,7 +847,8 @@ impl Merger {
             qb.front_slice(qb.front_len()),
         );
         let room = sink.room();
-        let (window, solo, newest) = (self.window, self.solo, self.newest);
+        let (window, solo, newest, watermark) =
+            (self.window, self.solo, self.newest, self.watermark);
         let (mut left, mut late, mut last_ts) = (self.buffered, self.late, self.released_ts);
         let (mut ia, mut ib, mut n) = (0, 0, 0);
         // The lanes' heads' keys, each computed once; the first to go is
@@ -838,7 +857,7 @@ impl Merger {
         let mut from_a = true;
         loop {
             let (ev, kev) = if from_a { (&sa[ia], ka) } else { (&sb[ib], kb) };
-            if n > 0 && !end && !releasable(window, solo, left, newest, &kev, *bound) {
+            if n > 0 && !end && !releasable(window, solo, left, newest, &kev, *bound, watermark) {
                 break;
             }
             // As in `release`: only a clock reading can be late.
@@ -1148,6 +1167,41 @@ mod tests {
         for i in 0..MIN_BUFFERED as u64 {
             m.push(alloc(9, ts + i, 0x1_0000_0000 + i));
         }
+    }
+
+    /// A watermark releases every event below it at once, whatever the
+    /// window (here 50 ms and the bound of events kept buffered), in merged
+    /// order, and nothing at or above it: a free at the watermark itself
+    /// may still come and would go first. A flush forgets it with the
+    /// session.
+    #[test]
+    fn a_watermark_releases_what_is_below_it_at_once() {
+        let mut m = clocked();
+        m.push(ev(1, 10, false));
+        m.push(ev(1, 30, false));
+        m.push(ev(2, 20, false));
+        m.push(ev(2, 40, true));
+        m.push(ev(1, 40, false));
+        let mut out = Vec::new();
+        m.drain(|e| out.push((e.ts, e.op.is_release())));
+        assert!(out.is_empty(), "the window holds everything");
+        m.raise_watermark(31);
+        m.drain(|e| out.push((e.ts, e.op.is_release())));
+        assert_eq!(out, [(10, false), (20, false), (30, false)]);
+        m.raise_watermark(40);
+        m.drain(|e| out.push((e.ts, e.op.is_release())));
+        assert_eq!(out.len(), 3, "40 is not below the watermark");
+        m.push(ev(2, 45, false));
+        m.raise_watermark(41);
+        m.drain(|e| out.push((e.ts, e.op.is_release())));
+        assert_eq!(out[3..], [(40, true), (40, false)], "the free first");
+        m.flush(|e| out.push((e.ts, e.op.is_release())));
+        assert_eq!(out[5..], [(45, false)]);
+        // The next session starts without one.
+        m.push(ev(1, 1, false));
+        m.drain(|e| out.push((e.ts, e.op.is_release())));
+        assert_eq!(out.len(), 6);
+        assert_eq!(m.late, 0);
     }
 
     /// 1 tick = 1 ns: a 50 ms hold-back, 4 µs of slack.

@@ -419,6 +419,10 @@ struct Batch {
     /// The earliest timestamp of `events` (meaningless while `runs` is
     /// empty).
     oldest: u64,
+    /// Decoded: every event of the session earlier than this is in this
+    /// batch or was shipped before it (the producer's watermark, lowered to
+    /// the batches still decoding; 0: nothing known).
+    watermark: u64,
 }
 
 /// Events `[previous run's end, end)` of a [`Batch`], all of `stream`.
@@ -435,6 +439,7 @@ impl Batch {
         self.events.clear();
         self.runs.clear();
         self.marks.clear();
+        self.watermark = 0;
     }
 
     /// Events as early as `ts` were added.
@@ -652,6 +657,7 @@ impl Decoding<'_> {
                 // before any stream's batch.)
                 if batch.events.len() >= ship_at {
                     split.note(batch);
+                    batch.watermark = split.watermark_for(&self.dec.session, None);
                     if !ship(batch, &self.dec.session, true) {
                         return Flow::Stop;
                     }
@@ -728,7 +734,16 @@ struct Split {
     newest: u64,
     /// Events the merge held after it last took a batch.
     merge_buffered: usize,
+    /// The session's watermark when a frame last raised it.
+    watermark: u64,
 }
+
+/// At a new watermark, a stream's batch this small goes into the merge if
+/// the watermark passed its first event (a thread that allocates rarely
+/// would otherwise hold the merge's watermark back until its batch fills);
+/// a larger one fills soon enough, and is not copied into its lane half
+/// full.
+const WATERMARK_SHIPS: usize = BATCH_EVENTS / 8;
 
 impl Split {
     /// The index of `stream`'s batch, made if need be (shipping them all
@@ -768,11 +783,26 @@ impl Split {
         let b = &self.own[i].1;
         let mut due = vec![false; self.own.len()];
         due[i] = true;
+        // A new watermark: what it passed in small batches goes, and the
+        // merge hears of it even if nothing does.
+        let raised = session.watermark > self.watermark;
+        if raised {
+            self.watermark = session.watermark;
+            for (j, (_, o)) in self.own.iter().enumerate() {
+                due[j] = !o.events.is_empty()
+                    && o.oldest < self.watermark
+                    && o.events.len() < WATERMARK_SHIPS;
+            }
+        }
         if !b.marks.is_empty() {
             due.fill(true);
         } else if b.events.len() < ship_at {
-            return true;
+            if !raised {
+                return true;
+            }
+            due[i] |= b.events.len() < WATERMARK_SHIPS;
         } else {
+            due[i] = true;
             let mut newest = self.newest.max(newest_of(b)).max(newest_of(shared));
             // Events in the merge once these go.
             let mut going = self.merge_buffered + b.events.len() + shared.events.len();
@@ -800,29 +830,47 @@ impl Split {
         }
         let order: Vec<usize> = (0..self.own.len())
             .filter(|&j| due[j] && j != i)
-            .chain(std::iter::once(i))
+            .chain(due[i].then_some(i))
             .collect();
-        self.ship_in_order(&order, session, shared, ship)
+        self.ship_in_order(&order, session, shared, ship, raised)
+    }
+
+    /// The watermark for a batch shipped now: the session's, lowered to
+    /// the earliest event still held here but in batch `going` (or none).
+    fn watermark_for(&self, session: &Session, going: Option<usize>) -> u64 {
+        self.own
+            .iter()
+            .enumerate()
+            .filter(|&(j, (_, b))| Some(j) != going && !b.events.is_empty())
+            .map(|(_, (_, b))| b.oldest)
+            .fold(session.watermark, u64::min)
     }
 
     /// Ships the shared batch and then batches `order`, the merge releasing
-    /// once, after the last.
+    /// once, after the last, which carries the watermark (the ones before
+    /// it are emptied by then). With `always`, the shared batch goes even
+    /// if nothing does, for the watermark.
     fn ship_in_order(
         &mut self,
         order: &[usize],
         session: &Session,
         shared: &mut Batch,
         ship: &mut ShipDecoded<'_>,
+        always: bool,
     ) -> bool {
         let order: Vec<usize> = order
             .iter()
             .copied()
             .filter(|&j| !self.own[j].1.is_empty())
             .collect();
-        let mut left = order.len() + usize::from(!shared.is_empty());
-        if !shared.is_empty() {
+        let with_shared = !shared.is_empty() || (always && order.is_empty());
+        let mut left = order.len() + usize::from(with_shared);
+        if with_shared {
             left -= 1;
             self.note(shared);
+            if left == 0 {
+                shared.watermark = self.watermark_for(session, None);
+            }
             if !ship(shared, session, left == 0) {
                 return false;
             }
@@ -849,6 +897,11 @@ impl Split {
                     .unwrap_or(0),
                 None => self.newest.max(newest_of(b)),
             };
+            if left == 0 {
+                let w = self.watermark_for(session, Some(j));
+                self.own[j].1.watermark = w;
+            }
+            let b = &mut self.own[j].1;
             if !ship(b, session, left == 0) {
                 return false;
             }
@@ -869,7 +922,7 @@ impl Split {
         ship: &mut ShipDecoded<'_>,
     ) -> bool {
         let order: Vec<usize> = (0..self.own.len()).collect();
-        self.ship_in_order(&order, session, shared, ship)
+        self.ship_in_order(&order, session, shared, ship, false)
     }
 }
 
@@ -918,6 +971,9 @@ impl Metadata {
 struct Merging {
     merger: Merger,
     out: Batch,
+    /// Events taken since the merge last released (see
+    /// [`release`](Self::release)).
+    taken: usize,
 }
 
 /// Takes a merged batch; returns whether to go on. It leaves the batch
@@ -929,6 +985,7 @@ impl Merging {
         Merging {
             merger: Merger::new(),
             out: Batch::default(),
+            taken: 0,
         }
     }
 
@@ -948,8 +1005,10 @@ impl Merging {
             events,
             runs,
             marks,
+            watermark,
             ..
         } = batch;
+        self.taken += events.len();
         // Marks sit between frames, so every run ends at or before the next
         // mark's position. A run that is the whole batch joins the merge
         // without a copy, and `events` comes back emptied.
@@ -985,6 +1044,8 @@ impl Merging {
             }
         }
         push_until(&mut self.merger, usize::MAX);
+        // After the batch's events: it vouches for them too.
+        self.merger.raise_watermark(*watermark);
         if !release {
             return true;
         }
@@ -1007,7 +1068,17 @@ impl Merging {
     /// Releases what the merge can (everything at the `end` of a session),
     /// shipping each full batch; at the end, the count of late events
     /// follows.
+    ///
+    /// Short of the end, it ships at most about half as much again as it
+    /// was given since it last released (at least a batch), and leaves the
+    /// rest for next time: a watermark can make a few hundred thousand
+    /// events releasable at once, and shipping them all filled the channel
+    /// to the analysing thread, so the decoding thread waited for it and
+    /// then the analysing thread for the decoding one, in turns.
     fn release(&mut self, end: bool, ship: &mut Ship<'_>) -> bool {
+        let budget = (self.taken + self.taken / 2).max(BATCH_EVENTS);
+        self.taken = 0;
+        let mut shipped = 0;
         loop {
             let more = if end {
                 !self.merger.flush_to(&mut self.out.events, BATCH_EVENTS)
@@ -1017,8 +1088,12 @@ impl Merging {
             if !more {
                 break;
             }
+            shipped += self.out.events.len();
             if !ship(&mut self.out) {
                 return false;
+            }
+            if !end && shipped >= budget {
+                break;
             }
         }
         if end && self.merger.late != 0 {
@@ -1677,6 +1752,97 @@ mod tests {
         let s = &run.sessions[0];
         assert_eq!(s.analyses.totals.allocations, 200_000 + rare);
         assert_eq!(s.late_events, 0, "the rare stream's events came late");
+    }
+
+    /// Watermarks let the merge release without its window. A busy thread
+    /// allocates every 10 µs; a rare one allocates at 50 ms, written when
+    /// the busy one is at 60 ms (within the 50 ms window). After every
+    /// frame of the busy thread (1 ms) comes a watermark: `honest` ones stop
+    /// at the rare event until it is written; the others pass it. With
+    /// honest watermarks nothing is late and the figures are those of the
+    /// trace without any; a watermark that passes the rare event before it
+    /// arrives makes it late, which the window alone does not: the merge
+    /// goes by the watermark.
+    #[test]
+    fn watermarks_release_early_and_honest_ones_change_nothing() {
+        let decode = |name: &str, watermarks: Option<bool>| {
+            let (path, mut t) = busy_and_rare(name, 1 << 20);
+            let rare_at = 50_000_000;
+            let mut rare_written = false;
+            for i in 0..20_000u64 {
+                let ts = 1_000_000 + i * 10_000;
+                t.alloc(1, ts, 0x100_0000 + i * 16, 16, 8, None).unwrap();
+                if i % 1_000 == 999 {
+                    let addr = 0x100_0000 + (i - 500) * 16;
+                    t.dealloc(1, Some(ts + 5_000), addr, 16, 8, None).unwrap();
+                }
+                if i % 100 == 99 {
+                    t.flush(1).unwrap();
+                    if ts >= 60_000_000 && !rare_written {
+                        t.alloc(2, rare_at, 0x8000_0000, 32, 8, None).unwrap();
+                        t.flush(2).unwrap();
+                        rare_written = true;
+                    }
+                    if let Some(honest) = watermarks {
+                        let mut w = ts + 1;
+                        if honest && !rare_written {
+                            w = w.min(rare_at);
+                        }
+                        t.record(0, &Record::Watermark { ts: w }).unwrap();
+                        t.flush(0).unwrap();
+                    }
+                }
+            }
+            let run = end_and_decode(t, &path);
+            let s = &run.sessions[0];
+            let p = &s.analyses.peak;
+            (
+                s.late_events,
+                s.analyses.totals.allocations,
+                s.analyses.totals.deallocations,
+                (p.peak_bytes, p.peak_blocks, p.peak_ts, p.peak_seq),
+            )
+        };
+        let none = decode("memscope-wm-none", None);
+        assert_eq!(none.0, 0, "nothing late by the window alone");
+        assert_eq!(none.1, 20_001);
+        assert_eq!(decode("memscope-wm-honest", Some(true)), none);
+        let lying = decode("memscope-wm-lying", Some(false));
+        assert_eq!(
+            lying.0, 1,
+            "the rare event, merged after what the watermark let go"
+        );
+        assert_eq!(lying.1, none.1);
+    }
+
+    /// A watermark reaches the merge lowered to what the decoding thread
+    /// still holds in a stream's batch: a thread's 5,000 allocations from
+    /// 20 ms on, written at once at 20 ms, sit in a batch of their own too
+    /// large to go at a watermark, while a busy thread's watermarks pass
+    /// them. None may come late (without the lowering, all 5,000 did).
+    #[test]
+    fn a_watermark_waits_for_events_still_in_a_streams_batch() {
+        let (path, mut t) = busy_and_rare("memscope-wm-held", 1 << 20);
+        for i in 0..20_000u64 {
+            let ts = 1_000_000 + i * 10_000;
+            t.alloc(1, ts, 0x100_0000 + i * 16, 16, 8, None).unwrap();
+            if ts == 20_000_000 {
+                for j in 0..5_000u64 {
+                    let addr = 0x8000_0000 + j * 16;
+                    t.alloc(2, 20_000_000 + j, addr, 32, 8, None).unwrap();
+                }
+                t.flush(2).unwrap();
+            }
+            if i % 100 == 99 {
+                t.flush(1).unwrap();
+                t.record(0, &Record::Watermark { ts: ts + 1 }).unwrap();
+                t.flush(0).unwrap();
+            }
+        }
+        let run = end_and_decode(t, &path);
+        let s = &run.sessions[0];
+        assert_eq!(s.analyses.totals.allocations, 25_000);
+        assert_eq!(s.late_events, 0);
     }
 
     /// A stream's batch also goes when the merge, full, would release past

@@ -386,6 +386,9 @@ pub struct Session {
     pub damaged: bool,
     /// Whether any stream carried a heap event.
     pub has_events: bool,
+    /// The latest watermark: every heap event with an earlier timestamp was
+    /// in a frame before it (0: none yet).
+    pub watermark: u64,
 }
 
 impl Session {
@@ -486,6 +489,7 @@ impl Decoder {
             unknown_records,
             has_events,
             damaged: _,
+            watermark,
         } = &mut self.session;
         let Some(input) = records.get(from..) else {
             return FrameOutcome::Done;
@@ -682,6 +686,7 @@ impl Decoder {
                     path: m.path.to_owned(),
                     build_id: m.build_id.to_vec(),
                 }),
+                Record::Watermark { ts } => *watermark = (*watermark).max(ts),
                 Record::Unknown { .. } => *unknown_records += 1,
             }
         }
