@@ -173,10 +173,15 @@ impl StackTable {
         self.next_id = self.next_id.wrapping_add(1);
     }
 
-    /// Forgets every stack (a new stream starts on a reused slot).
+    /// Forgets every stack (a new stream starts on a reused slot) and the
+    /// stack bottom, which was the previous thread's: kept, it made the new
+    /// thread's walks stop at once whenever its stack lay below the old one
+    /// (a four-thread test lost every stack of a worker that took an exited
+    /// one's slot, in about one run in twenty).
     pub(crate) fn clear(&mut self) {
         self.keys = [0; TABLE];
         self.next_id = 0;
+        self.bottom = 0;
     }
 }
 
@@ -809,6 +814,12 @@ mod tests {
         assert_eq!(t.capture(top, from, &mut out).depth, 0);
         // The thread's first walk looks the bottom up itself.
         let mut t = empty_table();
+        t.capture(top, frame_address(), &mut out);
+        assert_eq!(t.bottom, bottom);
+        // So does the first walk of a thread that takes over a slot whose
+        // table held another thread's bottom.
+        t.bottom = sp + 1;
+        t.clear();
         t.capture(top, frame_address(), &mut out);
         assert_eq!(t.bottom, bottom);
     }
