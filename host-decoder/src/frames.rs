@@ -42,6 +42,9 @@ pub enum Piece<'a> {
     /// record: frames of it are missing, or the next frame continues an
     /// older base.
     Desync(u32),
+    /// Frames of some stream are held back waiting for an earlier one of
+    /// theirs (`true`), or no longer are (`false`).
+    Waiting(bool),
 }
 
 /// Whether to go on reading.
@@ -69,6 +72,7 @@ pub fn read_frames(
     let mut chunk = vec![0u8; 1 << 20];
     let mut verified = false;
     let mut sequencer = Sequencer::new();
+    let mut waiting = false;
     let mut hand_on = |p: Piece<'_>| each(p) == Flow::Continue;
     loop {
         let n = match input.read(&mut chunk) {
@@ -106,6 +110,12 @@ pub fn read_frames(
             };
             if !go_on {
                 return Ok(deframer.offset());
+            }
+            if sequencer.holding() != waiting {
+                waiting = !waiting;
+                if !hand_on(Piece::Waiting(waiting)) {
+                    return Ok(deframer.offset());
+                }
             }
             if !verified && deframer.checksums_seen() {
                 verified = true;

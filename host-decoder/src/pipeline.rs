@@ -644,6 +644,10 @@ impl Decoding<'_> {
                         Self::mark(batch, Mark::Sequence(issue));
                         Ok(())
                     }
+                    Piece::Waiting(waiting) => {
+                        self.dec.pause_watermarks(waiting);
+                        Ok(())
+                    }
                     Piece::Desync(stream) => {
                         self.dec.desync_stream(stream);
                         Ok(())

@@ -431,6 +431,8 @@ pub struct Decoder {
     damage_pending: bool,
     /// The last frame decoded held an End record.
     pub frame_ended: bool,
+    /// Watermarks are not taken (see [`Decoder::pause_watermarks`]).
+    watermarks_paused: bool,
 }
 
 impl Decoder {
@@ -443,6 +445,14 @@ impl Decoder {
     pub fn start_session(&mut self) -> Session {
         self.damage_pending = false;
         std::mem::take(&mut self.session)
+    }
+
+    /// While frames of some stream wait for an earlier one of theirs (the
+    /// input reordered, or a frame missing), a Watermark record read may
+    /// promise events that are in the frame still to come: none is taken
+    /// until no frame waits (the merge then goes by its window).
+    pub fn pause_watermarks(&mut self, paused: bool) {
+        self.watermarks_paused = paused;
     }
 
     /// Bytes were lost: every stream's delta base is now unknown until its
@@ -473,6 +483,7 @@ impl Decoder {
         out: &mut impl FnMut(Event),
     ) -> FrameOutcome {
         let damage_pending = self.damage_pending;
+        let watermarks_paused = self.watermarks_paused;
         self.frame_ended = false;
         let Session {
             header,
@@ -686,7 +697,10 @@ impl Decoder {
                     path: m.path.to_owned(),
                     build_id: m.build_id.to_vec(),
                 }),
-                Record::Watermark { ts } => *watermark = (*watermark).max(ts),
+                Record::Watermark { ts } if !watermarks_paused => {
+                    *watermark = (*watermark).max(ts);
+                }
+                Record::Watermark { .. } => {}
                 Record::Unknown { .. } => *unknown_records += 1,
             }
         }

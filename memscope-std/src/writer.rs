@@ -47,9 +47,11 @@ const MODULE_CHECK_CYCLES: u64 = 50;
 const CUT_PATIENCE: Duration = Duration::from_secs(3);
 
 /// How long a drain waits for a thread to leave the record it is inside
-/// before giving up this cycle's watermark (see [`settled`]). A record takes
-/// well under a microsecond, one with a call stack a few.
-const SETTLE_PATIENCE: Duration = Duration::from_micros(100);
+/// before it takes the thread as descheduled there (see [`settled`] and
+/// [`allows`]). A record takes well under a microsecond, one with a call
+/// stack a few; a longer wait only takes a core from the program (it was
+/// 100 µs while a thread stuck in a record gave up the cycle's watermark).
+const SETTLE_PATIENCE: Duration = Duration::from_micros(10);
 
 /// Where [`barrier_on_every_thread`] is not available: how long after
 /// publishing a clock reading a cycle checks the threads, so that one that

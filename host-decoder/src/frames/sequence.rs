@@ -477,6 +477,12 @@ impl Sequencer {
         true
     }
 
+    /// Whether frames are held back, waiting for earlier ones of their
+    /// stream.
+    pub fn holding(&self) -> bool {
+        !self.held.is_empty()
+    }
+
     /// Reports the frames before `stream`'s lowest held frame missing and
     /// hands on its held frames that follow in order.
     fn give_up_waiting(&mut self, stream: u32, each: &mut Each<'_>) -> bool {
