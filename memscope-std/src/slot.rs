@@ -192,7 +192,8 @@ pub(crate) struct Slot {
     pub pending_ts: AtomicU64,
     /// Odd while the owner waits for room in its ring outside the seqlock
     /// window, holding an event whose timestamp it already read (see
-    /// `record::retry_when_room`): the writer then writes no watermark.
+    /// `record::retry_when_room`): the writer then holds its watermark
+    /// down (see `writer::allows`).
     pub retrying: AtomicUsize,
     /// Reallocs the owner is inside, from before the inner call until their
     /// record is committed (see [`realloc_begin`]).
@@ -210,9 +211,8 @@ pub(crate) struct Slot {
     pub sync_at: UnsafeCell<usize>,
     /// Consumer side: bytes ever released from the ring (mirrors its tail).
     pub drained: UnsafeCell<usize>,
-    /// Consumer side: the watermark this thread allows, the reading the
-    /// writer had published before its last drain that found the owner
-    /// outside a record (see `writer::settled`).
+    /// Consumer side: the watermark this thread allowed at the writer's
+    /// last drain (see `writer::allows`).
     pub horizon: UnsafeCell<u64>,
     /// For each `MARK_CHUNK` of ring positions, the first record boundary in
     /// it, so the writer can cut frames at record boundaries without parsing.

@@ -277,8 +277,8 @@ impl Writer {
     }
 
     /// Drains every thread; returns the watermark that may follow: at most
-    /// `horizon`, the reading the previous cycle published, and lowered to
-    /// what each thread allows (see [`allows`]).
+    /// `horizon`, the reading this cycle published, and lowered to what
+    /// each thread allows (see [`allows`]).
     fn drain_all(&mut self, last: bool, horizon: u64) -> u64 {
         let give_up = Instant::now() + CUT_PATIENCE;
         let mut watermark = horizon;
@@ -569,34 +569,33 @@ impl Pending {
     }
 }
 
-/// Whether `s`'s owner can still commit an event this drain misses with a
-/// timestamp before the previous cycle's published reading. Checked
+/// Whether `s`'s owner is settled: it cannot commit an event this drain
+/// misses with a timestamp below the reading this cycle published. Checked
 /// before the drain; waits up to [`SETTLE_PATIENCE`] for the owner to leave
 /// a record.
 ///
-/// The watermark a cycle writes is the reading it published at its start,
-/// before it checks any thread. An event the drain misses is one whose
-/// record the owner entered (`seq` odd) after this check saw it outside
-/// one: its clock read, or its load of `recent` (a free's), comes after
-/// that entry in program order. Only a store buffer could put them out of
-/// step (the entry's store not yet seen here while the read already ran),
-/// and between the publication and the checks every running thread passed
-/// a full barrier ([`barrier_on_every_thread`]; the interrupt's return is
-/// serializing, so a later clock read runs after it too): an entry from
-/// before the barrier is seen here, and a read after it sees the
+/// The watermark a cycle writes is at most the reading it published at its
+/// start, before it checks any thread. An event the drain misses is one
+/// whose record the owner entered (`seq` odd) after this check saw it
+/// outside one: its clock read, or its load of `recent` (a free's), comes
+/// after that entry in program order. Only a store buffer could put them
+/// out of step (the entry's store not yet seen here while the read already
+/// ran), and between the publication and the checks every running thread
+/// passed a full barrier ([`barrier_on_every_thread`]; the interrupt's
+/// return is serializing, so a later clock read runs after it too): an
+/// entry from before the barrier is seen here, and a read after it sees the
 /// publication and is later than the reading. (Without `membarrier`, the
 /// [`PUBLISH_GAP`] stands in: far longer than a store buffer takes to
-/// drain.) So its timestamp is at least the watermark. The exceptions are the cases this returns false for: the
-/// owner inside a record past the patience (descheduled there), or waiting
-/// for room outside the window with a timestamp already read
-/// (`Slot::retrying`), or inside a realloc (`Slot::reallocating`, from
+/// drain.) So its timestamp is at least the watermark.
+///
+/// Not settled: the owner inside a record past the patience (descheduled
+/// there), waiting for room outside the window with a timestamp already
+/// read (`Slot::retrying`), or inside a realloc (`Slot::reallocating`, from
 /// before its inner call: the decoder orders the release of the old block
 /// at the thread's previous timestamp, and the block may be handed to
 /// another thread before the realloc's record is written; a watermark past
 /// that timestamp would let that thread's allocation of it be merged before
-/// its release). That thread then holds the watermark at what it allowed
-/// when it was last found settled ([`allows`]): its pending event was
-/// entered, or its realloc begun, after that check.
+/// its release). [`allows`] then holds the watermark down.
 fn settled(s: &Slot) -> bool {
     // Acquire: pairs with `leave`'s Release (and with the Release fence of
     // `enter` for a later value), so that a record seen closed is in the
