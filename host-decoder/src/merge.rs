@@ -14,7 +14,9 @@
 //! clock ([`Window::Ticks`]) that is decided by time: an event goes once some
 //! lane has delivered one [`HOLD_BACK_NS`] later in trace time (a writer
 //! drains every ring every few milliseconds, so anything earlier has arrived
-//! by then), whatever the idle or not yet seen streams do. Without a clock
+//! by then), whatever the idle or not yet seen streams do, or at once when
+//! it is below the producer's watermark (docs/FORMAT.md, Watermark: nothing
+//! earlier can still come; [`Merger::raise_watermark`]). Without a clock
 //! ([`Window::Events`]) a count of events stays buffered and an open stream
 //! with nothing buffered holds back whatever is later than its last event.
 //! Either way at most [`MAX_BUFFERED`] events wait; past that the earliest
