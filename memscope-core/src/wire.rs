@@ -1121,54 +1121,41 @@ impl<'a> Record<'a> {
         let align = (tag & ALIGN_MASK) >> ALIGN_SHIFT;
         // FLAG_FAILED for alloc and realloc, FLAG_TS for dealloc: the same bit.
         let flag = tag & FLAG_FAILED != 0;
-        let stack = |r: &mut In<'_>| -> Result<Option<u32>, DecodeError> {
-            if tag & FLAG_STACK != 0 {
-                r.u32().map(Some)
-            } else {
-                Ok(None)
-            }
-        };
         // Deltas are applied to a copy and stored only once the whole record
         // decoded, so a damaged record leaves the base as it was.
         let mut next = *delta;
         let rec = match tag & KIND_MASK {
             k @ (kind::ALLOC | kind::ALLOC_ZEROED) => {
-                let stack = stack(&mut r)?;
-                next.ts = delta.ts.wrapping_add(r.u64()?);
-                let addr = if flag {
-                    None
-                } else {
-                    next.addr = r.addr(delta.addr)?;
-                    Some(next.addr)
-                };
-                let size = r.u64()?;
+                let f = alloc_or_free(tag, &mut r, delta)?;
+                next.ts = f.ts;
+                if let Some(addr) = f.addr {
+                    next.addr = addr;
+                }
                 Record::Alloc(Alloc {
-                    ts: next.ts,
-                    addr,
-                    size,
+                    ts: f.ts,
+                    addr: f.addr,
+                    size: f.size,
                     align: decode_align(align, &mut r)?,
                     zeroed: k == kind::ALLOC_ZEROED,
-                    stack,
+                    stack: f.stack,
                 })
             }
             kind::DEALLOC => {
-                let stack = stack(&mut r)?;
-                if flag {
-                    next.ts = delta.ts.wrapping_add(r.u64()?);
-                }
-                next.addr = r.addr(delta.addr)?;
-                let size = r.u64()?;
+                let f = alloc_or_free(tag, &mut r, delta)?;
+                next.ts = f.ts;
+                // A free always has an address.
+                next.addr = f.addr.unwrap_or(delta.addr);
                 Record::Dealloc(Dealloc {
-                    ts: next.ts,
+                    ts: f.ts,
                     ts_exact: flag,
                     addr: next.addr,
-                    size,
+                    size: f.size,
                     align: decode_align(align, &mut r)?,
-                    stack,
+                    stack: f.stack,
                 })
             }
             kind::REALLOC => {
-                let stack = stack(&mut r)?;
+                let stack = stack(tag, &mut r)?;
                 next.ts = delta.ts.wrapping_add(r.u64()?);
                 let old_addr = r.addr(delta.addr)?;
                 let old_size = r.u64()?;
@@ -1208,6 +1195,107 @@ impl<'a> Record<'a> {
         };
         *delta = next;
         Ok((rec, r.pos))
+    }
+}
+
+/// The call stack id of a heap record whose tag is `tag`, if it has one.
+#[inline(always)]
+fn stack(tag: u8, r: &mut In<'_>) -> Result<Option<u32>, DecodeError> {
+    if tag & FLAG_STACK != 0 {
+        r.u32().map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+/// The fields an alloc or dealloc record (tag `tag`, already read) holds
+/// before its alignment, in the order they are written, resolved against
+/// `delta`.
+struct AllocOrFree {
+    stack: Option<u32>,
+    /// An allocation's, or a free's own if it has one (else the base's).
+    ts: u64,
+    /// `None` for a failed allocation.
+    addr: Option<u64>,
+    size: u64,
+}
+
+#[inline(always)]
+fn alloc_or_free(tag: u8, r: &mut In<'_>, delta: &Delta) -> Result<AllocOrFree, DecodeError> {
+    let free = tag & KIND_MASK == kind::DEALLOC;
+    // FLAG_FAILED for alloc, FLAG_TS for dealloc: the same bit.
+    let flag = tag & FLAG_FAILED != 0;
+    let stack = stack(tag, r)?;
+    let ts = if free && !flag {
+        delta.ts
+    } else {
+        delta.ts.wrapping_add(r.u64()?)
+    };
+    let addr = if !free && flag {
+        None
+    } else {
+        Some(r.addr(delta.addr)?)
+    };
+    Ok(AllocOrFree {
+        stack,
+        ts,
+        addr,
+        size: r.u64()?,
+    })
+}
+
+/// A successful allocation or a free whose alignment is in its tag: nearly
+/// every record of a trace, as [`Record::decode_common`] reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Common {
+    /// [`kind::ALLOC`], [`kind::ALLOC_ZEROED`] or [`kind::DEALLOC`].
+    pub kind: u8,
+    /// As [`Alloc::ts`] or [`Dealloc::ts`].
+    pub ts: u64,
+    /// A free's [`Dealloc::ts_exact`]; false for an allocation.
+    pub ts_exact: bool,
+    /// The block's address.
+    pub addr: u64,
+    /// `Layout::size`.
+    pub size: u64,
+    /// The alignment's base-2 logarithm.
+    pub align_log2: u8,
+    /// Call stack id, see [`Stack`].
+    pub stack: Option<u32>,
+}
+
+impl Record<'_> {
+    /// [`decode`](Self::decode) of the record at the start of `input` if it
+    /// is a [`Common`] one; `None` (`delta` unchanged) for any other record
+    /// or any error, which `decode` then reads or reports. A decoder's hot
+    /// loop takes these without the general [`Record`] (a large value and
+    /// a second dispatch on its kind).
+    #[inline(always)]
+    pub fn decode_common(input: &[u8], delta: &mut Delta) -> Option<(Common, usize)> {
+        let &tag = input.first()?;
+        let k = tag & KIND_MASK;
+        let code = (tag & ALIGN_MASK) >> ALIGN_SHIFT;
+        let failed = k != kind::DEALLOC && tag & FLAG_FAILED != 0;
+        if !(kind::ALLOC..=kind::DEALLOC).contains(&k) || code == ALIGN_EXPLICIT || failed {
+            return None;
+        }
+        let mut r = In { buf: input, pos: 1 };
+        let f = alloc_or_free(tag, &mut r, delta).ok()?;
+        // Not a failed allocation: the address is there.
+        let addr = f.addr?;
+        *delta = Delta { ts: f.ts, addr };
+        Some((
+            Common {
+                kind: k,
+                ts: f.ts,
+                ts_exact: k == kind::DEALLOC && tag & FLAG_TS != 0,
+                addr,
+                size: f.size,
+                align_log2: code,
+                stack: f.stack,
+            },
+            r.pos,
+        ))
     }
 }
 

@@ -5,7 +5,7 @@
 mod support;
 
 use memscope_core::stream::{StreamEncoder, SYNC_INTERVAL};
-use memscope_core::wire::{DecodeError, Delta, Record, Records};
+use memscope_core::wire::{kind, Common, DecodeError, Delta, Record, Records};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use support::{
@@ -39,6 +39,61 @@ proptest! {
         for cut in 0..n {
             let mut delta = base;
             prop_assert_eq!(Record::decode(&buf[..cut], &mut delta).map(|_| ()), Err(DecodeError::Truncated));
+            prop_assert_eq!(delta, base);
+        }
+    }
+
+    /// `decode_common` reads exactly the successful allocations and frees
+    /// with an alignment in their tag, as `decode` does (same fields, length
+    /// and next base), and leaves every other record, and every strict
+    /// prefix of one, to `decode` with the base untouched.
+    #[test]
+    fn common_records_decode_as_the_general_path_does(
+        rec in any_record(),
+        base_ts: u64,
+        base_addr: u64,
+    ) {
+        let base = Delta { ts: base_ts, addr: base_addr };
+        let owned = rec.with_base(base.ts);
+        let rec = owned.record();
+        let mut buf = vec![0u8; BUF];
+        let (n, next) = rec.encode(base, &mut buf).unwrap();
+        let want = match rec {
+            Record::Alloc(a) if a.addr.is_some() && a.align < 128 => Some(Common {
+                kind: if a.zeroed { kind::ALLOC_ZEROED } else { kind::ALLOC },
+                ts: a.ts,
+                ts_exact: false,
+                addr: a.addr.unwrap(),
+                size: a.size,
+                align_log2: a.align.trailing_zeros() as u8,
+                stack: a.stack,
+            }),
+            Record::Dealloc(d) if d.align < 128 => Some(Common {
+                kind: kind::DEALLOC,
+                ts: d.ts,
+                ts_exact: d.ts_exact,
+                addr: d.addr,
+                size: d.size,
+                align_log2: d.align.trailing_zeros() as u8,
+                stack: d.stack,
+            }),
+            _ => None,
+        };
+        let mut delta = base;
+        match Record::decode_common(&buf[..n], &mut delta) {
+            Some((c, used)) => {
+                prop_assert_eq!(Some(c), want);
+                prop_assert_eq!(used, n);
+                prop_assert_eq!(delta, next);
+            }
+            None => {
+                prop_assert_eq!(None, want);
+                prop_assert_eq!(delta, base);
+            }
+        }
+        for cut in 0..n {
+            let mut delta = base;
+            prop_assert!(Record::decode_common(&buf[..cut], &mut delta).is_none());
             prop_assert_eq!(delta, base);
         }
     }
