@@ -59,6 +59,11 @@ impl DecodeRuns {
     pub fn wall(&self) -> Option<f64> {
         median(self.ok.iter().map(|m| m.wall.as_secs_f64()).collect())
     }
+
+    /// Median CPU time (user + system, all threads), seconds.
+    pub fn cpu(&self) -> Option<f64> {
+        median(self.ok.iter().map(|m| m.cpu.as_secs_f64()).collect())
+    }
 }
 
 /// Runs of one configuration at one thread count, in round order.
@@ -431,8 +436,7 @@ impl Doc {
                         "{wall:.2} s ({:.2}–{:.2}){failed} | {:.2} s | {:.1} MiB",
                         walls.iter().copied().fold(f64::INFINITY, f64::min),
                         walls.iter().copied().fold(0.0, f64::max),
-                        median(runs.ok.iter().map(|m| m.cpu.as_secs_f64()).collect())
-                            .unwrap_or(0.0),
+                        runs.cpu().unwrap_or(0.0),
                         median(runs.ok.iter().map(|m| m.max_rss as f64).collect()).unwrap_or(0.0)
                             / 1048576.0
                     ),
@@ -463,14 +467,16 @@ impl Doc {
                     .iter()
                     .filter_map(|r| r.decode.as_ref().map(|d| (r.name, d)))
             };
-            let Some(hp) = decoded()
+            let Some((hp, hp_cpu)) = decoded()
                 .find(|(_, d)| d.tool == "heaptrack_print")
-                .and_then(|(_, d)| d.runs.wall())
+                .and_then(|(_, d)| Some((d.runs.wall()?, d.runs.cpu()?)))
             else {
                 continue;
             };
             for (name, d) in decoded().filter(|(_, d)| d.tool == "memscope-decode") {
-                let (Some(m), Some((events, _))) = (d.runs.wall(), d.events) else {
+                let (Some(m), Some(m_cpu), Some((events, _))) =
+                    (d.runs.wall(), d.runs.cpu(), d.events)
+                else {
                     continue;
                 };
                 let rate = |s: f64| events as f64 / s / 1e6;
@@ -478,14 +484,22 @@ impl Doc {
                     w,
                     "- {threads} thread(s), {name}: memscope-decode {m:.2} s, heaptrack_print \
                      {hp:.2} s (medians): **{:.2}x** heaptrack_print's speed ({:.1}M against \
-                     {:.1}M events/s)",
+                     {:.1}M events/s); CPU {m_cpu:.2} s against {hp_cpu:.2} s, {:.2}x",
                     hp / m,
                     rate(m),
-                    rate(hp)
+                    rate(hp),
+                    hp_cpu / m_cpu
                 );
             }
         }
-        let _ = writeln!(w);
+        let _ = writeln!(
+            w,
+            "\nmemscope-decode reads a file on two threads (one decodes and merges, the other \
+             analyses; docs/ARCHITECTURE.md), heaptrack_print on one: the first ratio of each \
+             line is the speed with both cores free, the second the work each does. With the \
+             other core taken by another process, memscope-decode's speed falls toward the \
+             second.\n"
+        );
     }
 
     fn render_profiles(&self, w: &mut String) {
