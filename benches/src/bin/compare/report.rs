@@ -496,9 +496,9 @@ impl Doc {
             w,
             "\nmemscope-decode reads a file on two threads (one decodes and merges, the other \
              analyses; docs/ARCHITECTURE.md), heaptrack_print on one: the first ratio of each \
-             line is the speed with both cores free, the second the work each does. With the \
-             other core taken by another process, memscope-decode's speed falls toward the \
-             second.\n"
+             line is the speed measured in this run, the second the ratio of the CPU time the \
+             two used. When another process keeps one of the two cores busy, \
+             memscope-decode's speed ratio falls toward the second.\n"
         );
     }
 
