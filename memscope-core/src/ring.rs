@@ -14,7 +14,7 @@
 //! construction: on a host every thread owns its ring; on a microcontroller the
 //! pushes happen inside one critical section together with the inner
 //! allocator call, which is also what keeps the recorded order equal to the
-//! allocator's order. The same holds for [`Ring::read`]/[`Ring::release`] on
+//! allocator's order. The same holds for [`Ring::read`] on
 //! the consumer side (the writer thread, or the code draining the ring).
 //!
 //! # Capacity

@@ -1,4 +1,4 @@
-//! Where a [`Serial`](crate::Serial) recorder's frames go.
+//! Where a [`Stream`](crate::Stream) recorder's frames go.
 
 use crate::ring::Ring;
 

@@ -4,7 +4,7 @@
 //! them, a critical section on thumbv6m). They are independent statistics, so
 //! every access is `Relaxed`: a reader that is not the writer sees each counter
 //! as it was a moment ago, not a snapshot of all of them at one instant. Inside
-//! the critical section of [`Serial`](crate::Serial) the counters do form a
+//! the critical section of [`Stream`](crate::Stream) the counters do form a
 //! consistent snapshot.
 
 use critical_section::CriticalSection;

@@ -13,7 +13,7 @@
 //! frames changes. Each [`Output::write_all`] (one writer cycle, every few
 //! milliseconds) ends with a zstd flush, so the file always ends on a whole
 //! compressed block: a process killed at any moment leaves a file that
-//! decodes up to its last cycle. Every [`FRAME_INPUT`] bytes the zstd frame
+//! decodes up to its last cycle. Every `FRAME_INPUT` bytes the zstd frame
 //! is closed and a new one begins, so damage in the middle of a long file
 //! loses the trace up to the next frame, not all that follows (the decoder
 //! resumes at the next frame's magic number).

@@ -110,6 +110,21 @@ const STEPS: &[Step] = &[
         plan: |_| Plan::Run(vec![Cmd::cargo().args(["test", "--workspace", "--doc"])]),
     },
     Step {
+        name: "docs",
+        what: "the API docs build, private items included, with no broken links",
+        needs: &[],
+        plan: |_| {
+            Plan::Run(vec![Cmd::cargo()
+                .args([
+                    "doc",
+                    "--no-deps",
+                    "--workspace",
+                    "--document-private-items",
+                ])
+                .env("RUSTDOCFLAGS", "-D warnings")])
+        },
+    },
+    Step {
         name: "loom",
         what: "loom models of the ring, the slot registry and the consistent cut (every interleaving, bounded)",
         needs: &[],
