@@ -553,6 +553,12 @@ impl Merger {
         }
     }
 
+    /// An emptied vector of a batch taken whole, if the merge has one, for
+    /// the input side to fill next (see `merge/queue.rs`).
+    pub fn spare(&mut self) -> Option<Vec<Event>> {
+        self.pool.take_big()
+    }
+
     /// The stream ended: it will deliver nothing more.
     pub fn close(&mut self, stream: u32) {
         let l = self.lane(stream);

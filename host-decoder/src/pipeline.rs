@@ -1384,8 +1384,14 @@ impl Pass<'_> {
                     let go_on = merging.take(b, true, release, send);
                     merge_buffered.set(merging.merger.buffered());
                     // A batch taken whole by the merge came back with a
-                    // segment it had drained (or none, while it fills).
+                    // segment it had drained (or none, while it fills);
+                    // else one the merge has drained since.
                     b.clear();
+                    if b.events.capacity() == 0 {
+                        if let Some(v) = merging.merger.spare() {
+                            b.events = v;
+                        }
+                    }
                     room(&mut b.events);
                     go_on
                 };
