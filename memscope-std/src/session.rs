@@ -314,6 +314,8 @@ fn begin(config: Config) -> io::Result<()> {
     }
     writer::open(&config.out, calibration)?;
     crate::exit::install_atexit();
+    // Before any thread records (see `writer::register_barrier`).
+    writer::register_barrier();
     writer::spawn()?;
     // Release: threads that see RECORDING (Acquire) see the clock choice,
     // the stack depth and the writer set up above.

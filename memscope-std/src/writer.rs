@@ -73,14 +73,33 @@ fn barrier_on_every_thread() -> bool {
     {
         // From the kernel's uapi `linux/membarrier.h`.
         const PRIVATE_EXPEDITED: libc::c_long = 1 << 3;
+        // SAFETY: a syscall that reads and writes none of our memory; a
+        // process that registered may ask for it.
+        register_barrier()
+            && unsafe { libc::syscall(libc::SYS_membarrier, PRIVATE_EXPEDITED, 0, 0) == 0 }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        false
+    }
+}
+
+/// Registers the process for [`barrier_on_every_thread`] (once; returns
+/// whether it may be used). Called before the recording starts: the
+/// registration waits for an RCU grace period when the process has other
+/// threads (14-16 ms here), and made lazily by the first cycle it held
+/// that cycle's watermark back while the threads filled their rings, so
+/// the first watermark in the file came after 4 MB of frames (700K events
+/// of the 2-thread churn workload) that the decoder had to hold.
+pub(crate) fn register_barrier() -> bool {
+    #[cfg(target_os = "linux")]
+    {
         const REGISTER_PRIVATE_EXPEDITED: libc::c_long = 1 << 4;
         static REGISTERED: OnceLock<bool> = OnceLock::new();
-        let registered = *REGISTERED.get_or_init(|| {
+        *REGISTERED.get_or_init(|| {
             // SAFETY: a syscall that reads and writes none of our memory.
             unsafe { libc::syscall(libc::SYS_membarrier, REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0 }
-        });
-        // SAFETY: as above; a process that registered may ask for it.
-        registered && unsafe { libc::syscall(libc::SYS_membarrier, PRIVATE_EXPEDITED, 0, 0) == 0 }
+        })
     }
     #[cfg(not(target_os = "linux"))]
     {
