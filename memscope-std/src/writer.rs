@@ -85,12 +85,13 @@ fn barrier_on_every_thread() -> bool {
 }
 
 /// Registers the process for [`barrier_on_every_thread`] (once; returns
-/// whether it may be used). Called before the recording starts: the
-/// registration waits for an RCU grace period when the process has other
-/// threads (14-16 ms here), and made lazily by the first cycle it held
-/// that cycle's watermark back while the threads filled their rings, so
-/// the first watermark in the file came after 4 MB of frames (700K events
-/// of the 2-thread churn workload) that the decoder had to hold.
+/// whether it may be used). Called before the recording starts: when the
+/// process has other threads, registering waits for an RCU grace period
+/// (14-16 ms here). Made lazily by the first cycle, after it had taken its
+/// clock reading, that wait held the cycle's watermark back while the
+/// threads filled their rings: the first watermark in the file came after
+/// 4 MB of frames (700K events of the 2-thread churn workload), all of
+/// which the decoder had to hold.
 pub(crate) fn register_barrier() -> bool {
     #[cfg(target_os = "linux")]
     {
